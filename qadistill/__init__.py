@@ -1,0 +1,7 @@
+"""qadistill: distil several question-answering relevance teachers into one light student (MKDM), then compress and
+benchmark it. The package imports nothing heavy at import time; torch, transformers and onnxruntime are loaded by the
+functions that need them."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

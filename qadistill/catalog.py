@@ -1,0 +1,153 @@
+"""What `qadistill zoo list/show` report, as plain data (the CLI only renders it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from qadistill.errors import QadistillError
+from qadistill.recipes import (
+    ConfigInit,
+    PipelineRecipe,
+    PretrainedInit,
+    StudentRecipe,
+    TeacherRecipe,
+    TruncateInit,
+    recipe_to_dict,
+)
+from qadistill.registry import Entry, Registry
+from qadistill.sources import SourceStatus, resolve_source, source_status
+
+
+@dataclass
+class ZooRow:
+    name: str
+    kind: str
+    origin: str
+    parameters: int | None
+    source: str
+    availability: str  # offline | hf-cache | needs-hub | missing-package | missing-folder | needs-build
+    available: bool
+    built: list[str]
+    best_map: float | None
+    description: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _teacher_status(reg: Registry, recipe: TeacherRecipe, built: list[str]) -> tuple[str, SourceStatus]:
+    if recipe.source is not None:
+        return recipe.source.describe(), source_status(recipe.source)
+    desc = f"teach:{recipe.finetune_from}"
+    if built:
+        return desc, SourceStatus(True, "offline", "built by `qadistill teach`")
+    base = reg.recipe(recipe.finetune_from, "teacher")
+    st = _teacher_status(reg, base, [])[1] if isinstance(base, TeacherRecipe) else SourceStatus(False, "missing-folder", "")
+    return desc, SourceStatus(False, "needs-build" if st.available else st.where, f"run `qadistill teach {recipe.name} --data wikiqa`")
+
+
+def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, SourceStatus]:
+    r = e.recipe
+    if r is None:
+        p = Path(e.path)
+        ok = p.exists()
+        return f"built:{p}", SourceStatus(ok, "offline" if ok else "missing-folder", str(p))
+    if isinstance(r, TeacherRecipe):
+        return _teacher_status(reg, r, built)
+    if isinstance(r, StudentRecipe):
+        init = r.init
+        if isinstance(init, PretrainedInit):
+            return f"init:{init.source.describe()}", source_status(init.source)
+        ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
+        label = f"init:first {init.layers} layers of {ref}" if isinstance(init, TruncateInit) else f"init:random (vocab {ref})"
+        base = reg.get(ref)
+        return label, entry_status(reg, base, [])[1]
+    assert isinstance(r, PipelineRecipe)
+    missing = []
+    for name in [*r.teachers, r.student]:
+        try:
+            st = entry_status(reg, reg.get(name), _built(reg, name))[1]
+        except QadistillError:
+            st = SourceStatus(False, "missing-folder", "")
+        if not st.available:
+            missing.append(f"{name} ({st.where})")
+    label = f"{' + '.join(r.teachers) or 'gold labels'} -> {r.student}"
+    if missing:
+        return label, SourceStatus(False, "needs-build" if all("needs-build" in m for m in missing) else "needs-hub" if any("needs-hub" in m for m in missing) else "missing-package", "missing: " + ", ".join(missing))
+    return label, SourceStatus(True, "offline", "all parts available offline")
+
+
+def _built(reg: Registry, name: str) -> list[str]:
+    store = reg._store
+    if store is None:
+        return []
+    return [a.name for a in store.artifacts(recipe=name) if a.name != name] + ([name] if store.artifact(name) else [])
+
+
+def zoo_rows(reg: Registry) -> list[ZooRow]:
+    rows = []
+    store = reg._store
+    for e in reg.entries():
+        built = _built(reg, e.name)
+        source, st = entry_status(reg, e, built)
+        params = e.recipe.parameters if e.recipe is not None else (e.artifact.manifest.get("parameters") if e.artifact else None)
+        best = None
+        if store is not None:
+            for n in [e.name, *built]:
+                m = store.best_metric(n)
+                if m is not None and (best is None or m["value"] > best):
+                    best = m["value"]
+        rows.append(
+            ZooRow(
+                name=e.name,
+                kind=e.kind,
+                origin=e.origin,
+                parameters=params,
+                source=source,
+                availability=st.where,
+                available=st.available,
+                built=built,
+                best_map=best,
+                description=(e.recipe.description if e.recipe else e.artifact.manifest.get("description", "") if e.artifact else ""),
+            )
+        )
+    return rows
+
+
+def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
+    """Everything about one name: recipe, resolved source folder, artifacts, metrics."""
+    e = reg.get(name)
+    built = _built(reg, name)
+    source, st = entry_status(reg, e, built)
+    info: dict = {
+        "name": e.name,
+        "kind": e.kind,
+        "origin": e.origin,
+        "file": str(e.path),
+        "source": source,
+        "availability": st.where,
+        "available": st.available,
+        "detail": st.detail,
+    }
+    if e.recipe is not None:
+        info["recipe"] = recipe_to_dict(e.recipe)
+    src = None
+    if isinstance(e.recipe, TeacherRecipe):
+        src = e.recipe.source
+    elif isinstance(e.recipe, StudentRecipe) and isinstance(e.recipe.init, PretrainedInit):
+        src = e.recipe.init.source
+    if src is not None and resolve and st.available:
+        folder = resolve_source(src)
+        info["resolved"] = str(folder)
+        info["files"] = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
+    store = reg._store
+    if store is not None:
+        info["artifacts"] = [
+            {"name": a.name, "kind": a.kind, "path": a.path, "created_at": a.created_at, "manifest": a.manifest}
+            for a in store.artifacts(recipe=name)
+        ] + ([{"name": e.artifact.name, "kind": e.artifact.kind, "path": e.artifact.path, "manifest": e.artifact.manifest}] if e.artifact else [])
+        info["results"] = [
+            {k: r[k] for k in ("artifact", "dataset", "split", "metric", "value", "run_id")} for n in [name, *built] for r in store.results(n)
+        ]
+    return info

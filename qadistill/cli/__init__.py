@@ -1,0 +1,39 @@
+"""The `qadistill` command line: one Typer sub-app per noun, each command a few lines over a core function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from qadistill import __version__
+from qadistill.cli import doctor as _doctor
+from qadistill.cli import zoo as _zoo
+
+app = typer.Typer(
+    name="qadistill",
+    help="Distil QA relevance teachers into light students (MKDM), compress them, benchmark accuracy vs speed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(_zoo.app, name="zoo")
+app.command("doctor")(_doctor.doctor)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qadistill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """qadistill: a terminal-first model zoo and benchmarking tool for compressing QA relevance models."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,72 @@
+"""The one place where core errors become what a user reads: a one-line message and a hint on stderr, an exit code.
+
+With QADISTILL_DEBUG=1 the original traceback is shown instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+import typer
+
+from qadistill.errors import QadistillError
+
+F = TypeVar("F", bound=Callable)
+
+# Errors that do not come from qadistill itself, mapped to a message and a hint. Checked in order.
+FOREIGN_ERRORS: list[tuple[type[BaseException], str, str]] = [
+    (PermissionError, "permission denied: {exc.filename}", "check the folder's permissions or set QADISTILL_HOME"),
+    (FileNotFoundError, "file not found: {exc.filename}", "check the path"),
+    (MemoryError, "out of memory", "lower --batch-size or --max-length"),
+]
+
+
+def debug() -> bool:
+    return os.environ.get("QADISTILL_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def report(message: str, hint: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[dim]hint:[/] {escape(hint)}")
+
+
+def handle_errors(func: F) -> F:
+    """Decorate every command with this: it maps exceptions to a message + hint + exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except QadistillError as exc:
+            if debug():
+                raise
+            report(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            report("interrupted", None)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug():
+                raise
+            for etype, msg, hint in FOREIGN_ERRORS:
+                if isinstance(exc, etype):
+                    report(msg.format(exc=exc), hint)
+                    raise typer.Exit(1) from None
+            report(f"unexpected {type(exc).__name__}: {exc}", "rerun with QADISTILL_DEBUG=1 for the traceback and report it")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()

