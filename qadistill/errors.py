@@ -36,6 +36,7 @@ class RecipeError(UserInputError):
 
     def __init__(self, path: object, field: str | None, problem: str, hint: str | None = None) -> None:
         where = f"{path}" + (f": field '{field}'" if field else "")
+        hint = hint or "fix the recipe and try again; `qadistill zoo show quickstart` shows a valid one"
         super().__init__(f"{where}: {problem}", hint)
         self.path = path
         self.field = field

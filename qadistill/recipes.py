@@ -116,12 +116,19 @@ class Calibration(_Strict):
 
 
 class TeacherRecipe(_RecipeBase):
+    @model_validator(mode="before")
+    @classmethod
+    def _default_calibration(cls, data):
+        if isinstance(data, dict) and data.get("architecture") == "bi-encoder" and data.get("calibration") is None:
+            data = {**data, "calibration": {}}
+        return data
+
     kind: Literal["teacher"]
     architecture: Literal["cross-encoder", "bi-encoder"]
     source: ModelSource | None = Field(default=None, description="Where the weights are; omitted for a teacher built by `qadistill teach`.")
     max_length: int = Field(default=128, ge=8, le=4096)
     pooling: Literal["mean", "cls"] = "mean"
-    calibration: Calibration = Calibration()
+    calibration: Calibration | None = Field(default=None, description="Bi-encoders only; defaults to a logistic fit.")
     finetune_from: str | None = Field(
         default=None,
         description="For a cross-encoder teacher built by `qadistill teach`: the name of the encoder it starts from.",
@@ -135,7 +142,7 @@ class TeacherRecipe(_RecipeBase):
             raise ValueError("set either 'source' or 'finetune_from', not both")
         if self.finetune_from is not None and self.architecture != "cross-encoder":
             raise ValueError("'finetune_from' builds a cross-encoder: set architecture = \"cross-encoder\"")
-        if self.architecture == "cross-encoder" and "calibration" in self.model_fields_set and self.calibration.method != "none":
+        if self.architecture == "cross-encoder" and self.calibration is not None and self.calibration.method != "none":
             raise ValueError("calibration applies to bi-encoders only (a cross-encoder already outputs a logit)")
         return self
 
@@ -250,9 +257,15 @@ RECIPE_KINDS = ("teacher", "student", "pipeline")
 
 
 def _loc(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in RECIPE_KINDS and not str(p).startswith(("function-", "tagged-union"))]
-    # pydantic puts the discriminator value in the location of union members: drop the known tags
-    parts = [p for p in parts if p not in ("hub", "local", "package", "pretrained", "truncate", "config")]
+    """pydantic puts the tag of a tagged union into the location: drop those tags, keep real field names."""
+    parts: list[str] = []
+    for i, p in enumerate(loc):
+        p = str(p)
+        if i == 0 and p in RECIPE_KINDS:
+            continue
+        if parts and parts[-1] in ("source", "init") and p in ("hub", "local", "package", "pretrained", "truncate", "config"):
+            continue
+        parts.append(p)
     return ".".join(parts)
 
 

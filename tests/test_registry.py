@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from conftest import write
+from qadistill.errors import NameConflictError, RecipeError, UnknownNameError, UserInputError
+from qadistill.registry import Registry
+from qadistill.store import Store
+
+BUILTINS = {
+    "all-minilm-l6-v2", "all-mpnet-base-v2", "paraphrase-minilm-l3-v2", "minilm-l6-cross-wikiqa",
+    "ms-marco-minilm-l6-v2", "ms-marco-minilm-l12-v2", "bge-reranker-base",
+    "minilm-l3-student", "minilm-l6-first3-student", "minilm-l6-first2-student", "tiny-random-student", "quickstart",
+}
+
+MY_TEACHER = """
+kind = "teacher"
+name = "my-teacher"
+architecture = "cross-encoder"
+source = { type = "local", path = "/models/mine" }
+"""
+
+
+@pytest.fixture
+def reg(tmp_path):
+    return Registry(user_dir=tmp_path / "zoo", store=Store(tmp_path / "s.db"))
+
+
+def test_builtins_are_all_there(reg):
+    assert BUILTINS <= set(reg.names())
+    assert reg.get("quickstart").kind == "pipeline"
+    assert reg.recipe("all-mpnet-base-v2", "teacher").architecture == "bi-encoder"
+
+
+def test_every_builtin_reference_resolves(reg):
+    for e in reg.entries():
+        reg.check_references(e.recipe, e.path)
+
+
+def test_unknown_name_suggests(reg):
+    with pytest.raises(UnknownNameError) as ei:
+        reg.get("all-mpnet-base")
+    assert "all-mpnet-base-v2" in ei.value.suggestions
+    assert "did you mean" in ei.value.message
+    with pytest.raises(UnknownNameError) as ei:
+        reg.get("mpnet")
+    assert "all-mpnet-base-v2" in ei.value.suggestions
+
+
+def test_kind_filter_in_lookup(reg):
+    with pytest.raises(UnknownNameError, match="unknown teacher 'quickstart'"):
+        reg.get("quickstart", "teacher")
+
+
+def test_add_then_remove_user_recipe(reg, tmp_path):
+    f = write(tmp_path / "in" / "mine.toml", MY_TEACHER)
+    e = reg.add(f)
+    assert e.origin == "user" and (tmp_path / "zoo" / "my-teacher.toml").exists()
+    assert Registry(user_dir=tmp_path / "zoo").get("my-teacher").kind == "teacher"
+    with pytest.raises(NameConflictError, match="already taken") as ei:
+        reg.add(f)
+    assert "--force" in ei.value.hint
+    reg.add(f, force=True)
+    reg.remove("my-teacher")
+    assert not (tmp_path / "zoo" / "my-teacher.toml").exists()
+    with pytest.raises(UnknownNameError):
+        reg.get("my-teacher")
+
+
+def test_add_cannot_shadow_a_builtin(reg, tmp_path):
+    f = write(tmp_path / "q.toml", MY_TEACHER.replace("my-teacher", "quickstart"))
+    with pytest.raises(NameConflictError, match="built-in"):
+        reg.add(f, force=True)
+
+
+def test_invalid_recipe_writes_nothing(reg, tmp_path):
+    f = write(tmp_path / "bad.toml", MY_TEACHER + "\nmax_length = -1\n")
+    with pytest.raises(RecipeError, match="bad.toml: field 'max_length'"):
+        reg.add(f)
+    assert not (tmp_path / "zoo").exists() or not list((tmp_path / "zoo").iterdir())
+
+
+def test_pipeline_with_unknown_teacher_is_refused(reg, tmp_path):
+    f = write(
+        tmp_path / "p.toml",
+        'kind = "pipeline"\nname = "mine"\nteachers = ["all-mpnet-base-v2", "all-minilm-l7"]\nstudent = "minilm-l3-student"\n',
+    )
+    with pytest.raises(RecipeError) as ei:
+        reg.add(f)
+    assert "field 'teachers[1]'" in ei.value.message and "all-minilm-l6-v2" in ei.value.message
+
+
+def test_pipeline_student_must_be_a_student(reg, tmp_path):
+    f = write(tmp_path / "p.toml", 'kind = "pipeline"\nname = "mine"\nteachers = ["all-mpnet-base-v2"]\nstudent = "all-minilm-l6-v2"\n')
+    with pytest.raises(RecipeError, match="field 'student': unknown student"):
+        reg.add(f)
+
+
+def test_builtin_cannot_be_removed(reg):
+    with pytest.raises(UserInputError, match="built-in"):
+        reg.remove("quickstart")
+
+
+def test_artifacts_are_names_too(reg, tmp_path):
+    folder = tmp_path / "built"
+    folder.mkdir()
+    reg._store.add_artifact("quickstart-student", "student-model", folder, recipe="quickstart", manifest={"parameters": 17_390_209})
+    reg._entries = None
+    e = reg.get("quickstart-student")
+    assert e.origin == "artifact" and e.path == folder
+    reg.remove("quickstart-student")
+    assert reg._store.artifact("quickstart-student") is None
+    assert folder.exists()  # files stay unless asked
+
+
+def test_duplicate_names_across_user_files_are_an_error(tmp_path):
+    write(tmp_path / "zoo" / "a.toml", MY_TEACHER)
+    write(tmp_path / "zoo" / "b.toml", MY_TEACHER)
+    with pytest.raises(RecipeError, match="already defined"):
+        Registry(user_dir=tmp_path / "zoo").names()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from qadistill.errors import StoreError
+from qadistill.store import MIGRATIONS, Store
+
+
+def test_fresh_store_has_every_migration(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        assert s.applied_migrations() == [m[0] for m in MIGRATIONS]
+        assert s.migrate() == []  # idempotent
+
+
+def test_old_database_is_migrated_and_keeps_its_data(tmp_path):
+    db = tmp_path / "old.db"
+    # a database as the first release left it: only the first two migrations, with a run and an artifact
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, sql in MIGRATIONS[:2]:
+        conn.executescript(sql)
+        conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    conn.execute("INSERT INTO runs(id, command, status, started_at) VALUES ('r1', 'distill', 'ok', 1.0)")
+    conn.execute("INSERT INTO artifacts(name, kind, path, run_id, created_at) VALUES ('stu', 'student-model', '/x', 'r1', 2.0)")
+    conn.commit()
+    conn.close()
+
+    with Store(db) as s:
+        assert s.applied_migrations() == [m[0] for m in MIGRATIONS]
+        runs = s.runs()
+        assert runs[0]["id"] == "r1" and runs[0]["env"] == {}  # column added by a later migration
+        assert s.artifact("stu").path == "/x"
+        s.add_results("stu", "wikiqa", "test", {"map": 0.7, "mrr": 0.71}, run_id="r1")
+        assert s.best_metric("stu")["value"] == pytest.approx(0.7)
+
+
+def test_newer_database_is_refused(tmp_path):
+    db = tmp_path / "new.db"
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO _migrations VALUES ('9999_future', 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer qadistill"):
+        Store(db)
+
+
+def test_corrupt_database_gives_store_error(tmp_path):
+    db = tmp_path / "bad.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="unreadable") as ei:
+        Store(db)
+    assert "mv " in ei.value.hint
+
+
+def _writer(db: str, tag: str, n: int) -> None:
+    s = Store(db)
+    for i in range(n):
+        rid = s.start_run("distill", recipe=tag, params={"i": i})
+        s.add_artifact(f"{tag}-{i}", "student-model", f"/tmp/{tag}/{i}", recipe=tag, run_id=rid)
+        s.add_results(f"{tag}-{i}", "wikiqa", "test", {"map": i / n})
+        s.finish_run(rid)
+    s.close()
+
+
+def test_two_processes_writing_at_once(tmp_path):
+    db = str(tmp_path / "shared.db")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(db, tag, 60)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with Store(db) as s:
+        assert len(s.runs(limit=1000)) == 120
+        assert len(s.artifacts()) == 120
+        assert all(r["status"] == "ok" for r in s.runs(limit=1000))
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert s.conn.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
