@@ -1,0 +1,306 @@
+"""Query–passage pair datasets: one type, several loaders, strict validation, a stable content fingerprint.
+
+``load_dataset(spec, split)`` accepts a named dataset (``wikiqa``, ``trecqa``, resolved under QADISTILL_DATA_DIR),
+a file path (``.tsv[.gz]`` in WikiQA layout, ``.jsonl``, ``.csv``/``.tsv`` with a column mapping) or ``hf:REPO_ID``
+(a Hub dataset through the ``datasets`` library, for online users). Bad input raises ``DataError`` naming the file
+and line; nothing half-loaded is ever returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from qadistill import paths
+from qadistill.errors import DataError
+
+JSONL_FIELDS = ("query_id", "query", "passage_id", "passage", "label")
+WIKIQA_COLUMNS = ("QuestionID", "Question", "DocumentID", "DocumentTitle", "SentenceID", "Sentence", "Label")
+NAMED = ("wikiqa", "trecqa")
+
+
+@dataclass(frozen=True)
+class QAPair:
+    query_id: str
+    query: str
+    passage_id: str
+    passage: str
+    label: int | None  # 1 relevant, 0 not, None unlabelled
+    title: str | None = None  # e.g. the WikiQA document title (used to build unlabelled pairs)
+
+
+@dataclass
+class QADataset:
+    name: str
+    split: str
+    pairs: list[QAPair]
+    path: str | None = None
+    _fp: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def labelled(self) -> bool:
+        return all(p.label is not None for p in self.pairs)
+
+    def fingerprint(self) -> str:
+        """sha256 over the canonical rows (ids, texts, labels): equal content gives an equal fingerprint."""
+        if self._fp is None:
+            h = hashlib.sha256()
+            for p in self.pairs:
+                h.update(json.dumps([p.query_id, p.query, p.passage_id, p.passage, p.label], ensure_ascii=False).encode())
+                h.update(b"\n")
+            self._fp = h.hexdigest()
+        return self._fp
+
+    def query_groups(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(self.pairs):
+            groups.setdefault(p.query_id, []).append(i)
+        return groups
+
+    def labels(self) -> list[int]:
+        return [int(p.label) if p.label is not None else -1 for p in self.pairs]
+
+    def subset_queries(self, n: int) -> "QADataset":
+        """The first n queries (in file order) with all their pairs."""
+        keep = set(list(self.query_groups())[:n])
+        return QADataset(self.name, self.split + f"[:{n}q]", [p for p in self.pairs if p.query_id in keep], self.path)
+
+    def stats(self) -> dict:
+        groups = self.query_groups()
+        pos = sum(1 for p in self.pairs if p.label == 1)
+        both = sum(
+            1 for idx in groups.values() if any(self.pairs[i].label == 1 for i in idx) and any(self.pairs[i].label == 0 for i in idx)
+        )
+        return {"pairs": len(self.pairs), "queries": len(groups), "positives": pos, "queries_with_pos_and_neg": both}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _read_lines(path: Path) -> list[str]:
+    """All lines, decoded; a truncated/corrupt gzip or bad UTF-8 is a DataError (never a partial list)."""
+    try:
+        with _open_text(path) as fh:
+            return fh.read().splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found", "check the path, or set QADISTILL_DATA_DIR") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text at byte {exc.start}", "convert the file to UTF-8") from None
+
+
+def _label(raw, path, line) -> int | None:
+    if raw is None or raw == "":
+        return None
+    s = str(raw).strip()
+    if s in ("0", "1"):
+        return int(s)
+    if isinstance(raw, bool):
+        return int(raw)
+    if isinstance(raw, (int, float)) and raw in (0, 1):
+        return int(raw)
+    raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1", "labels must be 0 (not relevant) or 1 (relevant)")
+
+
+def _check(pairs: list[QAPair], lines: list[int], path) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for p, ln in zip(pairs, lines):
+        if not p.query.strip():
+            raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
+        if not p.passage.strip():
+            raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
+        key = (p.query_id, p.passage_id)
+        if key in seen:
+            raise DataError(
+                f"{path}:{ln}: duplicated id (query_id={p.query_id}, passage_id={p.passage_id}), first seen on line {seen[key]}",
+                "ids must be unique per (query, passage)",
+            )
+        seen[key] = ln
+    if not pairs:
+        raise DataError(f"{path}: no rows", "the file holds a header only or is empty")
+
+
+def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QADataset:
+    lines = _read_lines(path)
+    if not lines:
+        raise DataError(f"{path}: empty file", "expected a WikiQA TSV with a header")
+    header = lines[0].rstrip("\r").split("\t")
+    missing = [c for c in WIKIQA_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}")
+    col = {c: header.index(c) for c in WIKIQA_COLUMNS}
+    pairs, lns = [], []
+    for ln, line in enumerate(lines[1:], start=2):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        cells = line.split("\t")
+        if len(cells) < len(header):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check for a truncated or mis-tabbed line")
+        pairs.append(
+            QAPair(
+                cells[col["QuestionID"]], cells[col["Question"]], cells[col["SentenceID"]], cells[col["Sentence"]],
+                _label(cells[col["Label"]], path, ln), title=cells[col["DocumentTitle"]],
+            )
+        )
+        lns.append(ln)
+    _check(pairs, lns, path)
+    return QADataset(name, split or path.name, pairs, str(path))
+
+
+def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADataset:
+    pairs, lns = [], []
+    for ln, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{ln}: invalid JSON ({exc.msg})", "one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
+        missing = [f for f in ("query", "passage") if f not in row]
+        if missing:
+            raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}", f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
+        pairs.append(
+            QAPair(
+                str(row.get("query_id", row["query"])), str(row["query"]), str(row.get("passage_id", f"p{ln}")), str(row["passage"]),
+                _label(row.get("label"), path, ln),
+            )
+        )
+        lns.append(ln)
+    _check(pairs, lns, path)
+    return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+
+
+def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
+    """CSV/TSV with a header. ``columns`` maps our fields (query, passage, label, query_id, passage_id) to the file's
+    column names; by default the JSONL field names are used. Missing query ids group rows by query text."""
+    columns = {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
+    lines = _read_lines(path)
+    delim = "\t" if ".tsv" in path.suffixes else ","
+    reader = csv.reader(lines, delimiter=delim)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: empty file", "expected a header row") from None
+    for need in ("query", "passage"):
+        if columns[need] not in header:
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", f"columns found: {', '.join(header)}; map them with --columns")
+    idx = {f: header.index(c) for f, c in columns.items() if c in header}
+    pairs, lns = [], []
+    for ln, cells in enumerate(reader, start=2):
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
+        q = cells[idx["query"]]
+        pairs.append(
+            QAPair(
+                cells[idx["query_id"]] if "query_id" in idx else "q" + hashlib.sha1(q.encode()).hexdigest()[:10],
+                q,
+                cells[idx["passage_id"]] if "passage_id" in idx else f"p{ln}",
+                cells[idx["passage"]],
+                _label(cells[idx["label"]], path, ln) if "label" in idx else None,
+            )
+        )
+        lns.append(ln)
+    _check(pairs, lns, path)
+    return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+
+
+def load_hub_dataset(repo_id: str, split: str) -> QADataset:
+    """A Hub dataset with question/answer(sentence)/label columns (e.g. microsoft/wiki_qa), via `datasets`."""
+    try:
+        import datasets  # noqa: F401
+        from datasets import load_dataset as hf_load
+    except ImportError:
+        raise DataError("Hub datasets need the `datasets` library", "pip install datasets (or use a local file)") from None
+    try:
+        ds = hf_load(repo_id, split=split)
+    except Exception as exc:
+        raise DataError(f"cannot load Hub dataset {repo_id} split {split}: {type(exc).__name__}", "check the name and your network") from None
+    cols = ds.column_names
+    qcol = next((c for c in ("question", "query") if c in cols), None)
+    pcol = next((c for c in ("answer", "sentence", "passage") if c in cols), None)
+    if qcol is None or pcol is None:
+        raise DataError(f"{repo_id}: no question/answer columns in {cols}", "use a file with a column mapping instead")
+    pairs = []
+    for i, row in enumerate(ds):
+        pairs.append(
+            QAPair(str(row.get("question_id", row[qcol])), row[qcol], str(row.get("passage_id", i)), row[pcol],
+                   _label(row.get("label"), repo_id, i + 1), title=row.get("document_title"))
+        )
+    _check(pairs, list(range(1, len(pairs) + 1)), f"hf:{repo_id}")
+    return QADataset(repo_id, split, pairs, f"hf:{repo_id}")
+
+
+def named_path(name: str, split: str) -> Path:
+    root = paths.data_dir()
+    if root is None:
+        raise DataError(f"dataset '{name}' needs QADISTILL_DATA_DIR", "set QADISTILL_DATA_DIR to the folder holding wikiqa/ and trecqa/")
+    if name == "wikiqa":
+        if split not in ("train", "dev", "test"):
+            raise DataError(f"wikiqa has no split '{split}'", "use --split train, dev or test")
+        for cand in (root / "wikiqa" / f"WikiQA-{split}.tsv.gz", root / "wikiqa" / f"WikiQA-{split}.tsv"):
+            if cand.exists():
+                return cand
+        raise DataError(f"WikiQA {split} not found under {root / 'wikiqa'}", "set QADISTILL_DATA_DIR")
+    if name == "trecqa":
+        p = root / "trecqa" / f"{split}.csv"
+        if not p.exists():
+            have = sorted(x.stem for x in (root / "trecqa").glob("*.csv")) if (root / "trecqa").is_dir() else []
+            raise DataError(f"trecqa has no split '{split}' under {root / 'trecqa'}", f"available: {', '.join(have) or 'none'}")
+        return p
+    raise DataError(f"unknown dataset '{name}'", f"use one of {', '.join(NAMED)}, a file path, or hf:REPO_ID")
+
+
+def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:
+    if spec.startswith("hf:"):
+        return load_hub_dataset(spec[3:], split)
+    if spec in NAMED:
+        path = named_path(spec, split)
+        if spec == "wikiqa":
+            return load_wikiqa_tsv(path, "wikiqa", split)
+        return load_delimited(path, {"query": "qtext", "passage": "atext", "label": "label"}, "trecqa", split)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"{spec}: no such dataset or file", f"use one of {', '.join(NAMED)}, a .tsv/.csv/.jsonl path, or hf:REPO_ID")
+    suffixes = "".join(path.suffixes)
+    if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
+        return load_jsonl(path, split=split)
+    if columns is None and path.name.lower().startswith("wikiqa") or (columns is None and _looks_like_wikiqa(path)):
+        return load_wikiqa_tsv(path, path.stem, split)
+    return load_delimited(path, columns, split=split)
+
+
+def _looks_like_wikiqa(path: Path) -> bool:
+    try:
+        with _open_text(path) as fh:
+            return fh.readline().startswith("QuestionID\t")
+    except Exception:
+        return False
+
+
+def iter_batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def unique(seq: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(seq))

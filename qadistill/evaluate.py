@@ -1,0 +1,52 @@
+"""`qadistill eval`: metrics of teachers, students, folders, or an ensemble of teachers on a dataset split."""
+
+from __future__ import annotations
+
+import time
+
+from qadistill.data import load_dataset
+from qadistill.metrics import ranking_metrics
+from qadistill.progress import NullProgress, Progress
+
+
+def evaluate(
+    models: list[str],
+    registry,
+    data: str = "wikiqa",
+    split: str = "test",
+    ensemble: bool = False,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    store=None,
+) -> dict:
+    """Score ``data/split`` with each model (cached) and compute metrics. With ``ensemble``, also the mean of the
+    models' calibrated logits. Returns {"data", "split", "stats", "rows": [{"model", metrics..., "seconds"}]}."""
+    import numpy as np
+
+    progress = progress or NullProgress()
+    ds = load_dataset(data, split)
+    if not ds.labelled:
+        from qadistill.errors import DataError
+
+        raise DataError(f"{data}/{split} has unlabelled pairs: metrics need labels", "evaluate on a labelled split")
+    qids = [p.query_id for p in ds.pairs]
+    labels = ds.labels()
+    rows, all_logits = [], []
+    from qadistill.teachers import load_scorer
+
+    for name in models:
+        scorer = load_scorer(name, registry, batch_size=batch_size, max_length=max_length)
+        t = time.perf_counter()
+        logits = scorer.logits(ds, progress)
+        secs = time.perf_counter() - t
+        all_logits.append(logits)
+        m = ranking_metrics(qids, logits.tolist(), labels)
+        rows.append({"model": name, **m, "seconds": secs})
+        if store is not None:
+            store.add_results(name, data, split, {k: m[k] for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")})
+    if ensemble and len(models) > 1:
+        mean = np.mean(np.stack(all_logits), axis=0)
+        m = ranking_metrics(qids, mean.tolist(), labels)
+        rows.append({"model": "ensemble(" + "+".join(models) + ")", **m, "seconds": sum(r["seconds"] for r in rows)})
+    return {"data": data, "split": split, "fingerprint": ds.fingerprint(), "stats": ds.stats(), "rows": rows}

@@ -1,0 +1,91 @@
+"""Ranking and classification metrics for query–passage relevance.
+
+Ranking metrics follow the WikiQA convention: only queries with at least one correct and one wrong candidate count.
+Candidates are ranked by score, highest first; ties keep the input order (a stable sort), so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def _ranked_labels(scores: Sequence[float], labels: Sequence[int]) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [labels[i] for i in order]
+
+
+def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
+    ranked = _ranked_labels(scores, labels)
+    hits, total = 0, 0.0
+    for rank, y in enumerate(ranked, start=1):
+        if y == 1:
+            hits += 1
+            total += hits / rank
+    return total / hits if hits else 0.0
+
+
+def reciprocal_rank(scores: Sequence[float], labels: Sequence[int]) -> float:
+    for rank, y in enumerate(_ranked_labels(scores, labels), start=1):
+        if y == 1:
+            return 1.0 / rank
+    return 0.0
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pairs = sorted(zip(scores, labels))
+    n_pos = sum(1 for _, y in pairs if y == 1)
+    n_neg = len(pairs) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        avg_rank = (i + j) / 2 + 1  # ranks are 1-based; ties share the mean rank
+        rank_sum += avg_rank * sum(1 for k in range(i, j + 1) if pairs[k][1] == 1)
+        i = j + 1
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], threshold: float = 0.0) -> dict:
+    """MAP, MRR, P@1 over queries with both a correct and a wrong candidate; accuracy, F1 at ``threshold`` and ROC-AUC
+    over all pairs. Scores are logits (threshold 0 = probability 0.5)."""
+    if not (len(query_ids) == len(scores) == len(labels)):
+        raise ValueError("query_ids, scores and labels must have the same length")
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(query_ids):
+        groups.setdefault(q, []).append(i)
+    aps, rrs, p1 = [], [], []
+    for idx in groups.values():
+        ys = [labels[i] for i in idx]
+        if 1 not in ys or 0 not in ys:
+            continue
+        ss = [scores[i] for i in idx]
+        aps.append(average_precision(ss, ys))
+        rr = reciprocal_rank(ss, ys)
+        rrs.append(rr)
+        p1.append(1.0 if rr == 1.0 else 0.0)
+    pred = [1 if s > threshold else 0 for s in scores]
+    tp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 1)
+    fp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 0)
+    fn = sum(1 for p, y in zip(pred, labels) if p == 0 and y == 1)
+    acc = sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    n = len(aps)
+    return {
+        "map": sum(aps) / n if n else float("nan"),
+        "mrr": sum(rrs) / n if n else float("nan"),
+        "p@1": sum(p1) / n if n else float("nan"),
+        "accuracy": acc,
+        "f1": f1,
+        "auc": roc_auc(scores, labels),
+        "queries": n,
+        "pairs": len(labels),
+    }
+
+
+def is_nan(x: float) -> bool:
+    return isinstance(x, float) and math.isnan(x)

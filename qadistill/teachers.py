@@ -1,0 +1,301 @@
+"""Teachers behind one interface: a dataset of pairs in, one logit per pair out — scored once and cached.
+
+* ``BiEncoderTeacher``: mean-pooled embeddings, cosine similarity, a logistic calibration (a·cos + b) fitted on the
+  train split's labels; each distinct text is embedded once.
+* ``CrossEncoderTeacher``: a sequence-classification model with one logit (two-logit models use logit1 − logit0).
+
+Every teacher tokenizes with its own tokenizer, and batches are sorted by length to cut padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qadistill.cache import LogitCache, length_order, make_key
+from qadistill.data import QADataset, load_dataset, unique
+from qadistill.errors import QadistillError, UserInputError
+from qadistill.progress import NullProgress, Progress
+from qadistill.recipes import TeacherRecipe
+from qadistill.sources import folder_fingerprint, resolve_source
+
+CHUNK = 1024  # items per cached chunk (resume granularity)
+
+
+def _torch_threads() -> None:
+    import os
+
+    import torch
+
+    n = os.environ.get("QADISTILL_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+@dataclass
+class Calibration:
+    a: float
+    b: float
+
+    def apply(self, x):
+        return self.a * x + self.b
+
+
+def fit_logistic(x, y, l2: float = 1e-4, iters: int = 50) -> Calibration:
+    """1-D logistic regression y ~ sigmoid(a*x + b) by Newton's method (small L2 on a for stability)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    w = np.zeros(2)
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ w)))
+        g = X.T @ (p - y) + l2 * np.array([w[0], 0.0])
+        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.diag([1.0, 0.0]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return Calibration(float(w[0]), float(w[1]))
+
+
+class Teacher:
+    """Base: subclasses implement ``_raw_scores`` (uncalibrated) and may implement ``calibration``."""
+
+    name: str
+    folder: Path
+    max_length: int
+    architecture: str
+
+    def __init__(self, name: str, folder: Path, max_length: int, batch_size: int = 32, cache: LogitCache | None = None) -> None:
+        self.name = name
+        self.folder = Path(folder)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.cache = cache or LogitCache()
+        self._model = None
+        self._tok = None
+
+    def fingerprint(self) -> str:
+        return make_key(self.architecture, self.name, folder_fingerprint(self.folder))
+
+    # -- model ----------------------------------------------------------------------------------------------------------
+    def _load(self):
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(str(self.folder))
+        return self._tok
+
+    @property
+    def model(self):
+        if self._model is None:
+            _torch_threads()
+            self._model = self._load()
+            self._model.eval()
+        return self._model
+
+    # -- scoring --------------------------------------------------------------------------------------------------------
+    def raw_scores(self, ds: QADataset, progress: Progress | None = None):
+        key = make_key("raw", self.fingerprint(), ds.fingerprint(), self.max_length)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        arr = self._raw_scores(ds, progress or NullProgress())
+        self.cache.put(key, arr, {"teacher": self.name, "data": f"{ds.name}/{ds.split}", "kind": "raw", "max_length": self.max_length})
+        return arr
+
+    def calibration(self, progress: Progress | None = None) -> Calibration | None:
+        return None
+
+    def logits(self, ds: QADataset, progress: Progress | None = None):
+        """One calibrated logit per pair (float32 numpy array, in dataset order)."""
+        import numpy as np
+
+        raw = self.raw_scores(ds, progress)
+        cal = self.calibration(progress)
+        return (cal.apply(raw) if cal else raw).astype(np.float32)
+
+    def _raw_scores(self, ds: QADataset, progress: Progress):
+        raise NotImplementedError
+
+
+class BiEncoderTeacher(Teacher):
+    architecture = "bi-encoder"
+
+    def __init__(self, *a, pooling: str = "mean", calibrate: bool = True, calib_data: str = "wikiqa", calib_split: str = "train", **kw) -> None:
+        super().__init__(*a, **kw)
+        self.pooling = pooling
+        self.calibrate = calibrate
+        self.calib_data = calib_data
+        self.calib_split = calib_split
+        self._cal: Calibration | None = None
+
+    def _load(self):
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(str(self.folder))
+
+    def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
+        """L2-normalised embeddings of ``texts`` (cached per text list; resumable by chunk)."""
+        import numpy as np
+
+        progress = progress or NullProgress()
+        key = make_key("emb", self.fingerprint(), hashlib.sha256("\x00".join(texts).encode()).hexdigest(), self.max_length, self.pooling)
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+        order = length_order(lengths)  # cached rows are stored in this order
+        task = progress.task(f"{self.name}: embedding {label}".strip(), len(texts))
+
+        def fn(start: int, stop: int):
+            return self._embed_batchwise([texts[i] for i in order[start:stop]])
+
+        emb_sorted = self.cache.compute(key, len(texts), CHUNK, fn, {"teacher": self.name, "kind": "embeddings"}, task.advance)
+        task.done()
+        out = np.empty_like(emb_sorted)
+        out[np.asarray(order, dtype=np.int64)] = emb_sorted
+        return out
+
+    def _embed_batchwise(self, texts: list[str]):
+        import numpy as np
+        import torch
+
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                hidden = self.model(**enc).last_hidden_state
+                if self.pooling == "cls":
+                    v = hidden[:, 0]
+                else:
+                    m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    v = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                v = torch.nn.functional.normalize(v, dim=-1)
+                outs.append(v.float().numpy())
+        return np.concatenate(outs, axis=0)
+
+    def _raw_scores(self, ds: QADataset, progress: Progress):
+        import numpy as np
+
+        texts = unique([p.query for p in ds.pairs] + [p.passage for p in ds.pairs])
+        index = {t: i for i, t in enumerate(texts)}
+        emb = self.embed(texts, progress, f"{ds.name}/{ds.split}")
+        q = emb[[index[p.query] for p in ds.pairs]]
+        d = emb[[index[p.passage] for p in ds.pairs]]
+        return (q * d).sum(axis=1).astype(np.float32)
+
+    def calibration(self, progress: Progress | None = None) -> Calibration | None:
+        if not self.calibrate:
+            return None
+        if self._cal is None:
+            import numpy as np
+
+            train = load_dataset(self.calib_data, self.calib_split)
+            key = make_key("calib", self.fingerprint(), train.fingerprint(), self.max_length)
+            hit = self.cache.get(key)
+            if hit is None:
+                raw = self.raw_scores(train, progress)
+                cal = fit_logistic(raw, train.labels())
+                hit = np.array([cal.a, cal.b], dtype=np.float64)
+                self.cache.put(key, hit, {"teacher": self.name, "kind": "calibration", "data": f"{train.name}/{train.split}"})
+            self._cal = Calibration(float(hit[0]), float(hit[1]))
+        return self._cal
+
+
+class CrossEncoderTeacher(Teacher):
+    architecture = "cross-encoder"
+
+    def _load(self):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(str(self.folder))
+
+    def score_pairs(self, queries: list[str], passages: list[str]):
+        import numpy as np
+        import torch
+
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(queries), self.batch_size):
+                enc = self.tokenizer(
+                    queries[i : i + self.batch_size], passages[i : i + self.batch_size],
+                    padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                )
+                logits = self.model(**enc).logits
+                s = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
+                outs.append(s.float().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
+
+    def _raw_scores(self, ds: QADataset, progress: Progress):
+        import numpy as np
+
+        qs = [p.query for p in ds.pairs]
+        ps = [p.passage for p in ds.pairs]
+        lengths = [len(x) for x in self.tokenizer(qs, ps, truncation=True, max_length=self.max_length)["input_ids"]]
+        order = length_order(lengths)
+        task = progress.task(f"{self.name}: scoring {ds.name}/{ds.split}", len(order))
+        key = make_key("xenc-sorted", self.fingerprint(), ds.fingerprint(), self.max_length)
+
+        def fn(start: int, stop: int):
+            idx = order[start:stop]
+            return self.score_pairs([qs[i] for i in idx], [ps[i] for i in idx])
+
+        sorted_scores = self.cache.compute(key, len(order), CHUNK, fn, {"teacher": self.name, "kind": "partial"}, task.advance)
+        task.done()
+        out = np.empty(len(order), dtype=np.float32)
+        out[np.asarray(order, dtype=np.int64)] = sorted_scores
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None) -> Teacher:
+    if recipe.source is not None:
+        folder = resolve_source(recipe.source)
+    else:
+        folder = built_teacher_folder(recipe.name, registry)
+    if recipe.architecture == "bi-encoder":
+        cal = recipe.calibration
+        return BiEncoderTeacher(
+            recipe.name, folder, recipe.max_length, batch_size=batch_size, cache=cache, pooling=recipe.pooling,
+            calibrate=cal is not None and cal.method == "logistic", calib_split=cal.split if cal else "train",
+        )
+    return CrossEncoderTeacher(recipe.name, folder, recipe.max_length, batch_size=batch_size, cache=cache)
+
+
+def built_teacher_folder(name: str, registry) -> Path:
+    store = registry._store if registry is not None else None
+    arts = [a for a in (store.artifacts(recipe=name) if store else []) if a.kind == "teacher-model" and Path(a.path).exists()]
+    if not arts:
+        raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
+    return Path(arts[-1].path)
+
+
+def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
+    """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""
+    p = Path(name).expanduser()
+    if p.is_dir() and (p / "config.json").exists():
+        return _folder_scorer(p.name, p, max_length or 128, batch_size)
+    e = registry.get(name)
+    if e.recipe is not None:
+        if not isinstance(e.recipe, TeacherRecipe):
+            raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "evaluate a teacher, a built student or a folder")
+        t = teacher_from_recipe(e.recipe, registry, batch_size)
+        if max_length:
+            t.max_length = max_length
+        return t
+    man = e.artifact.manifest if e.artifact else {}
+    return _folder_scorer(name, e.path, max_length or int(man.get("max_length", 128)), batch_size)
+
+
+def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    archs = " ".join(cfg.get("architectures") or [])
+    if "SequenceClassification" in archs:
+        return CrossEncoderTeacher(name, folder, max_length, batch_size=batch_size)
+    return BiEncoderTeacher(name, folder, max_length, batch_size=batch_size, calibrate=False)
