@@ -60,3 +60,49 @@ def write(path: Path, text: str) -> Path:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+WORDS = (
+    "what who how where is are the a of in to and was were by cave glacier ice water formed written play hamlet "
+    "shakespeare city capital france paris river long big small red blue first name year born died king queen"
+).split()
+
+
+def make_tiny_model(folder: Path, kind: str = "cross", seed: int = 0) -> Path:
+    """A tiny random BERT (hidden 32, 2 layers) with a small WordPiece vocab: fast, real code paths, no downloads.
+    Never for accuracy claims."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "?", ".", ","] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=1)
+    model = BertForSequenceClassification(cfg) if kind == "cross" else BertModel(cfg)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def tiny_pairs(n_queries: int = 12, per_query: int = 4, seed: int = 0) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for q in range(n_queries):
+        query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) + "?"
+        for k in range(per_query):
+            passage = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 25))) + "."
+            rows.append({"query_id": f"q{q}", "query": query, "passage_id": f"q{q}-{k}", "passage": passage, "label": int(k == 0)})
+    return rows
+
+
+def tiny_jsonl(path: Path, **kw) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(json.dumps(r) for r in tiny_pairs(**kw)) + "\n")
+    return path

@@ -9,6 +9,7 @@ import typer
 from qadistill import __version__
 from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
+from qadistill.cli import teach as _teach
 from qadistill.cli import zoo as _zoo
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(_zoo.app, name="zoo")
 app.command("doctor")(_doctor.doctor)
 app.command("eval")(_evaluate.eval_)
+app.command("teach")(_teach.teach)
 
 
 def _version(value: bool) -> None:

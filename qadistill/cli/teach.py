@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+
+
+@handle_errors
+def teach(
+    recipe: Annotated[str, typer.Argument(help="A cross-encoder teacher recipe with `finetune_from` (e.g. minilm-l6-cross-wikiqa).")],
+    data: Annotated[str, typer.Option(help="Labelled data: wikiqa or a file path.")] = "wikiqa",
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1.0)] = 3e-5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Default: the recipe's max_length.")] = None,
+    seed: Annotated[int, typer.Option(min=0)] = 42,
+    eval_every: Annotated[int, typer.Option(min=0, help="Dev evaluation every N steps (0: each epoch end).")] = 0,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after this many dev evaluations without improvement.")] = 2,
+    train_filter: Annotated[str, typer.Option(help="with-positive (questions that have an answer) or all.")] = "with-positive",
+    limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries (smoke runs).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: $QADISTILL_HOME/artifacts/NAME).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Fine-tune a cross-encoder teacher on labelled pairs and register it in the zoo."""
+    from qadistill.errors import UserInputError
+    from qadistill.finetune import FinetuneConfig, finetune_cross_encoder
+    from qadistill.progress import RichProgress
+    from qadistill.recipes import TeacherRecipe
+    from qadistill.registry import Registry
+    from qadistill.sources import resolve_source
+    from qadistill.store import Store
+    from qadistill.teachers import built_teacher_folder  # noqa: F401  (same resolution rules as scoring)
+
+    if train_filter not in ("with-positive", "all"):
+        raise UserInputError(f"--train-filter {train_filter!r} is not allowed", "use with-positive or all")
+    store = Store.open()
+    reg = Registry(store=store)
+    r = reg.recipe(recipe, "teacher")
+    assert isinstance(r, TeacherRecipe)
+    if r.finetune_from is None:
+        raise UserInputError(f"'{recipe}' has no finetune_from: it is used as it is", "teach a recipe such as minilm-l6-cross-wikiqa")
+    base = reg.recipe(r.finetune_from, "teacher")
+    base_folder = resolve_source(base.source)
+    cfg = FinetuneConfig(data=data, epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length or r.max_length,
+                         seed=seed, eval_every=eval_every, patience=patience, train_filter=train_filter,
+                         limit_train_queries=limit_train_queries)
+    run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
+    try:
+        with RichProgress() as prog:
+            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted")
+        from qadistill.errors import QadistillError
+
+        raise QadistillError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`") from None
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    store.add_artifact(recipe, "teacher-model", m["path"], recipe=recipe, run_id=run_id,
+                       manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})
+    store.add_results(recipe, data, "dev", {"map": m["dev_map"]}, run_id=run_id)
+    store.finish_run(run_id, "ok")
+    if fmt is Format.json:
+        print_json(m)
+        return
+    out_console().print(table(f"teach {recipe}", ["field", "value"], [
+        ["folder", m["path"]], ["best dev MAP", f"{m['dev_map']:.4f}"], ["steps", m["steps"]], ["train pairs", m["train_pairs"]],
+        ["train seconds", f"{m['train_seconds']:.0f}"], ["stopped early", m["stopped_early"]],
+    ]))
+    err_console().print(f"next: qadistill eval {recipe} --data {data} --split test")

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_tiny_model, tiny_jsonl
+from qadistill.cache import LogitCache
+from qadistill.data import load_dataset
+from qadistill.metrics import ranking_metrics
+from qadistill.teachers import BiEncoderTeacher, CrossEncoderTeacher, fit_logistic
+
+
+def test_cache_put_get_and_truncation(tmp_path):
+    c = LogitCache(tmp_path / "c")
+    c.put("k", np.arange(1000, dtype=np.float32))
+    assert np.array_equal(c.get("k"), np.arange(1000, dtype=np.float32))
+    p = c.path("k")
+    p.write_bytes(p.read_bytes()[:200])  # a truncated file
+    assert c.get("k") is None and not p.exists()  # detected and removed, never used
+
+
+def test_compute_resumes_after_interruption(tmp_path):
+    c = LogitCache(tmp_path / "c")
+    calls = []
+
+    def fn(a, b):
+        calls.append(a)
+        if a == 20 and len(calls) == 3:
+            raise KeyboardInterrupt
+        return np.arange(a, b, dtype=np.float32)
+
+    with pytest.raises(KeyboardInterrupt):
+        c.compute("k", 45, 10, fn)
+    assert calls == [0, 10, 20]
+    out = c.compute("k", 45, 10, fn)
+    assert calls == [0, 10, 20, 20, 30, 40]  # finished chunks were not recomputed
+    assert np.array_equal(out, np.arange(45, dtype=np.float32))
+    assert not (tmp_path / "c" / "k.parts").exists()
+
+
+def test_fit_logistic_recovers_parameters():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=20000)
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(3.0 * x - 1.0)))).astype(float)
+    cal = fit_logistic(x, y)
+    assert cal.a == pytest.approx(3.0, abs=0.15) and cal.b == pytest.approx(-1.0, abs=0.1)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    return tiny_jsonl(tmp_path / "tiny.jsonl")
+
+
+def test_cross_encoder_scores_in_dataset_order_and_caches(tmp_path, tiny_data, monkeypatch):
+    folder = make_tiny_model(tmp_path / "xenc", "cross")
+    ds = load_dataset(str(tiny_data))
+    t = CrossEncoderTeacher("tiny", folder, 64, batch_size=5)
+    s = t.logits(ds)
+    direct = t.score_pairs([p.query for p in ds.pairs], [p.passage for p in ds.pairs])
+    assert s.shape == (len(ds),)
+    np.testing.assert_allclose(s, direct, atol=1e-5)  # length sorting is undone
+    # second time: from the cache, the model is not called
+    t2 = CrossEncoderTeacher("tiny", folder, 64, batch_size=5)
+    monkeypatch.setattr(CrossEncoderTeacher, "score_pairs", lambda *a: (_ for _ in ()).throw(AssertionError("model called")))
+    np.testing.assert_array_equal(t2.logits(ds), s)
+
+
+def test_truncated_cache_file_is_recomputed(tmp_path, tiny_data):
+    folder = make_tiny_model(tmp_path / "xenc", "cross")
+    ds = load_dataset(str(tiny_data))
+    t = CrossEncoderTeacher("tiny", folder, 64)
+    s = t.logits(ds)
+    for key, meta in t.cache.entries().items():  # truncate every cached file
+        p = t.cache.path(key)
+        p.write_bytes(p.read_bytes()[:100])
+    calls = []
+    orig = CrossEncoderTeacher.score_pairs
+
+    def spy(self, q, p):
+        calls.append(len(q))
+        return orig(self, q, p)
+
+    CrossEncoderTeacher.score_pairs = spy
+    try:
+        s2 = CrossEncoderTeacher("tiny", folder, 64).logits(ds)
+    finally:
+        CrossEncoderTeacher.score_pairs = orig
+    assert sum(calls) == len(ds)
+    np.testing.assert_allclose(s2, s, atol=1e-6)
+
+
+def test_bi_encoder_embeds_each_text_once_and_calibrates(tmp_path, tiny_data):
+    folder = make_tiny_model(tmp_path / "bienc", "bi")
+    ds = load_dataset(str(tiny_data))
+    seen = []
+    t = BiEncoderTeacher("tiny-bi", folder, 64, calib_data=str(tiny_data), calib_split="x")
+    orig = t._embed_batchwise
+    t._embed_batchwise = lambda texts: (seen.extend(texts), orig(texts))[1]
+    raw = t.raw_scores(ds)
+    assert len(seen) == len(set(seen)) == len({p.query for p in ds.pairs} | {p.passage for p in ds.pairs})
+    assert np.all(raw <= 1.0001) and np.all(raw >= -1.0001)  # cosine similarities
+    cal = t.calibration()
+    logits = t.logits(ds)
+    np.testing.assert_allclose(logits, cal.a * raw + cal.b, rtol=1e-5, atol=1e-5)
+    # calibration is monotone: ranking metrics unchanged
+    q = [p.query_id for p in ds.pairs]
+    if cal.a > 0:
+        assert ranking_metrics(q, raw.tolist(), ds.labels())["map"] == pytest.approx(ranking_metrics(q, logits.tolist(), ds.labels())["map"])
+
+
+def test_eval_cli_on_a_folder(cli, tmp_path, tiny_data):
+    folder = make_tiny_model(tmp_path / "xenc", "cross")
+    r = cli("eval", str(folder), "--data", str(tiny_data), "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    ds = load_dataset(str(tiny_data))
+    s = CrossEncoderTeacher("x", folder, 128).score_pairs([p.query for p in ds.pairs], [p.passage for p in ds.pairs])
+    expect = ranking_metrics([p.query_id for p in ds.pairs], s.tolist(), ds.labels())
+    assert res["rows"][0]["map"] == pytest.approx(expect["map"], abs=1e-6)
+    assert res["rows"][0]["queries"] == 12
+
+
+def test_eval_errors(cli, tmp_path):
+    r = cli("eval")
+    assert r.exit_code == 2 and "nothing to evaluate" in r.stderr
+    r = cli("eval", "all-minilm-l6-v2", "--data", str(tmp_path / "missing.jsonl"))
+    assert r.exit_code == 2 and "no such dataset or file" in r.stderr
+    r = cli("eval", "quickstart", "--data", "wikiqa")
+    assert r.exit_code == 2

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from conftest import write
+from qadistill.data import load_dataset, paths
+from qadistill.errors import DataError
+
+HEADER = "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\r\n"
+ROWS = [
+    "Q1\thow are glacier caves formed?\tD1\tGlacier cave\tD1-0\tA partly submerged glacier cave.\t0\r\n",
+    "Q1\thow are glacier caves formed?\tD1\tGlacier cave\tD1-1\tA glacier cave is a cave formed within the ice of a glacier.\t1\r\n",
+    "Q2\twho wrote hamlet?\tD2\tHamlet\tD2-0\tHamlet is a tragedy written by William Shakespeare.\t1\r\n",
+]
+
+
+def wikiqa_file(tmp_path, rows=ROWS, name="WikiQA-mini.tsv.gz"):
+    p = tmp_path / name
+    with gzip.open(p, "wt", encoding="utf-8", newline="") as fh:
+        fh.write(HEADER + "".join(rows))
+    return p
+
+
+def test_wikiqa_tsv_gz(tmp_path):
+    ds = load_dataset(str(wikiqa_file(tmp_path)), "mini")
+    assert len(ds) == 3 and ds.pairs[1].label == 1 and ds.pairs[0].passage.endswith("cave.")
+    assert "\r" not in ds.pairs[0].passage and ds.pairs[0].title == "Glacier cave"
+    assert ds.query_groups() == {"Q1": [0, 1], "Q2": [2]}
+    assert ds.stats()["queries_with_pos_and_neg"] == 1
+
+
+def test_fingerprint_is_stable_and_content_based(tmp_path):
+    a = load_dataset(str(wikiqa_file(tmp_path)), "x").fingerprint()
+    b = load_dataset(str(wikiqa_file(tmp_path, name="WikiQA-copy.tsv.gz")), "y").fingerprint()
+    assert a == b
+    changed = [ROWS[0], ROWS[1].replace("\t1\r", "\t0\r"), ROWS[2]]
+    assert load_dataset(str(wikiqa_file(tmp_path, changed, "WikiQA-c.tsv.gz")), "x").fingerprint() != a
+
+
+def test_truncated_gzip_is_an_error(tmp_path):
+    p = wikiqa_file(tmp_path, ROWS * 50)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset(str(p))
+
+
+@pytest.mark.parametrize(
+    "rows,match",
+    [
+        ([ROWS[0].replace("\t0\r", "\t2\r")], r":2: label '2' is not 0 or 1"),
+        ([ROWS[0], ROWS[0]], r":3: duplicated id .* first seen on line 2"),
+        ([ROWS[0].replace("how are glacier caves formed?", " ")], r":2: empty query"),
+        ([ROWS[0].replace("A partly submerged glacier cave.", "")], r":2: empty passage"),
+        ([ROWS[0].split("\t", 3)[0] + "\tonly\n"], r":2: 2 fields, expected 7"),
+    ],
+)
+def test_bad_wikiqa_rows(tmp_path, rows, match):
+    with pytest.raises(DataError, match=match):
+        load_dataset(str(wikiqa_file(tmp_path, rows)))
+
+
+def test_missing_column(tmp_path):
+    p = write(tmp_path / "WikiQA-bad.tsv", "QuestionID\tQuestion\tSentence\tLabel\nQ1\tq\ts\t1\n")
+    with pytest.raises(DataError, match=r":1: missing column\(s\) DocumentID"):
+        load_dataset(str(p))
+
+
+def test_jsonl(tmp_path):
+    rows = [
+        {"query_id": "a", "query": "q?", "passage_id": "1", "passage": "p1", "label": 1},
+        {"query_id": "a", "query": "q?", "passage_id": "2", "passage": "p2", "label": 0},
+        {"query_id": "b", "query": "r?", "passage_id": "3", "passage": "p3"},
+    ]
+    p = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(str(p))
+    assert [x.label for x in ds.pairs] == [1, 0, None] and not ds.labelled
+    write(tmp_path / "bad.jsonl", '{"query": "q"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: missing field\(s\) passage"):
+        load_dataset(str(tmp_path / "bad.jsonl"))
+    write(tmp_path / "bad2.jsonl", '{"query": "q", "passage": "p"}\n{oops\n')
+    with pytest.raises(DataError, match=r"bad2.jsonl:2: invalid JSON"):
+        load_dataset(str(tmp_path / "bad2.jsonl"))
+
+
+def test_csv_with_column_mapping(tmp_path):
+    p = write(tmp_path / "t.csv", 'qtext,label,atext\n"who?",1,"him"\n"who?",0,"her"\n')
+    ds = load_dataset(str(p), columns={"query": "qtext", "passage": "atext", "label": "label"})
+    assert len(ds.query_groups()) == 1 and ds.labels() == [1, 0]
+    with pytest.raises(DataError, match=r"missing column 'query'"):
+        load_dataset(str(p))
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(DataError, match="no such dataset or file"):
+        load_dataset("squad-v9")
+
+
+SHARED = paths.data_dir()
+needs_shared = pytest.mark.skipif(SHARED is None or not (SHARED / "wikiqa").is_dir(), reason="../shared/data (WikiQA) not present")
+
+
+@needs_shared
+def test_real_wikiqa_sizes():
+    sizes = {"train": (20360, 2118), "dev": (2733, 296), "test": (6165, 633)}
+    for split, (pairs, queries) in sizes.items():
+        st = load_dataset("wikiqa", split).stats()
+        assert (st["pairs"], st["queries"]) == (pairs, queries)
+    assert load_dataset("wikiqa", "test").stats()["queries_with_pos_and_neg"] == 237
+    with pytest.raises(DataError, match="no split 'validation'"):
+        load_dataset("wikiqa", "validation")
+
+
+@needs_shared
+def test_real_trecqa_dev():
+    st = load_dataset("trecqa", "dev").stats()
+    assert st == {"pairs": 1148, "queries": 81, "positives": 222, "queries_with_pos_and_neg": 65}
