@@ -55,7 +55,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     full = finetune_cross_encoder(RECIPE, base, cfg(data), out_dir=tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
         finetune_cross_encoder(RECIPE, base, cfg(data), out_dir=tmp_path / "resumed", progress=_InterruptAt(7))
-    assert (tmp_path / "resumed.work" / "checkpoint" / "state.pt").exists()
+    assert (tmp_path / "resumed.work" / "checkpoint.pt").exists()
     with pytest.raises(UserInputError, match="unfinished run") as ei:
         finetune_cross_encoder(RECIPE, base, cfg(data), out_dir=tmp_path / "resumed")
     assert "--resume" in ei.value.hint
