@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from qadistill import __version__
+from qadistill.cli import distill as _distill
 from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
 from qadistill.cli import teach as _teach
@@ -24,6 +25,7 @@ app.add_typer(_zoo.app, name="zoo")
 app.command("doctor")(_doctor.doctor)
 app.command("eval")(_evaluate.eval_)
 app.command("teach")(_teach.teach)
+app.command("distill")(_distill.distill)
 
 
 def _version(value: bool) -> None:

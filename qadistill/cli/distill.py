@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+
+
+@handle_errors
+def distill(
+    pipeline: Annotated[str | None, typer.Argument(help="A pipeline recipe (e.g. quickstart); options below override it.")] = None,
+    teachers: Annotated[str | None, typer.Option(help="Comma-separated teacher names.")] = None,
+    student: Annotated[str | None, typer.Option(help="Student recipe name.")] = None,
+    data: Annotated[str | None, typer.Option(help="wikiqa or a file path.")] = None,
+    mode: Annotated[str | None, typer.Option(help="gold | single | avg | mkdm")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    max_length: Annotated[int | None, typer.Option(min=8)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    alpha: Annotated[float | None, typer.Option(help="Weight of the gold loss (0..1).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    pretrain_unlabelled: Annotated[bool | None, typer.Option("--pretrain-unlabelled/--no-pretrain-unlabelled", help="TMKD stage 1 on teacher-scored unlabelled pairs.")] = None,
+    limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
+    eval_also: Annotated[list[str] | None, typer.Option("--eval-also", help="Extra validation data, e.g. trecqa:dev (never trained on).")] = None,
+    name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: $QADISTILL_HOME/artifacts/NAME).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Distil teachers into a student (MKDM and baselines), evaluate it and save a Hub-style folder in the zoo."""
+    from qadistill.distill import run_distill
+    from qadistill.errors import QadistillError
+    from qadistill.progress import RichProgress
+    from qadistill.recipes import parse_recipe, recipe_to_dict
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    store = Store.open()
+    reg = Registry(store=store)
+    base: dict = recipe_to_dict(reg.recipe(pipeline, "pipeline")) if pipeline else {"kind": "pipeline", "name": "custom", "teachers": []}
+    if teachers is not None:
+        base["teachers"] = [t.strip() for t in teachers.split(",") if t.strip()]
+    if student:
+        base["student"] = student
+    dd = base.setdefault("distill", {})
+    for k, v in {"mode": mode, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
+                 "temperature": temperature, "alpha": alpha, "seed": seed, "pretrain_unlabelled": pretrain_unlabelled}.items():
+        if v is not None:
+            dd[k] = v
+    if dd.get("mode") == "gold":
+        base["teachers"] = []
+    ds = base.setdefault("data", {})
+    if data:
+        ds["name"] = data
+    if limit_train_queries:
+        ds["limit_train_queries"] = limit_train_queries
+    recipe = parse_recipe(base, "command line" if not pipeline else f"pipeline '{pipeline}' + options")
+    reg.check_references(recipe, "command line")
+    cmd = "qadistill " + " ".join(sys.argv[1:]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"
+    try:
+        with RichProgress() as prog:
+            res = run_distill(recipe, reg, store, name=name, out_dir=out, resume=resume, progress=prog,
+                              extra_evals=eval_also or [], command=cmd)
+    except KeyboardInterrupt:
+        raise QadistillError("interrupted: a checkpoint was saved", "continue with the same command plus --resume") from None
+    if fmt is Format.json:
+        print_json({"name": res.name, "path": res.path, **res.metrics})
+        return
+    rows = [[spec, f"{m['map']:.4f}", f"{m['mrr']:.4f}", f"{m['p@1']:.4f}", f"{m['auc']:.4f}", m["queries"]]
+            for spec, m in res.metrics["metrics"].items() if "map" in m]
+    out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {recipe.distill.mode})",
+                              ["data", "MAP", "MRR", "P@1", "AUC", "queries"], rows))
+    err_console().print(f"saved to {res.path}  (train {res.metrics['train_seconds']:.0f}s, total {res.metrics['total_seconds']:.0f}s)")

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model, requires_package, tiny_jsonl, write
+from qadistill.losses import distill_loss, gold_bce, soft_bce
+
+
+def test_soft_bce_is_minimal_at_the_teacher_and_scaled_by_t2():
+    t = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    s = t.clone().requires_grad_(True)
+    loss = soft_bce(s, t, 2.0)
+    loss.backward()
+    assert torch.allclose(s.grad, torch.zeros_like(s.grad), atol=1e-7)
+    far = soft_bce(torch.zeros_like(t), t, 2.0)
+    assert far > loss
+    # T^2 scaling: at T=4 the loss is 16x the unscaled BCE of the softened logits
+    raw = torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros_like(t) / 4, (t / 4).sigmoid())
+    assert float(soft_bce(torch.zeros_like(t), t, 4.0)) == pytest.approx(16 * float(raw), rel=1e-6)
+
+
+def test_gold_bce_ignores_unlabelled():
+    s = torch.tensor([[3.0], [-3.0], [100.0]])
+    y = torch.tensor([1.0, 0.0, float("nan")])
+    assert gold_bce(s, y) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-3.0))), rel=1e-5)
+    assert float(gold_bce(s, torch.full((3,), float("nan")))) == 0.0
+
+
+def test_distill_loss_modes():
+    s = torch.zeros(2, 3)
+    t = torch.ones(2, 3)
+    y = torch.tensor([1.0, 0.0])
+    assert float(distill_loss(s, None, y, 2.0, 0.5)) == pytest.approx(float(gold_bce(s, y)))
+    assert float(distill_loss(s, t, y, 2.0, 0.0)) == pytest.approx(float(soft_bce(s, t, 2.0)))
+    mixed = distill_loss(s, t, y, 2.0, 0.3)
+    assert float(mixed) == pytest.approx(0.7 * float(soft_bce(s, t, 2.0)) + 0.3 * float(gold_bce(s, y)), rel=1e-6)
+    unl = torch.full((2,), float("nan"))
+    assert float(distill_loss(s, t, unl, 2.0, 0.5)) == pytest.approx(float(soft_bce(s, t, 2.0)))
+
+
+def test_folding_heads_is_exact(tmp_path):
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, BertTokenizerFast
+
+    from qadistill.student import make_student_class, save_student
+
+    folder = make_tiny_model(tmp_path / "enc", "bi")
+    enc = BertModel.from_pretrained(str(folder))
+    model = make_student_class()(enc, n_heads=3).eval()
+    with torch.no_grad():
+        model.heads.weight.normal_()
+        model.heads.bias.normal_()
+    tok = BertTokenizerFast.from_pretrained(str(folder))
+    batch = tok(["who wrote hamlet?", "where is paris?"], ["shakespeare wrote hamlet.", "paris is in france."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expect = model.score(model(**batch))
+    save_student(model, tok, tmp_path / "out")
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "out")).eval()
+    with torch.no_grad():
+        got = plain(**batch).logits[:, 0]
+    assert plain.config.num_labels == 1
+    assert torch.allclose(got, expect, atol=1e-5)
+
+
+TEACHER = """
+kind = "teacher"
+name = "{name}"
+architecture = "{arch}"
+max_length = 64
+source = {{ type = "local", path = "{path}" }}
+{extra}
+"""
+
+
+@pytest.fixture
+def tiny_zoo(cli, tmp_path):
+    data = tiny_jsonl(tmp_path / "data.jsonl", n_queries=12, per_query=4)
+    for i, arch in enumerate(("cross-encoder", "bi-encoder")):
+        folder = make_tiny_model(tmp_path / f"t{i}", "cross" if arch == "cross-encoder" else "bi", seed=i)
+        extra = f'calibration = {{ method = "none" }}' if arch == "bi-encoder" else ""
+        f = write(tmp_path / f"t{i}.toml", TEACHER.format(name=f"tiny-t{i}", arch=arch, path=folder, extra=extra))
+        assert cli("zoo", "add", str(f)).exit_code == 0
+    return data
+
+
+@requires_package("all-minilm-l6-v2")
+@pytest.mark.parametrize("mode", ["gold", "single", "avg", "mkdm"])
+def test_distill_cli_every_mode_writes_a_loadable_student(cli, tiny_zoo, tmp_path, mode):
+    teachers = "tiny-t0" if mode == "single" else "tiny-t0,tiny-t1"
+    r = cli("distill", "--teachers", teachers, "--student", "tiny-random-student", "--data", str(tiny_zoo), "--mode", mode,
+            "--max-length", "48", "--batch-size", "8", "--name", f"stu-{mode}", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["heads"] == (2 if mode == "mkdm" else 1)
+    folder = tmp_path / "qadistill-home" / "artifacts" / f"stu-{mode}"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "recipe.toml"} <= {p.name for p in folder.iterdir()}
+    from transformers import AutoModelForSequenceClassification
+
+    m = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    assert m.config.num_labels == 1
+    # the metrics in the folder are what eval measures on the same model
+    r2 = cli("eval", f"stu-{mode}", "--data", str(tiny_zoo), "--max-length", "48", "--format", "json")
+    assert r2.exit_code == 0, r2.output
+    assert json.loads(r2.stdout)["rows"][0]["map"] == pytest.approx(res["metrics"]["test"]["map"], abs=1e-5)
+    rows = json.loads(cli("zoo", "list", "--format", "json").stdout)
+    assert any(x["name"] == f"stu-{mode}" and x["kind"] == "student-model" for x in rows)
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers") and "model-index" in card
+
+
+@requires_package("all-minilm-l6-v2")
+def test_distill_two_stage(cli, tiny_zoo):
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+            "--pretrain-unlabelled", "--max-length", "48", "--batch-size", "8", "--name", "two-stage", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["stage1"]["pool_pairs"] > 48  # own pairs + hard + random + titles
+    assert res["stage1"]["step"] > 0
+
+
+def test_distill_errors(cli):
+    r = cli("distill", "--student", "tiny-random-student", "--mode", "single", "--teachers", "all-minilm-l6-v2,all-mpnet-base-v2")
+    assert r.exit_code == 2 and "exactly one teacher" in r.stderr
+    r = cli("distill", "--student", "nope-student", "--teachers", "all-minilm-l6-v2")
+    assert r.exit_code == 2 and "unknown student" in r.stderr
+    r = cli("distill")
+    assert r.exit_code == 2
+
+
+def test_unlabelled_pool_uses_train_texts_only():
+    from qadistill.data import QADataset, QAPair
+    from qadistill.distill import PoolSettings, build_unlabelled_pool
+
+    pairs = [QAPair(f"Q{q}", f"question {q}?", f"D{q}-{k}", f"sentence {q} {k}.", int(k == 0), title=f"Title {q}") for q in range(5) for k in range(3)]
+    pool = build_unlabelled_pool(QADataset("x", "train", pairs), None, PoolSettings(hard_k=0, random_k=2))
+    assert all(p.label is None for p in pool.pairs)
+    keys = [(p.query_id, p.passage_id) for p in pool.pairs]
+    assert len(keys) == len(set(keys))
+    texts = {p.passage for p in pairs}
+    assert all(p.passage in texts for p in pool.pairs)
+    assert sum(p.query_id.startswith("title:") for p in pool.pairs) == 15
+    assert len(pool) > 15 + 15
