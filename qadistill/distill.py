@@ -156,16 +156,19 @@ def run_distill(
     run_id = store.start_run("distill", recipe=pipeline.name, params=recipe_to_dict(pipeline) | {"artifact": name}) if store else None
     t_start = time.perf_counter()
     try:
-        train_ds = load_dataset(s.name, s.train_split)
-        if s.limit_train_queries:
-            train_ds = train_ds.subset_queries(s.limit_train_queries)
+        full_train = load_dataset(s.name, s.train_split)
+        train_ds = full_train.subset_queries(s.limit_train_queries) if s.limit_train_queries else full_train
         dev = load_dataset(s.name, s.dev_split)
         test = load_dataset(s.name, s.test_split)
         teachers = [teacher_from_recipe(r, registry) for r in teacher_recipes]  # type: ignore[arg-type]
         for t in teachers:
             t.max_length = max(t.max_length, 8)
         t0 = time.perf_counter()
-        targets = teacher_targets(teachers, train_ds, d.mode, progress)
+        # teachers score the whole train split (cached, and bi-encoders calibrate on it anyway), then the slice is taken
+        targets = teacher_targets(teachers, full_train, d.mode, progress)
+        if targets is not None and train_ds is not full_train:
+            keep = {p.query_id for p in train_ds.pairs}
+            targets = targets[[i for i, p in enumerate(full_train.pairs) if p.query_id in keep]]
         teacher_seconds = time.perf_counter() - t0
 
         encoder, tok = _build(student_recipe, registry, d.seed)

@@ -139,9 +139,11 @@ class BiEncoderTeacher(Teacher):
         self._cal: Calibration | None = None
 
     def _load(self):
-        from transformers import AutoModel
+        from transformers import AutoConfig, AutoModel
 
-        return AutoModel.from_pretrained(str(self.folder))
+        cfg = AutoConfig.from_pretrained(str(self.folder))
+        kw = {"add_pooling_layer": False} if cfg.model_type in ("bert", "mpnet", "roberta", "xlm-roberta") else {}
+        return AutoModel.from_pretrained(str(self.folder), **kw)  # pooled by us: the pooler is unused
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
         """L2-normalised embeddings of ``texts`` (cached per text list; resumable by chunk)."""
