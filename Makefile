@@ -26,6 +26,7 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/qadistill doctor
+	HF_HUB_OFFLINE=1 $(BIN)/qadistill distill quickstart --eval-also trecqa:dev
 	$(BIN)/qadistill zoo list
 
 test: venv
