@@ -77,3 +77,11 @@ class StoreError(QadistillError):
 
 class DataError(UserInputError):
     """A dataset that cannot be loaded (missing file/column, bad label...)."""
+
+
+class ExportError(QadistillError):
+    """An export, optimization or quantization that cannot be done (with the way out in the hint)."""
+
+
+class ParityError(QadistillError):
+    """An exported variant that drifts from PyTorch by more than the allowed bound (with --strict)."""

@@ -87,7 +87,7 @@ def make_tiny_model(folder: Path, kind: str = "cross", seed: int = 0) -> Path:
     return folder
 
 
-def tiny_pairs(n_queries: int = 12, per_query: int = 4, seed: int = 0) -> list[dict]:
+def tiny_pairs(n_queries: int = 12, per_query: int = 4, seed: int = 0, positive_at: int = 0) -> list[dict]:
     import random
 
     rng = random.Random(seed)
@@ -96,7 +96,7 @@ def tiny_pairs(n_queries: int = 12, per_query: int = 4, seed: int = 0) -> list[d
         query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) + "?"
         for k in range(per_query):
             passage = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 25))) + "."
-            rows.append({"query_id": f"q{q}", "query": query, "passage_id": f"q{q}-{k}", "passage": passage, "label": int(k == 0)})
+            rows.append({"query_id": f"q{q}", "query": query, "passage_id": f"q{q}-{k}", "passage": passage, "label": int(k == positive_at % per_query)})
     return rows
 
 

@@ -10,6 +10,7 @@ from qadistill import __version__
 from qadistill.cli import distill as _distill
 from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
+from qadistill.cli import export as _export
 from qadistill.cli import teach as _teach
 from qadistill.cli import zoo as _zoo
 
@@ -26,6 +27,7 @@ app.command("doctor")(_doctor.doctor)
 app.command("eval")(_evaluate.eval_)
 app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
+app.command("export")(_export.export)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+
+
+@handle_errors
+def export(
+    name: Annotated[str, typer.Argument(help="A built student/teacher (zoo name) or a model folder.")],
+    optimize: Annotated[str | None, typer.Option(help="Also an ORT-optimized variant at this level: O1, O2, O3 (O4: GPU).")] = None,
+    quantize: Annotated[str, typer.Option(help="none, dynamic or static int8.")] = "none",
+    preset: Annotated[str, typer.Option(help="int8 preset: auto, avx2, avx512, avx512_vnni, arm64.")] = "auto",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also an fp16 variant (CUDA only).")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
+    calibration_method: Annotated[str, typer.Option(help="Static int8: minmax, percentile or entropy.")] = "minmax",
+    calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
+    data: Annotated[str, typer.Option(help="Data for calibration (train split) and parity (dev split).")] = "wikiqa",
+    parity_queries: Annotated[int, typer.Option(min=1, help="Dev queries in the parity sample.")] = 60,
+    max_map_drop: Annotated[float, typer.Option(min=0, help="MAP points a variant may lose before it is flagged.")] = 1.0,
+    max_length: Annotated[int | None, typer.Option(min=8)] = None,
+    strict: Annotated[bool, typer.Option(help="Fail when a variant loses more than --max-map-drop.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for the variants (default: $QADISTILL_HOME/artifacts).")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Export to ONNX with Optimum, optimize with ONNX Runtime, quantize to int8 (dynamic/static), fp16 for GPU;
+    each variant gets a parity check against PyTorch and is registered in the zoo as NAME-VARIANT."""
+    import json
+
+    from qadistill.compress import ExportRequest, _cuda_ok, default_variants, export_model
+    from qadistill.errors import UserInputError
+    from qadistill.progress import RichProgress
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    if quantize not in ("none", "dynamic", "static"):
+        raise UserInputError(f"--quantize {quantize!r} is not allowed", "use none, dynamic or static")
+    store = Store.open()
+    reg = Registry(store=store)
+    folder, label, ml = _resolve(name, reg)
+    if all_:
+        variants = default_variants(_cuda_ok())
+    else:
+        variants = ["onnx"] + (["optimized"] if optimize else []) + ({"dynamic": ["int8-dynamic"], "static": ["int8-static"]}.get(quantize, [])) + (["fp16"] if fp16 else [])
+    req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
+                        calibration_pairs=calibration_pairs)
+    with RichProgress() as prog:
+        results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
+                               bound_points=max_map_drop, strict=strict, out_root=out, progress=prog)
+    for r in results:
+        man = json.loads((Path(r.path) / "qadistill_export.json").read_text())
+        store.add_artifact(r.name, "export", r.path, recipe=label, parent=label,
+                           manifest={"variant": r.variant, "size_bytes": r.size_bytes, "parity": man["parity"], "max_length": man["max_length"], **r.details})
+    if fmt is Format.json:
+        print_json([r.to_dict() for r in results])
+        return
+    rows = []
+    for r in results:
+        p = r.parity
+        style = "green" if p.ok else "red"
+        rows.append([r.name, r.variant, f"{r.size_bytes / 1e6:.1f} MB", f"{p.max_abs_diff:.2e}", f"{p.map_reference:.4f}",
+                     f"[{style}]{p.map_variant:.4f} ({p.map_delta_points:+.2f})[/]", ", ".join(f"{k}={v}" for k, v in r.details.items())])
+    out_console().print(table(f"export {label} (parity on {results[0].parity.queries} dev queries, bound {max_map_drop} MAP points)",
+                              ["artifact", "variant", "size", "max |Δlogit|", "MAP torch", "MAP variant (Δ points)", "settings"], rows))
+    if any(not r.parity.ok for r in results):
+        err_console().print("[red]variants in red lose more than the bound[/]: try --preset/--calibration-method, or --strict to fail")
+
+
+def _resolve(name: str, reg) -> tuple[Path, str, int]:
+    from qadistill.recipes import TeacherRecipe
+    from qadistill.sources import resolve_source
+
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return p, p.name, 128
+    e = reg.get(name)
+    if e.artifact is not None:
+        return Path(e.path), name, int(e.artifact.manifest.get("max_length", 128))
+    if isinstance(e.recipe, TeacherRecipe):
+        if e.recipe.source is not None:
+            return resolve_source(e.recipe.source), name, e.recipe.max_length
+        from qadistill.teachers import built_teacher_folder
+
+        return built_teacher_folder(name, reg), name, e.recipe.max_length
+    from qadistill.errors import UserInputError
+
+    raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "export a built student or a cross-encoder teacher")

@@ -1,0 +1,349 @@
+"""Export and compress a student or teacher: Optimum ONNX export, ORTOptimizer graph optimization, int8 quantization
+(dynamic with ORTQuantizer presets; static with ONNX Runtime's calibrators), fp16 for GPU — each followed by a parity
+check against PyTorch (max |Δlogit| and the MAP delta on a fixed sample of the dev split).
+
+Every variant is a folder (model.onnx, config, tokenizer, ``qadistill_export.json`` with how it was made and its
+parity figures), written to a temp path and renamed into place, and registered in the zoo as ``NAME-VARIANT``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qadistill import __version__, paths
+from qadistill.errors import ExportError, ParityError, UserInputError
+from qadistill.fsutil import atomic_write_text, replace_dir
+
+PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+OPT_LEVELS = ("O1", "O2", "O3", "O4")
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass
+class ExportRequest:
+    variant: str  # onnx | optimized | int8-dynamic | int8-static | fp16
+    optimize: str = "O2"
+    preset: str = "auto"
+    calibration_method: str = "minmax"
+    calibration_pairs: int = 256
+    per_channel: bool = False
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: float
+    map_reference: float
+    map_variant: float
+    map_delta_points: float  # (variant − reference) × 100
+    pairs: int
+    queries: int
+    ok: bool
+    bound_points: float
+
+
+@dataclass
+class VariantResult:
+    name: str
+    variant: str
+    path: str
+    size_bytes: int
+    seconds: float
+    parity: ParityReport | None
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return d
+
+
+def auto_preset() -> str:
+    from qadistill.doctor import cpu_features
+
+    f = cpu_features()
+    if f["arm64_dotprod"]:
+        return "arm64"
+    if f["avx512_vnni"]:
+        return "avx512_vnni"
+    if f["avx512f"]:
+        return "avx512"
+    if f["avx2"]:
+        return "avx2"
+    raise ExportError("this CPU has none of avx2 / avx512 / arm64 dot-product: int8 would run slower than fp32",
+                      "keep the fp32 or optimized ONNX variant")
+
+
+def check_model_folder(folder: Path) -> None:
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise ExportError(f"{folder} is not a model folder: no config.json", "point at a student/teacher folder (see `qadistill zoo show NAME`)")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise ExportError(f"{folder} is incomplete: no weights (model.safetensors)", "rebuild it, e.g. `qadistill distill ...`")
+    if not (folder / "tokenizer.json").exists() and not (folder / "vocab.txt").exists():
+        raise ExportError(f"{folder} is incomplete: no tokenizer files", "save the tokenizer into the folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    if not any("SequenceClassification" in a for a in cfg.get("architectures") or []):
+        raise ExportError(f"{folder} is a {', '.join(cfg.get('architectures') or ['?'])}, not a relevance (sequence-classification) model",
+                          "export a cross-encoder teacher or a distilled student")
+
+
+def export_onnx(folder: Path, dest: Path) -> None:
+    """Optimum ONNX export (opset chosen by Optimum) + tokenizer."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    try:
+        m = ORTModelForSequenceClassification.from_pretrained(str(folder), export=True, provider="CPUExecutionProvider")
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(f"Optimum cannot export {folder}: {msg}", "use a BERT-family student (all built-in students are)") from None
+    m.save_pretrained(str(dest))
+    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(dest))
+
+
+def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False) -> None:
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    if level not in OPT_LEVELS:
+        raise UserInputError(f"--optimize {level!r} is not a level", f"use one of {', '.join(OPT_LEVELS)}")
+    if level == "O4" and not for_gpu:
+        raise ExportError("O4 (mixed fp16) only runs fast on a CUDA GPU", "use --optimize O2 or O3 on the CPU, or run on a GPU machine")
+    cfg = {"O1": AutoOptimizationConfig.O1, "O2": AutoOptimizationConfig.O2, "O3": AutoOptimizationConfig.O3, "O4": AutoOptimizationConfig.O4}[level](for_gpu=for_gpu)
+    opt = ORTOptimizer.from_pretrained(str(onnx_dir))
+    opt.optimize(save_dir=str(dest), optimization_config=cfg)
+    _rename_to_model_onnx(dest, "model_optimized.onnx")
+
+
+def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool = False) -> None:
+    """ORTQuantizer dynamic int8 on the plain fp32 graph (quantizing an O2 graph fails in optimum 2.1)."""
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    factory = {"avx2": AutoQuantizationConfig.avx2, "avx512": AutoQuantizationConfig.avx512,
+               "avx512_vnni": AutoQuantizationConfig.avx512_vnni, "arm64": AutoQuantizationConfig.arm64}.get(preset)
+    if factory is None:
+        raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
+    q = ORTQuantizer.from_pretrained(str(onnx_dir), file_name="model.onnx")
+    q.quantize(save_dir=str(dest), quantization_config=factory(is_static=False, per_channel=per_channel))
+    _rename_to_model_onnx(dest, "model_quantized.onnx")
+
+
+def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], method: str, per_channel: bool = False) -> None:
+    """Static int8 (QDQ, uint8 activations / int8 weights: the fast form on x86) calibrated on real pairs."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    if not calib_batches:
+        raise ExportError("static quantization needs calibration data", "pass --data with labelled or unlabelled pairs (e.g. wikiqa)")
+    cm = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}.get(method)
+    if cm is None:
+        raise UserInputError(f"--calibration-method {method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calib_batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in onnx_dir.iterdir():
+        if f.is_file() and f.suffix != ".onnx":
+            shutil.copy2(f, dest / f.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        ort_quantize_static(
+            str(onnx_dir / "model.onnx"), str(dest / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=cm,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibTensorRangeSymmetric": False},
+        )
+        del tmp
+
+
+class _quiet_root_logger:
+    """ONNX Runtime's quantizer logs advice through the root logger; keep the terminal for our own output."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger()
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def _rename_to_model_onnx(dest: Path, produced: str) -> None:
+    src = dest / produced
+    if src.exists():
+        src.replace(dest / "model.onnx")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def parity_sample(data: str = "wikiqa", split: str = "dev", queries: int = 60):
+    """A fixed sample of the dev split: its first ``queries`` queries that have both a correct and a wrong candidate."""
+    from qadistill.data import QADataset, load_dataset
+
+    ds = load_dataset(data, split)
+    groups = ds.query_groups()
+    keep = [q for q, idx in groups.items() if {ds.pairs[i].label for i in idx} >= {0, 1}][:queries]
+    keep_set = set(keep)
+    return QADataset(ds.name, f"{split}[parity:{queries}q]", [p for p in ds.pairs if p.query_id in keep_set], ds.path)
+
+
+def scores_with(backend, ds, batch_size: int = 32):
+    import numpy as np
+
+    backend.load()
+    out = []
+    for i in range(0, len(ds.pairs), batch_size):
+        b = ds.pairs[i : i + batch_size]
+        out.append(backend.logits([p.query for p in b], [p.passage for p in b]))
+    backend.close()
+    return np.concatenate(out)
+
+
+def parity(reference, variant_scores, ds, bound_points: float) -> ParityReport:
+    import numpy as np
+
+    from qadistill.metrics import ranking_metrics
+
+    q = [p.query_id for p in ds.pairs]
+    y = ds.labels()
+    ref_map = ranking_metrics(q, reference.tolist(), y)["map"]
+    var_map = ranking_metrics(q, variant_scores.tolist(), y)["map"]
+    delta = (var_map - ref_map) * 100
+    return ParityReport(float(np.abs(reference - variant_scores).max()), ref_map, var_map, delta, len(y),
+                        len({x for x in q}), delta >= -bound_points, bound_points)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).glob("*.onnx"))
+
+
+def default_variants(cuda: bool) -> list[str]:
+    v = ["onnx", "optimized", "int8-dynamic", "int8-static"]
+    return v + (["fp16"] if cuda else [])
+
+
+def export_model(
+    name: str,
+    folder: Path,
+    variants: list[str],
+    req: ExportRequest,
+    max_length: int = 128,
+    data: str = "wikiqa",
+    parity_queries: int = 60,
+    bound_points: float = 1.0,
+    strict: bool = False,
+    out_root: Path | None = None,
+    progress=None,
+) -> list[VariantResult]:
+    """Export ``folder`` into each variant; returns their results (parity included). The fp32 ONNX export is made once
+    and reused as the base of the others."""
+    import numpy as np
+
+    from qadistill.backends import OrtBackend, TorchBackend
+    from qadistill.progress import NullProgress
+
+    progress = progress or NullProgress()
+    folder = Path(folder)
+    check_model_folder(folder)
+    for v in variants:
+        if v not in ("onnx", "optimized", "int8-dynamic", "int8-static", "fp16"):
+            raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
+    cuda = _cuda_ok()
+    if "fp16" in variants and not cuda:
+        raise ExportError("fp16 ONNX is for CUDA GPUs: ONNX Runtime on this CPU runs fp16 slower than fp32",
+                          "run the fp16 export on a machine with CUDA and onnxruntime-gpu (see `qadistill doctor`)")
+    preset = auto_preset() if req.preset == "auto" and any(v.startswith("int8") for v in variants) else req.preset
+    out_root = Path(out_root) if out_root else paths.artifacts_dir()
+    sample = parity_sample(data, "dev", parity_queries)
+    task = progress.task(f"export {name}", len(variants) + 1)
+    ref = scores_with(TorchBackend(folder, max_length, threads=None), sample)
+    task.advance(1)
+    results: list[VariantResult] = []
+    with tempfile.TemporaryDirectory(prefix=".qadistill-export-", dir=_mkdir(out_root)) as tmp:
+        tmp = Path(tmp)
+        base = tmp / "onnx"
+        t0 = time.perf_counter()
+        export_onnx(folder, base)
+        base_seconds = time.perf_counter() - t0
+        for v in variants:
+            t0 = time.perf_counter()
+            dest = tmp / f"v-{v}"
+            details: dict = {}
+            if v == "onnx":
+                shutil.copytree(base, dest)
+            elif v == "optimized":
+                optimize_onnx(base, dest, req.optimize)
+                details["level"] = req.optimize
+            elif v == "int8-dynamic":
+                with _quiet_root_logger():
+                    quantize_dynamic(base, dest, preset, req.per_channel)
+                details["preset"] = preset
+            elif v == "int8-static":
+                calib = calibration_batches(folder, data, req.calibration_pairs, max_length)
+                with _quiet_root_logger():
+                    quantize_static(base, dest, calib, req.calibration_method, req.per_channel)
+                details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs)
+            elif v == "fp16":
+                optimize_onnx(base, dest, "O4", for_gpu=True)
+                details["level"] = "O4"
+            seconds = time.perf_counter() - t0 + (base_seconds if v == "onnx" else 0.0)
+            provider = "CUDAExecutionProvider" if v == "fp16" else "CPUExecutionProvider"
+            vs = scores_with(OrtBackend(dest, max_length, provider=provider), sample)
+            rep = parity(ref, vs, sample, bound_points)
+            final = out_root / f"{name}-{v}"
+            manifest = {
+                "qadistill_version": __version__, "source": str(folder), "source_name": name, "variant": v, "file_name": "model.onnx",
+                "max_length": max_length, "size_bytes": folder_size(dest), "export_seconds": seconds, "created": time.time(),
+                "parity": asdict(rep), **details,
+            }
+            atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
+            replace_dir(dest, final)
+            results.append(VariantResult(f"{name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details))
+            task.advance(1)
+    bad = [r for r in results if r.parity and not r.parity.ok]
+    if strict and bad:
+        worst = min(bad, key=lambda r: r.parity.map_delta_points)
+        raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
+                          "try another preset/method, or drop --strict to keep it anyway")
+    _ = np
+    return results
+
+
+def calibration_batches(folder: Path, data: str, n_pairs: int, max_length: int, batch_size: int = 16) -> list[dict]:
+    """Tokenized batches of the first ``n_pairs`` train pairs (never dev/test) for static calibration."""
+    from transformers import AutoTokenizer
+
+    from qadistill.data import load_dataset
+
+    ds = load_dataset(data, "train")
+    pairs = ds.pairs[: n_pairs]
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    out = []
+    for i in range(0, len(pairs), batch_size):
+        b = pairs[i : i + batch_size]
+        enc = tok([p.query for p in b], [p.passage for p in b], padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+        out.append({k: v.astype("int64") for k, v in enc.items()})
+    return out
+
+
+def _cuda_ok() -> bool:
+    try:
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    except Exception:
+        return False
+
+
+def _mkdir(p: Path) -> str:
+    Path(p).mkdir(parents=True, exist_ok=True)
+    return str(p)

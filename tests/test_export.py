@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_model, tiny_jsonl
+from qadistill.compress import ExportRequest, export_model
+from qadistill.errors import ExportError, ParityError, UserInputError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return make_tiny_model(root / "model", "cross"), tiny_jsonl(root / "data.jsonl")
+
+
+def run(tiny, tmp_path, variants, **kw):
+    folder, data = tiny
+    req = ExportRequest(variant="", **kw.pop("req", {}))
+    return export_model("tiny", folder, variants, req, max_length=48, data=str(data), parity_queries=12,
+                        out_root=tmp_path / "out", **kw)
+
+
+def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
+    import onnxruntime as ort
+
+    res = run(tiny, tmp_path, ["onnx", "optimized", "int8-dynamic", "int8-static"], req={"calibration_pairs": 24})
+    by = {r.variant: r for r in res}
+    assert by["onnx"].parity.max_abs_diff < 1e-4 and by["optimized"].parity.max_abs_diff < 1e-4
+    assert by["int8-dynamic"].parity.max_abs_diff < 0.05 and by["int8-static"].parity.max_abs_diff < 0.2
+    for r in res:
+        folder = Path(r.path)
+        assert {"model.onnx", "config.json", "tokenizer.json", "qadistill_export.json"} <= {p.name for p in folder.iterdir()}
+        man = json.loads((folder / "qadistill_export.json").read_text())
+        assert man["variant"] == r.variant and man["parity"]["pairs"] > 0 and man["size_bytes"] > 0
+        ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert by["int8-dynamic"].details["preset"] in ("avx2", "avx512", "avx512_vnni", "arm64")
+    q = [n.op_type for n in __import__("onnx").load(str(Path(by["int8-dynamic"].path) / "model.onnx")).graph.node]
+    assert any("Integer" in o or "Quant" in o for o in q)  # really quantized
+
+
+def test_a_corrupted_weight_fails_parity(tmp_path, monkeypatch):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from qadistill import compress
+
+    # positives come last in each query, so a model whose logits are all equal ranks them last (MAP 0.25)
+    folder = make_tiny_model(tmp_path / "m", "cross", seed=3)
+    data = tiny_jsonl(tmp_path / "d.jsonl", positive_at=-1)
+    real = compress.export_onnx
+
+    def corrupted(folder, dest):
+        real(folder, dest)
+        m = onnx.load(str(dest / "model.onnx"))
+        hit = 0
+        for t in m.graph.initializer:
+            if t.name.startswith("classifier."):
+                t.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(t).shape, np.float32), t.name))
+                hit += 1
+        assert hit == 2
+        onnx.save(m, str(dest / "model.onnx"))
+
+    monkeypatch.setattr(compress, "export_onnx", corrupted)
+    kw = dict(max_length=48, data=str(data), parity_queries=12, out_root=tmp_path / "out")
+    res = export_model("bad", folder, ["onnx"], ExportRequest(variant=""), **kw)
+    p = res[0].parity
+    assert p.map_variant == pytest.approx(0.25) and p.map_reference > 0.35
+    assert not p.ok and p.max_abs_diff > 1e-3
+    with pytest.raises(ParityError, match="loses .* MAP points"):
+        export_model("bad", folder, ["onnx"], ExportRequest(variant=""), strict=True, **kw)
+
+
+def test_export_errors(tiny, tmp_path):
+    folder, data = tiny
+    with pytest.raises(ExportError, match="fp16 ONNX is for CUDA"):
+        run(tiny, tmp_path, ["onnx", "fp16"])
+    with pytest.raises(ExportError, match="no config.json"):
+        export_model("x", tmp_path, ["onnx"], ExportRequest(variant=""), data=str(data))
+    bi = make_tiny_model(tmp_path / "bi", "bi")
+    with pytest.raises(ExportError, match="not a relevance"):
+        export_model("x", bi, ["onnx"], ExportRequest(variant=""), data=str(data))
+    with pytest.raises(UserInputError, match="not a preset"):
+        run(tiny, tmp_path, ["int8-dynamic"], req={"preset": "sse2"})
+    with pytest.raises(ExportError, match="O4"):
+        run(tiny, tmp_path, ["optimized"], req={"optimize": "O4"})
+    from qadistill.compress import quantize_static
+
+    with pytest.raises(ExportError, match="calibration data"):
+        quantize_static(tmp_path, tmp_path / "q", [], "minmax")
+
+
+def test_export_cli(cli, tiny, tmp_path):
+    folder, data = tiny
+    r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert [x["variant"] for x in res] == ["onnx", "int8-dynamic"]
+    rows = json.loads(cli("zoo", "list", "--format", "json").stdout)
+    assert {"model-onnx", "model-int8-dynamic"} <= {x["name"] for x in rows}
+    r = cli("export", str(folder), "--fp16", "--data", str(data))
+    assert r.exit_code == 1 and "CUDA" in r.stderr and "Traceback" not in r.output
+    r = cli("export", str(folder), "--quantize", "int4")
+    assert r.exit_code == 2
