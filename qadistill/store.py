@@ -70,6 +70,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0004_runs_env",
         "ALTER TABLE runs ADD COLUMN env TEXT NOT NULL DEFAULT '{}';",
     ),
+    (
+        "0005_bench",
+        """
+        CREATE TABLE bench_runs (
+            id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            env TEXT NOT NULL,
+            settings TEXT NOT NULL
+        );
+        CREATE TABLE bench_rows (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES bench_runs(id),
+            row TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -219,6 +235,23 @@ class Store:
     def results(self, artifact: str) -> list[dict]:
         rows = self.conn.execute("SELECT * FROM results WHERE artifact=? ORDER BY created_at", (artifact,)).fetchall()
         return [dict(r) for r in rows]
+
+    # -- bench --------------------------------------------------------------------------------------------------------
+    def add_bench_run(self, run_id: str, env: dict, settings: dict, rows: list[dict]) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO bench_runs(id, created_at, env, settings) VALUES (?,?,?,?)",
+                      (run_id, time.time(), json.dumps(env), json.dumps(settings)))
+            c.executemany("INSERT INTO bench_rows(run_id, row) VALUES (?,?)", [(run_id, json.dumps(r)) for r in rows])
+
+    def bench_run(self, run_id: str) -> dict | None:
+        r = self.conn.execute("SELECT * FROM bench_runs WHERE id=?", (run_id,)).fetchone()
+        if r is None:
+            return None
+        rows = [json.loads(x[0]) for x in self.conn.execute("SELECT row FROM bench_rows WHERE run_id=? ORDER BY id", (run_id,))]
+        return {"run_id": r["id"], "created_at": r["created_at"], "env": json.loads(r["env"]), "settings": json.loads(r["settings"]), "rows": rows}
+
+    def bench_runs(self, limit: int = 20) -> list[dict]:
+        return [dict(r) for r in self.conn.execute("SELECT id, created_at FROM bench_runs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
     def best_metric(self, artifact: str, metric: str = "map") -> dict | None:
         """The latest test-split value of ``metric`` for an artifact (the figure `zoo list` shows)."""

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from qadistill import __version__
+from qadistill.cli import bench as _bench
 from qadistill.cli import distill as _distill
 from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
@@ -28,6 +29,7 @@ app.command("eval")(_evaluate.eval_)
 app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
 app.command("export")(_export.export)
+app.command("bench")(_bench.bench)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,332 @@
+"""`qadistill bench`: accuracy versus speed across models, backends and devices.
+
+Each (model × backend) runs in its own process (``python -m qadistill.bench_worker``) so one backend's threads, caches
+and allocator never colour another's numbers. Within a process: load (timed), then for each batch size a warm-up and
+timed runs until both a minimum time and a minimum count are reached; tokenization is timed apart from the model and
+together with it (end to end). On CUDA, torch timings use CUDA events with synchronize. Accuracy (MAP/MRR/accuracy/AUC)
+is measured in the same run on the chosen split, so every row is a point on the accuracy/speed plane.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qadistill.errors import UserInputError
+
+TORCH_BACKENDS = ("torch", "torch-fp16", "torch-bf16", "torch-compile")
+ORT_BACKENDS = ("ort", "ort-optimized", "ort-int8", "ort-int8-static", "ort-fp16", "ort-trt")
+ALL_BACKENDS = TORCH_BACKENDS + ORT_BACKENDS
+CUDA_ONLY = ("torch-fp16", "torch-bf16", "ort-fp16", "ort-trt")
+VARIANT_OF = {"ort": "onnx", "ort-optimized": "optimized", "ort-int8": "int8-dynamic", "ort-int8-static": "int8-static",
+              "ort-fp16": "fp16", "ort-trt": "onnx"}
+
+
+@dataclass
+class Target:
+    """One row family to measure: a model folder under one backend."""
+
+    model: str  # the name the user gave (or the teacher/student it came from)
+    backend: str  # one of ALL_BACKENDS
+    folder: str
+    architecture: str  # cross-encoder | bi-encoder
+    teacher: bool = False
+    file_name: str = "model.onnx"
+    accuracy_from_cache: str | None = None  # a zoo name whose cached scores give the accuracy (fp32 torch only)
+
+
+@dataclass
+class BenchSettings:
+    device: str = "cpu"
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
+    max_length: int = 128
+    threads: int | None = None
+    data: str = "wikiqa"
+    split: str = "test"
+    min_time: float = 2.0
+    min_runs: int = 10
+    max_runs: int = 500
+    warmup: int = 3
+    accuracy: bool = True
+    accuracy_limit_queries: int | None = None
+
+
+def percentiles(times_s: list[float]) -> dict:
+    import numpy as np
+
+    a = np.asarray(times_s) * 1000.0
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+            "min": float(a.min()), "mean": float(a.mean()), "runs": int(a.size)}
+
+
+def time_loop(fn, min_time: float, min_runs: int, max_runs: int, warmup: int, clock=time.perf_counter, sync=None) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then time each call until ``min_time`` seconds and ``min_runs`` calls have
+    passed (at most ``max_runs``). ``sync`` (e.g. torch.cuda.synchronize) is called before reading the clock."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times: list[float] = []
+    start = clock()
+    while len(times) < max_runs and (len(times) < min_runs or clock() - start < min_time):
+        t = clock()
+        fn()
+        if sync:
+            sync()
+        times.append(clock() - t)
+    return times
+
+
+def cuda_available() -> tuple[bool, list[str]]:
+    """(torch CUDA available, ONNX Runtime providers) without failing when either library is missing."""
+    have = False
+    try:
+        import torch
+
+        have = torch.cuda.is_available()
+    except Exception:
+        pass
+    providers: list[str] = []
+    try:
+        import onnxruntime as ort
+
+        providers = list(ort.get_available_providers())
+    except Exception:
+        pass
+    return have, providers
+
+
+def check_device(device: str, backends: list[str]) -> None:
+    """--device cuda without CUDA is an error listing what is available: never a silent fall back to the CPU."""
+    if device not in ("cpu", "cuda"):
+        raise UserInputError(f"--device {device!r} is not a device", "use cpu or cuda")
+    torch_cuda, providers = cuda_available()
+    if device == "cuda":
+        if not torch_cuda and not ("CUDAExecutionProvider" in providers):
+            avail = ["cpu (torch)"] + [p for p in providers if p != "AzureExecutionProvider"]
+            raise UserInputError(f"--device cuda: no CUDA device here (available: {', '.join(avail)})",
+                                 "run with --device cpu, or on a machine with a GPU (see `qadistill doctor`)")
+        ort_wanted = [b for b in backends if b.startswith("ort")]
+        if ort_wanted and "CUDAExecutionProvider" not in providers:
+            raise UserInputError(f"--device cuda: ONNX Runtime has no CUDA provider (have: {', '.join(providers)})",
+                                 "pip install 'qadistill[gpu]' (onnxruntime-gpu instead of onnxruntime), or drop the ort backends")
+    else:
+        bad = [b for b in backends if b in CUDA_ONLY]
+        if bad:
+            raise UserInputError(f"backend(s) {', '.join(bad)} need --device cuda", f"drop them or use --device cuda")
+
+
+def resolve_targets(models: list[str], backends: list[str] | None, registry, device: str) -> list[Target]:
+    """Expand model names into (model × backend) targets. A student/teacher expands into its torch backends and its
+    exported variants (artifacts whose parent it is); an export artifact is one ORT target."""
+    from qadistill.recipes import TeacherRecipe
+    from qadistill.teachers import built_teacher_folder
+    from qadistill.sources import resolve_source
+
+    wanted = backends or (["torch", "ort", "ort-optimized", "ort-int8", "ort-int8-static"] if device == "cpu" else
+                          ["torch", "torch-fp16", "torch-bf16", "ort", "ort-fp16"])
+    for b in wanted:
+        if b not in ALL_BACKENDS:
+            raise UserInputError(f"unknown backend {b!r}", f"use any of {', '.join(ALL_BACKENDS)}")
+    out: list[Target] = []
+    store = registry._store
+    for name in models:
+        p = Path(name).expanduser()
+        if p.is_dir():
+            arch = _folder_arch(p)
+            if (p / "model.onnx").exists():
+                man = json.loads((p / "qadistill_export.json").read_text()) if (p / "qadistill_export.json").exists() else {}
+                b = next((b for b, v in VARIANT_OF.items() if v == man.get("variant")), "ort")
+                out.append(Target(man.get("source_name", name), b, str(p), arch))
+            else:
+                out += [Target(name, b, str(p), arch) for b in wanted if b in TORCH_BACKENDS]
+            continue
+        e = registry.get(name)
+        if e.artifact is not None and e.kind == "export":
+            v = e.artifact.manifest.get("variant")
+            b = next((b for b, vv in VARIANT_OF.items() if vv == v), "ort")
+            out.append(Target(e.artifact.parent or name, b, e.artifact.path, "cross-encoder"))
+            continue
+        if e.recipe is not None:
+            if not isinstance(e.recipe, TeacherRecipe):
+                raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "bench teachers, built students or their exports")
+            folder = resolve_source(e.recipe.source) if e.recipe.source is not None else built_teacher_folder(name, registry)
+            arch, teacher = e.recipe.architecture, True
+        else:
+            folder, arch, teacher = Path(e.path), "cross-encoder", e.kind == "teacher-model"
+        for b in wanted:
+            if b in TORCH_BACKENDS:
+                out.append(Target(name, b, str(folder), arch, teacher, accuracy_from_cache=name if b == "torch" else None))
+        if store is not None and arch == "cross-encoder":
+            exports = {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export"}
+            for b in wanted:
+                v = VARIANT_OF.get(b)
+                if b.startswith("ort") and v in exports and Path(exports[v].path).exists():
+                    out.append(Target(name, b, exports[v].path, arch, teacher))
+    if not out:
+        raise UserInputError("nothing to benchmark for these models and backends",
+                             "export variants first (`qadistill export NAME --all`) or pick other --backends")
+    return out
+
+
+def _folder_arch(folder: Path) -> str:
+    cfg = json.loads((folder / "config.json").read_text())
+    return "cross-encoder" if any("SequenceClassification" in a for a in cfg.get("architectures") or []) else "bi-encoder"
+
+
+def environment() -> dict:
+    from importlib import metadata
+
+    from qadistill.doctor import cpu_features, cpu_model
+
+    def v(d: str) -> str | None:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            return None
+
+    gpu = None
+    torch_cuda, providers = cuda_available()
+    if torch_cuda:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+    return {
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpu_features": cpu_features(), "gpu": gpu,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "libraries": {d: v(d) for d in ("qadistill", "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu")},
+        "onnxruntime_providers": providers, "loadavg_1m": os.getloadavg()[0],
+    }
+
+
+def run_target(target: Target, settings: BenchSettings, timeout: float = 3600) -> dict:
+    """Measure one target in a fresh process; returns its rows (one per batch size) plus shared fields."""
+    spec = json.dumps({"target": asdict(target), "settings": asdict(settings)})
+    env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "qadistill.bench_worker"], input=spec, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": tail, "target": asdict(target)}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
+    """For (accuracy, throughput) points: True where no other point is at least as good in both and better in one."""
+    flags = []
+    for i, (a, t) in enumerate(points):
+        dominated = any((a2 >= a and t2 >= t) and (a2 > a or t2 > t) for j, (a2, t2) in enumerate(points) if j != i)
+        flags.append(not dominated)
+    return flags
+
+
+def finalize(rows: list[dict], baseline: str | None = None) -> list[dict]:
+    """Add speed-ups against a baseline row family (default: the teacher with the best MAP under torch fp32) measured
+    in the same run, and Pareto flags per batch size."""
+    fams = {(r["model"], r["backend"]) for r in rows if "error" not in r}
+    if baseline:
+        m, _, b = baseline.partition(":")
+        base = (m, b or "torch")
+        if base not in fams:
+            raise UserInputError(f"baseline {baseline!r} is not among the measured rows", "use MODEL[:BACKEND] from this run")
+    else:
+        cands = [r for r in rows if r.get("teacher") and r["backend"] == "torch" and r.get("map") is not None]
+        base = (max(cands, key=lambda r: r["map"])["model"], "torch") if cands else None
+    by_bs: dict[int, list[dict]] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        by_bs.setdefault(r["batch_size"], []).append(r)
+    for bs, rs in by_bs.items():
+        ref = next((r for r in rs if base and (r["model"], r["backend"]) == base), None)
+        for r in rs:
+            r["baseline"] = f"{base[0]}:{base[1]}" if base else None
+            r["speedup"] = (r["throughput_pairs_s"] / ref["throughput_pairs_s"]) if ref else None
+        scored = [r for r in rs if r.get("map") is not None]
+        for r, f in zip(scored, pareto_flags([(r["map"], r["throughput_pairs_s"]) for r in scored])):
+            r["pareto"] = f
+    return rows
+
+
+def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | None = None, progress=None, store=None) -> dict:
+    from qadistill.progress import NullProgress
+
+    progress = progress or NullProgress()
+    task = progress.task("bench", len(targets))
+    rows: list[dict] = []
+    errors: list[dict] = []
+    env = environment()
+    for t in targets:
+        res = run_target(t, settings)
+        if "error" in res:
+            errors.append(res)
+        else:
+            rows += res["rows"]
+        task.advance(1, last=f"{t.model}:{t.backend}")
+    rows = finalize(rows, baseline)
+    env["loadavg_1m_end"] = os.getloadavg()[0]
+    run_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    result = {"run_id": run_id, "created": time.time(), "env": env, "settings": asdict(settings), "rows": rows, "errors": errors}
+    if store is not None:
+        store.add_bench_run(run_id, env, asdict(settings), rows)
+    return result
+
+
+ROW_FIELDS = ["model", "backend", "device", "threads", "batch_size", "max_length", "latency_ms", "tokenize_ms", "e2e_ms",
+              "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb", "gpu_mem_mb", "size_mb",
+              "map", "mrr", "accuracy", "auc", "accuracy_from", "speedup", "baseline", "pareto", "teacher", "architecture"]
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "p50_ms", "p90_ms", "p99_ms", "min_ms",
+            "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
+            "gpu_mem_mb", "size_mb", "map", "mrr", "accuracy", "auc", "speedup", "pareto"]
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+        w.writerow({**{k: r.get(k) for k in cols}, "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
+                    "p99_ms": r["latency_ms"]["p99"], "min_ms": r["latency_ms"]["min"], "tokenize_p50_ms": r["tokenize_ms"]["p50"],
+                    "e2e_p50_ms": r["e2e_ms"]["p50"]})
+    return buf.getvalue()
+
+
+def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
+    """Accuracy (MAP) against throughput (log scale), one marker per row, Pareto front drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in rows if r.get("map") is not None]
+    bs = batch_size or max(r["batch_size"] for r in rs)
+    rs = [r for r in rs if r["batch_size"] == bs]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for r in rs:
+        ax.scatter(r["throughput_pairs_s"], r["map"], s=60 if r.get("pareto") else 30,
+                   marker="*" if r.get("pareto") else "o", zorder=3)
+        ax.annotate(f"{r['model']}\n{r['backend']}", (r["throughput_pairs_s"], r["map"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    front = sorted((r for r in rs if r.get("pareto")), key=lambda r: r["throughput_pairs_s"])
+    if len(front) > 1:
+        ax.plot([r["throughput_pairs_s"] for r in front], [r["map"] for r in front], "--", color="gray", zorder=2)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"throughput, pairs/s (batch {bs}, length {rs[0]['max_length'] if rs else '?'}; log scale)")
+    ax.set_ylabel("MAP")
+    ax.set_title("qadistill bench: accuracy vs speed (★ = Pareto-optimal)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,114 @@
+"""One bench target in its own process: JSON spec on stdin, one JSON line of results on stdout."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _size_mb(folder: Path, file_name: str | None) -> float:
+    if file_name and (folder / file_name).exists():
+        return (folder / file_name).stat().st_size / 1e6
+    return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".onnx")) / 1e6
+
+
+def make_backend(t: dict, s: dict):
+    from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
+
+    b, dev = t["backend"], s["device"]
+    kw = dict(max_length=s["max_length"], threads=s["threads"], device=dev)
+    if b.startswith("torch"):
+        dtype = {"torch-fp16": "fp16", "torch-bf16": "bf16"}.get(b, "fp32")
+        cls = BiEncoderTorchBackend if t["architecture"] == "bi-encoder" else TorchBackend
+        return cls(t["folder"], dtype=dtype, **kw)
+    provider = {"ort-trt": "TensorrtExecutionProvider"}.get(b, "CUDAExecutionProvider" if dev == "cuda" else "CPUExecutionProvider")
+    return OrtBackend(t["folder"], file_name=t.get("file_name") or "model.onnx", provider=provider, **kw)
+
+
+def main() -> None:
+    import numpy as np
+
+    from qadistill.bench import percentiles, time_loop
+    from qadistill.data import load_dataset
+    from qadistill.metrics import ranking_metrics
+
+    spec = json.loads(sys.stdin.read())
+    t, s = spec["target"], spec["settings"]
+    import torch
+
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    threads = s["threads"] or torch.get_num_threads()
+    cuda = s["device"] == "cuda"
+    sync = torch.cuda.synchronize if cuda and t["backend"].startswith("torch") else None
+
+    t0 = time.perf_counter()
+    be = make_backend(t, s).load()
+    if t["backend"] == "torch-compile":
+        be.model = torch.compile(be.model)
+    load_s = time.perf_counter() - t0
+
+    ds = load_dataset(s["data"], s["split"])
+    pairs = ds.pairs
+    rows = []
+    for bs in s["batch_sizes"]:
+        batch = [pairs[i % len(pairs)] for i in range(bs)]
+        qs, ps = [p.query for p in batch], [p.passage for p in batch]
+
+        def enc_fixed():
+            if hasattr(be, "tokenizer") and t["architecture"] == "cross-encoder":
+                return dict(be.tokenizer(qs, ps, padding="max_length", truncation=True, max_length=s["max_length"], return_tensors="np"))
+            kw = dict(padding="max_length", truncation=True, max_length=s["max_length"], return_tensors="np")
+            return {"q": dict(be.tokenizer(qs, **kw)), "p": dict(be.tokenizer(ps, **kw))}
+
+        enc = enc_fixed()
+        loop = dict(min_time=s["min_time"], min_runs=s["min_runs"], max_runs=s["max_runs"], warmup=s["warmup"])
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
+        tok_t = time_loop(enc_fixed, **loop)
+        e2e_t = time_loop(lambda: be.run(enc_fixed()), sync=sync, **loop)
+        lat = percentiles(model_t)
+        e2e = percentiles(e2e_t)
+        rows.append({
+            "model": t["model"], "backend": t["backend"], "device": s["device"], "threads": threads, "batch_size": bs,
+            "max_length": s["max_length"], "latency_ms": lat, "tokenize_ms": percentiles(tok_t), "e2e_ms": e2e,
+            "throughput_pairs_s": bs / (lat["p50"] / 1000), "e2e_throughput_pairs_s": bs / (e2e["p50"] / 1000),
+            "load_s": load_s, "gpu_mem_mb": (torch.cuda.max_memory_allocated() / 1e6) if cuda else None,
+            "size_mb": _size_mb(Path(t["folder"]), t.get("file_name") if t["backend"].startswith("ort") else None),
+            "teacher": t["teacher"], "architecture": t["architecture"],
+        })
+
+    metrics, source = None, None
+    if s["accuracy"]:
+        eds = ds.subset_queries(s["accuracy_limit_queries"]) if s.get("accuracy_limit_queries") else ds
+        if t.get("accuracy_from_cache") and not s.get("accuracy_limit_queries"):
+            from qadistill.registry import Registry
+            from qadistill.store import Store
+            from qadistill.teachers import load_scorer
+
+            scores = load_scorer(t["accuracy_from_cache"], Registry(store=Store.open()), max_length=s["max_length"]).logits(eds)
+            source = "cache (same model, fp32)"
+        else:
+            order = sorted(range(len(eds.pairs)), key=lambda i: len(eds.pairs[i].query) + len(eds.pairs[i].passage))
+            scores = np.empty(len(order), dtype=np.float32)
+            for i in range(0, len(order), 32):
+                idx = order[i : i + 32]
+                scores[idx] = be.logits([eds.pairs[j].query for j in idx], [eds.pairs[j].passage for j in idx])
+            source = "measured (this backend)"
+        metrics = ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for r in rows:
+        r["peak_rss_mb"] = peak
+        r["accuracy_from"] = source
+        for k in ("map", "mrr", "accuracy", "auc"):
+            r[k] = metrics[k] if metrics else None
+    be.close()
+    print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

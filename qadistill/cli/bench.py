@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import err_console, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+
+
+@handle_errors
+def bench(
+    models: Annotated[list[str] | None, typer.Argument(help="Teachers, built students, export artifacts or folders.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda (never a silent fall back).")] = "cpu",
+    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, torch-fp16, torch-bf16, torch-compile, ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16, ort-trt.")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    max_length: Annotated[int, typer.Option(min=8)] = 128,
+    threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
+    data: Annotated[str, typer.Option()] = "wikiqa",
+    split: Annotated[str, typer.Option()] = "test",
+    min_time: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per batch size (at least).")] = 2.0,
+    min_runs: Annotated[int, typer.Option(min=1)] = 10,
+    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the accuracy pass.")] = False,
+    accuracy_queries: Annotated[int | None, typer.Option(min=1, help="Accuracy on the first N queries only (quick runs).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="MODEL[:BACKEND] for speed-ups (default: best teacher, torch).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write accuracy-vs-throughput PNG here.")] = None,
+    compare: Annotated[list[str] | None, typer.Option(help="Show two stored runs side by side: --compare RUN_A --compare RUN_B.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+) -> None:
+    """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
+    from qadistill.bench import BenchSettings, check_device, finalize, plot as draw, resolve_targets, run_bench, to_csv
+    from qadistill.errors import UserInputError
+    from qadistill.progress import RichProgress
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    if fmt not in ("table", "json", "csv"):
+        raise UserInputError(f"--format {fmt!r} is not allowed", "use table, json or csv")
+    store = Store.open()
+    if compare:
+        if len(compare) != 2:
+            raise UserInputError("--compare needs exactly two run ids", "list them with `qadistill bench --compare` ids from the store")
+        runs = [store.bench_run(r) for r in compare]
+        for rid, r in zip(compare, runs):
+            if r is None:
+                have = ", ".join(x["id"] for x in store.bench_runs(5)) or "none yet"
+                raise UserInputError(f"no stored bench run {rid!r}", f"recent runs: {have}")
+        _compare(runs, fmt)
+        return
+    if not models:
+        raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
+    try:
+        bss = [int(x) for x in batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UserInputError(f"--batch-sizes {batch_sizes!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
+    bl = [b.strip() for b in backends.split(",")] if backends else None
+    check_device(device, bl or [])
+    settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
+                             min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries)
+    targets = resolve_targets(models, bl, Registry(store=store), device)
+    with RichProgress() as prog:
+        res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
+    if plot and res["rows"]:
+        draw(res["rows"], plot)
+        err_console().print(f"plot written to {plot}")
+    for e in res["errors"]:
+        err_console().print(f"[red]failed[/] {e['target']['model']}:{e['target']['backend']}: {e['error']}")
+    if fmt == "json":
+        print_json(res)
+    elif fmt == "csv":
+        typer.echo(to_csv(res["rows"]), nl=False)
+    else:
+        _render(res)
+    _ = finalize
+
+
+def _render(res: dict) -> None:
+    env = res["env"]
+    rows = []
+    for r in sorted(res["rows"], key=lambda r: (r["batch_size"], -r["throughput_pairs_s"])):
+        l = r["latency_ms"]
+        rows.append([
+            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"], r["backend"], r["batch_size"],
+            f"{l['p50']:.1f}", f"{l['p90']:.1f}", f"{l['p99']:.1f}", f"{l['min']:.1f}", f"{r['tokenize_ms']['p50']:.1f}",
+            f"{r['throughput_pairs_s']:.1f}", f"{r['e2e_throughput_pairs_s']:.1f}",
+            f"{r['speedup']:.1f}x" if r.get("speedup") else "-", f"{r['size_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
+            f"{r['map']:.4f}" if r.get("map") is not None else "-", f"{r['mrr']:.4f}" if r.get("mrr") is not None else "-",
+        ])
+    cols = ["model", "backend", "batch", "p50 ms", "p90", "p99", "min", "tok ms", "pairs/s", "e2e pairs/s", "speed-up",
+            "MB", "RSS MB", "MAP", "MRR"]
+    s = res["settings"]
+    title = (f"{res['run_id']}: {s['device']} · length {s['max_length']} · {s['data']}/{s['split']} · threads "
+             f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
+    out_console().print(table(title, cols, rows, no_wrap=tuple(cols)))
+    err_console().print(f"[dim]★ Pareto-optimal (MAP vs throughput at the same batch); speed-up vs {res['rows'][0].get('baseline') if res['rows'] else '-'} "
+                        f"at the same batch; {env['cpu']}; stored as {res['run_id']}[/]")
+
+
+def _compare(runs: list[dict], fmt: str) -> None:
+    key = lambda r: (r["model"], r["backend"], r["batch_size"])  # noqa: E731
+    a = {key(r): r for r in runs[0]["rows"]}
+    b = {key(r): r for r in runs[1]["rows"]}
+    keys = sorted(set(a) | set(b), key=lambda k: (k[2], k[0], k[1]))
+    out = []
+    for k in keys:
+        ra, rb = a.get(k), b.get(k)
+        ta = ra["throughput_pairs_s"] if ra else None
+        tb = rb["throughput_pairs_s"] if rb else None
+        out.append({"model": k[0], "backend": k[1], "batch_size": k[2], "a_pairs_s": ta, "b_pairs_s": tb,
+                    "ratio_b_over_a": (tb / ta) if ta and tb else None,
+                    "a_map": ra.get("map") if ra else None, "b_map": rb.get("map") if rb else None})
+    if fmt == "json":
+        print_json({"a": runs[0]["run_id"], "b": runs[1]["run_id"], "rows": out})
+        return
+    f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    out_console().print(table(f"{runs[0]['run_id']} (A) vs {runs[1]['run_id']} (B)",
+                              ["model", "backend", "batch", "A pairs/s", "B pairs/s", "B/A", "A MAP", "B MAP"],
+                              [[o["model"], o["backend"], o["batch_size"], f(o["a_pairs_s"]), f(o["b_pairs_s"]), f(o["ratio_b_over_a"], 2),
+                                f(o["a_map"], 4), f(o["b_map"], 4)] for o in out]))

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import make_tiny_model, tiny_jsonl
+from qadistill.bench import BenchSettings, check_device, finalize, pareto_flags, percentiles, time_loop
+from qadistill.errors import UserInputError
+
+
+class FakeClock:
+    """A clock advanced by the fake backend: each call 'takes' the next duration from a list."""
+
+    def __init__(self, durations):
+        self.t = 0.0
+        self.durations = list(durations)
+        self.calls = 0
+
+    def __call__(self):
+        return self.t
+
+    def work(self):
+        self.t += self.durations[self.calls % len(self.durations)]
+        self.calls += 1
+
+
+def test_time_loop_and_percentiles_on_known_timings():
+    clock = FakeClock([0.010] * 3 + [0.001 * k for k in range(1, 101)])  # 3 warm-ups, then 1..100 ms
+    times = time_loop(clock.work, min_time=0.0, min_runs=100, max_runs=100, warmup=3, clock=clock)
+    assert len(times) == 100 and clock.calls == 103
+    p = percentiles(times)
+    assert p["min"] == pytest.approx(1.0) and p["mean"] == pytest.approx(50.5)
+    assert p["p50"] == pytest.approx(50.5) and p["p90"] == pytest.approx(90.1) and p["p99"] == pytest.approx(99.01)
+
+
+def test_time_loop_runs_until_min_time_and_min_runs():
+    clock = FakeClock([0.125])
+    times = time_loop(clock.work, min_time=1.0, min_runs=3, max_runs=1000, warmup=0, clock=clock)
+    assert len(times) == 8  # 8 × 0.125 s reaches the 1 s minimum
+    clock = FakeClock([1.0])
+    assert len(time_loop(clock.work, min_time=0.5, min_runs=4, max_runs=1000, warmup=0, clock=clock)) == 4
+    clock = FakeClock([0.001])
+    assert len(time_loop(clock.work, min_time=100, min_runs=1, max_runs=50, warmup=0, clock=clock)) == 50
+
+
+def test_pareto_and_speedups():
+    assert pareto_flags([(0.8, 10), (0.7, 100), (0.6, 50), (0.8, 5)]) == [True, True, False, False]
+    rows = [
+        {"model": "big", "backend": "torch", "batch_size": 8, "throughput_pairs_s": 10.0, "map": 0.77, "teacher": True},
+        {"model": "small", "backend": "ort-int8", "batch_size": 8, "throughput_pairs_s": 250.0, "map": 0.70, "teacher": False},
+        {"model": "small", "backend": "torch", "batch_size": 8, "throughput_pairs_s": 50.0, "map": 0.70, "teacher": False},
+    ]
+    out = finalize(rows)
+    assert [r["speedup"] for r in out] == [1.0, 25.0, 5.0]
+    assert [r["pareto"] for r in out] == [True, True, False]
+    assert out[0]["baseline"] == "big:torch"
+    with pytest.raises(UserInputError, match="not among the measured rows"):
+        finalize(rows, baseline="nope:torch")
+
+
+def test_cuda_missing_is_an_error_listing_what_exists(monkeypatch):
+    from qadistill import bench
+
+    monkeypatch.setattr(bench, "cuda_available", lambda: (False, ["AzureExecutionProvider", "CPUExecutionProvider"]))
+    with pytest.raises(UserInputError) as ei:
+        check_device("cuda", [])
+    assert "no CUDA device here (available: cpu (torch), CPUExecutionProvider)" in ei.value.message
+    with pytest.raises(UserInputError, match="need --device cuda"):
+        check_device("cpu", ["torch-fp16"])
+    monkeypatch.setattr(bench, "cuda_available", lambda: (True, ["CPUExecutionProvider"]))
+    with pytest.raises(UserInputError, match="no CUDA provider"):
+        check_device("cuda", ["ort-fp16"])
+    check_device("cuda", ["torch-fp16"])  # torch CUDA is enough for torch backends
+
+
+def test_cuda_missing_cli_exit_code_2(cli, monkeypatch):
+    from qadistill import bench
+
+    monkeypatch.setattr(bench, "cuda_available", lambda: (False, ["CPUExecutionProvider"]))
+    r = cli("bench", "all-minilm-l6-v2", "--device", "cuda")
+    assert r.exit_code == 2 and "no CUDA device here" in r.stderr and r.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    return make_tiny_model(root / "m", "cross"), tiny_jsonl(root / "d.jsonl")
+
+
+def test_bench_json_schema_store_round_trip_and_compare(cli, tiny_bench, tmp_path):
+    folder, data = tiny_bench
+    args = ["bench", str(folder), "--data", str(data), "--batch-sizes", "1,4", "--max-length", "32", "--min-time", "0",
+            "--min-runs", "3", "--threads", "1"]
+    r = cli(*args, "--format", "json", "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert set(res) >= {"run_id", "env", "settings", "rows", "errors"} and not res["errors"]
+    assert set(res["env"]) >= {"cpu", "cpu_features", "libraries", "loadavg_1m", "onnxruntime_providers"}
+    assert [x["batch_size"] for x in res["rows"]] == [1, 4]
+    for row in res["rows"]:
+        assert set(row["latency_ms"]) == {"p50", "p90", "p99", "min", "mean", "runs"} and row["latency_ms"]["runs"] >= 3
+        assert row["threads"] == 1 and row["throughput_pairs_s"] > 0 and 0 <= row["map"] <= 1
+        assert row["accuracy_from"] == "measured (this backend)" and row["size_mb"] > 0
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    from qadistill.store import Store
+
+    stored = Store.open().bench_run(res["run_id"])
+    assert stored["rows"] == res["rows"]
+    r2 = json.loads(cli(*args, "--format", "json").stdout)
+    cmp = cli("bench", "--compare", res["run_id"], "--compare", r2["run_id"], "--format", "json")
+    assert cmp.exit_code == 0, cmp.output
+    assert len(json.loads(cmp.stdout)["rows"]) == 2
+    csv = cli(*args, "--format", "csv", "--no-accuracy")
+    assert csv.stdout.splitlines()[0].startswith("model,backend,device,threads,batch_size")
+    bad = cli("bench", "--compare", "nope", "--compare", res["run_id"])
+    assert bad.exit_code == 2 and "no stored bench run" in bad.stderr
+
+
+def test_settings_defaults():
+    s = BenchSettings()
+    assert s.batch_sizes == [1, 8, 32] and s.max_length == 128 and s.device == "cpu"
