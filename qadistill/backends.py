@@ -11,6 +11,61 @@ from pathlib import Path
 from qadistill.errors import UserInputError
 
 
+class PairTokenizer:
+    """Tokenizes (query, passage) pairs into numpy int64 arrays. Uses the Rust ``tokenizers`` library straight from
+    ``tokenizer.json`` when present (imports in milliseconds, unlike transformers), else the transformers tokenizer.
+    Truncation is longest-first to ``max_length``, as transformers does by default."""
+
+    def __init__(self, folder: Path, max_length: int) -> None:
+        self.folder = Path(folder)
+        self.max_length = max_length
+        tj = self.folder / "tokenizer.json"
+        if tj.exists():
+            from tokenizers import Tokenizer
+
+            self.fast = Tokenizer.from_file(str(tj))
+            self.fast.no_padding()
+            self.fast.enable_truncation(max_length=max_length, strategy="longest_first")
+            cfg = self.folder / "tokenizer_config.json"
+            self.lower = False
+            self.pad_id = self.fast.token_to_id("[PAD]") if self.fast.token_to_id("[PAD]") is not None else 0
+            if cfg.exists():
+                pad = json.loads(cfg.read_text()).get("pad_token")
+                if isinstance(pad, str) and self.fast.token_to_id(pad) is not None:
+                    self.pad_id = self.fast.token_to_id(pad)
+            self.hf = None
+        else:
+            from transformers import AutoTokenizer
+
+            self.fast = None
+            self.hf = AutoTokenizer.from_pretrained(str(self.folder))
+
+    def _pad(self, encs, pad_to_max: bool) -> dict:
+        import numpy as np
+
+        n = self.max_length if pad_to_max else max((len(e.ids) for e in encs), default=0)
+        ids = np.full((len(encs), n), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encs), n), dtype=np.int64)
+        types = np.zeros((len(encs), n), dtype=np.int64)
+        for i, e in enumerate(encs):
+            k = len(e.ids)
+            ids[i, :k] = e.ids
+            mask[i, :k] = 1
+            types[i, :k] = e.type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+    def pairs(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
+        if self.fast is not None:
+            return self._pad(self.fast.encode_batch(list(zip(queries, passages))), pad_to_max)
+        return dict(self.hf(queries, passages, padding="max_length" if pad_to_max else True, truncation=True,
+                            max_length=self.max_length, return_tensors="np"))
+
+    def singles(self, texts: list[str], pad_to_max: bool = False) -> dict:
+        if self.fast is not None:
+            return self._pad(self.fast.encode_batch(texts), pad_to_max)
+        return dict(self.hf(texts, padding="max_length" if pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np"))
+
+
 class Backend:
     name = "base"
 
@@ -22,13 +77,11 @@ class Backend:
         self.tokenizer = None
 
     def load(self) -> "Backend":
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        self.tokenizer = PairTokenizer(self.folder, self.max_length)
         return self
 
-    def encode(self, queries: list[str], passages: list[str]) -> dict:
-        return dict(self.tokenizer(queries, passages, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"))
+    def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
+        return self.tokenizer.pairs(queries, passages, pad_to_max)
 
     def run(self, enc: dict):
         raise NotImplementedError
@@ -56,13 +109,16 @@ class TorchBackend(Backend):
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), torch_dtype=dt).to(self.device).eval()
+        import inspect
+
+        self.inputs = set(inspect.signature(self.model.forward).parameters)
         return self
 
     def run(self, enc: dict):
         import torch
 
         with torch.inference_mode():
-            t = {k: torch.from_numpy(v).to(self.device) for k, v in enc.items()}
+            t = {k: torch.from_numpy(v).to(self.device) for k, v in enc.items() if k in self.inputs}
             out = self.model(**t).logits
             s = out[:, 0] if out.shape[-1] == 1 else out[:, 1] - out[:, 0]
             return s.float().cpu().numpy()
@@ -129,9 +185,8 @@ class BiEncoderTorchBackend(Backend):
         self.model = AutoModel.from_pretrained(str(self.folder), torch_dtype=dt).to(self.device).eval()
         return self
 
-    def encode(self, queries: list[str], passages: list[str]) -> dict:
-        kw = dict(padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        return {"q": dict(self.tokenizer(queries, **kw)), "p": dict(self.tokenizer(passages, **kw))}
+    def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
+        return {"q": self.tokenizer.singles(queries, pad_to_max), "p": self.tokenizer.singles(passages, pad_to_max)}
 
     def run(self, enc: dict):
         import torch
@@ -139,7 +194,7 @@ class BiEncoderTorchBackend(Backend):
         with torch.inference_mode():
             vecs = []
             for side in ("q", "p"):
-                t = {k: torch.from_numpy(v).to(self.device) for k, v in enc[side].items()}
+                t = {k: torch.from_numpy(v).to(self.device) for k, v in enc[side].items() if k in ("input_ids", "attention_mask")}
                 h = self.model(**t).last_hidden_state
                 m = t["attention_mask"].unsqueeze(-1).to(h.dtype)
                 vecs.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-6), dim=-1))

@@ -59,10 +59,7 @@ def main() -> None:
         qs, ps = [p.query for p in batch], [p.passage for p in batch]
 
         def enc_fixed():
-            if hasattr(be, "tokenizer") and t["architecture"] == "cross-encoder":
-                return dict(be.tokenizer(qs, ps, padding="max_length", truncation=True, max_length=s["max_length"], return_tensors="np"))
-            kw = dict(padding="max_length", truncation=True, max_length=s["max_length"], return_tensors="np")
-            return {"q": dict(be.tokenizer(qs, **kw)), "p": dict(be.tokenizer(ps, **kw))}
+            return be.encode(qs, ps, pad_to_max=True)
 
         enc = enc_fixed()
         loop = dict(min_time=s["min_time"], min_runs=s["min_runs"], max_runs=s["max_runs"], warmup=s["warmup"])

@@ -12,6 +12,7 @@ from qadistill.cli import distill as _distill
 from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
 from qadistill.cli import export as _export
+from qadistill.cli import rank as _rank
 from qadistill.cli import teach as _teach
 from qadistill.cli import zoo as _zoo
 
@@ -30,6 +31,7 @@ app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
 app.command("export")(_export.export)
 app.command("bench")(_bench.bench)
+app.command("rank")(_rank.rank)
 
 
 def _version(value: bool) -> None:

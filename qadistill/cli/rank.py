@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import Format, FormatOpt, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+from qadistill.errors import UserInputError
+
+
+def read_passages(source: str) -> tuple[list[str], list[str] | None]:
+    """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id"). '-' reads stdin."""
+    if source == "-":
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        name = "stdin"
+    else:
+        p = Path(source).expanduser()
+        if not p.is_file():
+            raise UserInputError(f"passage file {p} does not exist", "pass a text file with one passage per line, or - for stdin")
+        raw, name = p.read_bytes(), str(p)
+    if b"\x00" in raw[:4096]:
+        raise UserInputError(f"{name} is not a text file", "pass a UTF-8 text file, one passage per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    if lines and all(line.lstrip().startswith("{") for line in lines):
+        passages, ids = [], []
+        for i, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserInputError(f"{name}:{i}: invalid JSON", "one JSON object per line, or plain text") from None
+            txt = row.get("passage", row.get("text"))
+            if not isinstance(txt, str) or not txt.strip():
+                raise UserInputError(f"{name}:{i}: no \"passage\" or \"text\" field", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
+            passages.append(txt)
+            ids.append(str(row.get("id", i)))
+        return passages, ids
+    return lines, None
+
+
+@handle_errors
+def rank(
+    model: Annotated[str, typer.Argument(help="Zoo name, built artifact, local folder or Hub id.")],
+    query: Annotated[str, typer.Option("--query", "-q", help="The question.")],
+    passages: Annotated[str, typer.Option("--passages", "-p", help="File with one passage per line (or JSONL with ids); - for stdin.")] = "-",
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1)] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
+    max_length: Annotated[int | None, typer.Option(min=8)] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Rank passages for a query with a model (fastest built variant by default)."""
+    from qadistill.api import load
+
+    if not query.strip():
+        raise UserInputError("the query is empty", "pass a question, e.g. --query \"who wrote hamlet?\"")
+    texts, ids = read_passages(passages)
+    if not texts:
+        raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
+    m = load(model, backend=backend, max_length=max_length)
+    ranked = m.rank(query, texts, top_k=top_k, ids=ids)
+    if fmt is Format.json:
+        print_json({"model": m.name, "backend": m.backend_name, "query": query,
+                    "results": [{"rank": r.rank, "index": r.index, "id": r.id, "score": r.score, "passage": r.passage} for r in ranked]})
+        return
+    out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score", "#", "passage"],
+                              [[r.rank, f"{r.score:.3f}", r.id or r.index, r.passage] for r in ranked]))

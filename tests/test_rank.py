@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_tiny_model, requires_package, tiny_jsonl, tiny_pairs, write
+from qadistill.metrics import ranking_metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_rank(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rank")
+    return make_tiny_model(root / "m", "cross"), tiny_jsonl(root / "d.jsonl")
+
+
+def test_api_is_lazy():
+    out = subprocess.run([sys.executable, "-c", "import sys, qadistill; assert callable(qadistill.load.__call__); print('torch' in sys.modules)"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False"
+
+
+def test_pair_tokenizer_matches_transformers(tiny_rank):
+    from transformers import AutoTokenizer
+
+    from qadistill.backends import PairTokenizer
+
+    folder, _ = tiny_rank
+    rows = tiny_pairs(n_queries=6, per_query=3)
+    qs, ps = [r["query"] for r in rows], [r["passage"] * 3 for r in rows]  # long passages: truncation matters
+    fast = PairTokenizer(folder, 24).pairs(qs, ps)
+    hf = AutoTokenizer.from_pretrained(str(folder))(qs, ps, padding=True, truncation=True, max_length=24, return_tensors="np")
+    for k in ("input_ids", "attention_mask", "token_type_ids"):
+        assert (fast[k] == hf[k]).all(), k
+
+
+@requires_package("all-minilm-l6-v2")
+def test_pair_tokenizer_matches_on_a_real_vocabulary():
+    from transformers import AutoTokenizer
+
+    from qadistill.backends import PairTokenizer
+    from qadistill.sources import resolve_package
+
+    folder = resolve_package("all-minilm-l6-v2")
+    qs = ["How are glacier caves formed?", "what's the U.S. capital?"]
+    ps = ["A partly submerged glacier cave on Perito Moreno Glacier. " * 8, "Washington, D.C. — the capital — is on the Potomac."]
+    fast = PairTokenizer(folder, 64).pairs(qs, ps, pad_to_max=True)
+    hf = AutoTokenizer.from_pretrained(str(folder))(qs, ps, padding="max_length", truncation=True, max_length=64, return_tensors="np")
+    assert all((fast[k] == hf[k]).all() for k in ("input_ids", "attention_mask", "token_type_ids"))
+
+
+def test_rank_cli_and_api_agree_with_eval(cli, tiny_rank, tmp_path):
+    from qadistill import load
+    from qadistill.data import load_dataset
+
+    folder, data = tiny_rank
+    ds = load_dataset(str(data))
+    ev = json.loads(cli("eval", str(folder), "--data", str(data), "--format", "json").stdout)["rows"][0]
+    model = load(str(folder), backend="torch")
+    all_scores, cli_scores = [], []
+    for qid, idx in ds.query_groups().items():
+        query = ds.pairs[idx[0]].query
+        passages = [ds.pairs[i].passage for i in idx]
+        ranked = model.rank(query, passages)
+        assert [r.rank for r in ranked] == list(range(1, len(idx) + 1))
+        s = {r.index: r.score for r in ranked}
+        all_scores += [s[j] for j in range(len(idx))]
+        f = write(tmp_path / f"{qid}.txt", "\n".join(passages) + "\n")
+        r = cli("rank", str(folder), "--query", query, "--passages", str(f), "--backend", "torch", "--format", "json")
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)["results"]
+        assert [x["index"] for x in res] == [x.index for x in ranked]  # same order as the API
+        cs = {x["index"]: x["score"] for x in res}
+        cli_scores += [cs[j] for j in range(len(idx))]
+    order = [i for idx in ds.query_groups().values() for i in idx]
+    q = [ds.pairs[i].query_id for i in order]
+    y = [ds.pairs[i].label for i in order]
+    assert ranking_metrics(q, all_scores, y)["map"] == pytest.approx(ev["map"], abs=1e-6)
+    assert ranking_metrics(q, cli_scores, y)["map"] == pytest.approx(ev["map"], abs=1e-6)
+
+
+def test_rank_onnx_auto_picks_int8_that_passed_parity(cli, tiny_rank, tmp_path):
+    folder, data = tiny_rank
+    r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--max-map-drop", "100")
+    assert r.exit_code == 0, r.output
+    from qadistill.api import resolve_model
+
+    label, f, kind, ml, arch = resolve_model("m-int8-dynamic")
+    assert kind == "onnx-int8" and (f / "model.onnx").exists()
+    pf = write(tmp_path / "p.txt", "shakespeare wrote hamlet.\nparis is in france.\nthe river is long.\n")
+    r = cli("rank", "m-int8-dynamic", "-q", "who wrote hamlet?", "-p", str(pf), "-k", "2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["backend"] == "onnx-int8" and len(res["results"]) == 2
+
+
+def test_rank_stdin_and_jsonl(cli, tiny_rank):
+    folder, _ = tiny_rank
+    r = cli("rank", str(folder), "-q", "who wrote hamlet?", "--format", "json", input="a king.\nshakespeare wrote hamlet.\n")
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["results"]) == 2
+    r = cli("rank", str(folder), "-q", "who?", "--format", "json", input='{"id": "x1", "passage": "a king."}\n{"id": "x2", "text": "the queen."}\n')
+    assert {x["id"] for x in json.loads(r.stdout)["results"]} == {"x1", "x2"}
+
+
+@pytest.mark.parametrize(
+    "args,stdin,text",
+    [
+        (["-q", "  "], "a\n", "the query is empty"),
+        (["-q", "who?"], "\n\n", "no passages to rank"),
+        (["-q", "who?"], "\x00\x01binary", "not a text file"),
+        (["-q", "who?", "-p", "/nonexistent/p.txt"], None, "does not exist"),
+    ],
+)
+def test_rank_bad_input_is_one_line_exit_2(cli, tiny_rank, args, stdin, text):
+    folder, _ = tiny_rank
+    r = cli("rank", str(folder), *args, input=stdin)
+    assert r.exit_code == 2 and text in r.stderr and "Traceback" not in r.output
+
+
+def test_rank_unknown_model(cli):
+    r = cli("rank", "no-such-model", "-q", "who?", input="a\n")
+    assert r.exit_code == 2 and "unknown model 'no-such-model'" in r.stderr
