@@ -9,6 +9,7 @@ from qadistill.errors import QadistillError
 from qadistill.recipes import (
     ConfigInit,
     PipelineRecipe,
+    PrebuiltRecipe,
     PretrainedInit,
     StudentRecipe,
     TeacherRecipe,
@@ -31,6 +32,7 @@ class ZooRow:
     built: list[str]
     best_map: float | None
     description: str
+    published: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +57,11 @@ def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Source
         return f"built:{p}", SourceStatus(ok, "offline" if ok else "missing-folder", str(p))
     if isinstance(r, TeacherRecipe):
         return _teacher_status(reg, r, built)
+    if isinstance(r, PrebuiltRecipe):
+        if built:
+            return r.source.describe(), SourceStatus(True, "offline", "pulled")
+        st = source_status(r.source)
+        return r.source.describe(), st if st.available else SourceStatus(False, "pullable", f"`qadistill zoo pull {r.source.repo_id}`")
     if isinstance(r, StudentRecipe):
         init = r.init
         if isinstance(init, PretrainedInit):
@@ -110,6 +117,7 @@ def zoo_rows(reg: Registry) -> list[ZooRow]:
                 built=built,
                 best_map=best,
                 description=(e.recipe.description if e.recipe else e.artifact.manifest.get("description", "") if e.artifact else ""),
+                published=(e.recipe.published.model_dump() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.published else None),
             )
         )
     return rows
@@ -133,7 +141,7 @@ def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
     if e.recipe is not None:
         info["recipe"] = recipe_to_dict(e.recipe)
     src = None
-    if isinstance(e.recipe, TeacherRecipe):
+    if isinstance(e.recipe, (TeacherRecipe, PrebuiltRecipe)):
         src = e.recipe.source
     elif isinstance(e.recipe, StudentRecipe) and isinstance(e.recipe.init, PretrainedInit):
         src = e.recipe.init.source

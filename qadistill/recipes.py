@@ -252,8 +252,25 @@ class PipelineRecipe(_RecipeBase):
         return self
 
 
-Recipe = Annotated[Union[TeacherRecipe, StudentRecipe, PipelineRecipe], Field(discriminator="kind")]
-RECIPE_KINDS = ("teacher", "student", "pipeline")
+class PublishedFigures(_Strict):
+    """Figures published by the model's authors (not measured by qadistill), with where they come from."""
+
+    source: str = Field(min_length=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class PrebuiltRecipe(_RecipeBase):
+    """A student that already exists on the Hub (e.g. the distilled MS MARCO cross-encoders): `qadistill zoo pull`."""
+
+    kind: Literal["prebuilt"]
+    architecture: Literal["cross-encoder"] = "cross-encoder"
+    source: HubSource
+    max_length: int = Field(default=512, ge=8, le=4096)
+    published: PublishedFigures | None = None
+
+
+Recipe = Annotated[Union[TeacherRecipe, StudentRecipe, PipelineRecipe, PrebuiltRecipe], Field(discriminator="kind")]
+RECIPE_KINDS = ("teacher", "student", "pipeline", "prebuilt")
 
 
 def _loc(loc: tuple) -> str:
@@ -269,7 +286,7 @@ def _loc(loc: tuple) -> str:
     return ".".join(parts)
 
 
-def parse_recipe(data: dict, path: object = "<recipe>") -> TeacherRecipe | StudentRecipe | PipelineRecipe:
+def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | StudentRecipe | PipelineRecipe | PrebuiltRecipe":
     """Validate a recipe dict; raise RecipeError naming the first problem's field."""
     if not isinstance(data, dict):
         raise RecipeError(path, None, "a recipe must be a TOML table")

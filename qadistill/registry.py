@@ -17,6 +17,7 @@ from qadistill.fsutil import atomic_write_bytes
 from qadistill.recipes import (
     LocalSource,
     PipelineRecipe,
+    PrebuiltRecipe,
     StudentRecipe,
     TeacherRecipe,
     TruncateInit,
@@ -24,7 +25,7 @@ from qadistill.recipes import (
     load_recipe,
 )
 
-Recipe = TeacherRecipe | StudentRecipe | PipelineRecipe
+Recipe = TeacherRecipe | StudentRecipe | PipelineRecipe | PrebuiltRecipe
 
 
 def builtin_zoo_dir() -> Path:

@@ -164,7 +164,8 @@ def resolve_hub(source: HubSource, allow_patterns: list[str] | None = None) -> P
     patterns = allow_patterns or ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "README.md"]
     try:
         return Path(
-            snapshot_download(source.repo_id, revision=source.revision, allow_patterns=patterns, local_files_only=paths.hf_offline())
+            snapshot_download(source.repo_id, revision=source.revision, allow_patterns=patterns, local_files_only=paths.hf_offline(),
+                              cache_dir=str(paths.hf_hub_cache()), endpoint=os.environ.get("HF_ENDPOINT") or None)
         )
     except LocalEntryNotFoundError:
         raise SourceError(

@@ -21,7 +21,16 @@ AVAIL_STYLE = {
     "needs-build": "[cyan]needs-build[/]",
     "missing-package": "[red]missing-package[/]",
     "missing-folder": "[red]missing-folder[/]",
+    "pullable": "[cyan]pullable[/]",
 }
+
+
+def _published(p: dict | None) -> str:
+    if not p:
+        return "-"
+    m = p.get("metrics", {})
+    k = next((k for k in m if k.startswith("mrr")), next(iter(m), None))
+    return f"{k} {m[k]:g} [dim](published)[/]" if k else "-"
 
 
 def _registry():
@@ -53,10 +62,10 @@ def list_(
         return
     t = table(
         "qadistill zoo",
-        ["name", "kind", "params", "source", "availability", "built", "best MAP"],
+        ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"],
         [
             [r.name, r.kind, _params(r.parameters), r.source, AVAIL_STYLE.get(r.availability, r.availability),
-             ", ".join(r.built) or "-", f"{r.best_map:.3f}" if r.best_map is not None else "-"]
+             ", ".join(r.built) or "-", f"{r.best_map:.3f}" if r.best_map is not None else "-", _published(r.published)]
             for r in rows
         ],
         no_wrap=("name", "availability", "params", "kind"),
@@ -117,3 +126,81 @@ def remove(
     """Remove a recipe from your zoo, or unregister a built artifact (its files stay unless --delete-files)."""
     e = _registry().remove(name, delete_files=delete_files)
     err_console().print(f"removed [bold]{e.name}[/] ({e.origin})")
+
+
+@app.command("pull")
+@handle_errors
+def pull(
+    ref: Annotated[str, typer.Argument(help="ORG/NAME[@REVISION] on the Hugging Face Hub (or in the local HF cache).")],
+    name: Annotated[str | None, typer.Option(help="Zoo name for it (default: from the repo name).")] = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Also accept pickle .bin weights (only for repos you trust).")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Download a prebuilt student (safetensors/ONNX), verify it, hash every file, register it in the zoo."""
+    from qadistill.hub import pull as core_pull
+    from qadistill.recipes import PrebuiltRecipe
+
+    reg = _registry()
+    res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
+    recipe = next((e.name for e in reg.entries() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.source.repo_id.lower() == res.repo_id.lower()), None)
+    art = name or (f"{recipe}-pulled" if recipe else res.name)
+    import json
+    from pathlib import Path as _P
+
+    cfg = json.loads((_P(res.path) / "config.json").read_text())
+    reg._store.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
+        "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
+        "max_length": min(int(cfg.get("max_position_embeddings", 512)), 512), "card_metrics": res.card_metrics,
+        "description": f"pulled from {res.repo_id}@{res.revision}"})
+    if fmt is Format.json:
+        print_json({**res.__dict__, "name": art})
+        return
+    con = out_console()
+    con.print(table(f"pulled {res.repo_id}@{res.revision} -> {art}", ["field", "value"], [
+        ["folder", res.path], ["commit", res.commit or "-"], ["files", f"{len(res.files)} (sha256 recorded)"],
+        ["offline", "yes (from the HF cache)" if res.offline else "no"]]))
+    if res.card_metrics:
+        con.print(table("metrics from the model card (published, not measured here)", ["dataset", "split", "metric", "value"],
+                        [[m["dataset"], m["split"], m["metric"], m["value"]] for m in res.card_metrics]))
+    err_console().print(f"next: qadistill eval {art} --data wikiqa --split test")
+
+
+@app.command("push")
+@handle_errors
+def push(
+    name: NameArg,
+    repo_id: Annotated[str, typer.Argument(help="ORG/NAME to upload to (your namespace).")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the exact folder that would be uploaded, and stop.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where --dry-run writes the folder (default: $QADISTILL_HOME/push/NAME).")] = None,
+) -> None:
+    """Upload a built student with its ONNX variants and a Hub model card (model-index with the measured results)."""
+    from qadistill import paths
+    from qadistill.errors import UserInputError
+    from qadistill.hub import parse_repo_ref, push as core_push, stage_for_push
+
+    repo, rev = parse_repo_ref(repo_id)
+    if rev != "main":
+        raise UserInputError("push uploads to the main branch: drop the @revision", f"qadistill zoo push {name} {repo}")
+    reg = _registry()
+    e = reg.get(name)
+    if e.artifact is None or e.kind not in ("student-model", "teacher-model"):
+        raise UserInputError(f"'{name}' is not a built student", "build one with `qadistill distill`, then push it")
+    exports = [a for a in reg._store.artifacts(recipe=name) if a.kind == "export"]
+    dest = out or (paths.home() / "push" / name)
+    staged = stage_for_push(name, e.path, exports, Path(dest), repo)
+    files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
+    con = err_console()
+    if dry_run:
+        con.print(f"dry run: would create {'private ' if private else ''}repo [bold]{repo}[/] and upload {len(files)} files from {staged}:")
+        for f in files:
+            typer.echo(f"  {f}")
+        return
+    url = core_push(staged, repo, private, _token())
+    con.print(f"uploaded {len(files)} files to {repo}: {url}")
+
+
+def _token() -> str | None:
+    import os
+
+    return os.environ.get("HF_TOKEN") or None  # else huggingface_hub's own login; never printed

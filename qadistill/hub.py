@@ -1,0 +1,246 @@
+"""Prebuilt students from and to the Hugging Face Hub: `zoo pull` and `zoo push`.
+
+Security: safetensors only (a pickle ``.bin`` is never downloaded unless ``allow_pickle``), ``trust_remote_code`` is
+never enabled, tokens are never printed or logged, and repo ids and revisions are validated before any request.
+The endpoint follows ``HF_ENDPOINT`` at call time (so tests can point it at a local server) and offline mode follows
+``HF_HUB_OFFLINE``: a repo in the local HF cache is pulled without the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from qadistill import __version__, paths
+from qadistill.errors import QadistillError, SourceError, UserInputError
+from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.recipes import validate_repo_id, validate_revision
+
+SAFE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "README.md", "*.model", "onnx/*.onnx", "onnx/*.json", "*.onnx", "recipe.toml"]
+
+
+def parse_repo_ref(ref: str) -> tuple[str, str]:
+    """'org/name[@revision]' → (repo_id, revision), validated before any request."""
+    repo, _, rev = ref.partition("@")
+    try:
+        validate_repo_id(repo)
+        validate_revision(rev or "main")
+    except ValueError as exc:
+        raise UserInputError(str(exc), "use ORG/NAME or ORG/NAME@REVISION (a branch, tag or commit)") from None
+    if "/" not in repo:
+        raise UserInputError(f"'{repo}' has no namespace", "use ORG/NAME, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2")
+    return repo, rev or "main"
+
+
+def endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def sync_hf_env() -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import; follow the environment as it is now, so a long-lived
+    process (or a test) that changes it is obeyed. The cache folder and endpoint are passed explicitly instead."""
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = paths.hf_offline()
+
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_name_for(repo_id: str) -> str:
+    return repo_id.split("/")[-1].lower().replace("_", "-")
+
+
+@dataclass
+class PullResult:
+    name: str
+    repo_id: str
+    revision: str
+    commit: str | None
+    path: str
+    files: dict  # relative path -> sha256
+    card_metrics: list[dict]
+    offline: bool
+
+
+def pull(ref: str, allow_pickle: bool = False, token: str | None = None) -> PullResult:
+    """Download (or find in the local HF cache) a model repo, verify that it loads, hash every file."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    repo_id, revision = parse_repo_ref(ref)
+    sync_hf_env()
+    offline = paths.hf_offline()
+    patterns = SAFE_PATTERNS + (["*.bin"] if allow_pickle else [])
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
+                                        endpoint=endpoint(), token=token, cache_dir=str(paths.hf_hub_cache())))
+    except LocalEntryNotFoundError:
+        raise SourceError(
+            f"{repo_id}@{revision} is not in the local HF cache and the Hub cannot be reached" + (" (HF_HUB_OFFLINE=1)" if offline else ""),
+            "connect to the Hub (unset HF_HUB_OFFLINE) and pull again, or copy the model into the HF cache",
+        ) from None
+    except RepositoryNotFoundError:
+        raise UserInputError(f"{repo_id} does not exist on the Hub, or is private/gated", "check the id; log in with `hf auth login` for private repos") from None
+    except RevisionNotFoundError:
+        raise UserInputError(f"{repo_id} has no revision '{revision}'", "use an existing branch, tag or commit") from None
+    except Exception as exc:
+        raise SourceError(f"cannot download {repo_id}@{revision}: {type(exc).__name__}", "check your network and try again; downloads resume") from None
+    weights = list(folder.glob("*.safetensors")) + list(folder.rglob("*.onnx"))
+    if not weights:
+        if allow_pickle and list(folder.glob("*.bin")):
+            weights = list(folder.glob("*.bin"))
+        else:
+            raise UserInputError(f"{repo_id}@{revision} has no safetensors or ONNX weights",
+                                 "qadistill never unpickles Hub files by default; pass --allow-pickle if you trust this repo")
+    verify_folder(folder)
+    files = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    commit = folder.name if len(folder.name) == 40 else None
+    return PullResult(artifact_name_for(repo_id), repo_id, revision, commit, str(folder), files, card_metrics(folder), offline)
+
+
+def verify_folder(folder: Path) -> None:
+    """Config and tokenizer load with transformers (trust_remote_code off)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as exc:
+        raise SourceError(f"{folder} does not load: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                          "the repo needs a config.json and tokenizer files; custom code is never run") from None
+
+
+def card_metrics(folder: Path) -> list[dict]:
+    """Metrics from the model card's model-index (as published by the authors, not measured here)."""
+    readme = Path(folder) / "README.md"
+    if not readme.exists():
+        return []
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard.load(str(readme))
+    except Exception:
+        return []
+    out = []
+    for res in getattr(card.data, "eval_results", None) or []:
+        out.append({"dataset": res.dataset_name or res.dataset_type, "split": res.dataset_split, "metric": res.metric_type,
+                    "value": res.metric_value, "source": "model card (published)"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# push
+# ---------------------------------------------------------------------------------------------------------------------
+ONNX_NAMES = {"onnx": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
+              "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
+
+
+def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: str) -> Path:
+    """Write the exact folder that would be uploaded: the PyTorch model at the root, ONNX variants under onnx/, a model
+    card with Hub metadata (library, pipeline_tag, datasets, base models, model-index), metrics.json and recipe.toml."""
+    folder = Path(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=_mk(dest.parent)))
+    try:
+        for f in folder.iterdir():
+            if f.is_file() and f.suffix != ".bin" and f.name != "README.md":
+                shutil.copy2(f, tmp / f.name)
+        variants = []
+        if exports:
+            (tmp / "onnx").mkdir()
+            for a in exports:
+                v = a.manifest.get("variant")
+                src = Path(a.path) / "model.onnx"
+                if v in ONNX_NAMES and src.exists():
+                    shutil.copy2(src, tmp / "onnx" / ONNX_NAMES[v])
+                    variants.append({"variant": v, "file": f"onnx/{ONNX_NAMES[v]}", **{k: a.manifest.get(k) for k in ("size_bytes", "parity", "preset", "level")}})
+            for extra in ("config.json",):
+                if (tmp / extra).exists():
+                    shutil.copy2(tmp / extra, tmp / "onnx" / extra)
+            for tf in folder.glob("tokenizer*"):
+                shutil.copy2(tf, tmp / "onnx" / tf.name)
+            for tf in ("vocab.txt", "special_tokens_map.json"):
+                if (folder / tf).exists():
+                    shutil.copy2(folder / tf, tmp / "onnx" / tf)
+        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+        atomic_write_text(tmp / "README.md", push_card(name, repo_id, metrics, variants, folder))
+        replace_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], folder: Path) -> str:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    m = metrics.get("metrics", {})
+    evals = []
+    for spec, vals in m.items():
+        if not isinstance(vals, dict) or "map" not in vals:
+            continue
+        ds_name, split = ("WikiQA", "test") if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
+        ds_type = "microsoft/wiki_qa" if ds_name == "WikiQA" else ds_name
+        for metric in ("map", "mrr"):
+            evals.append(EvalResult(task_type="text-ranking", dataset_type=ds_type, dataset_name=ds_name, dataset_split=split,
+                                    metric_type=metric, metric_value=round(float(vals[metric]), 4)))
+    base = [t["source"]["repo_id"] for t in metrics.get("teachers", []) if (t.get("source") or {}).get("type") == "hub"]
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag="text-classification", license="apache-2.0", language=["en"],
+        datasets=["microsoft/wiki_qa"], tags=["cross-encoder", "reranker", "knowledge-distillation", "qadistill", "onnx"],
+        base_model=base or None, model_name=name, eval_results=evals or None,
+    )
+    old = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""
+    body = old.split("---", 2)[2] if old.startswith("---") and old.count("---") >= 2 else old
+    if variants:
+        rows = "\n".join(
+            f"| `{v['file']}` | {v['variant']} | {(v.get('size_bytes') or 0) / 1e6:.1f} MB | "
+            f"{(v.get('parity') or {}).get('max_abs_diff', float('nan')):.2e} | {(v.get('parity') or {}).get('map_delta_points', float('nan')):+.2f} |"
+            for v in variants
+        )
+        body += f"""
+## ONNX variants
+
+Load with Optimum: `ORTModelForSequenceClassification.from_pretrained("{repo_id}", subfolder="onnx", file_name="model_int8_dynamic.onnx")`.
+
+| file | variant | size | max abs logit diff vs PyTorch | MAP delta (points, dev sample) |
+|---|---|---|---|---|
+{rows}
+"""
+    if (folder / "recipe.toml").exists():
+        body += "\n## Recipe\n\n```toml\n" + (folder / "recipe.toml").read_text() + "```\n"
+    card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body.replace("{{", "{ {").replace("}}", "} }"))
+    return str(card)
+
+
+def push(staged: Path, repo_id: str, private: bool, token: str | None) -> str:
+    from huggingface_hub import HfApi
+
+    sync_hf_env()
+    api = HfApi(endpoint=endpoint(), token=token, library_name="qadistill", library_version=__version__)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        info = api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="model",
+                                 commit_message=f"Upload {repo_id.split('/')[-1]} with qadistill {__version__}")
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if token:
+            msg = msg.replace(token, "***")
+        raise QadistillError(f"upload to {repo_id} failed: {type(exc).__name__}: {msg}",
+                             "check the repo id, your token's write access (`hf auth login`) and the network") from None
+    return getattr(info, "commit_url", None) or str(info)
+
+
+def _mk(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_model
+from hubserver import FakeHub
+
+CARD = """---
+library_name: transformers
+model-index:
+- name: tiny
+  results:
+  - task:
+      type: text-ranking
+    dataset:
+      name: MS MARCO
+      type: ms_marco
+      split: dev
+    metrics:
+    - type: mrr@10
+      value: 32.5
+---
+# tiny
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    folder = make_tiny_model(tmp_path_factory.mktemp("hub") / "m", "cross")
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    files["README.md"] = CARD.encode()
+    return files
+
+
+def make_cache(hf_home: Path, repo: str, files: dict[str, bytes], commit: str = "a" * 40) -> Path:
+    """The Hub cache layout as snapshot_download leaves it: blobs by hash, snapshot symlinks, refs/main."""
+    root = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True)
+    snap = root / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        h = hashlib.sha256(data).hexdigest()
+        (root / "blobs" / h).write_bytes(data)
+        (snap / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(root / "blobs" / h, (snap / name).parent), snap / name)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    return snap
+
+
+def test_pull_offline_from_the_hf_cache(cli, tiny_files, tmp_path):
+    snap = make_cache(tmp_path / "hf-home", "cross-encoder/ms-marco-TinyBERT-L-2-v2", tiny_files)
+    r = cli("zoo", "pull", "cross-encoder/ms-marco-TinyBERT-L-2-v2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["name"] == "ms-marco-tinybert-l2-v2-pulled" and res["offline"] is True
+    assert Path(res["path"]) == snap and res["commit"] == "a" * 40
+    assert res["files"]["model.safetensors"] == hashlib.sha256(tiny_files["model.safetensors"]).hexdigest()
+    assert res["card_metrics"][0]["metric"] == "mrr@10" and res["card_metrics"][0]["value"] == 32.5
+    rows = {x["name"]: x for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    assert rows["ms-marco-tinybert-l2-v2"]["built"] == ["ms-marco-tinybert-l2-v2-pulled"]
+    assert rows["ms-marco-tinybert-l2-v2"]["published"]["metrics"]["mrr@10 ms-marco-dev"] == 32.56
+    # the pulled student is usable right away
+    ev = cli("rank", "ms-marco-tinybert-l2-v2-pulled", "-q", "who wrote hamlet?", "--format", "json", input="a king.\nshakespeare.\n")
+    assert ev.exit_code == 0, ev.output
+
+
+def test_pull_missing_from_cache_offline_is_clear(cli):
+    r = cli("zoo", "pull", "cross-encoder/ms-marco-MiniLM-L-4-v2@main")
+    assert r.exit_code == 1
+    assert "not in the local HF cache and the Hub cannot be reached" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("ref", ["no-namespace", "a//b", "org/name@..", "org/na me", "../etc/passwd"])
+def test_bad_repo_ids_are_refused_before_any_request(cli, ref, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        r = cli("zoo", "pull", ref)
+        assert r.exit_code == 2
+        assert hub.requests == []
+
+
+def test_pull_online_over_http(cli, tiny_files, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    files = {**tiny_files, "pytorch_model.bin": b"not-a-real-pickle"}
+    with FakeHub() as hub:
+        hub.add_repo("someone/tiny-reranker", files)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        r = cli("zoo", "pull", "someone/tiny-reranker@main", "--format", "json")
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)
+        fetched = {p for m, p, h in hub.requests if m == "GET" and "/resolve/" in p}
+        assert not any(p.endswith(".bin") for p in fetched)  # pickles are never downloaded by default
+        assert "pytorch_model.bin" not in res["files"] and "model.safetensors" in res["files"]
+        assert all("authorization" not in {k.lower() for k in h} for _, _, h in hub.requests)
+        r = cli("zoo", "pull", "someone/missing-repo")
+        assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+def test_pull_refuses_pickle_only_repos(cli, tiny_files, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    files = {k: v for k, v in tiny_files.items() if k != "model.safetensors"}
+    files["pytorch_model.bin"] = b"pickle"
+    with FakeHub() as hub:
+        hub.add_repo("someone/pickled", files)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        r = cli("zoo", "pull", "someone/pickled")
+        assert r.exit_code == 2 and "--allow-pickle" in r.stderr
+
+
+@pytest.fixture
+def built_student(cli, tmp_path):
+    """A student artifact with metrics and an int8 export, registered like `distill` + `export` do."""
+    from conftest import tiny_jsonl
+    from qadistill.store import Store
+
+    folder = make_tiny_model(tmp_path / "student", "cross")
+    (folder / "metrics.json").write_text(json.dumps({"metrics": {"test": {"map": 0.71, "mrr": 0.72, "p@1": 0.6, "auc": 0.8, "queries": 237},
+                                                                   "trecqa:dev": {"map": 0.66, "mrr": 0.7, "p@1": 0.5, "auc": 0.7, "queries": 65}},
+                                                      "teachers": []}))
+    (folder / "recipe.toml").write_text('kind = "pipeline"\nname = "x"\nteachers = ["a"]\nstudent = "s"\n')
+    Store.open().add_artifact("my-student", "student-model", folder, recipe="x", manifest={"max_length": 48})
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    r = cli("export", "my-student", "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--max-map-drop", "100")
+    assert r.exit_code == 0, r.output
+    return folder
+
+
+def test_push_dry_run_folder_is_a_valid_hub_repo(cli, built_student, tmp_path):
+    from huggingface_hub import ModelCard
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "staged"
+    r = cli("zoo", "push", "my-student", "me/my-student", "--dry-run", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "onnx/model_int8_dynamic.onnx" in r.stdout and "README.md" in r.stdout
+    card = ModelCard.load(str(out / "README.md"))
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
+    assert "microsoft/wiki_qa" in card.data.datasets
+    res = {(e.dataset_name, e.metric_type): e.metric_value for e in card.data.eval_results}
+    assert res[("WikiQA", "map")] == 0.71 and res[("trecqa", "mrr")] == 0.7
+    assert "## ONNX variants" in card.text and "## Recipe" in card.text
+    m = AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert m.config.num_labels == 1
+    ort = ORTModelForSequenceClassification.from_pretrained(str(out), subfolder="onnx", file_name="model_int8_dynamic.onnx")
+    assert ort is not None
+
+
+def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built_student, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_secretTOKEN123")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        r = cli("zoo", "push", "my-student", "me/my-student", "--private")
+        assert r.exit_code == 0, r.output
+        assert hub.created and hub.created[0]["private"] is True
+        up = hub.repos["me/my-student"]
+        assert {"README.md", "config.json", "model.safetensors", "onnx/model_int8_dynamic.onnx"} <= set(up)
+        assert "hf_secretTOKEN123" not in r.output
+        assert any(h.get("authorization", h.get("Authorization", "")) == "Bearer hf_secretTOKEN123" for _, _, h in hub.requests)
+
+
+def test_push_refuses_what_is_not_a_student(cli):
+    r = cli("zoo", "push", "quickstart", "me/x", "--dry-run")
+    assert r.exit_code == 2 and "not a built student" in r.stderr
