@@ -83,7 +83,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
     """(label, folder, backend, max_length, architecture) for a name, folder or Hub id."""
     import json
 
-    from qadistill.recipes import HubSource, TeacherRecipe, validate_repo_id, validate_revision
+    from qadistill.recipes import HubSource, PrebuiltRecipe, TeacherRecipe
     from qadistill.sources import resolve_hub, resolve_source
 
     if backend not in BACKENDS:
@@ -108,22 +108,19 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
     try:
         e = registry.get(name_or_path)
     except UnknownNameError:
-        if "/" in name_or_path:  # a Hub id, optionally @revision
-            repo, _, rev = name_or_path.partition("@")
-            try:
-                validate_repo_id(repo)
-                validate_revision(rev or "main")
-            except ValueError as exc:
-                raise UserInputError(str(exc), "use ORG/NAME[@REVISION]") from None
-            folder = resolve_hub(HubSource(type="hub", repo_id=repo, revision=rev or "main"))
+        if "/" in name_or_path:  # a Hub id, optionally @revision (validated before any request)
+            from qadistill.hub import parse_repo_ref
+
+            repo, rev = parse_repo_ref(name_or_path)
+            folder = resolve_hub(HubSource(type="hub", repo_id=repo, revision=rev))
             return name_or_path, folder, "torch", 512, _arch(folder)
         raise
     if e.kind == "export":
         return resolve_model(str(e.path), backend if backend != "auto" else "auto", registry)
     if e.recipe is not None:
-        if not isinstance(e.recipe, TeacherRecipe):
+        if not isinstance(e.recipe, (TeacherRecipe, PrebuiltRecipe)):
             raise UserInputError(f"'{e.name}' is a {e.kind} recipe, not a model", "use a teacher, a built student or a folder")
-        if e.recipe.source is not None:
+        if isinstance(e.recipe, PrebuiltRecipe) or e.recipe.source is not None:
             folder, ml, arch = resolve_source(e.recipe.source), e.recipe.max_length, e.recipe.architecture
         else:
             from qadistill.teachers import built_teacher_folder

@@ -284,6 +284,10 @@ def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | Non
     if p.is_dir() and (p / "config.json").exists():
         return _folder_scorer(p.name, p, max_length or 128, batch_size)
     e = registry.get(name)
+    from qadistill.recipes import PrebuiltRecipe
+
+    if isinstance(e.recipe, PrebuiltRecipe):
+        return CrossEncoderTeacher(name, resolve_source(e.recipe.source), max_length or e.recipe.max_length, batch_size=batch_size)
     if e.recipe is not None:
         if not isinstance(e.recipe, TeacherRecipe):
             raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "evaluate a teacher, a built student or a folder")
