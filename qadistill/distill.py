@@ -145,14 +145,26 @@ def run_distill(
     from qadistill.teachers import BiEncoderTeacher, teacher_from_recipe
     from qadistill.train import TrainConfig, train
 
-    progress = progress or NullProgress()
+    from accelerate import PartialState
+
+    # the first PartialState fixes the distributed set-up: on a CPU-only machine it must be created with cpu=True so
+    # that `torchrun --nproc_per_node N` gives MULTI_CPU (gloo) data parallelism
+    PartialState(cpu=not torch.cuda.is_available())
+    main_process = PartialState().is_main_process  # under `accelerate launch`, only rank 0 writes and evaluates
+    progress = (progress or NullProgress()) if main_process else NullProgress()
     d, s = pipeline.distill, pipeline.data
     student_recipe = registry.recipe(pipeline.student, "student")
     assert isinstance(student_recipe, StudentRecipe)
     teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
     name = name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if d.pretrain_unlabelled else "") + f"-s{d.seed}"
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / name
-    work = work_dir_for(out_dir, resume)
+    if main_process:
+        work = work_dir_for(out_dir, resume)
+    else:
+        work = out_dir.with_name(out_dir.name + ".work")
+    PartialState().wait_for_everyone()
+    if not main_process:
+        store = None
     run_id = store.start_run("distill", recipe=pipeline.name, params=recipe_to_dict(pipeline) | {"artifact": name}) if store else None
     t_start = time.perf_counter()
     try:
@@ -195,6 +207,8 @@ def run_distill(
         stage2 = train(model, tok, train_ds.pairs, targets, base, work / "stage2", dev=dev, resume=resume, progress=progress,
                        label=f"distill {d.mode}")
 
+        if not main_process:
+            return DistillResult(name, str(out_dir), {"rank": PartialState().process_index}, None)
         metrics = {"test": evaluate_student(model, tok, test, d.max_length)}
         for spec in extra_evals or []:
             ds_name, _, split = spec.partition(":")

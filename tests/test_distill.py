@@ -143,3 +143,28 @@ def test_unlabelled_pool_uses_train_texts_only():
     assert all(p.passage in texts for p in pool.pairs)
     assert sum(p.query_id.startswith("title:") for p in pool.pairs) == 15
     assert len(pool) > 15 + 15
+
+
+@pytest.mark.slow
+@requires_package("all-minilm-l6-v2")
+def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_home):
+    """`torchrun --nproc_per_node 2 -m qadistill distill ...` trains data-parallel through Accelerate (gloo, 2 CPU
+    processes) unchanged. (`accelerate launch --cpu` needs mpirun for several CPU processes; on GPUs use
+    `accelerate launch --multi_gpu`.)"""
+    import os
+    import shutil
+    import subprocess
+
+    exe = shutil.which("torchrun", path=os.path.dirname(__import__("sys").executable))
+    if exe is None:
+        pytest.skip("torchrun not installed")
+    env = {**os.environ, "QADISTILL_HOME": str(isolated_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [exe, "--nproc_per_node", "2", "-m", "qadistill", "distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+           "--max-length", "32", "--batch-size", "4", "--name", "ddp", "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout[out.stdout.index("{"):])
+    assert res["name"] == "ddp" and res["heads"] == 2
+    # 48 pairs, batch 4, 2 processes -> 6 optimizer steps per process
+    assert res["stage2"]["step"] == 6 and res["stage2"]["pairs_seen"] == 48
+    assert (isolated_home / "artifacts" / "ddp" / "model.safetensors").exists()

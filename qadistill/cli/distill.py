@@ -68,6 +68,8 @@ def distill(
                               extra_evals=eval_also or [], command=cmd)
     except KeyboardInterrupt:
         raise QadistillError("interrupted: a checkpoint was saved", "continue with the same command plus --resume") from None
+    if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
+        return
     if fmt is Format.json:
         print_json({"name": res.name, "path": res.path, **res.metrics})
         return
