@@ -168,3 +168,26 @@ def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_h
     # 48 pairs, batch 4, 2 processes -> 6 optimizer steps per process
     assert res["stage2"]["step"] == 6 and res["stage2"]["pairs_seen"] == 48
     assert (isolated_home / "artifacts" / "ddp" / "model.safetensors").exists()
+
+
+@requires_package("all-minilm-l6-v2")
+def test_distill_killed_mid_epoch_and_resumed_matches_uninterrupted(cli, tiny_zoo, tmp_path):
+    from test_finetune import _InterruptAt
+
+    from qadistill.distill import run_distill
+    from qadistill.recipes import parse_recipe
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    recipe = parse_recipe({"kind": "pipeline", "name": "p", "teachers": ["tiny-t0", "tiny-t1"], "student": "tiny-random-student",
+                           "data": {"name": str(tiny_zoo)}, "distill": {"batch_size": 4, "max_length": 32, "epochs": 2, "seed": 7}})
+    store = Store.open()
+    reg = Registry(store=store)
+    full = run_distill(recipe, reg, store, name="full", out_dir=tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(recipe, reg, store, name="cut", out_dir=tmp_path / "cut", progress=_InterruptAt(17))
+    # checkpoints every 200 steps by default: the Ctrl-C handler saved one at step 17, mid-epoch 2
+    resumed = run_distill(recipe, reg, store, name="cut", out_dir=tmp_path / "cut", resume=True)
+    assert resumed.metrics["stage2"]["step"] == full.metrics["stage2"]["step"] == 24
+    assert resumed.metrics["metrics"]["test"]["map"] == pytest.approx(full.metrics["metrics"]["test"]["map"], abs=1e-9)
+    assert resumed.metrics["dev_map"] == pytest.approx(full.metrics["dev_map"], abs=1e-9)

@@ -1,0 +1,78 @@
+"""Collect benchmarks/results/*.json into benchmarks/RESULTS.md (tables only: every number comes from those files,
+which record the command that produced them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RES = HERE / "results"
+
+
+def load(name: str):
+    p = RES / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def main() -> None:
+    out = ["# Measured results", "", "Machine: the development box (2 CPU cores, AMD/Intel x86 with avx512_vnni, no GPU) unless a",
+           "section says otherwise. It is shared and noisy: speeds are medians and ratios measured in one run.", ""]
+    st = load("cli_startup.json")
+    if st:
+        out += ["## CLI start-up", "", f"`{st['command']}` (load average {st['loadavg_1m']:.2f})", "", "| command | median | min |", "|---|---|---|"]
+        out += [f"| `{k}` | {v['median_s']*1000:.0f} ms | {v['min_s']*1000:.0f} ms |" for k, v in st["results"].items()]
+        out.append("")
+    te = load("teachers_eval.json")
+    if te:
+        out += ["## Teachers (zero-shot bi-encoders, fine-tuned cross-encoder) and their ensemble", "",
+                "| model | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR |", "|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} |" for r in te["rows"]]
+        out += ["", f"Command: `{te['rows'][0]['command']}`", ""]
+    tt = load("teach_minilm_l6_cross_wikiqa.json")
+    if tt:
+        out += ["## `qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 2`", "",
+                f"Best dev MAP {tt['dev_map']:.4f} (history: " + ", ".join(f"step {h['step']}: {h['dev_map']:.4f}" for h in tt["history"]) +
+                f"); {tt['train_pairs']} train pairs (questions with an answer), {tt['train_seconds']:.0f} s of training.", ""]
+    ts = load("teacher_scoring.json")
+    if ts:
+        out += ["## Teacher scoring throughput and the logit cache", "", f"`{ts['command']}`", "",
+                "| teacher | pairs | cold s | pairs/s | cached ms | cache speed-up |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['teacher']} | {r['pairs']} | {r['cold_seconds']:.1f} | {r['pairs_per_s']:.1f} | {r['cached_seconds_median']*1000:.1f} | {r['cache_speedup']:.0f}x |" for r in ts["rows"]]
+        out.append("")
+    dt = HERE / "results" / "distill_table.md"
+    if dt.exists():
+        out += ["## Distillation (WikiQA train → student of 17.4M parameters, 3 layers)", "",
+                "Students: `minilm-l3-student`, 1 epoch, max length 64, batch 32, lr 1e-4, T=2, alpha=0.5; teachers",
+                "all-mpnet-base-v2 + all-minilm-l6-v2 (zero-shot, calibrated). Mean ± std over seeds where several.", "",
+                dt.read_text(), ""]
+    ex = load("export_mkdm.json")
+    if ex:
+        out += ["## Export of the MKDM student (`qadistill export bench-mkdm-s1 --all`)", "",
+                "| variant | size MB | max abs logit diff | MAP torch → variant (dev sample) | settings |", "|---|---|---|---|---|"]
+        out += [f"| {r['variant']} | {r['size_bytes']/1e6:.1f} | {r['parity']['max_abs_diff']:.2e} | {r['parity']['map_reference']:.4f} → {r['parity']['map_variant']:.4f} ({r['parity']['map_delta_points']:+.2f}) | {r['details']} |" for r in ex]
+        out.append("")
+    b = load("bench_cpu.json")
+    if b:
+        out += ["## `qadistill bench` on this CPU", "", f"Run {b['run_id']}: {b['env']['cpu']}, {b['env']['cpu_count']} cores, load "
+                f"{b['env']['loadavg_1m']:.2f} → {b['env'].get('loadavg_1m_end', 0):.2f}; length {b['settings']['max_length']}; "
+                f"{b['settings']['data']}/{b['settings']['split']}. Plot: `results/bench_cpu.png`.", "",
+                "| model | backend | batch | p50 ms | p90 | p99 | pairs/s | e2e pairs/s | speed-up | size MB | MAP | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(b["rows"], key=lambda r: (r["batch_size"], -r["throughput_pairs_s"])):
+            l = r["latency_ms"]
+            out.append(f"| {r['model']} | {r['backend']} | {r['batch_size']} | {l['p50']:.1f} | {l['p90']:.1f} | {l['p99']:.1f} | "
+                       f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
+                       f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
+        out.append("")
+    for name, title in (("harness_overhead.json", "Harness overhead"), ("rank_latency.json", "`qadistill rank` wall time"),
+                        ("rank_vs_eval_torch.json", "rank vs eval (torch)"), ("rank_vs_eval_onnx-int8.json", "rank (int8 ONNX) on WikiQA test"),
+                        ("quickstart_summary.json", "Quickstart")):
+        d = load(name)
+        if d:
+            out += [f"## {title}", "", "```json", json.dumps(d, indent=2), "```", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
