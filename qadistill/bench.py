@@ -120,7 +120,7 @@ def check_device(device: str, backends: list[str]) -> None:
     else:
         bad = [b for b in backends if b in CUDA_ONLY]
         if bad:
-            raise UserInputError(f"backend(s) {', '.join(bad)} need --device cuda", f"drop them or use --device cuda")
+            raise UserInputError(f"backend(s) {', '.join(bad)} need --device cuda", "drop them or use --device cuda")
 
 
 def resolve_targets(models: list[str], backends: list[str] | None, registry, device: str) -> list[Target]:

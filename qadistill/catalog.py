@@ -7,7 +7,6 @@ from pathlib import Path
 
 from qadistill.errors import QadistillError
 from qadistill.recipes import (
-    ConfigInit,
     PipelineRecipe,
     PrebuiltRecipe,
     PretrainedInit,

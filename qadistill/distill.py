@@ -23,7 +23,7 @@ from qadistill.errors import UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.metrics import ranking_metrics
 from qadistill.progress import NullProgress, Progress
-from qadistill.recipes import PipelineRecipe, StudentRecipe, TeacherRecipe, recipe_to_dict, recipe_to_toml
+from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
 
 
 @dataclass

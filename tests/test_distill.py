@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -43,7 +42,7 @@ def test_distill_loss_modes():
 
 
 def test_folding_heads_is_exact(tmp_path):
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, BertTokenizerFast
+    from transformers import AutoModelForSequenceClassification, BertModel, BertTokenizerFast
 
     from qadistill.student import make_student_class, save_student
 
@@ -80,7 +79,7 @@ def tiny_zoo(cli, tmp_path):
     data = tiny_jsonl(tmp_path / "data.jsonl", n_queries=12, per_query=4)
     for i, arch in enumerate(("cross-encoder", "bi-encoder")):
         folder = make_tiny_model(tmp_path / f"t{i}", "cross" if arch == "cross-encoder" else "bi", seed=i)
-        extra = f'calibration = {{ method = "none" }}' if arch == "bi-encoder" else ""
+        extra = 'calibration = { method = "none" }' if arch == "bi-encoder" else ""
         f = write(tmp_path / f"t{i}.toml", TEACHER.format(name=f"tiny-t{i}", arch=arch, path=folder, extra=extra))
         assert cli("zoo", "add", str(f)).exit_code == 0
     return data

@@ -71,7 +71,7 @@ def export(
 
 
 def _resolve(name: str, reg) -> tuple[Path, str, int]:
-    from qadistill.recipes import TeacherRecipe
+    from qadistill.recipes import PrebuiltRecipe, TeacherRecipe
     from qadistill.sources import resolve_source
 
     p = Path(name).expanduser()
@@ -80,6 +80,8 @@ def _resolve(name: str, reg) -> tuple[Path, str, int]:
     e = reg.get(name)
     if e.artifact is not None:
         return Path(e.path), name, int(e.artifact.manifest.get("max_length", 128))
+    if isinstance(e.recipe, PrebuiltRecipe):
+        return resolve_source(e.recipe.source), name, e.recipe.max_length
     if isinstance(e.recipe, TeacherRecipe):
         if e.recipe.source is not None:
             return resolve_source(e.recipe.source), name, e.recipe.max_length
