@@ -23,12 +23,21 @@ def main() -> None:
         out += ["## CLI start-up", "", f"`{st['command']}` (load average {st['loadavg_1m']:.2f})", "", "| command | median | min |", "|---|---|---|"]
         out += [f"| `{k}` | {v['median_s']*1000:.0f} ms | {v['min_s']*1000:.0f} ms |" for k, v in st["results"].items()]
         out.append("")
-    te = load("teachers_eval.json")
-    if te:
-        out += ["## Teachers (zero-shot bi-encoders, fine-tuned cross-encoder) and their ensemble", "",
+    for fname, title in (("teachers_eval_pair.json", "## The two distillation teachers and their ensemble (mean calibrated logit)"),
+                         ("teachers_eval.json", "## All teachers, with the fine-tuned cross-encoder, and their ensemble")):
+        te = load(fname)
+        if not te:
+            continue
+        out += [title, "",
                 "| model | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR |", "|---|---|---|---|---|"]
         out += [f"| {r['model']} | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} |" for r in te["rows"]]
         out += ["", f"Command: `{te['rows'][0]['command']}`", ""]
+    z = load("zeroshot_wikiqa_test.json")
+    if z:
+        out += ["## Zero-shot packaged encoders on WikiQA test (237 questions with a correct and a wrong candidate)", "",
+                "| model | MAP | MRR | P@1 | AUC |", "|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['map']:.4f} | {r['mrr']:.4f} | {r['p@1']:.4f} | {r['auc']:.4f} |" for r in z["rows"]]
+        out += ["", "Command: `qadistill eval --teachers all-mpnet-base-v2,all-minilm-l6-v2,paraphrase-minilm-l3-v2 --data wikiqa --split test --format json`", ""]
     tt = load("teach_minilm_l6_cross_wikiqa.json")
     if tt:
         out += ["## `qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 2`", "",
