@@ -73,7 +73,8 @@ def main() -> None:
                        f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
                        f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
         out.append("")
-    for name, title in (("harness_overhead.json", "Harness overhead"), ("rank_latency.json", "`qadistill rank` wall time"),
+    for name, title in (("bench_quick_int8_vs_fp32.json", "Quick bench: MKDM student, ONNX Runtime fp32 vs int8 dynamic (no accuracy pass; load average was high)"),
+                        ("harness_overhead.json", "Harness overhead"), ("rank_latency.json", "`qadistill rank` wall time"),
                         ("rank_vs_eval_torch.json", "rank vs eval (torch)"), ("rank_vs_eval_onnx-int8.json", "rank (int8 ONNX) on WikiQA test"),
                         ("quickstart_summary.json", "Quickstart")):
         d = load(name)
