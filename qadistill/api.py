@@ -84,7 +84,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
     import json
 
     from qadistill.recipes import HubSource, PrebuiltRecipe, TeacherRecipe
-    from qadistill.sources import resolve_hub, resolve_source
+    from qadistill.sources import folder_architecture, resolve_hub, resolve_source
 
     if backend not in BACKENDS:
         raise UserInputError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}", "use auto, torch, onnx or onnx-int8")
@@ -98,7 +98,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
         if not (p / "config.json").exists():
             raise UserInputError(f"{p} is not a model folder (no config.json)", "point at a student, teacher or export folder")
         man = json.loads((p / "qadistill_export.json").read_text()) if (p / "qadistill_export.json").exists() else None
-        arch = _arch(p)
+        arch = folder_architecture(p)
         if (p / "model.onnx").exists() and backend != "torch":
             kind = "onnx-int8" if man and man.get("variant", "").startswith("int8") else "onnx"
             return p.name, p, kind, int((man or {}).get("max_length", 128)), arch
@@ -113,7 +113,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
 
             repo, rev = parse_repo_ref(name_or_path)
             folder = resolve_hub(HubSource(type="hub", repo_id=repo, revision=rev))
-            return name_or_path, folder, "torch", 512, _arch(folder)
+            return name_or_path, folder, "torch", 512, folder_architecture(folder)
         raise
     if e.kind == "export":
         return resolve_model(str(e.path), backend if backend != "auto" else "auto", registry)
@@ -143,12 +143,6 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
             return e.name, Path(exports[v].path), backend, ml, arch
     raise UserInputError(f"'{e.name}' has no {backend} variant", f"run `qadistill export {e.name} --quantize dynamic`, or use --backend torch")
 
-
-def _arch(folder: Path) -> str:
-    import json
-
-    cfg = json.loads((Path(folder) / "config.json").read_text())
-    return "cross-encoder" if any("SequenceClassification" in a for a in cfg.get("architectures") or []) else "bi-encoder"
 
 
 def load(name_or_path: str, backend: str = "auto", max_length: int | None = None, threads: int | None = None,

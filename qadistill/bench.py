@@ -128,7 +128,7 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
     exported variants (artifacts whose parent it is); an export artifact is one ORT target."""
     from qadistill.recipes import TeacherRecipe
     from qadistill.teachers import built_teacher_folder
-    from qadistill.sources import resolve_source
+    from qadistill.sources import folder_architecture, resolve_source
 
     wanted = backends or (["torch", "ort", "ort-optimized", "ort-int8", "ort-int8-static"] if device == "cpu" else
                           ["torch", "torch-fp16", "torch-bf16", "ort", "ort-fp16"])
@@ -140,7 +140,7 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
     for name in models:
         p = Path(name).expanduser()
         if p.is_dir():
-            arch = _folder_arch(p)
+            arch = folder_architecture(p)
             if (p / "model.onnx").exists():
                 man = json.loads((p / "qadistill_export.json").read_text()) if (p / "qadistill_export.json").exists() else {}
                 b = next((b for b, v in VARIANT_OF.items() if v == man.get("variant")), "ort")
@@ -175,10 +175,6 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
                              "export variants first (`qadistill export NAME --all`) or pick other --backends")
     return out
 
-
-def _folder_arch(folder: Path) -> str:
-    cfg = json.loads((folder / "config.json").read_text())
-    return "cross-encoder" if any("SequenceClassification" in a for a in cfg.get("architectures") or []) else "bi-encoder"
 
 
 def environment() -> dict:

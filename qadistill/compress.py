@@ -246,7 +246,6 @@ def export_model(
 ) -> list[VariantResult]:
     """Export ``folder`` into each variant; returns their results (parity included). The fp32 ONNX export is made once
     and reused as the base of the others."""
-    import numpy as np
 
     from qadistill.backends import OrtBackend, TorchBackend
     from qadistill.progress import NullProgress
@@ -314,7 +313,6 @@ def export_model(
         worst = min(bad, key=lambda r: r.parity.map_delta_points)
         raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
                           "try another preset/method, or drop --strict to keep it anyway")
-    _ = np
     return results
 
 

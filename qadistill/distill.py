@@ -173,8 +173,6 @@ def run_distill(
         dev = load_dataset(s.name, s.dev_split)
         test = load_dataset(s.name, s.test_split)
         teachers = [teacher_from_recipe(r, registry) for r in teacher_recipes]  # type: ignore[arg-type]
-        for t in teachers:
-            t.max_length = max(t.max_length, 8)
         t0 = time.perf_counter()
         # teachers score the whole train split (cached, and bi-encoders calibrate on it anyway), then the slice is taken
         targets = teacher_targets(teachers, full_train, d.mode, progress)

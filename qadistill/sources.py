@@ -322,6 +322,12 @@ def onnx_parity(model, tokenizer, onnx_path: Path) -> float:
     return float(min(np.abs(np.where(mask, c - hidden, 0)).max() for c in cands))
 
 
+def folder_architecture(folder: Path) -> str:
+    """'cross-encoder' for a sequence-classification config (one relevance logit), else 'bi-encoder'."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    return "cross-encoder" if any("SequenceClassification" in a for a in cfg.get("architectures") or []) else "bi-encoder"
+
+
 def folder_fingerprint(path: Path) -> str:
     """A cheap identity for a model folder: names, sizes and mtimes of its files (content hashes are for `zoo pull`)."""
     import hashlib

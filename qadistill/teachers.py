@@ -10,7 +10,6 @@ Every teacher tokenizes with its own tokenizer, and batches are sorted by length
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from qadistill.data import QADataset, load_dataset, unique
 from qadistill.errors import QadistillError, UserInputError
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import TeacherRecipe
-from qadistill.sources import folder_fingerprint, resolve_source
+from qadistill.sources import folder_architecture, folder_fingerprint, resolve_source
 
 CHUNK = 1024  # items per cached chunk (resume granularity)
 
@@ -300,8 +299,6 @@ def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | Non
 
 
 def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:
-    cfg = json.loads((Path(folder) / "config.json").read_text())
-    archs = " ".join(cfg.get("architectures") or [])
-    if "SequenceClassification" in archs:
+    if folder_architecture(folder) == "cross-encoder":
         return CrossEncoderTeacher(name, folder, max_length, batch_size=batch_size)
     return BiEncoderTeacher(name, folder, max_length, batch_size=batch_size, calibrate=False)

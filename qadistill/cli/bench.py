@@ -29,7 +29,7 @@ def bench(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
 ) -> None:
     """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
-    from qadistill.bench import BenchSettings, check_device, finalize, plot as draw, resolve_targets, run_bench, to_csv
+    from qadistill.bench import BenchSettings, check_device, plot as draw, resolve_targets, run_bench, to_csv
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -72,7 +72,6 @@ def bench(
         typer.echo(to_csv(res["rows"]), nl=False)
     else:
         _render(res)
-    _ = finalize
 
 
 def _render(res: dict) -> None:
