@@ -136,6 +136,8 @@ class BiEncoderTeacher(Teacher):
         self.calib_data = calib_data
         self.calib_split = calib_split
         self._cal: Calibration | None = None
+        self._memo: dict = {}  # text -> embedding row, filled by every embed() in this process
+        self._primed = False
 
     def _load(self):
         from transformers import AutoConfig, AutoModel
@@ -145,11 +147,54 @@ class BiEncoderTeacher(Teacher):
         return AutoModel.from_pretrained(str(self.folder), **kw)  # pooled by us: the pooler is unused
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
-        """L2-normalised embeddings of ``texts`` (cached per text list; resumable by chunk)."""
+        """L2-normalised embeddings of ``texts``. Each distinct text is embedded once: texts seen earlier in this
+        process (or in the cached calibration split) are reused, and only the rest is computed (cached per text list,
+        resumable by chunk)."""
         import numpy as np
 
-        progress = progress or NullProgress()
-        key = make_key("emb", self.fingerprint(), hashlib.sha256("\x00".join(texts).encode()).hexdigest(), self.max_length, self.pooling)
+        missing = unique(t for t in texts if t not in self._memo)
+        if missing and not self._primed:
+            self._prime()
+            missing = [t for t in missing if t not in self._memo]
+        if missing:
+            self._remember(missing, self._embed_list(missing, progress or NullProgress(), label))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts])
+
+    def _remember(self, texts: list[str], emb) -> None:
+        for t, row in zip(texts, emb):
+            self._memo[t] = row
+
+    def _split_texts(self, ds: QADataset) -> list[str]:
+        return unique([p.query for p in ds.pairs] + [p.passage for p in ds.pairs])
+
+    def _embed_key(self, texts: list[str]) -> str:
+        return make_key("emb", self.fingerprint(), hashlib.sha256("\x00".join(texts).encode()).hexdigest(), self.max_length, self.pooling)
+
+    def _prime(self) -> None:
+        """Reuse the calibration split's cached embeddings (never computes): pools built from the train texts then
+        only embed their new texts (e.g. titles)."""
+        self._primed = True
+        if not self.calibrate:
+            return
+        try:
+            texts = self._split_texts(load_dataset(self.calib_data, self.calib_split))
+        except Exception:  # calibration data unavailable: nothing to reuse
+            return
+        import numpy as np
+
+        hit = self.cache.get(self._embed_key(texts))
+        if hit is not None and hit.shape[0] == len(texts):
+            order = length_order([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
+            out = np.empty_like(hit)
+            out[np.asarray(order, dtype=np.int64)] = hit
+            self._remember(texts, out)
+
+    def _embed_list(self, texts: list[str], progress: Progress, label: str):
+        import numpy as np
+
+        key = self._embed_key(texts)
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
         order = length_order(lengths)  # cached rows are stored in this order
         task = progress.task(f"{self.name}: embedding {label}".strip(), len(texts))
@@ -184,7 +229,7 @@ class BiEncoderTeacher(Teacher):
     def _raw_scores(self, ds: QADataset, progress: Progress):
         import numpy as np
 
-        texts = unique([p.query for p in ds.pairs] + [p.passage for p in ds.pairs])
+        texts = self._split_texts(ds)
         index = {t: i for i, t in enumerate(texts)}
         emb = self.embed(texts, progress, f"{ds.name}/{ds.split}")
         q = emb[[index[p.query] for p in ds.pairs]]

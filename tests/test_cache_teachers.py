@@ -129,3 +129,27 @@ def test_eval_errors(cli, tmp_path):
     assert r.exit_code == 2 and "no such dataset or file" in r.stderr
     r = cli("eval", "quickstart", "--data", "wikiqa")
     assert r.exit_code == 2
+
+
+def test_bi_encoder_reuses_embeddings_of_texts_it_has_seen(tmp_path, tiny_data):
+    """A pool built from the train texts only embeds its new texts, in this process and in a later one (the cached
+    calibration split primes the reuse)."""
+    folder = make_tiny_model(tmp_path / "bienc", "bi")
+    ds = load_dataset(str(tiny_data))
+    t = BiEncoderTeacher("tiny-bi", folder, 64, calib_data=str(tiny_data), calib_split="x")
+    t.raw_scores(ds)  # embeds (and caches) every text of the calibration split
+    old = t._split_texts(ds)
+    later = BiEncoderTeacher("tiny-bi", folder, 64, calib_data=str(tiny_data), calib_split="x")
+    for i, fresh in enumerate((t, later)):
+        new = [f"a title never seen {i}", f"another new query {i}"]
+        seen = []
+        orig = fresh._embed_batchwise
+        fresh._embed_batchwise = lambda texts, orig=orig, seen=seen: (seen.extend(texts), orig(texts))[1]
+        emb = fresh.embed(new + old[:5] + new[:1])
+        assert sorted(seen) == sorted(new)
+        assert emb.shape[0] == 8
+        np.testing.assert_allclose(emb[-1], emb[0])
+        full = fresh.embed(old)
+        assert sorted(seen) == sorted(new)  # nothing recomputed
+    ref = BiEncoderTeacher("tiny-bi", folder, 64, calibrate=False, cache=LogitCache(tmp_path / "other"))
+    np.testing.assert_allclose(full, ref.embed(old), atol=1e-5)
