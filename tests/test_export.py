@@ -39,6 +39,11 @@ def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
     assert by["int8-dynamic"].details["preset"] in ("avx2", "avx512", "avx512_vnni", "arm64")
     q = [n.op_type for n in __import__("onnx").load(str(Path(by["int8-dynamic"].path) / "model.onnx")).graph.node]
     assert any("Integer" in o or "Quant" in o for o in q)  # really quantized
+    g = __import__("onnx").load(str(Path(by["int8-static"].path) / "model.onnx")).graph
+    dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    consumers = {n.op_type for n in g.node if dq & set(n.input)}
+    # static int8 quantizes MatMul only (all ops cost ~10 MAP points): nothing dequantized feeds Gather/Softmax/LayerNorm
+    assert "MatMul" in consumers and not consumers & {"Gather", "Softmax", "LayerNormalization", "Erf", "Div"}
 
 
 def test_a_corrupted_weight_fails_parity(tmp_path, monkeypatch):
@@ -101,6 +106,12 @@ def test_export_cli(cli, tiny, tmp_path):
     assert [x["variant"] for x in res] == ["onnx", "int8-dynamic"]
     rows = json.loads(cli("zoo", "list", "--format", "json").stdout)
     assert {"model-onnx", "model-int8-dynamic"} <= {x["name"] for x in rows}
+    # ONNX Runtime's calibrators print progress: it must not end up in the JSON on stdout
+    for method in ("percentile", "entropy"):
+        r = cli("export", str(folder), "--quantize", "static", "--calibration-method", method, "--calibration-pairs", "16",
+                "--data", str(data), "--parity-queries", "12", "--format", "json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)[-1]["details"]["calibration_method"] == method
     r = cli("export", str(folder), "--fp16", "--data", str(data))
     assert r.exit_code == 1 and "CUDA" in r.stderr and "Traceback" not in r.output
     r = cli("export", str(folder), "--quantize", "int4")

@@ -17,7 +17,7 @@ def export(
     preset: Annotated[str, typer.Option(help="int8 preset: auto, avx2, avx512, avx512_vnni, arm64.")] = "auto",
     fp16: Annotated[bool, typer.Option("--fp16", help="Also an fp16 variant (CUDA only).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
-    calibration_method: Annotated[str, typer.Option(help="Static int8: minmax, percentile or entropy.")] = "minmax",
+    calibration_method: Annotated[str, typer.Option(help="Static int8: percentile (default), minmax or entropy.")] = "percentile",
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
     data: Annotated[str, typer.Option(help="Data for calibration (train split) and parity (dev split).")] = "wikiqa",
     parity_queries: Annotated[int, typer.Option(min=1, help="Dev queries in the parity sample.")] = 60,
