@@ -85,12 +85,22 @@ def main() -> None:
 
 
 def write_table(runs_path: Path, teachers: list[str]) -> None:
+    """The table: the students' own teachers and their ensemble (teachers_eval_pair.json), then every arm, with each
+    student's MAP as a share of that ensemble's."""
     rows = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
-    tpath = RES / "teachers_eval.json"
-    lines = ["| model | seeds | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | params | train s (median) | command |", "|---|---|---|---|---|---|---|---|---|"]
+    tpath = RES / "teachers_eval_pair.json"
+    lines = ["| model | seeds | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of ensemble MAP (WikiQA / TREC) | params | train s (median) | command |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    ens = None
     if tpath.exists():
-        for r in json.loads(tpath.read_text())["rows"]:
-            lines.append(f"| {r['model']} | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} | {r.get('parameters') or '-'} | - | {r['command']} |")
+        trows = json.loads(tpath.read_text())["rows"]
+        ens = next((r for r in trows if r["model"].startswith("ensemble(")), None)
+        zoo = HERE.parent / "zoo"
+        for r in trows:
+            toml = zoo / f"{r['model']}.toml"
+            params = next((line.split("=")[1].strip() for line in toml.read_text().splitlines() if line.startswith("parameters")), "-") if toml.exists() else "-"
+            lines.append(f"| {r['model']} | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} | - | "
+                         f"{params} | - | `{r['command']}` |")
     arms: dict[str, list[dict]] = {}
     for r in rows:
         arms.setdefault(r["arm"], []).append(r)
@@ -99,9 +109,13 @@ def write_table(runs_path: Path, teachers: list[str]) -> None:
         return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
 
     for arm, rs in arms.items():
+        share = "-"
+        if ens:
+            share = (f"{100 * statistics.mean(r['test_map'] for r in rs) / ens['wikiqa_map']:.1f}% / "
+                     f"{100 * statistics.mean(r['trec_map'] for r in rs) / ens['trec_map']:.1f}%")
         lines.append(
             f"| student `{arm}` | {len(rs)} | {ms([r['test_map'] for r in rs])} | {ms([r['test_mrr'] for r in rs])} | "
-            f"{ms([r['trec_map'] for r in rs])} | {ms([r['trec_mrr'] for r in rs])} | {rs[0]['parameters']} | "
+            f"{ms([r['trec_map'] for r in rs])} | {ms([r['trec_mrr'] for r in rs])} | {share} | {rs[0]['parameters']} | "
             f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |"
         )
     (RES / "distill_table.md").write_text("\n".join(lines) + "\n")
