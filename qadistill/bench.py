@@ -306,20 +306,26 @@ def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
     rs = [r for r in rows if r.get("map") is not None]
     bs = batch_size or max(r["batch_size"] for r in rs)
     rs = [r for r in rs if r["batch_size"] == bs]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
+    # colour = model, marker = backend; a legend instead of labels, which overlap when variants sit close together
+    models = list(dict.fromkeys(r["model"] for r in rs))
+    backends = list(dict.fromkeys(r["backend"] for r in rs))
+    colours = plt.get_cmap("tab10")
+    markers = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
     for r in rs:
-        ax.scatter(r["throughput_pairs_s"], r["map"], s=60 if r.get("pareto") else 30,
-                   marker="*" if r.get("pareto") else "o", zorder=3)
-        ax.annotate(f"{r['model']}\n{r['backend']}", (r["throughput_pairs_s"], r["map"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.scatter(r["throughput_pairs_s"], r["map"], s=70, color=colours(models.index(r["model"]) % 10),
+                   marker=markers[backends.index(r["backend"]) % len(markers)], zorder=3,
+                   edgecolors="black" if r.get("pareto") else "none", linewidths=1.2,
+                   label=f"{r['model']} · {r['backend']}" + (" ★" if r.get("pareto") else ""))
     front = sorted((r for r in rs if r.get("pareto")), key=lambda r: r["throughput_pairs_s"])
     if len(front) > 1:
         ax.plot([r["throughput_pairs_s"] for r in front], [r["map"] for r in front], "--", color="gray", zorder=2)
     ax.set_xscale("log")
     ax.set_xlabel(f"throughput, pairs/s (batch {bs}, length {rs[0]['max_length'] if rs else '?'}; log scale)")
     ax.set_ylabel("MAP")
-    ax.set_title("qadistill bench: accuracy vs speed (★ = Pareto-optimal)")
+    ax.set_title("qadistill bench: accuracy vs speed (★, black edge = Pareto-optimal)")
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
