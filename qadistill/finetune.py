@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qadistill import paths
@@ -33,6 +33,11 @@ class FinetuneConfig:
     checkpoint_every: int = 200
     train_filter: str = "with-positive"  # or "all": WikiQA practice trains on questions that have an answer
     limit_train_queries: int | None = None
+    # optional soft targets: the mean calibrated logit of these teachers on the same train pairs, learnt beside the gold
+    # label (soft BCE at temperature T, gold BCE weighted by alpha) — a teacher that also absorbs other teachers
+    distill_from: list[str] = field(default_factory=list)
+    alpha: float = 0.5
+    temperature: float = 2.0
 
 
 def filter_train(ds: QADataset, how: str) -> QADataset:
@@ -61,7 +66,10 @@ def finetune_cross_encoder(
     out_dir: Path | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    soft_teachers: list | None = None,
 ) -> dict:
+    """Fine-tune ``base_folder`` as a one-logit cross-encoder; ``soft_teachers`` (scorers for ``cfg.distill_from``) add
+    their mean logit as a soft target."""
     import torch
     from transformers import AutoTokenizer, BertModel
 
@@ -79,10 +87,17 @@ def finetune_cross_encoder(
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     torch.manual_seed(cfg.seed)
     model = make_student_class()(BertModel.from_pretrained(str(base_folder)), n_heads=1)
+    targets = None
+    if soft_teachers:
+        from qadistill.distill import teacher_targets
+        from qadistill.progress import NullProgress
+
+        targets = teacher_targets(soft_teachers, train_ds, "avg", progress or NullProgress())
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
                        max_length=cfg.max_length, seed=cfg.seed, eval_every=cfg.eval_every, patience=cfg.patience,
-                       checkpoint_every=cfg.checkpoint_every)
-    state = train(model, tok, train_ds.pairs, None, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
+                       checkpoint_every=cfg.checkpoint_every, alpha=cfg.alpha if targets is not None else 1.0,
+                       temperature=cfg.temperature)
+    state = train(model, tok, train_ds.pairs, targets, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
 
     final_tmp = work / "final"
     save_student(model, tok, final_tmp)

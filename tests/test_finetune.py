@@ -83,3 +83,45 @@ def test_teach_cli_errors(cli):
     assert r.exit_code == 2 and "no finetune_from" in r.stderr
     r = cli("teach", "minilm-l6-cross", "--train-filter", "some")
     assert r.exit_code == 2
+
+
+def test_teach_with_soft_targets_learns_the_teachers_mean_logit(tmp_path, monkeypatch):
+    import numpy as np
+
+    import qadistill.finetune as ft
+
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=10, per_query=4)
+    base = make_tiny_model(tmp_path / "base", "cross")
+
+    class FakeTeacher:
+        def __init__(self, sign):
+            self.sign = sign
+
+        def logits(self, ds, progress=None):
+            return np.array([self.sign * (2.0 if p.label else -2.0) + 0.1 * i for i, p in enumerate(ds.pairs)], dtype=np.float32)
+
+    seen = {}
+    real_train = ft.train
+
+    def spy(model, tok, pairs, teacher_logits, tcfg, *a, **kw):
+        seen.update(targets=teacher_logits, alpha=tcfg.alpha, temperature=tcfg.temperature, n=len(pairs))
+        return real_train(model, tok, pairs, teacher_logits, tcfg, *a, **kw)
+
+    monkeypatch.setattr(ft, "train", spy)
+    t1, t2 = FakeTeacher(1.0), FakeTeacher(0.5)
+    res = finetune_cross_encoder(RECIPE, base, cfg(data, epochs=1, distill_from=["t1", "t2"], alpha=0.3), out_dir=tmp_path / "soft",
+                                 soft_teachers=[t1, t2])
+    from qadistill.data import load_dataset
+
+    ds = load_dataset(str(data))
+    expect = (t1.logits(ds) + t2.logits(ds)) / 2
+    assert seen["targets"].shape == (seen["n"], 1) and seen["alpha"] == 0.3 and seen["temperature"] == 2.0
+    np.testing.assert_allclose(seen["targets"][:, 0], expect[: seen["n"]], rtol=1e-6)  # every tiny query has a positive
+    assert res["config"]["distill_from"] == ["t1", "t2"]
+    finetune_cross_encoder(RECIPE, base, cfg(data, epochs=1), out_dir=tmp_path / "gold")
+    assert seen["targets"] is None and seen["alpha"] == 1.0
+
+
+def test_teach_cli_refuses_to_distill_from_itself(cli):
+    r = cli("teach", "minilm-l6-cross-wikiqa", "--distill-from", "minilm-l6-cross-wikiqa")
+    assert r.exit_code == 2 and "itself" in r.stderr

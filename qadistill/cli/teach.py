@@ -22,6 +22,8 @@ def teach(
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many dev evaluations without improvement.")] = 2,
     train_filter: Annotated[str, typer.Option(help="with-positive (questions that have an answer) or all.")] = "with-positive",
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries (smoke runs).")] = None,
+    distill_from: Annotated[str | None, typer.Option(help="Also learn these teachers' mean calibrated logit as a soft target (comma-separated zoo teachers).")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="With --distill-from: weight of the gold label (soft target 1 - alpha).")] = 0.5,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: $QADISTILL_HOME/artifacts/NAME).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
     fmt: FormatOpt = Format.table,
@@ -34,7 +36,7 @@ def teach(
     from qadistill.registry import Registry
     from qadistill.sources import resolve_source
     from qadistill.store import Store
-    from qadistill.teachers import built_teacher_folder  # noqa: F401  (same resolution rules as scoring)
+    from qadistill.teachers import teacher_from_recipe
 
     if train_filter not in ("with-positive", "all"):
         raise UserInputError(f"--train-filter {train_filter!r} is not allowed", "use with-positive or all")
@@ -46,13 +48,17 @@ def teach(
         raise UserInputError(f"'{recipe}' has no finetune_from: it is used as it is", "teach a recipe such as minilm-l6-cross-wikiqa")
     base = reg.recipe(r.finetune_from, "teacher")
     base_folder = resolve_source(base.source)
+    soft_names = [t.strip() for t in (distill_from or "").split(",") if t.strip()]
+    if recipe in soft_names:
+        raise UserInputError(f"--distill-from names '{recipe}' itself", "name other teachers, e.g. --distill-from all-mpnet-base-v2")
+    soft_teachers = [teacher_from_recipe(reg.recipe(t, "teacher"), reg) for t in soft_names]  # type: ignore[arg-type]
     cfg = FinetuneConfig(data=data, epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length or r.max_length,
                          seed=seed, eval_every=eval_every, patience=patience, train_filter=train_filter,
-                         limit_train_queries=limit_train_queries)
+                         limit_train_queries=limit_train_queries, distill_from=soft_names, alpha=alpha)
     run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
     try:
         with RichProgress() as prog:
-            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog)
+            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog, soft_teachers=soft_teachers)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         from qadistill.errors import QadistillError
