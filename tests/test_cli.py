@@ -41,6 +41,20 @@ def test_zoo_list_table_and_kind_filter(cli):
     assert "zoo show NAME" in r.stderr  # hints go to stderr, data to stdout
 
 
+@pytest.mark.parametrize("width", [80, 200])
+def test_zoo_list_fits_the_terminal_and_keeps_its_key_columns(cli, monkeypatch, width):
+    """An 80-column terminal once squeezed the source/built/best-MAP columns to nothing."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("zoo", "list")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "name" in line and "kind" in line)
+    for col in ("params", "availability", "best MAP") + (("source", "built", "published") if width >= 160 else ()):
+        assert col in header
+    assert any("minilm-l3-student" in line for line in lines)
+
+
 def test_zoo_show_json_of_a_hub_model_without_cache(cli):
     r = cli("zoo", "show", "ms-marco-minilm-l6-v2", "--format", "json")
     assert r.exit_code == 0, r.output

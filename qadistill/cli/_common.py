@@ -33,12 +33,13 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]], no_wrap: tuple[str, ...] = (), **kw):
+def table(title: str | None, columns: list[str], rows: list[list[Any]], no_wrap: tuple[str, ...] = (),
+          min_widths: dict[str, int] | None = None, **kw):
     from rich.table import Table
 
     t = Table(title=title, header_style="bold", **kw)
     for c in columns:
-        t.add_column(c, overflow="fold", no_wrap=c in no_wrap)
+        t.add_column(c, overflow="fold", no_wrap=c in no_wrap, min_width=(min_widths or {}).get(c))
     for r in rows:
         t.add_row(*[("" if v is None else str(v)) for v in r])
     return t

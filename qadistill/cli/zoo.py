@@ -60,18 +60,19 @@ def list_(
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
         return
-    t = table(
-        "qadistill zoo",
-        ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"],
-        [
-            [r.name, r.kind, _params(r.parameters), r.source, AVAIL_STYLE.get(r.availability, r.availability),
-             ", ".join(r.built) or "-", f"{r.best_map:.3f}" if r.best_map is not None else "-", _published(r.published)]
-            for r in rows
-        ],
-        no_wrap=("name", "availability", "params", "kind"),
-    )
-    out_console().print(t)
-    err_console().print("[dim]`qadistill zoo show NAME` for details; needs-hub models work once they are in the HF cache.[/]")
+    con = out_console()
+    cols = ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"]
+    data = [
+        [r.name, r.kind, _params(r.parameters), r.source, AVAIL_STYLE.get(r.availability, r.availability),
+         ", ".join(r.built) or "-", f"{r.best_map:.3f}" if r.best_map is not None else "-", _published(r.published)]
+        for r in rows
+    ]
+    if con.width < 160:  # a narrow terminal squeezed the wide columns to nothing: keep the ones that fit
+        keep = [cols.index(c) for c in ("name", "kind", "params", "availability", "best MAP")]
+        cols, data = [cols[i] for i in keep], [[row[i] for i in keep] for row in data]
+    t = table("qadistill zoo", cols, data, no_wrap=("availability", "params", "kind", "best MAP"), min_widths={"name": 20, "built": 10})
+    con.print(t)
+    err_console().print("[dim]`qadistill zoo show NAME` for details (source, published figures); needs-hub models work once they are in the HF cache.[/]")
 
 
 @app.command("show")
