@@ -95,10 +95,12 @@ def write_table(runs_path: Path, teachers: list[str]) -> None:
     if tpath.exists():
         trows = json.loads(tpath.read_text())["rows"]
         ens = next((r for r in trows if r["model"].startswith("ensemble(")), None)
+        from qadistill.recipes import load_recipe
+
         zoo = HERE.parent / "zoo"
         for r in trows:
             toml = zoo / f"{r['model']}.toml"
-            params = next((line.split("=")[1].strip() for line in toml.read_text().splitlines() if line.startswith("parameters")), "-") if toml.exists() else "-"
+            params = (getattr(load_recipe(toml), "parameters", None) if toml.exists() else None) or "-"
             lines.append(f"| {r['model']} | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} | - | "
                          f"{params} | - | `{r['command']}` |")
     arms: dict[str, list[dict]] = {}

@@ -182,31 +182,32 @@ class BiEncoderTeacher(Teacher):
             texts = self._split_texts(load_dataset(self.calib_data, self.calib_split))
         except Exception:  # calibration data unavailable: nothing to reuse
             return
-        import numpy as np
-
         hit = self.cache.get(self._embed_key(texts))
         if hit is not None and hit.shape[0] == len(texts):
-            order = length_order([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
-            out = np.empty_like(hit)
-            out[np.asarray(order, dtype=np.int64)] = hit
-            self._remember(texts, out)
+            self._remember(texts, self._unsort(hit, self._length_order(texts)))
 
-    def _embed_list(self, texts: list[str], progress: Progress, label: str):
+    def _length_order(self, texts: list[str]) -> list[int]:
+        """The order cached embedding rows are stored in (longest first, to cut padding)."""
+        return length_order([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
+
+    @staticmethod
+    def _unsort(emb_sorted, order: list[int]):
         import numpy as np
 
-        key = self._embed_key(texts)
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
-        order = length_order(lengths)  # cached rows are stored in this order
+        out = np.empty_like(emb_sorted)
+        out[np.asarray(order, dtype=np.int64)] = emb_sorted
+        return out
+
+    def _embed_list(self, texts: list[str], progress: Progress, label: str):
+        order = self._length_order(texts)
         task = progress.task(f"{self.name}: embedding {label}".strip(), len(texts))
 
         def fn(start: int, stop: int):
             return self._embed_batchwise([texts[i] for i in order[start:stop]])
 
-        emb_sorted = self.cache.compute(key, len(texts), CHUNK, fn, {"teacher": self.name, "kind": "embeddings"}, task.advance)
+        emb_sorted = self.cache.compute(self._embed_key(texts), len(texts), CHUNK, fn, {"teacher": self.name, "kind": "embeddings"}, task.advance)
         task.done()
-        out = np.empty_like(emb_sorted)
-        out[np.asarray(order, dtype=np.int64)] = emb_sorted
-        return out
+        return self._unsort(emb_sorted, order)
 
     def _embed_batchwise(self, texts: list[str]):
         import numpy as np
