@@ -262,6 +262,8 @@ def export_model(
     for v in variants:
         if v not in ("onnx", "optimized", "int8-dynamic", "int8-static", "fp16"):
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
+    if "int8-static" in variants and req.calibration_method not in CALIB_METHODS:  # before any export work is done
+        raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
     cuda = _cuda_ok()
     if "fp16" in variants and not cuda:
         raise ExportError("fp16 ONNX is for CUDA GPUs: ONNX Runtime on this CPU runs fp16 slower than fp32",

@@ -92,6 +92,10 @@ def test_export_errors(tiny, tmp_path):
         run(tiny, tmp_path, ["int8-dynamic"], req={"preset": "sse2"})
     with pytest.raises(ExportError, match="O4"):
         run(tiny, tmp_path, ["optimized"], req={"optimize": "O4"})
+    # a bad calibration method is refused before any export work, so nothing is written
+    with pytest.raises(UserInputError, match="not a method"):
+        run(tiny, tmp_path / "early", ["onnx", "int8-static"], req={"calibration_method": "foo"})
+    assert not (tmp_path / "early" / "out").exists() or not any((tmp_path / "early" / "out").iterdir())
     from qadistill.compress import quantize_static
 
     with pytest.raises(ExportError, match="calibration data"):
