@@ -72,7 +72,8 @@ def main() -> None:
                 "two-stage": ["--mode", "mkdm", "--teachers", ",".join(teachers), "--pretrain-unlabelled"],
             }[arm]
             res = qadistill("distill", *common, *extra, "--seed", str(seed), "--name", name)
-            row = {"name": name, "arm": arm, "seed": seed, "test_map": res["metrics"]["test"]["map"], "test_mrr": res["metrics"]["test"]["mrr"],
+            label = arm if args.student == "minilm-l3-student" else f"{arm} ({args.student})"
+            row = {"name": name, "arm": label, "seed": seed, "test_map": res["metrics"]["test"]["map"], "test_mrr": res["metrics"]["test"]["mrr"],
                    "trec_map": res["metrics"]["trecqa:dev"].get("map"), "trec_mrr": res["metrics"]["trecqa:dev"].get("mrr"),
                    "dev_map": res["dev_map"], "parameters": res["parameters"], "train_seconds": res["train_seconds"],
                    "teacher_scoring_seconds": res["teacher_scoring_seconds"], "wall_seconds": res["_wall_seconds"],
