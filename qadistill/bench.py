@@ -21,10 +21,10 @@ from pathlib import Path
 
 from qadistill.errors import UserInputError
 
-TORCH_BACKENDS = ("torch", "torch-fp16", "torch-bf16", "torch-compile")
+TORCH_BACKENDS = ("torch", "torch-fp16", "torch-bf16", "torch-compile", "torch-fp16-compile", "torch-bf16-compile")
 ORT_BACKENDS = ("ort", "ort-optimized", "ort-int8", "ort-int8-static", "ort-fp16", "ort-trt")
 ALL_BACKENDS = TORCH_BACKENDS + ORT_BACKENDS
-CUDA_ONLY = ("torch-fp16", "torch-bf16", "ort-fp16", "ort-trt")
+CUDA_ONLY = ("torch-fp16", "torch-bf16", "torch-fp16-compile", "torch-bf16-compile", "ort-fp16", "ort-trt")
 VARIANT_OF = {"ort": "onnx", "ort-optimized": "optimized", "ort-int8": "int8-dynamic", "ort-int8-static": "int8-static",
               "ort-fp16": "fp16", "ort-trt": "onnx"}
 

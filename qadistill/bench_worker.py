@@ -21,7 +21,7 @@ def make_backend(t: dict, s: dict):
     b, dev = t["backend"], s["device"]
     kw = dict(max_length=s["max_length"], threads=s["threads"], device=dev)
     if b.startswith("torch"):
-        dtype = {"torch-fp16": "fp16", "torch-bf16": "bf16"}.get(b, "fp32")
+        dtype = "fp16" if "fp16" in b else "bf16" if "bf16" in b else "fp32"
         cls = BiEncoderTorchBackend if t["architecture"] == "bi-encoder" else TorchBackend
         return cls(t["folder"], dtype=dtype, **kw)
     provider = {"ort-trt": "TensorrtExecutionProvider"}.get(b, "CUDAExecutionProvider" if dev == "cuda" else "CPUExecutionProvider")
@@ -47,7 +47,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     be = make_backend(t, s).load()
-    if t["backend"] == "torch-compile":
+    if t["backend"].endswith("compile"):
         be.model = torch.compile(be.model)
     load_s = time.perf_counter() - t0
 

@@ -13,7 +13,7 @@ from qadistill.cli.errors import handle_errors
 def bench(
     models: Annotated[list[str] | None, typer.Argument(help="Teachers, built students, export artifacts or folders.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (never a silent fall back).")] = "cpu",
-    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, torch-fp16, torch-bf16, torch-compile, ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16, ort-trt.")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, torch-fp16, torch-bf16, torch-compile, torch-fp16-compile, torch-bf16-compile (CUDA), ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16, ort-trt.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     max_length: Annotated[int, typer.Option(min=8)] = 128,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
