@@ -115,6 +115,24 @@ def main() -> None:
                        f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
                        f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
         out.append("")
+    cuda = HERE / "results" / "cuda"
+    if cuda.exists():
+        import sys
+
+        sys.path.insert(0, str(HERE))
+        from cuda_summary import table
+
+        out += ["## CUDA (lent GPU machines; `bash benchmarks/cuda_bench.sh`)", "",
+                "One call per card; compare rows only within one table (the same card, the same run). Rows named \"random "
+                "weights: speed only\" are the teachers' architectures built from their configs with random weights (the "
+                "weights could not travel under the 64 MiB transfer limit): they time the architecture and nothing else. "
+                "ONNX Runtime on CUDA was not measured: that image's onnxruntime is the CPU build "
+                f"(`{(cuda / 'ort_cuda_h100.txt').read_text().splitlines()[0] if (cuda / 'ort_cuda_h100.txt').exists() else ''}`).", ""]
+        for f, title in (("bench_cuda_h100_student.json", "The student on an H100, every PyTorch CUDA backend, WikiQA test MAP measured per backend (plot: `results/cuda/bench_cuda_h100_student.png`)"),
+                         ("bench_cuda_h200_student_vs_mpnet.json", "The student against the mpnet architecture, same run, on an H200 (no accuracy pass)"),
+                         ("bench_cuda_h200_shapes.json", "Teacher architectures on an H200 (speed only)")):
+            if (cuda / f).exists():
+                out += [f"### {title}", ""] + table([str(cuda / f)]) + [""]
     for name, title in (("bench_quick_int8_vs_fp32.json", "Quick bench: MKDM student, ONNX Runtime fp32 vs int8 dynamic (no accuracy pass; load average was high)"),
                         ("harness_overhead.json", "Harness overhead"), ("rank_latency.json", "`qadistill rank` wall time"),
                         ("rank_vs_eval_torch.json", "rank vs eval (torch)"), ("rank_vs_eval_onnx-int8.json", "rank (int8 ONNX) on WikiQA test"),
