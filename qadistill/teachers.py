@@ -98,7 +98,8 @@ class Teacher:
         if self._model is None:
             _torch_threads()
             self._model = self._load()
-            self._model.eval()
+            if hasattr(self._model, "eval"):  # torch modules; an ONNX Runtime backend has no train mode
+                self._model.eval()
         return self._model
 
     # -- scoring --------------------------------------------------------------------------------------------------------
@@ -323,6 +324,28 @@ def built_teacher_folder(name: str, registry) -> Path:
     return Path(arts[-1].path)
 
 
+class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
+    """An exported cross-encoder (ONNX fp32 / optimized / int8) scored with ONNX Runtime on the CPU, so `eval` measures
+    the variant itself; the cache key includes the variant's file, so it never shares scores with the PyTorch model."""
+
+    architecture = "cross-encoder-onnx"
+
+    def _load(self):
+        from qadistill.backends import OrtBackend, variant_file
+
+        return OrtBackend(self.folder, max_length=self.max_length, file_name=variant_file(self.folder)).load()
+
+    def score_pairs(self, queries: list[str], passages: list[str]):
+        import numpy as np
+
+        outs = []
+        for i in range(0, len(queries), self.batch_size):
+            enc = self.tokenizer(queries[i : i + self.batch_size], passages[i : i + self.batch_size],
+                                 padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            outs.append(np.asarray(self.model.run(dict(enc)), dtype=np.float32))
+        return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
+
+
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
     """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""
     p = Path(name).expanduser()
@@ -345,6 +368,8 @@ def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | Non
 
 
 def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:
+    if any(Path(folder).glob("*.onnx")):
+        return OnnxCrossEncoderTeacher(name, folder, max_length, batch_size=batch_size)
     if folder_architecture(folder) == "cross-encoder":
         return CrossEncoderTeacher(name, folder, max_length, batch_size=batch_size)
     return BiEncoderTeacher(name, folder, max_length, batch_size=batch_size, calibrate=False)
