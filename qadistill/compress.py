@@ -293,12 +293,12 @@ def export_model(
             elif v == "int8-dynamic":
                 with _quiet_root_logger():
                     quantize_dynamic(base, dest, preset, req.per_channel)
-                details["preset"] = preset
+                details.update(preset=preset, per_channel=req.per_channel)
             elif v == "int8-static":
                 calib = calibration_batches(folder, data, req.calibration_pairs, max_length)
                 with _quiet_root_logger():
                     quantize_static(base, dest, calib, req.calibration_method, req.per_channel)
-                details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs)
+                details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs, per_channel=req.per_channel)
             elif v == "fp16":
                 optimize_onnx(base, dest, "O4", for_gpu=True)
                 details["level"] = "O4"

@@ -108,8 +108,25 @@ def test_export_cli(cli, tiny, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert [x["variant"] for x in res] == ["onnx", "int8-dynamic"]
+    assert res[1]["details"]["per_channel"] is False
     rows = json.loads(cli("zoo", "list", "--format", "json").stdout)
     assert {"model-onnx", "model-int8-dynamic"} <= {x["name"] for x in rows}
+    # eval scores an export with ONNX Runtime: the fp32 ONNX matches PyTorch, the int8 variant is scored by itself
+    r = cli("eval", "--teachers", f"{folder},model-onnx,model-int8-dynamic", "--data", str(data), "--split", "test",
+            "--max-length", "48", "--format", "json")
+    assert r.exit_code == 0, r.output
+    maps = {x["model"]: x["map"] for x in json.loads(r.stdout)["rows"]}
+    assert maps["model-onnx"] == pytest.approx(maps[str(folder)], abs=1e-6)
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+    from qadistill.teachers import OnnxCrossEncoderTeacher, load_scorer
+
+    scorer = load_scorer("model-int8-dynamic", Registry(store=Store.open()), max_length=48)
+    assert isinstance(scorer, OnnxCrossEncoderTeacher) and scorer.model.file_name == "model.onnx"
+    r = cli("export", str(folder), "--quantize", "dynamic", "--per-channel", "--data", str(data), "--parity-queries", "12",
+            "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[1]["details"]["per_channel"] is True
     # ONNX Runtime's calibrators print progress: it must not end up in the JSON on stdout
     for method in ("percentile", "entropy"):
         r = cli("export", str(folder), "--quantize", "static", "--calibration-method", method, "--calibration-pairs", "16",
