@@ -154,7 +154,11 @@ def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
             {"name": a.name, "kind": a.kind, "path": a.path, "created_at": a.created_at, "manifest": a.manifest}
             for a in store.artifacts(recipe=name)
         ] + ([{"name": e.artifact.name, "kind": e.artifact.kind, "path": e.artifact.path, "manifest": e.artifact.manifest}] if e.artifact else [])
-        info["results"] = [
-            {k: r[k] for k in ("artifact", "dataset", "split", "metric", "value", "run_id")} for n in [name, *built] for r in store.results(n)
-        ]
+        # the latest value per (artifact, dataset, split, metric): every eval appends one, the store keeps the history
+        latest: dict[tuple, dict] = {}
+        for n in dict.fromkeys([name, *built]):
+            for r in store.results(n):
+                latest[(r["artifact"], r["dataset"], r["split"], r["metric"])] = {
+                    k: r[k] for k in ("artifact", "dataset", "split", "metric", "value", "run_id")}
+        info["results"] = list(latest.values())
     return info

@@ -117,6 +117,10 @@ def test_export_cli(cli, tiny, tmp_path):
     assert r.exit_code == 0, r.output
     maps = {x["model"]: x["map"] for x in json.loads(r.stdout)["rows"]}
     assert maps["model-onnx"] == pytest.approx(maps[str(folder)], abs=1e-6)
+    assert cli("eval", "--teachers", "model-onnx", "--data", str(data), "--split", "test", "--max-length", "48").exit_code == 0
+    shown = json.loads(cli("zoo", "show", "model-onnx", "--format", "json").stdout)["results"]
+    keys = [(x["artifact"], x["dataset"], x["split"], x["metric"]) for x in shown]
+    assert len(keys) == len(set(keys)) and any(x["metric"] == "map" for x in shown)  # latest per metric, two evals stored
     from qadistill.registry import Registry
     from qadistill.store import Store
     from qadistill.teachers import OnnxCrossEncoderTeacher, load_scorer
