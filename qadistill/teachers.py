@@ -338,11 +338,9 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
     def score_pairs(self, queries: list[str], passages: list[str]):
         import numpy as np
 
-        outs = []
-        for i in range(0, len(queries), self.batch_size):
-            enc = self.tokenizer(queries[i : i + self.batch_size], passages[i : i + self.batch_size],
-                                 padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-            outs.append(np.asarray(self.model.run(dict(enc)), dtype=np.float32))
+        bs = self.batch_size
+        outs = [np.asarray(self.model.logits(queries[i : i + bs], passages[i : i + bs]), dtype=np.float32)
+                for i in range(0, len(queries), bs)]
         return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
 
 
