@@ -321,6 +321,10 @@ def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
     if len(front) > 1:
         ax.plot([r["throughput_pairs_s"] for r in front], [r["map"] for r in front], "--", color="gray", zorder=2)
     ax.set_xscale("log")
+    lo, hi = min(r["map"] for r in rs), max(r["map"] for r in rs)
+    if hi - lo < 0.02:  # at least 2 MAP points tall: rounding-level differences must not look like a gap
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - 0.01, mid + 0.01)
     ax.set_xlabel(f"throughput, pairs/s (batch {bs}, length {rs[0]['max_length'] if rs else '?'}; log scale)")
     ax.set_ylabel("MAP")
     ax.set_title("qadistill bench: accuracy vs speed (★, black edge = Pareto-optimal)")
