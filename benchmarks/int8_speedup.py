@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", default="2")
     ap.add_argument("--min-time", default="3")
+    ap.add_argument("--out", default="int8_speedup.json", help="file name under benchmarks/results/")
     args = ap.parse_args()
     runs, summary = [], []
     for length in [int(x) for x in args.lengths.split(",")]:
@@ -49,7 +50,7 @@ def main() -> None:
             summary.append({"max_length": length, "batch_size": bs, "speedup_median": statistics.median(rs), "speedups": rs})
     out = {"command": "python benchmarks/int8_speedup.py " + " ".join(sys.argv[1:]), "student": args.student,
            "threads": int(args.threads), "summary": summary, "runs": runs}
-    (HERE / "results" / "int8_speedup.json").write_text(json.dumps(out, indent=2) + "\n")
+    (HERE / "results" / args.out).write_text(json.dumps(out, indent=2) + "\n")
     for s in summary:
         print(f"length {s['max_length']:4d} batch {s['batch_size']:3d}: median speed-up {s['speedup_median']:.2f}x "
               f"({', '.join(f'{x:.2f}' for x in s['speedups'])})")

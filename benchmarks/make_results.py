@@ -115,8 +115,9 @@ def main() -> None:
                        f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
                        f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
         out.append("")
-    sp = load("int8_speedup.json")
-    if sp:
+    for sp in (load("int8_speedup.json"), load("int8_speedup_1thread.json")):
+        if not sp:
+            continue
         out += ["## int8 dynamic vs ONNX Runtime fp32, repeated runs", "", f"`{sp['command']}` ({sp['threads']} threads; each ratio "
                 "is taken inside one `qadistill bench` run, padded to the length; the spread between runs is this machine's noise)", "",
                 "| length | batch | median speed-up | per run |", "|---|---|---|---|"]
