@@ -131,8 +131,20 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     if factory is None:
         raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
     q = ORTQuantizer.from_pretrained(str(onnx_dir), file_name="model.onnx")
-    q.quantize(save_dir=str(dest), quantization_config=factory(is_static=False, per_channel=per_channel))
+    cfg = factory(is_static=False, per_channel=per_channel, nodes_to_exclude=activation_matmuls(onnx_dir / "model.onnx"))
+    q.quantize(save_dir=str(dest), quantization_config=cfg)
     _rename_to_model_onnx(dest, "model_quantized.onnx")
+
+
+def activation_matmuls(path: Path) -> list[str]:
+    """MatMul nodes whose operands are both activations (attention scores and context). Dynamic int8 leaves them fp32
+    (what ONNX Runtime's MatMulConstBOnly option does): quantizing them costs a quantize step on every call, on the
+    softmax output too, and the student ran faster without it at no loss of dev MAP (benchmarks/results/int8_settings.json)."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in g.node if n.op_type == "MatMul" and not (set(n.input) & consts)]
 
 
 def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], method: str, per_channel: bool = False) -> None:

@@ -39,6 +39,11 @@ def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
     assert by["int8-dynamic"].details["preset"] in ("avx2", "avx512", "avx512_vnni", "arm64")
     q = [n.op_type for n in __import__("onnx").load(str(Path(by["int8-dynamic"].path) / "model.onnx")).graph.node]
     assert any("Integer" in o or "Quant" in o for o in q)  # really quantized
+    # the attention products (activation x activation) stay fp32; every weight MatMul is quantized
+    from qadistill.compress import activation_matmuls
+
+    attn = activation_matmuls(Path(by["onnx"].path) / "model.onnx")
+    assert attn and q.count("MatMul") == len(attn)
     g = __import__("onnx").load(str(Path(by["int8-static"].path) / "model.onnx")).graph
     dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
     consumers = {n.op_type for n in g.node if dq & set(n.input)}
