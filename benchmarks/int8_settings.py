@@ -38,6 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("students", nargs="+")
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--out", default="int8_settings.json", help="file name under benchmarks/results/")
     ap.add_argument("--batch-sizes", default="1,32", help="int8 dynamic scales activations per batch, so its scores depend "
                     "on which pairs share a batch (padding included); fp32 does not (scored once, batch 32)")
     args = ap.parse_args()
@@ -79,10 +80,10 @@ def main() -> None:
                     row[f"{s}_seconds"] = time.perf_counter() - t0
                 rows.append(row)
                 print(f"{name:28s} {label:18s} batch {bs:3d} dev MAP {row['dev_map']:.4f}  test MAP {row['test_map']:.4f}  {row['size_mb']:.1f} MB", flush=True)
-    out = {"command": "python benchmarks/int8_settings.py " + " ".join(args.students) + f" --max-length {args.max_length} --batch-sizes {args.batch_sizes}",
+    out = {"command": "python benchmarks/int8_settings.py " + " ".join(args.students) + f" --max-length {args.max_length} --batch-sizes {args.batch_sizes} --out {args.out}",
            "note": "choose on dev; test is reported. Batches are formed in order of length (pairs sorted by characters).",
            "rows": rows}
-    (HERE / "results" / "int8_settings.json").write_text(json.dumps(out, indent=2) + "\n")
+    (HERE / "results" / args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -115,18 +115,24 @@ def main() -> None:
                        f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
                        f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
         out.append("")
-    for sp in (load("int8_speedup.json"), load("int8_speedup_1thread.json")):
+    for fname, label in (("int8_speedup.json", "weight MatMuls only (the current default)"),
+                         ("int8_speedup_all_matmuls.json", "every MatMul quantized (before)"),
+                         ("int8_speedup_1thread.json", "every MatMul quantized, 1 thread")):
+        sp = load(fname)
         if not sp:
             continue
-        out += ["## int8 dynamic vs ONNX Runtime fp32, repeated runs", "", f"`{sp['command']}` ({sp['threads']} threads; each ratio "
+        out += [f"## int8 dynamic vs ONNX Runtime fp32, repeated runs: {label}", "", f"`{sp['command']}` ({sp['threads']} threads; each ratio "
                 "is taken inside one `qadistill bench` run, padded to the length; the spread between runs is this machine's noise)", "",
                 "| length | batch | median speed-up | per run |", "|---|---|---|---|"]
         out += [f"| {x['max_length']} | {x['batch_size']} | {x['speedup_median']:.2f}x | {', '.join(f'{v:.2f}' for v in x['speedups'])} |"
                 for x in sp["summary"]]
         out.append("")
-    st = load("int8_settings.json")
-    if st:
-        out += ["## int8 settings on dev (chosen there) and test", "", f"`{st['command']}` — {st['note']}", "",
+    for fname, label in (("int8_settings.json", "every MatMul quantized (before 2026-11-26 15:40)"),
+                         ("int8_settings_weights_only.json", "weight MatMuls only: attention products kept fp32 (the current default)")):
+        st = load(fname)
+        if not st:
+            continue
+        out += [f"## int8 settings on dev (chosen there) and test: {label}", "", f"`{st['command']}` — {st['note']}", "",
                 "| student | variant | batch | dev MAP | test MAP | max |Δlogit| (test) | MB |", "|---|---|---|---|---|---|---|"]
         out += [f"| {r['student']} | {r['variant']} | {r['batch_size']} | {r['dev_map']:.4f} | {r['test_map']:.4f} | "
                 f"{r.get('test_max_abs_diff', 0):.3f} | {r['size_mb']:.1f} |" for r in st["rows"]]
