@@ -96,10 +96,7 @@ class Teacher:
     @property
     def model(self):
         if self._model is None:
-            _torch_threads()
             self._model = self._load()
-            if hasattr(self._model, "eval"):  # torch modules; an ONNX Runtime backend has no train mode
-                self._model.eval()
         return self._model
 
     # -- scoring --------------------------------------------------------------------------------------------------------
@@ -143,9 +140,10 @@ class BiEncoderTeacher(Teacher):
     def _load(self):
         from transformers import AutoConfig, AutoModel
 
+        _torch_threads()
         cfg = AutoConfig.from_pretrained(str(self.folder))
         kw = {"add_pooling_layer": False} if cfg.model_type in ("bert", "mpnet", "roberta", "xlm-roberta") else {}
-        return AutoModel.from_pretrained(str(self.folder), **kw)  # pooled by us: the pooler is unused
+        return AutoModel.from_pretrained(str(self.folder), **kw).eval()  # pooled by us: the pooler is unused
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
         """L2-normalised embeddings of ``texts``. Each distinct text is embedded once: texts seen earlier in this
@@ -262,7 +260,8 @@ class CrossEncoderTeacher(Teacher):
     def _load(self):
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(str(self.folder))
+        _torch_threads()
+        return AutoModelForSequenceClassification.from_pretrained(str(self.folder)).eval()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
         import numpy as np
