@@ -19,17 +19,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def score(folder: Path, ds, max_length: int, batch_size: int) -> dict:
-    import numpy as np
-
-    from qadistill.backends import OrtBackend
+    from qadistill.backends import OrtBackend, score_length_sorted
     from qadistill.metrics import ranking_metrics
 
-    be = OrtBackend(folder, max_length=max_length, threads=2).load()
-    order = sorted(range(len(ds.pairs)), key=lambda i: len(ds.pairs[i].query) + len(ds.pairs[i].passage))
-    out = np.empty(len(order), dtype=np.float32)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        out[idx] = be.logits([ds.pairs[j].query for j in idx], [ds.pairs[j].passage for j in idx])
+    out = score_length_sorted(OrtBackend(folder, max_length=max_length, threads=2).load(), ds.pairs, batch_size)
     m = ranking_metrics([p.query_id for p in ds.pairs], out.tolist(), ds.labels())
     return {"map": m["map"], "mrr": m["mrr"], "scores": out}
 

@@ -157,6 +157,19 @@ class OrtBackend(Backend):
         return out[:, 0] if out.shape[-1] == 1 else out[:, 1] - out[:, 0]
 
 
+def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
+    """Logits for ``pairs`` (objects with .query and .passage), scored in batches of similar length (less padding), in
+    the pairs' own order. Batch composition matters to int8 dynamic, whose activation scales are per batch."""
+    import numpy as np
+
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].query) + len(pairs[i].passage))
+    scores = np.empty(len(order), dtype=np.float32)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        scores[idx] = backend.logits([pairs[j].query for j in idx], [pairs[j].passage for j in idx])
+    return scores
+
+
 def variant_file(folder: Path) -> str:
     man = Path(folder) / "qadistill_export.json"
     if man.exists():

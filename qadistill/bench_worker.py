@@ -29,8 +29,6 @@ def make_backend(t: dict, s: dict):
 
 
 def main() -> None:
-    import numpy as np
-
     from qadistill.bench import percentiles, time_loop
     from qadistill.data import load_dataset
     from qadistill.metrics import ranking_metrics
@@ -90,11 +88,9 @@ def main() -> None:
             scores = load_scorer(t["accuracy_from_cache"], Registry(store=Store.open()), max_length=s["max_length"]).logits(eds)
             source = "cache (same model, fp32)"
         else:
-            order = sorted(range(len(eds.pairs)), key=lambda i: len(eds.pairs[i].query) + len(eds.pairs[i].passage))
-            scores = np.empty(len(order), dtype=np.float32)
-            for i in range(0, len(order), 32):
-                idx = order[i : i + 32]
-                scores[idx] = be.logits([eds.pairs[j].query for j in idx], [eds.pairs[j].passage for j in idx])
+            from qadistill.backends import score_length_sorted
+
+            scores = score_length_sorted(be, eds.pairs)
             source = "measured (this backend)"
         metrics = ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
