@@ -139,7 +139,8 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
 def activation_matmuls(path: Path) -> list[str]:
     """MatMul nodes whose operands are both activations (attention scores and context). Dynamic int8 leaves them fp32
     (what ONNX Runtime's MatMulConstBOnly option does): quantizing them costs a quantize step on every call, on the
-    softmax output too, and the student ran faster without it at no loss of dev MAP (benchmarks/results/int8_settings.json)."""
+    softmax output too; the student ran faster without it at no loss of dev MAP (benchmarks/results/
+    int8_ab_inprocess.txt, int8_settings_weights_only.json)."""
     import onnx
 
     g = onnx.load(str(path), load_external_data=False).graph
