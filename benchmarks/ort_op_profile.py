@@ -26,7 +26,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from qadistill.backends import OrtBackend
+    from qadistill.backends import OrtBackend, export_manifest
     from qadistill.data import load_dataset
 
     pairs = load_dataset("wikiqa", "dev").pairs[: args.batch_size]
@@ -40,7 +40,8 @@ def main() -> None:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "prof")
             so.intra_op_num_threads = args.threads
-            s = ort.InferenceSession(str(Path(d) / be.file_name), so, providers=["CPUExecutionProvider"])
+            disabled = (export_manifest(Path(d)).get("ort_session") or {}).get("disabled_optimizers")  # as OrtBackend does
+            s = ort.InferenceSession(str(Path(d) / be.file_name), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
             feeds = {i.name: enc[i.name].astype("int64") for i in s.get_inputs()}
             s.run(None, feeds)  # warm-up (also profiled; same ops)
             for _ in range(args.runs):

@@ -127,10 +127,14 @@ class TorchBackend(Backend):
 class OrtBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, *a, file_name: str = "model.onnx", provider: str = "CPUExecutionProvider", **kw) -> None:
+    def __init__(self, *a, file_name: str = "model.onnx", provider: str = "CPUExecutionProvider", session: dict | None = None,
+                 **kw) -> None:
+        """``session``: ONNX Runtime session settings ({"disabled_optimizers": [...]}); by default those the export
+        manifest (qadistill_export.json) records for this variant, applied on the CPU provider only."""
         super().__init__(*a, **kw)
         self.file_name = file_name
         self.provider = provider
+        self.session_settings = session
 
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
@@ -147,7 +151,9 @@ class OrtBackend(Backend):
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), so, providers=[self.provider])
+        settings = self.session_settings if self.session_settings is not None else export_manifest(self.folder).get("ort_session") or {}
+        disabled = settings.get("disabled_optimizers", []) if self.provider == "CPUExecutionProvider" else []
+        self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled or None)
         self.inputs = [i.name for i in self.session.get_inputs()]
         return self
 
@@ -170,11 +176,14 @@ def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
     return scores
 
 
-def variant_file(folder: Path) -> str:
+def export_manifest(folder: Path) -> dict:
+    """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
     man = Path(folder) / "qadistill_export.json"
-    if man.exists():
-        return json.loads(man.read_text()).get("file_name", "model.onnx")
-    return "model.onnx"
+    return json.loads(man.read_text()) if man.exists() else {}
+
+
+def variant_file(folder: Path) -> str:
+    return export_manifest(folder).get("file_name", "model.onnx")
 
 
 class BiEncoderTorchBackend(Backend):

@@ -22,6 +22,12 @@ from qadistill.errors import ExportError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+# ONNX Runtime's fused SkipLayerNormalization CPU kernel (onnxruntime 1.32) ran 3x slower here than the Add + Add +
+# LayerNormalization it replaces (benchmarks/skip_layernorm.py -> results/skip_layernorm.txt), and on the int8 student it
+# was a fifth of the time. CPU variants therefore keep them apart, in the graph (optimizer flags) and in the session
+# (ONNX Runtime would fuse them again at load time): the manifest's ``ort_session`` says so and OrtBackend applies it.
+# ``ExportRequest.fuse_skip_layernorm`` (``--fuse-skip-layernorm``) keeps the fusion for CPUs where the kernel is fast.
+UNFUSED_SKIP_LAYERNORM = {"disabled_optimizers": ["SkipLayerNormFusion"]}
 OPT_LEVELS = ("O1", "O2", "O3", "O4")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 
@@ -34,6 +40,7 @@ class ExportRequest:
     calibration_method: str = "percentile"
     calibration_pairs: int = 256
     per_channel: bool = False
+    fuse_skip_layernorm: bool = False
 
 
 @dataclass
@@ -107,7 +114,7 @@ def export_onnx(folder: Path, dest: Path) -> None:
     AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(dest))
 
 
-def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False) -> None:
+def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False, fuse_skip_layernorm: bool = True) -> None:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
@@ -115,37 +122,39 @@ def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False)
         raise UserInputError(f"--optimize {level!r} is not a level", f"use one of {', '.join(OPT_LEVELS)}")
     if level == "O4" and not for_gpu:
         raise ExportError("O4 (mixed fp16) only runs fast on a CUDA GPU", "use --optimize O2 or O3 on the CPU, or run on a GPU machine")
-    cfg = {"O1": AutoOptimizationConfig.O1, "O2": AutoOptimizationConfig.O2, "O3": AutoOptimizationConfig.O3, "O4": AutoOptimizationConfig.O4}[level](for_gpu=for_gpu)
+    unfuse = {} if fuse_skip_layernorm else {"disable_skip_layer_norm_fusion": True, "disable_bias_skip_layer_norm_fusion": True}
+    cfg = AutoOptimizationConfig.with_optimization_level(level, for_gpu=for_gpu, **unfuse)
     opt = ORTOptimizer.from_pretrained(str(onnx_dir))
     opt.optimize(save_dir=str(dest), optimization_config=cfg)
     _rename_to_model_onnx(dest, "model_optimized.onnx")
 
 
 def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool = False) -> None:
-    """ORTQuantizer dynamic int8 on the plain fp32 graph (quantizing an O2 graph fails in optimum 2.1)."""
-    from optimum.onnxruntime import ORTQuantizer
+    """Dynamic int8 of ``onnx_dir/model.onnx`` with the settings of Optimum's ``preset`` (weight type, symmetry, which
+    operators), run through ONNX Runtime's quantizer directly: Optimum's ORTQuantizer cannot quantize a fused graph
+    (its shape inference stops at the com.microsoft ops), and quantizing the fused graph is what makes int8 fast — a
+    fused Attention becomes QAttention (int8 Q/K/V projection inside the fused kernel) instead of a dozen small ops.
+    Only MatMuls with a constant operand are quantized (``MatMulConstBOnly``): quantizing the attention products of an
+    unfused graph costs a quantize step per call, on the softmax output too, for no gain (results/int8_ab_inprocess.txt)."""
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     factory = {"avx2": AutoQuantizationConfig.avx2, "avx512": AutoQuantizationConfig.avx512,
                "avx512_vnni": AutoQuantizationConfig.avx512_vnni, "arm64": AutoQuantizationConfig.arm64}.get(preset)
     if factory is None:
         raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
-    q = ORTQuantizer.from_pretrained(str(onnx_dir), file_name="model.onnx")
-    cfg = factory(is_static=False, per_channel=per_channel, nodes_to_exclude=activation_matmuls(onnx_dir / "model.onnx"))
-    q.quantize(save_dir=str(dest), quantization_config=cfg)
-    _rename_to_model_onnx(dest, "model_quantized.onnx")
-
-
-def activation_matmuls(path: Path) -> list[str]:
-    """MatMul nodes whose operands are both activations (attention scores and context). Dynamic int8 leaves them fp32
-    (what ONNX Runtime's MatMulConstBOnly option does): quantizing them costs a quantize step on every call, on the
-    softmax output too; the student ran faster without it at no loss of dev MAP (benchmarks/results/
-    int8_ab_inprocess.txt, int8_settings_weights_only.json)."""
-    import onnx
-
-    g = onnx.load(str(path), load_external_data=False).graph
-    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in g.node if n.op_type == "MatMul" and not (set(n.input) & consts)]
+    cfg = factory(is_static=False, per_channel=per_channel)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in onnx_dir.iterdir():
+        if f.is_file() and f.suffix != ".onnx":
+            shutil.copy2(f, dest / f.name)
+    ort_quantize_dynamic(
+        str(onnx_dir / "model.onnx"), str(dest / "model.onnx"), op_types_to_quantize=[str(o) for o in cfg.operators_to_quantize],
+        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, weight_type=cfg.weights_dtype,
+        extra_options={"WeightSymmetric": cfg.weights_symmetric, "ActivationSymmetric": cfg.activations_symmetric,
+                       "MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], method: str, per_channel: bool = False) -> None:
@@ -301,12 +310,13 @@ def export_model(
             if v == "onnx":
                 shutil.copytree(base, dest)
             elif v == "optimized":
-                optimize_onnx(base, dest, req.optimize)
+                optimize_onnx(base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
                 details["level"] = req.optimize
             elif v == "int8-dynamic":
+                graph = fused_graph(base, tmp / "fused", req)
                 with _quiet_root_logger():
-                    quantize_dynamic(base, dest, preset, req.per_channel)
-                details.update(preset=preset, per_channel=req.per_channel)
+                    quantize_dynamic(graph, dest, preset, req.per_channel)
+                details.update(preset=preset, per_channel=req.per_channel, graph=req.optimize if graph != base else "plain")
             elif v == "int8-static":
                 calib = calibration_batches(folder, data, req.calibration_pairs, max_length)
                 with _quiet_root_logger():
@@ -317,13 +327,14 @@ def export_model(
                 details["level"] = "O4"
             seconds = time.perf_counter() - t0 + (base_seconds if v == "onnx" else 0.0)
             provider = "CUDAExecutionProvider" if v == "fp16" else "CPUExecutionProvider"
-            vs = scores_with(OrtBackend(dest, max_length, provider=provider), sample)
+            session = None if v == "fp16" or req.fuse_skip_layernorm else UNFUSED_SKIP_LAYERNORM
+            vs = scores_with(OrtBackend(dest, max_length, provider=provider, session=session), sample)
             rep = parity(ref, vs, sample, bound_points)
             final = out_root / f"{name}-{v}"
             manifest = {
                 "qadistill_version": __version__, "source": str(folder), "source_name": name, "variant": v, "file_name": "model.onnx",
                 "max_length": max_length, "size_bytes": folder_size(dest), "export_seconds": seconds, "created": time.time(),
-                "parity": asdict(rep), **details,
+                "parity": asdict(rep), **details, **({"ort_session": session} if session else {}),
             }
             atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
             replace_dir(dest, final)
@@ -335,6 +346,19 @@ def export_model(
         raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
                           "try another preset/method, or drop --strict to keep it anyway")
     return results
+
+
+def fused_graph(base: Path, dest: Path, req: ExportRequest) -> Path:
+    """The graph int8 dynamic quantizes: ``base`` optimized at ``req.optimize`` (transformer fusions), or ``base`` itself
+    where the optimizer cannot fuse this architecture or the level is not a CPU one."""
+    if req.optimize not in ("O2", "O3") or dest.exists():
+        return dest if dest.exists() else base
+    try:
+        optimize_onnx(base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
+    except (ValueError, KeyError, NotImplementedError):
+        shutil.rmtree(dest, ignore_errors=True)
+        return base
+    return dest
 
 
 def calibration_batches(folder: Path, data: str, n_pairs: int, max_length: int, batch_size: int = 16) -> list[dict]:

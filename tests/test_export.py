@@ -39,11 +39,12 @@ def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
     assert by["int8-dynamic"].details["preset"] in ("avx2", "avx512", "avx512_vnni", "arm64")
     q = [n.op_type for n in __import__("onnx").load(str(Path(by["int8-dynamic"].path) / "model.onnx")).graph.node]
     assert any("Integer" in o or "Quant" in o for o in q)  # really quantized
-    # the attention products (activation x activation) stay fp32; every weight MatMul is quantized
-    from qadistill.compress import activation_matmuls
-
-    attn = activation_matmuls(Path(by["onnx"].path) / "model.onnx")
-    assert attn and q.count("MatMul") == len(attn)
+    # int8 dynamic quantizes the fused graph: attention is one QAttention (int8 Q/K/V projection), every other MatMul
+    # is int8 too, and SkipLayerNormalization stays unfused on the CPU, in the graph and (manifest) in the session
+    assert by["int8-dynamic"].details["graph"] == "O2" and "QAttention" in q and "MatMul" not in q
+    assert "SkipLayerNormalization" not in q and "LayerNormalization" in q
+    man = json.loads((Path(by["int8-dynamic"].path) / "qadistill_export.json").read_text())
+    assert man["ort_session"] == {"disabled_optimizers": ["SkipLayerNormFusion"]}
     g = __import__("onnx").load(str(Path(by["int8-static"].path) / "model.onnx")).graph
     dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
     consumers = {n.op_type for n in g.node if dq & set(n.input)}
@@ -132,10 +133,18 @@ def test_export_cli(cli, tiny, tmp_path):
 
     scorer = load_scorer("model-int8-dynamic", Registry(store=Store.open()), max_length=48)
     assert isinstance(scorer, OnnxCrossEncoderTeacher) and scorer.model.file_name == "model.onnx"
-    r = cli("export", str(folder), "--quantize", "dynamic", "--per-channel", "--data", str(data), "--parity-queries", "12",
-            "--format", "json")
+    r = cli("export", str(folder), "--quantize", "dynamic", "--per-channel", "--optimize", "O1", "--fuse-skip-layernorm",
+            "--data", str(data), "--parity-queries", "12", "--format", "json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)[1]["details"]["per_channel"] is True
+    q8 = json.loads(r.stdout)[-1]
+    # O1 has no transformer fusions, so int8 quantizes the plain graph: only the weight MatMuls (attention products stay
+    # fp32); with --fuse-skip-layernorm the manifest asks the session for nothing
+    assert q8["details"]["per_channel"] is True and q8["details"]["graph"] == "plain"
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(Path(q8["path"]) / "model.onnx")).graph.node]
+    assert ops.count("MatMul") == 2 * 2 and "QAttention" not in ops  # 2 layers x (scores, context)
+    assert "ort_session" not in json.loads((Path(q8["path"]) / "qadistill_export.json").read_text())
     # ONNX Runtime's calibrators print progress: it must not end up in the JSON on stdout
     for method in ("percentile", "entropy"):
         r = cli("export", str(folder), "--quantize", "static", "--calibration-method", method, "--calibration-pairs", "16",
@@ -146,3 +155,22 @@ def test_export_cli(cli, tiny, tmp_path):
     assert r.exit_code == 1 and "CUDA" in r.stderr and "Traceback" not in r.output
     r = cli("export", str(folder), "--quantize", "int4")
     assert r.exit_code == 2
+
+
+def test_ort_backend_applies_the_manifest_session_settings(tiny, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from qadistill.backends import OrtBackend
+
+    res = run(tiny, tmp_path, ["optimized"])
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(*a, **kw):
+        seen.append(kw.get("disabled_optimizers"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    OrtBackend(Path(res[0].path), 48).load()
+    OrtBackend(Path(res[0].path), 48, session={}).load()  # explicit settings win over the manifest
+    assert seen == [["SkipLayerNormFusion"], None]
