@@ -20,10 +20,10 @@ HERE = Path(__file__).resolve().parent
 
 def score(folder: Path, ds, max_length: int, batch_size: int) -> dict:
     from qadistill.backends import OrtBackend, score_length_sorted
-    from qadistill.compress import UNFUSED_SKIP_LAYERNORM
+    from qadistill.compress import cpu_session
     from qadistill.metrics import ranking_metrics
 
-    be = OrtBackend(folder, max_length=max_length, threads=2, session=UNFUSED_SKIP_LAYERNORM).load()
+    be = OrtBackend(folder, max_length=max_length, threads=2, session=cpu_session()).load()
     out = score_length_sorted(be, ds.pairs, batch_size)
     m = ranking_metrics([p.query_id for p in ds.pairs], out.tolist(), ds.labels())
     return {"map": m["map"], "mrr": m["mrr"], "scores": out}

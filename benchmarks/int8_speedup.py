@@ -1,4 +1,4 @@
-"""int8 dynamic against ONNX Runtime fp32 for one student, at several lengths, repeated: each repeat is one
+"""int8 dynamic against ONNX Runtime fp32 (the plain export, and the O2-optimized one) for one student, at several lengths, repeated: each repeat is one
 `qadistill bench` run with both variants (each in its own process, same thread count), and the speed-up is taken inside
 that run; the summary is the median over repeats (this machine is shared, so single runs drift).
 
@@ -30,30 +30,33 @@ def main() -> None:
     runs, summary = [], []
     for length in [int(x) for x in args.lengths.split(",")]:
         ratios: dict[int, list[float]] = {}
+        vs_opt: dict[int, list[float]] = {}
         for rep in range(args.repeats):
-            cmd = [sys.executable, "-m", "qadistill", "bench", f"{args.student}-onnx", f"{args.student}-int8-dynamic",
+            cmd = [sys.executable, "-m", "qadistill", "bench", f"{args.student}-onnx", f"{args.student}-optimized", f"{args.student}-int8-dynamic",
                    "--batch-sizes", args.batch_sizes, "--max-length", str(length), "--threads", args.threads,
                    "--min-time", args.min_time, "--no-accuracy", "--format", "json"]
             d = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             by = {(r["backend"], r["batch_size"]): r for r in d["rows"]}
             for bs in sorted({r["batch_size"] for r in d["rows"]}):
-                f, q = by[("ort", bs)], by[("ort-int8", bs)]
+                f, o, q = by[("ort", bs)], by[("ort-optimized", bs)], by[("ort-int8", bs)]
                 ratio = f["latency_ms"]["p50"] / q["latency_ms"]["p50"]
                 ratios.setdefault(bs, []).append(ratio)
+                vs_opt.setdefault(bs, []).append(o["latency_ms"]["p50"] / q["latency_ms"]["p50"])
                 runs.append({"run_id": d["run_id"], "max_length": length, "batch_size": bs, "fp32_p50_ms": f["latency_ms"]["p50"],
                              "int8_p50_ms": q["latency_ms"]["p50"], "fp32_min_ms": f["latency_ms"]["min"], "int8_min_ms": q["latency_ms"]["min"],
-                             "speedup_p50": ratio, "speedup_min": f["latency_ms"]["min"] / q["latency_ms"]["min"],
+                             "optimized_p50_ms": o["latency_ms"]["p50"], "speedup_p50": ratio, "speedup_vs_optimized_p50": vs_opt[bs][-1], "speedup_min": f["latency_ms"]["min"] / q["latency_ms"]["min"],
                              "loadavg_1m": d["env"]["loadavg_1m"], "loadavg_1m_end": d["env"].get("loadavg_1m_end")})
                 print(f"length {length:4d} batch {bs:3d} run {rep + 1}: fp32 {f['latency_ms']['p50']:.1f} ms, int8 "
-                      f"{q['latency_ms']['p50']:.1f} ms -> {ratio:.2f}x (load {d['env']['loadavg_1m']:.2f})", flush=True)
+                      f"{q['latency_ms']['p50']:.1f} ms -> {ratio:.2f}x (fp32 O2 {o['latency_ms']['p50']:.1f} ms -> {vs_opt[bs][-1]:.2f}x) (load {d['env']['loadavg_1m']:.2f})", flush=True)
         for bs, rs in ratios.items():
-            summary.append({"max_length": length, "batch_size": bs, "speedup_median": statistics.median(rs), "speedups": rs})
+            summary.append({"max_length": length, "batch_size": bs, "speedup_median": statistics.median(rs), "speedups": rs,
+                            "speedup_vs_optimized_median": statistics.median(vs_opt[bs]), "speedups_vs_optimized": vs_opt[bs]})
     out = {"command": "python benchmarks/int8_speedup.py " + " ".join(sys.argv[1:]), "student": args.student,
            "threads": int(args.threads), "summary": summary, "runs": runs}
     (HERE / "results" / args.out).write_text(json.dumps(out, indent=2) + "\n")
     for s in summary:
         print(f"length {s['max_length']:4d} batch {s['batch_size']:3d}: median speed-up {s['speedup_median']:.2f}x "
-              f"({', '.join(f'{x:.2f}' for x in s['speedups'])})")
+              f"({', '.join(f'{x:.2f}' for x in s['speedups'])}); vs fp32 O2 {s['speedup_vs_optimized_median']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,8 @@ class OrtBackend(Backend):
 
     def __init__(self, *a, file_name: str = "model.onnx", provider: str = "CPUExecutionProvider", session: dict | None = None,
                  **kw) -> None:
-        """``session``: ONNX Runtime session settings ({"disabled_optimizers": [...]}); by default those the export
-        manifest (qadistill_export.json) records for this variant, applied on the CPU provider only."""
+        """``session``: ONNX Runtime session settings ({"config": {key: value}, "disabled_optimizers": [...]}); by default
+        those the export manifest (qadistill_export.json) records for this variant; applied on the CPU provider only."""
         super().__init__(*a, **kw)
         self.file_name = file_name
         self.provider = provider
@@ -152,7 +152,11 @@ class OrtBackend(Backend):
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
         settings = self.session_settings if self.session_settings is not None else export_manifest(self.folder).get("ort_session") or {}
-        disabled = settings.get("disabled_optimizers", []) if self.provider == "CPUExecutionProvider" else []
+        if self.provider != "CPUExecutionProvider":
+            settings = {}
+        for key, value in settings.get("config", {}).items():
+            so.add_session_config_entry(key, value)
+        disabled = settings.get("disabled_optimizers")
         self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled or None)
         self.inputs = [i.name for i in self.session.get_inputs()]
         return self

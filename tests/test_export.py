@@ -44,7 +44,7 @@ def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
     assert by["int8-dynamic"].details["graph"] == "O2" and "QAttention" in q and "MatMul" not in q
     assert "SkipLayerNormalization" not in q and "LayerNormalization" in q
     man = json.loads((Path(by["int8-dynamic"].path) / "qadistill_export.json").read_text())
-    assert man["ort_session"] == {"disabled_optimizers": ["SkipLayerNormFusion"]}
+    assert man["ort_session"] == {"config": {"session.set_denormal_as_zero": "1"}, "disabled_optimizers": ["SkipLayerNormFusion"]}
     g = __import__("onnx").load(str(Path(by["int8-static"].path) / "model.onnx")).graph
     dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
     consumers = {n.op_type for n in g.node if dq & set(n.input)}
@@ -144,7 +144,7 @@ def test_export_cli(cli, tiny, tmp_path):
 
     ops = [n.op_type for n in onnx.load(str(Path(q8["path"]) / "model.onnx")).graph.node]
     assert ops.count("MatMul") == 2 * 2 and "QAttention" not in ops  # 2 layers x (scores, context)
-    assert "ort_session" not in json.loads((Path(q8["path"]) / "qadistill_export.json").read_text())
+    assert json.loads((Path(q8["path"]) / "qadistill_export.json").read_text())["ort_session"] == {"config": {"session.set_denormal_as_zero": "1"}}
     # ONNX Runtime's calibrators print progress: it must not end up in the JSON on stdout
     for method in ("percentile", "entropy"):
         r = cli("export", str(folder), "--quantize", "static", "--calibration-method", method, "--calibration-pairs", "16",
@@ -166,11 +166,15 @@ def test_ort_backend_applies_the_manifest_session_settings(tiny, tmp_path, monke
     seen = []
     real = ort.InferenceSession
 
-    def spy(*a, **kw):
-        seen.append(kw.get("disabled_optimizers"))
-        return real(*a, **kw)
+    def spy(path, so, **kw):
+        try:
+            daz = so.get_session_config_entry("session.set_denormal_as_zero")
+        except RuntimeError:  # not set
+            daz = None
+        seen.append((kw.get("disabled_optimizers"), daz))
+        return real(path, so, **kw)
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
     OrtBackend(Path(res[0].path), 48).load()
     OrtBackend(Path(res[0].path), 48, session={}).load()  # explicit settings win over the manifest
-    assert seen == [["SkipLayerNormFusion"], None]
+    assert seen == [(["SkipLayerNormFusion"], "1"), (None, None)]

@@ -1,0 +1,81 @@
+"""Which ONNX Runtime session settings make an exported variant fast on this CPU: each setting runs in its own process
+(denormal flushing is per thread, so settings must not share one), settings alternate round by round so that drift on a
+shared machine hits all of them, and the summary is each setting's median over rounds. Real WikiQA dev pairs, padded to
+the length (as `qadistill bench` does).
+
+  python benchmarks/ort_session_ab.py VARIANT_DIR [VARIANT_DIR ...] [--batch-sizes 1,32] [--rounds 3] [--threads 2]
+Writes benchmarks/results/ort_session_ab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = {
+    "ORT defaults": {},
+    "flush denormals": {"config": {"session.set_denormal_as_zero": "1"}},
+    "SkipLayerNorm unfused": {"disabled_optimizers": ["SkipLayerNormFusion"]},
+    "both (qadistill's CPU default)": {"config": {"session.set_denormal_as_zero": "1"}, "disabled_optimizers": ["SkipLayerNormFusion"]},
+}
+
+
+def worker(folder: str, setting: str, batch_size: int, max_length: int, threads: int) -> None:
+    from qadistill.backends import OrtBackend
+    from qadistill.data import load_dataset
+
+    pairs = load_dataset("wikiqa", "dev").pairs[:batch_size]
+    be = OrtBackend(Path(folder), max_length, threads=threads, session=SETTINGS[setting]).load()
+    enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
+    for _ in range(3):
+        be.run(enc)
+    ts, t_end = [], time.perf_counter() + 2.0
+    while time.perf_counter() < t_end or len(ts) < 10:
+        t0 = time.perf_counter()
+        be.run(enc)
+        ts.append(time.perf_counter() - t0)
+    print(json.dumps({"p50_ms": statistics.median(ts) * 1000, "runs": len(ts)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dirs", nargs="*")
+    ap.add_argument("--batch-sizes", default="1,32")
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], int(args.worker[2]), args.max_length, args.threads)
+        return
+    rows = []
+    for d in args.dirs:
+        for bs in [int(b) for b in args.batch_sizes.split(",")]:
+            times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+            for r in range(args.rounds):
+                order = list(SETTINGS) if r % 2 == 0 else list(reversed(SETTINGS))
+                for s in order:
+                    cmd = [sys.executable, __file__, "--worker", d, s, str(bs), "--max-length", str(args.max_length), "--threads", str(args.threads)]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    times[s].append(json.loads(out.strip().splitlines()[-1])["p50_ms"])
+            base = statistics.median(times["ORT defaults"])
+            for s, t in times.items():
+                rows.append({"variant": Path(d).name, "batch_size": bs, "setting": s, "p50_ms_median": statistics.median(t),
+                             "p50_ms_rounds": t, "speedup_vs_defaults": base / statistics.median(t)})
+                print(f"{Path(d).name:40s} batch {bs:3d} {s:32s} {statistics.median(t):8.2f} ms ({', '.join(f'{x:.1f}' for x in t)}) "
+                      f"{base / statistics.median(t):.2f}x", flush=True)
+    out = {"command": "python benchmarks/ort_session_ab.py " + " ".join(sys.argv[1:]), "threads": args.threads,
+           "max_length": args.max_length, "loadavg_1m_end": os.getloadavg()[0], "rows": rows}
+    (HERE / "results" / "ort_session_ab.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
