@@ -15,6 +15,25 @@ def load(name: str):
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def since_fused_note() -> list[str]:
+    """Every length-128 int8/fp32 ratio measured since the current int8 default: the full bench run and the repeats."""
+    import statistics
+
+    ratios: dict[int, list[float]] = {}
+    b = load("bench_cpu.json")
+    if b:
+        by = {(r["backend"], r["batch_size"]): r for r in b["rows"] if r["max_length"] == 128}
+        for bs in (1, 32):
+            if ("ort", bs) in by and ("ort-int8", bs) in by:
+                ratios.setdefault(bs, []).append(by[("ort", bs)]["latency_ms"]["p50"] / by[("ort-int8", bs)]["latency_ms"]["p50"])
+    for f in ("int8_speedup_fused.json", "int8_speedup_fused_len128.json"):
+        for r in (load(f) or {}).get("runs", []):
+            if r["max_length"] == 128:
+                ratios.setdefault(r["batch_size"], []).append(r["speedup_p50"])
+    return [f"Since the current int8 default, every length-128 run (the full bench run above and the repeated runs below): batch {bs}: "
+            f"median {statistics.median(v):.2f}x over {len(v)} runs, lowest {min(v):.2f}x, highest {max(v):.2f}x." for bs, v in sorted(ratios.items())]
+
+
 def main() -> None:
     out = ["# Measured results", "", "Machine: the development box (2 CPU cores, AMD/Intel x86 with avx512_vnni, no GPU) unless a",
            "section says otherwise. It is shared and noisy: speeds are medians and ratios measured in one run.", ""]
@@ -92,10 +111,11 @@ def main() -> None:
     if ratios:
         out += ["## int8 dynamic vs ONNX Runtime fp32 (same run, 2 threads, inputs padded to the length)", "",
                 "| run | model | length | batch | fp32 p50 ms | int8 p50 ms | speed-up (p50) | speed-up (min) | load at start |", "|---|---|---|---|---|---|---|---|---|"] + ratios
-        out += ["", "Why not 2x at length 128: the attention softmax stays fp32 and does not shrink, so its share grows from 15% of the",
-                "fp32 model's kernel time to 26% of the int8 model's at batch 32 (`benchmarks/ort_op_profile.py`, below), with",
-                "LayerNorm/GELU/Add (another ~20%) also fp32. Quantizing the O2-fused graph instead (QAttention) measured the same",
-                "(1.76x vs 1.75x in an ad-hoc run, not kept as a script). At length 64 the attention share halves and the ratio rises.", ""]
+        out += ["", *since_fused_note(), "", "Before the current int8 (O2-fused graph, denormals flushed, SkipLayerNorm unfused), int8",
+                "quantized the plain graph and stayed short of 2x at length 128: the fp32 softmax was slow on denormals from the",
+                "padding mask, and ONNX Runtime fused Add + LayerNorm into a slower SkipLayerNormalization kernel",
+                "(`benchmarks/ort_session_ab.py`, `benchmarks/skip_layernorm.py`). An earlier ad-hoc try of the fused graph",
+                "without those two settings measured no gain (1.76x vs 1.75x).", ""]
     op = load("ort_op_profile.json")
     if op:
         out += ["## Where ONNX Runtime spends its time (per-operator share of kernel time)", "", f"`{op['command']}` (load {op['loadavg_1m']:.2f})", "",
@@ -115,20 +135,36 @@ def main() -> None:
                        f"{r['throughput_pairs_s']:.1f} | {r['e2e_throughput_pairs_s']:.1f} | {r['speedup']:.1f}x | {r['size_mb']:.0f} | "
                        f"{r['map']:.4f} | {'★' if r.get('pareto') else ''} |")
         out.append("")
-    for fname, label in (("int8_speedup.json", "weight MatMuls only (the current default)"),
-                         ("int8_speedup_all_matmuls.json", "every MatMul quantized (before)"),
-                         ("int8_speedup_1thread.json", "every MatMul quantized, 1 thread")):
+    for fname, label in (("int8_speedup_fused_len128.json", "the current default (O2-fused graph, denormals flushed, SkipLayerNorm unfused), length 128, 5 runs"),
+                         ("int8_speedup_fused.json", "the current default, lengths 64 and 128"),
+                         ("int8_speedup_fused_no_daz.json", "O2-fused graph, before denormal flushing"),
+                         ("int8_speedup.json", "plain graph, weight MatMuls only (before)"),
+                         ("int8_speedup_all_matmuls.json", "plain graph, every MatMul quantized (before)"),
+                         ("int8_speedup_1thread.json", "plain graph, every MatMul quantized, 1 thread")):
         sp = load(fname)
         if not sp:
             continue
+        vs_opt = "speedup_vs_optimized_median" in sp["summary"][0]
         out += [f"## int8 dynamic vs ONNX Runtime fp32, repeated runs: {label}", "", f"`{sp['command']}` ({sp['threads']} threads; each ratio "
                 "is taken inside one `qadistill bench` run, padded to the length; the spread between runs is this machine's noise)", "",
-                "| length | batch | median speed-up | per run |", "|---|---|---|---|"]
+                "| length | batch | median speed-up | per run |" + (" vs fp32 O2 (median) |" if vs_opt else ""),
+                "|---|---|---|---|" + ("---|" if vs_opt else "")]
         out += [f"| {x['max_length']} | {x['batch_size']} | {x['speedup_median']:.2f}x | {', '.join(f'{v:.2f}' for v in x['speedups'])} |"
-                for x in sp["summary"]]
+                + (f" {x['speedup_vs_optimized_median']:.2f}x |" if vs_opt else "") for x in sp["summary"]]
         out.append("")
-    for fname, label in (("int8_settings.json", "every MatMul quantized (before 2026-11-26 15:40)"),
-                         ("int8_settings_weights_only.json", "weight MatMuls only: attention products kept fp32 (the current default)")):
+    ab = load("ort_session_ab.json")
+    if ab:
+        out += ["## ONNX Runtime session settings on the CPU (alternating processes)", "", f"`{ab['command']}` ({ab['threads']} threads, "
+                f"length {ab['max_length']}, median of per-round p50s)", "", "| variant | batch | setting | p50 ms | per round | vs defaults |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['variant']} | {r['batch_size']} | {r['setting']} | {r['p50_ms_median']:.2f} | {', '.join(f'{v:.1f}' for v in r['p50_ms_rounds'])} | "
+                f"{r['speedup_vs_defaults']:.2f}x |" for r in ab["rows"]]
+        out.append("")
+    sln = HERE / "results" / "skip_layernorm.txt"
+    if sln.exists():
+        out += ["## Fused SkipLayerNormalization vs Add + Add + LayerNormalization (ONNX Runtime CPU kernels)", "", "```", sln.read_text().rstrip(), "```", ""]
+    for fname, label in (("int8_settings_fused.json", "plain vs O2-fused graph; the current default is O2 per-tensor"),
+                         ("int8_settings_weights_only.json", "plain graph, weight MatMuls only: attention products kept fp32 (before)"),
+                         ("int8_settings.json", "plain graph, every MatMul quantized (before 2026-11-26 15:40)")):
         st = load(fname)
         if not st:
             continue

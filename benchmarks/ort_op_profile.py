@@ -40,7 +40,10 @@ def main() -> None:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "prof")
             so.intra_op_num_threads = args.threads
-            disabled = (export_manifest(Path(d)).get("ort_session") or {}).get("disabled_optimizers")  # as OrtBackend does
+            settings = export_manifest(Path(d)).get("ort_session") or {}  # run the variant as OrtBackend does
+            for key, value in settings.get("config", {}).items():
+                so.add_session_config_entry(key, value)
+            disabled = settings.get("disabled_optimizers")
             s = ort.InferenceSession(str(Path(d) / be.file_name), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
             feeds = {i.name: enc[i.name].astype("int64") for i in s.get_inputs()}
             s.run(None, feeds)  # warm-up (also profiled; same ops)

@@ -139,8 +139,12 @@ def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False,
         raise ExportError("O4 (mixed fp16) only runs fast on a CUDA GPU", "use --optimize O2 or O3 on the CPU, or run on a GPU machine")
     unfuse = {} if fuse_skip_layernorm else {"disable_skip_layer_norm_fusion": True, "disable_bias_skip_layer_norm_fusion": True}
     cfg = AutoOptimizationConfig.with_optimization_level(level, for_gpu=for_gpu, **unfuse)
-    opt = ORTOptimizer.from_pretrained(str(onnx_dir))
-    opt.optimize(save_dir=str(dest), optimization_config=cfg)
+    try:
+        opt = ORTOptimizer.from_pretrained(str(onnx_dir))
+        opt.optimize(save_dir=str(dest), optimization_config=cfg)
+    except (KeyError, NotImplementedError) as exc:  # Optimum's "model type is not supported" errors
+        msg = str(exc.args[0] if exc.args else exc).split(". ")[0]
+        raise ExportError(f"ONNX Runtime cannot optimize this graph: {msg}", "keep the onnx and int8-dynamic variants (--quantize dynamic, without --optimize)") from None
     _rename_to_model_onnx(dest, "model_optimized.onnx")
 
 
@@ -366,11 +370,11 @@ def export_model(
 def fused_graph(base: Path, dest: Path, req: ExportRequest) -> Path:
     """The graph int8 dynamic quantizes: ``base`` optimized at ``req.optimize`` (transformer fusions), or ``base`` itself
     where the optimizer cannot fuse this architecture or the level is not a CPU one."""
-    if req.optimize not in ("O2", "O3") or dest.exists():
-        return dest if dest.exists() else base
+    if req.optimize not in ("O2", "O3"):
+        return base
     try:
         optimize_onnx(base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
-    except (ValueError, KeyError, NotImplementedError):
+    except ExportError:
         shutil.rmtree(dest, ignore_errors=True)
         return base
     return dest

@@ -178,3 +178,22 @@ def test_ort_backend_applies_the_manifest_session_settings(tiny, tmp_path, monke
     OrtBackend(Path(res[0].path), 48).load()
     OrtBackend(Path(res[0].path), 48, session={}).load()  # explicit settings win over the manifest
     assert seen == [(["SkipLayerNormFusion"], "1"), (None, None)]
+
+
+def test_an_architecture_the_optimizer_cannot_fuse(tmp_path):
+    """RoFormer exports to ONNX but ONNX Runtime's transformer optimizer does not know it: the optimized variant is a
+    one-line error, and int8 dynamic quantizes the plain graph instead."""
+    from transformers import RoFormerConfig, RoFormerForSequenceClassification
+
+    folder = make_tiny_model(tmp_path / "m", "cross")  # for its tokenizer files
+    (folder / "model.safetensors").unlink()
+    vocab = len((folder / "vocab.txt").read_text().split())
+    cfg = RoFormerConfig(vocab_size=vocab, embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128, pad_token_id=0, num_labels=1)
+    RoFormerForSequenceClassification(cfg).save_pretrained(str(folder), safe_serialization=True)
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    kw = dict(max_length=48, data=str(data), parity_queries=12, out_root=tmp_path / "out")
+    res = export_model("mp", folder, ["onnx", "int8-dynamic"], ExportRequest(variant=""), **kw)
+    assert res[1].details["graph"] == "plain" and res[1].parity.max_abs_diff < 0.05
+    with pytest.raises(ExportError, match="cannot optimize"):
+        export_model("mp", folder, ["optimized"], ExportRequest(variant=""), **kw)
