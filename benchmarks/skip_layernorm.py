@@ -22,7 +22,6 @@ HERE = Path(__file__).resolve().parent
 
 def graphs(rows: int, hidden: int) -> dict[str, bytes]:
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [rows, hidden]) for n in ("x", "skip")]
