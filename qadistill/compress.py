@@ -369,7 +369,7 @@ def export_model(
 
 def fused_graph(base: Path, dest: Path, req: ExportRequest) -> Path:
     """The graph int8 dynamic quantizes: ``base`` optimized at ``req.optimize`` (transformer fusions), or ``base`` itself
-    where the optimizer cannot fuse this architecture or the level is not a CPU one."""
+    where the optimizer does not know this architecture or the level has no CPU transformer fusions (O1; O4 is GPU)."""
     if req.optimize not in ("O2", "O3"):
         return base
     try:
