@@ -137,6 +137,26 @@ def test_bench_json_schema_store_round_trip_and_compare(cli, tiny_bench, tmp_pat
     assert bad.exit_code == 2 and "no stored bench run" in bad.stderr
 
 
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_bench_table_fits_the_terminal(cli, tiny_bench, monkeypatch, width):
+    """Piped output (80 columns) once squeezed all fifteen columns to nothing; with no teacher in the run the footer
+    said "speed-up vs None"."""
+    folder, data = tiny_bench
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("bench", str(folder), "--data", str(data), "--batch-sizes", "2", "--max-length", "32", "--min-time", "0",
+            "--min-runs", "3", "--threads", "1", "--backends", "torch")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "backend" in line and "batch" in line)
+    for col in ("p50 ms", "pairs/s", "MAP") + (("p99", "speed-up") if width >= 110 else ()) + (("tok ms", "RSS MB", "MRR") if width >= 170 else ()):
+        assert col in header
+    err = " ".join(r.stderr.split())  # rich wraps stderr at the width too
+    assert ("not shown" in err) == (width < 170)
+    assert "None" not in err and "no speed-up: no teacher ran under torch" in err
+    assert any("torch" in line and "2" in line for line in lines[3:])
+
+
 def test_settings_defaults():
     s = BenchSettings()
     assert s.batch_sizes == [1, 8, 32] and s.max_length == 128 and s.device == "cpu"

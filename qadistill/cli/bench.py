@@ -74,6 +74,11 @@ def bench(
         _render(res)
 
 
+FULL_WIDTH, MEDIUM_WIDTH = 170, 110
+MEDIUM_COLUMNS = ("model", "backend", "batch", "p50 ms", "p99", "pairs/s", "speed-up", "MB", "MAP")
+NARROW_COLUMNS = ("model", "backend", "batch", "p50 ms", "pairs/s", "MAP")
+
+
 def _render(res: dict) -> None:
     env = res["env"]
     rows = []
@@ -88,12 +93,24 @@ def _render(res: dict) -> None:
         ])
     cols = ["model", "backend", "batch", "p50 ms", "p90", "p99", "min", "tok ms", "pairs/s", "e2e pairs/s", "speed-up",
             "MB", "RSS MB", "MAP", "MRR"]
+    con = out_console()
+    hidden: list[str] = []
+    if con.width < FULL_WIDTH:  # a narrow terminal (or a pipe, 80) squeezed every column to nothing: keep those that fit
+        keep = NARROW_COLUMNS if con.width < MEDIUM_WIDTH else MEDIUM_COLUMNS
+        hidden = [c for c in cols if c not in keep]
+        idx = [cols.index(c) for c in keep]
+        cols, rows = [cols[i] for i in idx], [[row[i] for i in idx] for row in rows]
     s = res["settings"]
     title = (f"{res['run_id']}: {s['device']} · length {s['max_length']} · {s['data']}/{s['split']} · threads "
              f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
-    out_console().print(table(title, cols, rows, no_wrap=tuple(cols)))
-    err_console().print(f"[dim]★ Pareto-optimal (MAP vs throughput at the same batch); speed-up vs {res['rows'][0].get('baseline') if res['rows'] else '-'} "
-                        f"at the same batch; {env['cpu']}; stored as {res['run_id']}[/]")
+    con.print(table(title, cols, rows, no_wrap=tuple(c for c in cols if c != "model")))
+    base = res["rows"][0].get("baseline") if res["rows"] else None
+    speed = (f"speed-up vs {base} at the same batch" if base else
+             "no speed-up: no teacher ran under torch here (add one, or --baseline MODEL[:BACKEND])")
+    err_console().print(f"[dim]★ Pareto-optimal (MAP vs throughput at the same batch); {speed}; {env['cpu']}; stored as {res['run_id']}[/]")
+    if hidden:
+        err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
+                            "or --format json / csv)[/]")
 
 
 def _compare(runs: list[dict], fmt: str) -> None:
