@@ -68,6 +68,13 @@ class ParityReport:
     queries: int
     ok: bool
     bound_points: float
+    reference_std: float = 0.0  # spread of the PyTorch logits on the sample: a |Δlogit| near it can reorder rankings
+
+    @property
+    def unstable(self) -> bool:
+        """The variant's logit error is at least half the spread of the model's own logits, so its MAP delta on the
+        sample says more about ties being broken differently than about the variant."""
+        return self.max_abs_diff >= 0.5 * self.reference_std
 
 
 @dataclass
@@ -266,7 +273,7 @@ def parity(reference, variant_scores, ds, bound_points: float) -> ParityReport:
     var_map = ranking_metrics(q, variant_scores.tolist(), y)["map"]
     delta = (var_map - ref_map) * 100
     return ParityReport(float(np.abs(reference - variant_scores).max()), ref_map, var_map, delta, len(y),
-                        len({x for x in q}), delta >= -bound_points, bound_points)
+                        len({x for x in q}), delta >= -bound_points, bound_points, float(np.std(reference)))
 
 
 def folder_size(folder: Path) -> int:

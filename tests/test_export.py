@@ -197,3 +197,21 @@ def test_an_architecture_the_optimizer_cannot_fuse(tmp_path):
     assert res[1].details["graph"] == "plain" and res[1].parity.max_abs_diff < 0.05
     with pytest.raises(ExportError, match="cannot optimize"):
         export_model("mp", folder, ["optimized"], ExportRequest(variant=""), **kw)
+
+
+def test_parity_flags_a_logit_error_comparable_to_the_logit_spread(tmp_path):
+    """A model whose logits barely vary (a briefly trained student) gets its rankings reshuffled by int8 noise that is
+    tiny in absolute terms; the parity report says so instead of reporting a MAP delta as if it were the variant's."""
+    import numpy as np
+
+    from qadistill.compress import parity
+    from qadistill.data import load_dataset
+
+    ds = load_dataset(str(tiny_jsonl(tmp_path / "d.jsonl")), "test")
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-0.008, 0.008, len(ds.pairs))
+    spread = rng.normal(0, 1.0, len(ds.pairs))
+    ok = parity(spread, spread + noise, ds, 1.0)
+    flat = parity(-3.2 + 0.006 * spread, -3.2 + 0.006 * spread + noise, ds, 1.0)
+    assert ok.reference_std == pytest.approx(np.std(spread)) and not ok.unstable
+    assert flat.reference_std < 0.01 and flat.unstable and flat.max_abs_diff == pytest.approx(np.abs(noise).max(), rel=1e-5)

@@ -70,6 +70,11 @@ def export(
                               ["artifact", "variant", "size", "max |Δlogit|", "MAP torch", "MAP variant (Δ points)", "settings"], rows))
     if any(not r.parity.ok for r in results):
         err_console().print("[red]variants in red lose more than the bound[/]: try --preset/--calibration-method, or --strict to fail")
+    shaky = [r.variant for r in results if r.parity.unstable]
+    if shaky:
+        err_console().print(f"[yellow]{', '.join(shaky)}: max |Δlogit| is at least half the spread of the model's own logits "
+                            f"(σ {results[0].parity.reference_std:.2e}): the MAP delta mostly reflects near-ties broken differently, not the "
+                            "variant; a longer-trained model's logits spread further[/]")
 
 
 def _resolve(name: str, reg) -> tuple[Path, str, int]:
