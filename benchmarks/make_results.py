@@ -152,6 +152,19 @@ def main() -> None:
         out += [f"| {x['max_length']} | {x['batch_size']} | {x['speedup_median']:.2f}x | {', '.join(f'{v:.2f}' for v in x['speedups'])} |"
                 + (f" {x['speedup_vs_optimized_median']:.2f}x |" if vs_opt else "") for x in sp["summary"]]
         out.append("")
+    q = HERE / "results" / "quiet_cpu"
+    if (q / "int8_speedup_quiet.json").exists():
+        sp = json.loads((q / "int8_speedup_quiet.json").read_text())
+        env = (q / "env.txt").read_text().splitlines()
+        out += ["## int8 dynamic vs ONNX Runtime fp32 on a quiet CPU (a lent GPU machine's CPU; `bash benchmarks/quiet_cpu_int8.sh`)", "",
+                f"{next((ln.split(':', 1)[1].strip() for ln in env if ln.startswith('Model name')), '?')}, "
+                f"{next((ln.split(':', 1)[1].strip() for ln in env if ln.startswith('CPU(s)')), '?')} cores; "
+                f"{next((line for line in env if 'onnxruntime' in line), '')}. The student's architecture with random weights (speed "
+                f"only), exported there by `qadistill export`; `{sp['command']}` (2 threads of 16, on a freshly started machine running no other job).", "",
+                "| length | batch | median speed-up | per run | vs fp32 O2 (median) |", "|---|---|---|---|---|"]
+        out += [f"| {x['max_length']} | {x['batch_size']} | {x['speedup_median']:.2f}x | {', '.join(f'{v:.2f}' for v in x['speedups'])} | "
+                f"{x['speedup_vs_optimized_median']:.2f}x |" for x in sp["summary"]]
+        out += ["", "The same machine's SkipLayerNormalization kernel check:", "", "```", (q / "skip_layernorm_quiet.txt").read_text().rstrip(), "```", ""]
     ab = load("ort_session_ab.json")
     if ab:
         out += ["## ONNX Runtime session settings on the CPU (alternating processes)", "", f"`{ab['command']}` ({ab['threads']} threads, "

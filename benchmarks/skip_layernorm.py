@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--calls", type=int, default=30, help="calls per repeat at 4096 rows (more for fewer rows)")
+    ap.add_argument("--out", default="skip_layernorm.txt", help="file name under benchmarks/results/")
     args = ap.parse_args()
     lines = [f"command: python benchmarks/skip_layernorm.py --rows {args.rows} --hidden {args.hidden} --threads {args.threads} "
              f"--repeats {args.repeats} --calls {args.calls}"]
@@ -55,7 +56,7 @@ def main() -> None:
         lines += measure(rows, args.hidden, args.threads, args.repeats, max(args.calls, args.calls * 4096 // rows // 10))
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    (HERE / "results" / "skip_layernorm.txt").write_text(text)
+    (HERE / "results" / args.out).write_text(text)
 
 
 def measure(rows: int, hidden: int, threads: int, repeats: int, calls: int) -> list[str]:
