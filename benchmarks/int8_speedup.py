@@ -1,6 +1,7 @@
-"""int8 dynamic against ONNX Runtime fp32 (the plain export, and the O2-optimized one) for one student, at several lengths, repeated: each repeat is one
-`qadistill bench` run with both variants (each in its own process, same thread count), and the speed-up is taken inside
-that run; the summary is the median over repeats (this machine is shared, so single runs drift).
+"""int8 dynamic against ONNX Runtime fp32 (the plain export, and the O2-optimized one) for one student, at several
+lengths, repeated: each repeat is one `qadistill bench` run with the three variants (each in its own process, same
+thread count), and the speed-up is taken inside that run; the summary is the median over repeats (this machine is
+shared, so single runs drift).
 
   python benchmarks/int8_speedup.py bench-l6f3-two-stage-s1 [--lengths 64,128] [--repeats 2] [--threads 2]
 """
