@@ -79,7 +79,7 @@ def main() -> None:
 
     metrics, source = None, None
     if s["accuracy"]:
-        eds = ds.subset_queries(s["accuracy_limit_queries"]) if s.get("accuracy_limit_queries") else ds
+        eds = ds.subset_queries(s["accuracy_limit_queries"], scorable=True) if s.get("accuracy_limit_queries") else ds
         if t.get("accuracy_from_cache") and not s.get("accuracy_limit_queries"):
             from qadistill.registry import Registry
             from qadistill.store import Store

@@ -70,9 +70,13 @@ class QADataset:
     def labels(self) -> list[int]:
         return [int(p.label) if p.label is not None else -1 for p in self.pairs]
 
-    def subset_queries(self, n: int) -> "QADataset":
-        """The first n queries (in file order) with all their pairs."""
-        keep = set(list(self.query_groups())[:n])
+    def subset_queries(self, n: int, scorable: bool = False) -> "QADataset":
+        """The first n queries (in file order) with all their pairs; with ``scorable``, the first n of those that have
+        both a correct and a wrong candidate (the only ones MAP counts: in WikiQA test two in three have no answer)."""
+        groups = self.query_groups()
+        if scorable:
+            groups = {q: idx for q, idx in groups.items() if {self.pairs[i].label for i in idx} >= {0, 1}}
+        keep = set(list(groups)[:n])
         return QADataset(self.name, self.split + f"[:{n}q]", [p for p in self.pairs if p.query_id in keep], self.path)
 
     def stats(self) -> dict:

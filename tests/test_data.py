@@ -118,3 +118,19 @@ def test_real_wikiqa_sizes():
 def test_real_trecqa_dev():
     st = load_dataset("trecqa", "dev").stats()
     assert st == {"pairs": 1148, "queries": 81, "positives": 222, "queries_with_pos_and_neg": 65}
+
+
+def test_subset_queries_can_count_only_scorable_queries(tmp_path):
+    """`bench --accuracy-queries 30` on WikiQA test once kept ~10 queries that MAP counts: two in three have no answer."""
+    import json
+
+    from qadistill.data import load_dataset
+
+    rows = [{"query_id": f"q{q}", "query": f"question {q}?", "passage_id": f"q{q}-{k}", "passage": f"passage {k}.",
+             "label": int(k == 0 and q % 3 == 2)} for q in range(12) for k in range(3)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(str(path), "test")
+    assert len(ds.subset_queries(3).query_groups()) == 3
+    sub = ds.subset_queries(3, scorable=True)
+    assert list(sub.query_groups()) == ["q2", "q5", "q8"] and len(sub.pairs) == 9

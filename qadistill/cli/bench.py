@@ -22,7 +22,7 @@ def bench(
     min_time: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per batch size (at least).")] = 2.0,
     min_runs: Annotated[int, typer.Option(min=1)] = 10,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the accuracy pass.")] = False,
-    accuracy_queries: Annotated[int | None, typer.Option(min=1, help="Accuracy on the first N queries only (quick runs).")] = None,
+    accuracy_queries: Annotated[int | None, typer.Option(min=1, help="Accuracy on the first N queries that have a correct and a wrong candidate (quick runs).")] = None,
     baseline: Annotated[str | None, typer.Option(help="MODEL[:BACKEND] for speed-ups (default: best teacher, torch).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write accuracy-vs-throughput PNG here.")] = None,
     compare: Annotated[list[str] | None, typer.Option(help="Show two stored runs side by side: --compare RUN_A --compare RUN_B.")] = None,

@@ -18,7 +18,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Also an fp16 variant (CUDA only).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel of each weight (default: per tensor).")] = False,
-    fuse_skip_layernorm: Annotated[bool, typer.Option("--fuse-skip-layernorm", help="CPU: keep ONNX Runtime's fused SkipLayerNormalization (default: unfused, measured 3x faster here; benchmarks/skip_layernorm.py checks a machine).")] = False,
+    fuse_skip_layernorm: Annotated[bool, typer.Option("--fuse-skip-layernorm", help="CPU: keep ONNX Runtime's fused SkipLayerNormalization (default: unfused; the fused kernel measured 2-3x slower here, benchmarks/skip_layernorm.py checks a machine).")] = False,
     calibration_method: Annotated[str, typer.Option(help="Static int8: percentile (default), minmax or entropy.")] = "percentile",
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
     data: Annotated[str, typer.Option(help="Data for calibration (train split) and parity (dev split).")] = "wikiqa",

@@ -70,4 +70,4 @@ def rank(
                     "results": [{"rank": r.rank, "index": r.index, "id": r.id, "score": r.score, "passage": r.passage} for r in ranked]})
         return
     out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score", "#", "passage"],
-                              [[r.rank, f"{r.score:.3f}", r.id or r.index, r.passage] for r in ranked]))
+                              [[r.rank, f"{r.score:.4f}", r.id or r.index, r.passage] for r in ranked]))
