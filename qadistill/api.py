@@ -79,6 +79,15 @@ def _exports(registry, name: str) -> dict:
     return {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export" and Path(a.path).exists()}
 
 
+def parity_trusted(parity: dict) -> bool:
+    """Whether `auto` may serve an export: it passed its parity bound, and its logit error is small next to the spread
+    of the model's own logits (else it reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
+    if not parity.get("ok", False):
+        return False
+    std = parity.get("reference_std")
+    return std is None or parity.get("max_abs_diff", 0.0) < 0.5 * std
+
+
 def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tuple[str, Path, str, int, str]:
     """(label, folder, backend, max_length, architecture) for a name, folder or Hub id."""
     import json
@@ -129,7 +138,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
     else:
         folder, ml, arch = Path(e.path), int(e.artifact.manifest.get("max_length", 128)), "cross-encoder"
     exports = _exports(registry, e.name) if arch == "cross-encoder" else {}
-    ok = lambda a: a is not None and a.manifest.get("parity", {}).get("ok", False)  # noqa: E731
+    ok = lambda a: a is not None and parity_trusted(a.manifest.get("parity", {}))  # noqa: E731
     if backend == "auto":
         for v, kind in (("int8-dynamic", "onnx-int8"), ("int8-static", "onnx-int8"), ("onnx", "onnx")):
             if ok(exports.get(v)):

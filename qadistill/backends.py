@@ -108,7 +108,7 @@ class TorchBackend(Backend):
         if self.threads:
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), torch_dtype=dt).to(self.device).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), **dtype_kwarg(dt)).to(self.device).eval()
         import inspect
 
         self.inputs = set(inspect.signature(self.model.forward).parameters)
@@ -180,6 +180,15 @@ def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
     return scores
 
 
+def dtype_kwarg(dt) -> dict:
+    """``from_pretrained``'s dtype argument: ``dtype`` from transformers 4.56 (``torch_dtype`` is deprecated there and
+    warns on every load), ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dt} if (major, minor) >= (4, 56) else {"torch_dtype": dt}
+
+
 def export_manifest(folder: Path) -> dict:
     """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
     man = Path(folder) / "qadistill_export.json"
@@ -208,7 +217,7 @@ class BiEncoderTorchBackend(Backend):
         if self.threads:
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = AutoModel.from_pretrained(str(self.folder), torch_dtype=dt).to(self.device).eval()
+        self.model = AutoModel.from_pretrained(str(self.folder), **dtype_kwarg(dt)).to(self.device).eval()
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:

@@ -108,6 +108,10 @@ def _render(res: dict) -> None:
     speed = (f"speed-up vs {base} at the same batch" if base else
              "no speed-up: no teacher ran under torch here (add one, or --baseline MODEL[:BACKEND])")
     err_console().print(f"[dim]★ Pareto-optimal (MAP vs throughput at the same batch); {speed}; {env['cpu']}; stored as {res['run_id']}[/]")
+    busy = max(env.get("loadavg_1m", 0.0), env.get("loadavg_1m_end", 0.0))
+    if env.get("cpu_count") and busy >= env["cpu_count"]:
+        err_console().print(f"[yellow]the machine was busy (load {busy:.1f} on {env['cpu_count']} cores): absolute times are noisy; "
+                            "compare rows within this run, or rerun when it is idle[/]")
     if hidden:
         err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
                             "or --format json / csv)[/]")
