@@ -264,7 +264,8 @@ def named_path(name: str, split: str) -> Path:
         for cand in (root / "wikiqa" / f"WikiQA-{split}.tsv.gz", root / "wikiqa" / f"WikiQA-{split}.tsv"):
             if cand.exists():
                 return cand
-        raise DataError(f"WikiQA {split} not found under {root / 'wikiqa'}", "set QADISTILL_DATA_DIR")
+        raise DataError(f"WikiQA {split} not found: no WikiQA-{split}.tsv(.gz) in {root / 'wikiqa'}",
+                        f"put the WikiQA release files there, or point QADISTILL_DATA_DIR (now {root}) at the folder holding wikiqa/")
     if name == "trecqa":
         p = root / "trecqa" / f"{split}.csv"
         if not p.exists():

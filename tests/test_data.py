@@ -134,3 +134,11 @@ def test_subset_queries_can_count_only_scorable_queries(tmp_path):
     assert len(ds.subset_queries(3).query_groups()) == 3
     sub = ds.subset_queries(3, scorable=True)
     assert list(sub.query_groups()) == ["q2", "q5", "q8"] and len(sub.pairs) == 9
+
+
+def test_a_missing_wikiqa_file_names_the_file_and_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("QADISTILL_DATA_DIR", str(tmp_path / "nodata"))
+    with pytest.raises(DataError) as e:
+        load_dataset("wikiqa", "test")
+    assert "WikiQA-test.tsv" in str(e.value) and "nodata" in str(e.value)
+    assert "now " in e.value.hint and "wikiqa/" in e.value.hint
