@@ -171,10 +171,7 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     if factory is None:
         raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
     cfg = factory(is_static=False, per_channel=per_channel)
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in onnx_dir.iterdir():
-        if f.is_file() and f.suffix != ".onnx":
-            shutil.copy2(f, dest / f.name)
+    _copy_side_files(onnx_dir, dest)
     ort_quantize_dynamic(
         str(onnx_dir / "model.onnx"), str(dest / "model.onnx"), op_types_to_quantize=[str(o) for o in cfg.operators_to_quantize],
         per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, weight_type=cfg.weights_dtype,
@@ -204,10 +201,7 @@ def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], metho
         def get_next(self):
             return next(self.it, None)
 
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in onnx_dir.iterdir():
-        if f.is_file() and f.suffix != ".onnx":
-            shutil.copy2(f, dest / f.name)
+    _copy_side_files(onnx_dir, dest)
     # ONNX Runtime's calibrators print progress to stdout, which belongs to `--format json`: send it to stderr
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         ort_quantize_static(
@@ -230,6 +224,14 @@ class _quiet_root_logger:
 
     def __exit__(self, *exc):
         self.logger.setLevel(self.level)
+
+
+def _copy_side_files(onnx_dir: Path, dest: Path) -> None:
+    """Config, tokenizer and the rest of an ONNX folder, without its graph (the quantizer writes the new one)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in onnx_dir.iterdir():
+        if f.is_file() and f.suffix != ".onnx":
+            shutil.copy2(f, dest / f.name)
 
 
 def _rename_to_model_onnx(dest: Path, produced: str) -> None:
