@@ -82,10 +82,9 @@ def _exports(registry, name: str) -> dict:
 def parity_trusted(parity: dict) -> bool:
     """Whether `auto` may serve an export: it passed its parity bound, and its logit error is small next to the spread
     of the model's own logits (else it reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
-    if not parity.get("ok", False):
-        return False
-    std = parity.get("reference_std")
-    return std is None or parity.get("max_abs_diff", 0.0) < 0.5 * std
+    from qadistill.compress import ties_reordered
+
+    return parity.get("ok", False) and not ties_reordered(parity.get("max_abs_diff", 0.0), parity.get("reference_std"))
 
 
 def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tuple[str, Path, str, int, str]:

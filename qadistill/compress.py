@@ -68,13 +68,18 @@ class ParityReport:
     queries: int
     ok: bool
     bound_points: float
-    reference_std: float = 0.0  # spread of the PyTorch logits on the sample: a |Δlogit| near it can reorder rankings
+    reference_std: float | None = None  # spread of the PyTorch logits on the sample (None: not recorded)
 
     @property
     def unstable(self) -> bool:
-        """The variant's logit error is at least half the spread of the model's own logits, so its MAP delta on the
-        sample says more about ties being broken differently than about the variant."""
-        return self.max_abs_diff >= 0.5 * self.reference_std
+        return ties_reordered(self.max_abs_diff, self.reference_std)
+
+
+def ties_reordered(max_abs_diff: float, reference_std: float | None) -> bool:
+    """A variant's logit error is at least half the spread of the model's own logits: its rankings differ by near-ties
+    broken differently, so its MAP delta on the sample says little about the variant and `auto` should not serve it.
+    Unknown spread (exports made before it was recorded): False."""
+    return reference_std is not None and max_abs_diff >= 0.5 * reference_std
 
 
 @dataclass
