@@ -15,32 +15,28 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = {
-    "ORT defaults": {},
-    "flush denormals": {"config": {"session.set_denormal_as_zero": "1"}},
-    "SkipLayerNorm unfused": {"disabled_optimizers": ["SkipLayerNormFusion"]},
-    "both (qadistill's CPU default)": {"config": {"session.set_denormal_as_zero": "1"}, "disabled_optimizers": ["SkipLayerNormFusion"]},
-}
+
+def settings() -> dict[str, dict]:
+    """ORT's defaults, each of qadistill's two CPU session settings alone, and both (what `qadistill export` records)."""
+    from qadistill.compress import cpu_session
+
+    both = cpu_session()
+    return {"ORT defaults": {}, "flush denormals": cpu_session(fuse_skip_layernorm=True),
+            "SkipLayerNorm unfused": {"disabled_optimizers": both["disabled_optimizers"]}, "both (qadistill's CPU default)": both}
 
 
 def worker(folder: str, setting: str, batch_size: int, max_length: int, threads: int) -> None:
     from qadistill.backends import OrtBackend
+    from qadistill.bench import time_loop
     from qadistill.data import load_dataset
 
     pairs = load_dataset("wikiqa", "dev").pairs[:batch_size]
-    be = OrtBackend(Path(folder), max_length, threads=threads, session=SETTINGS[setting]).load()
+    be = OrtBackend(Path(folder), max_length, threads=threads, session=settings()[setting]).load()
     enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
-    for _ in range(3):
-        be.run(enc)
-    ts, t_end = [], time.perf_counter() + 2.0
-    while time.perf_counter() < t_end or len(ts) < 10:
-        t0 = time.perf_counter()
-        be.run(enc)
-        ts.append(time.perf_counter() - t0)
+    ts = time_loop(lambda: be.run(enc), min_time=2.0, min_runs=10, max_runs=10**6, warmup=3)
     print(json.dumps({"p50_ms": statistics.median(ts) * 1000, "runs": len(ts)}))
 
 
@@ -59,9 +55,10 @@ def main() -> None:
     rows = []
     for d in args.dirs:
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+            names = list(settings())
+            times: dict[str, list[float]] = {s: [] for s in names}
             for r in range(args.rounds):
-                order = list(SETTINGS) if r % 2 == 0 else list(reversed(SETTINGS))
+                order = names if r % 2 == 0 else names[::-1]
                 for s in order:
                     cmd = [sys.executable, __file__, "--worker", d, s, str(bs), "--max-length", str(args.max_length), "--threads", str(args.threads)]
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
