@@ -26,7 +26,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from qadistill.backends import OrtBackend, export_manifest
+    from qadistill.backends import OrtBackend
     from qadistill.data import load_dataset
 
     pairs = load_dataset("wikiqa", "dev").pairs[: args.batch_size]
@@ -36,14 +36,9 @@ def main() -> None:
         be = OrtBackend(Path(d), args.max_length, threads=args.threads).load()
         enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
         with tempfile.TemporaryDirectory() as tmp:
-            so = ort.SessionOptions()
+            so, disabled = be.session_options()  # run the variant as OrtBackend does, profiled
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "prof")
-            so.intra_op_num_threads = args.threads
-            settings = export_manifest(Path(d)).get("ort_session") or {}  # run the variant as OrtBackend does
-            for key, value in settings.get("config", {}).items():
-                so.add_session_config_entry(key, value)
-            disabled = settings.get("disabled_optimizers")
             s = ort.InferenceSession(str(Path(d) / be.file_name), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
             feeds = {i.name: enc[i.name].astype("int64") for i in s.get_inputs()}
             s.run(None, feeds)  # warm-up (also profiled; same ops)

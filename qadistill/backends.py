@@ -147,6 +147,16 @@ class OrtBackend(Backend):
         if self.provider not in avail:
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",
                                  "install onnxruntime-gpu for CUDA, or use --device cpu")
+        so, disabled = self.session_options()
+        self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        return self
+
+    def session_options(self):
+        """(SessionOptions, disabled optimizers) this backend runs its variant with: the thread count and, on the CPU
+        provider, the session settings (explicit, else the export manifest's)."""
+        import onnxruntime as ort
+
         so = ort.SessionOptions()
         if self.threads:
             so.intra_op_num_threads = self.threads
@@ -156,10 +166,7 @@ class OrtBackend(Backend):
             settings = {}
         for key, value in settings.get("config", {}).items():
             so.add_session_config_entry(key, value)
-        disabled = settings.get("disabled_optimizers")
-        self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled or None)
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        return self
+        return so, settings.get("disabled_optimizers") or None
 
     def run(self, enc: dict):
         feeds = {k: enc[k].astype("int64") for k in self.inputs if k in enc}
