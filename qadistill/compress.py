@@ -251,10 +251,7 @@ def parity_sample(data: str = "wikiqa", split: str = "dev", queries: int = 60):
     from qadistill.data import QADataset, load_dataset
 
     ds = load_dataset(data, split)
-    groups = ds.query_groups()
-    keep = [q for q, idx in groups.items() if {ds.pairs[i].label for i in idx} >= {0, 1}][:queries]
-    keep_set = set(keep)
-    return QADataset(ds.name, f"{split}[parity:{queries}q]", [p for p in ds.pairs if p.query_id in keep_set], ds.path)
+    return QADataset(ds.name, f"{split}[parity:{queries}q]", ds.subset_queries(queries, scorable=True).pairs, ds.path)
 
 
 def scores_with(backend, ds, batch_size: int = 32):
