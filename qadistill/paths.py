@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 APP = "qadistill"
@@ -73,3 +74,30 @@ def data_dir() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+# Names that become folders under QADISTILL_HOME (artifacts, locks, work dirs): a safe character set, so a name can
+# never climb out of the home ('../x'), hide ('.x') or hold a path separator.
+ARTIFACT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """Return ``name`` when it is safe as a folder name under the home; else raise ``UserInputError`` naming ``what``."""
+    from qadistill.errors import UserInputError
+
+    if not isinstance(name, str) or not ARTIFACT_NAME_RE.match(name) or ".." in name:
+        raise UserInputError(
+            f"{what}: {name!r} is not a valid name (letters, digits, '.', '_', '-'; starts with a letter or digit; "
+            "no '..' or path separators; at most 128 characters)",
+            "pick a name such as my-student-s42",
+        )
+    return name
+
+
+def under_home(path: Path) -> bool:
+    """True when ``path`` (resolved) lies inside QADISTILL_HOME: the only place qadistill ever deletes."""
+    try:
+        Path(path).resolve().relative_to(home().resolve())
+    except ValueError:
+        return False
+    return Path(path).resolve() != home().resolve()
