@@ -19,11 +19,13 @@ from pathlib import Path
 
 from qadistill import __version__, paths
 from qadistill.data import QADataset, QAPair, load_dataset, unique
-from qadistill.errors import UserInputError
+from qadistill.errors import DataError, UserInputError
+from qadistill.locks import artifact_lock
 from qadistill.fsutil import atomic_write_text, replace_dir
-from qadistill.metrics import ranking_metrics
+from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
+from qadistill.splits import Splits, resolve_splits
 
 
 @dataclass
@@ -119,11 +121,164 @@ def n_heads(mode: str, n_teachers: int) -> int:
     return n_teachers if mode == "mkdm" else 1
 
 
-def evaluate_student(model, tok, ds: QADataset, max_length: int) -> dict:
+def evaluate_student(model, tok, ds: QADataset, max_length: int, label: str | None = None) -> dict:
+    """Metrics of the student on ``ds``, tagged with the data they came from (``label``: 'wikiqa:test', 'FILE:dev')."""
     from qadistill.train import score_pairs
 
+    if not ds.labelled:
+        raise DataError(f"{label or ds.name}: has unlabelled pairs, metrics need labels", "evaluate on labelled data")
     s = score_pairs(model, tok, ds.pairs, max_length)
-    return ranking_metrics([p.query_id for p in ds.pairs], s.tolist(), ds.labels())
+    return {"data": label or f"{ds.name}:{ds.split}", **ranking_metrics([p.query_id for p in ds.pairs], s.tolist(), ds.labels())}
+
+
+@dataclass
+class _Plan:
+    """Everything a distillation run needs, loaded and checked before any expensive step."""
+
+    pipeline: PipelineRecipe
+    student_recipe: StudentRecipe
+    teacher_recipes: list
+    name: str
+    out_dir: Path
+    splits: Splits
+    train: QADataset
+    extra: dict  # spec -> labelled QADataset, evaluated at the end (never trained on)
+
+
+def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, out_dir: Path | None = None,
+                 extra_evals: list[str] | None = None) -> _Plan:
+    """Resolve names and load every dataset (train, dev, test, --eval-also) up front: bad input fails here, in seconds."""
+    d, s = pipeline.distill, pipeline.data
+    student_recipe = registry.recipe(pipeline.student, "student")
+    assert isinstance(student_recipe, StudentRecipe)
+    teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
+    name = paths.check_name(name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if d.pretrain_unlabelled else "") + f"-s{d.seed}")
+    splits = resolve_splits(s.name, s.train_split, s.dev_split, s.test_split, s.dev, s.test, s.split_seed, tuple(s.split_fractions))
+    train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
+    extra = {}
+    for spec in extra_evals or []:
+        ds_name, _, split = spec.partition(":")
+        ds = load_dataset(ds_name, split or "dev")
+        if not ds.labelled:
+            raise DataError(f"--eval-also {spec}: has unlabelled pairs, metrics need labels", "name a labelled split")
+        extra[spec] = ds
+    out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
+    return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra)
+
+
+def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
+    """Teacher targets for the train pairs: the whole train split is scored (cached; bi-encoders calibrate on it
+    anyway), then the slice is taken."""
+    targets = teacher_targets(teachers, plan.splits.train, plan.pipeline.distill.mode, progress)
+    if targets is not None and plan.train is not plan.splits.train:
+        keep = {p.query_id for p in plan.train.pairs}
+        targets = targets[[i for i, p in enumerate(plan.splits.train.pairs) if p.query_id in keep]]
+    return targets
+
+
+def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> tuple:
+    """TMKD stage 1: soft-label-only training on teacher-scored unlabelled pairs built from the train texts."""
+    from qadistill.teachers import BiEncoderTeacher
+    from qadistill.train import TrainConfig, train
+
+    mode = plan.pipeline.distill.mode
+    embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
+    pool_ds = build_unlabelled_pool(plan.train, embedder, pool, progress)
+    t0 = time.perf_counter()
+    pool_targets = teacher_targets(teachers, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
+    if mode == "single":
+        pool_targets = pool_targets[:, :1]
+    seconds = time.perf_counter() - t0
+    cfg1 = TrainConfig(**{**base.__dict__, "epochs": 1, "alpha": 0.0, "select_on_dev": False})
+    state = train(model, tok, pool_ds.pairs, pool_targets, cfg1, work / "stage1", dev=plan.splits.dev, resume=resume,
+                  progress=progress, label="stage 1 (unlabelled)")
+    state["pool_pairs"] = len(pool_ds)
+    return state, seconds
+
+
+def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> dict:
+    """Score with the teachers, build the student, (stage 1), stage 2. Returns the model, tokenizer and timings."""
+    import torch
+
+    from qadistill.student import make_student_class
+    from qadistill.teachers import teacher_from_recipe
+    from qadistill.train import TrainConfig, train
+
+    d = plan.pipeline.distill
+    teachers = [teacher_from_recipe(r, registry) for r in plan.teacher_recipes]  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    targets = _score_teachers(plan, teachers, progress)
+    teacher_seconds = time.perf_counter() - t0
+    encoder, tok = _build(plan.student_recipe, registry, d.seed)
+    K = n_heads(d.mode, len(teachers))
+    torch.manual_seed(d.seed)
+    model = make_student_class()(encoder, K, learned_weights=plan.student_recipe.head_combine == "learned")
+    base = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate, warmup_ratio=d.warmup_ratio,
+                       max_length=d.max_length, temperature=d.temperature, alpha=d.alpha, seed=d.seed)
+    stage1 = None
+    if d.pretrain_unlabelled:
+        if not teachers:
+            raise UserInputError("pretrain_unlabelled needs teachers", "drop --pretrain-unlabelled or add --teachers")
+        stage1, secs = _stage1(plan, model, tok, teachers, base, work, resume, progress, pool)
+        teacher_seconds += secs
+    stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
+                   progress=progress, label=f"distill {d.mode}")
+    return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds}
+
+
+def _evaluate_all(plan: _Plan, model, tok) -> dict:
+    ml = plan.pipeline.distill.max_length
+    metrics = {"test": evaluate_student(model, tok, plan.splits.test, ml, plan.splits.label("test"))}
+    for spec, ds in plan.extra.items():
+        metrics[spec] = evaluate_student(model, tok, ds, ml, spec if ":" in spec else f"{spec}:dev")
+    return metrics
+
+
+def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: str) -> dict:
+    import torch
+
+    from qadistill.student import parameter_count
+
+    stage1, stage2, d = t["stage1"], t["stage2"], plan.pipeline.distill
+    return {
+        "name": plan.name, "qadistill_version": __version__, "pipeline": recipe_to_dict(plan.pipeline),
+        "student": recipe_to_dict(plan.student_recipe), "teachers": [recipe_to_dict(r) for r in plan.teacher_recipes],
+        "parameters": parameter_count(t["model"].to_sequence_classifier()), "heads": t["heads"],
+        "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
+        "splits": plan.splits.info, "metrics": metrics,
+        "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),
+        "stage1": _slim(stage1), "stage2": _slim(stage2), "teacher_scoring_seconds": t["teacher_seconds"],
+        "train_seconds": stage2["train_seconds"] + (stage1["train_seconds"] if stage1 else 0.0),
+        "total_seconds": total_seconds, "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "command": command, "max_length": d.max_length,
+    }
+
+
+def _save(plan: _Plan, t: dict, info: dict, work: Path) -> None:
+    """Write the folder under ``work/final`` and rename it into place: a failure leaves nothing half-written."""
+    from qadistill.student import save_student
+
+    d = plan.pipeline.distill
+    final_tmp = work / "final"
+    try:
+        if final_tmp.exists():
+            shutil.rmtree(final_tmp)
+        save_student(t["model"], t["tok"], final_tmp, {"qadistill": {"mode": d.mode, "teachers": plan.pipeline.teachers,
+                                                                     "heads_folded": t["heads"]}})
+        atomic_write_text(final_tmp / "metrics.json", json.dumps(info, indent=2))
+        atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(plan.pipeline))
+        atomic_write_text(final_tmp / "README.md", model_card(info))
+        plan.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(final_tmp, plan.out_dir)
+    except BaseException:
+        shutil.rmtree(final_tmp, ignore_errors=True)  # the checkpoints stay: --resume redoes only the save
+        raise
+
+
+def _record_results(store, plan: _Plan, metrics: dict, run_id: str | None) -> None:
+    for m in metrics.values():
+        ds_name, _, split = m["data"].rpartition(":")
+        store.add_results(plan.name, ds_name, split, stored(m), run_id=run_id, notes=m.get("undefined"))
 
 
 def run_distill(
@@ -137,14 +292,10 @@ def run_distill(
     pool: PoolSettings | None = None,
     extra_evals: list[str] | None = None,
     command: str = "",
+    notify=None,
 ) -> DistillResult:
+    """plan (validate, load data) → score → (stage 1) → train → evaluate → record results → save → register."""
     import torch
-
-    from qadistill.finetune import work_dir_for
-    from qadistill.student import make_student_class, parameter_count, save_student
-    from qadistill.teachers import BiEncoderTeacher, teacher_from_recipe
-    from qadistill.train import TrainConfig, train
-
     from accelerate import PartialState
 
     # the first PartialState fixes the distributed set-up: on a CPU-only machine it must be created with cpu=True so
@@ -152,103 +303,49 @@ def run_distill(
     PartialState(cpu=not torch.cuda.is_available())
     main_process = PartialState().is_main_process  # under `accelerate launch`, only rank 0 writes and evaluates
     progress = (progress or NullProgress()) if main_process else NullProgress()
-    d, s = pipeline.distill, pipeline.data
-    student_recipe = registry.recipe(pipeline.student, "student")
-    assert isinstance(student_recipe, StudentRecipe)
-    teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
-    name = name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if d.pretrain_unlabelled else "") + f"-s{d.seed}"
-    out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / name
-    if main_process:
-        work = work_dir_for(out_dir, resume)
-    else:
-        work = out_dir.with_name(out_dir.name + ".work")
-    PartialState().wait_for_everyone()
+    plan = plan_distill(pipeline, registry, name, out_dir, extra_evals)
+    if notify is not None and main_process and plan.splits.describe():
+        notify(plan.splits.describe())  # e.g. "data.jsonl split by query (seed 0): train 80% (40 queries), ..."
     if not main_process:
-        store = None
-    run_id = store.start_run("distill", recipe=pipeline.name, params=recipe_to_dict(pipeline) | {"artifact": name}) if store else None
+        return _run_rank(plan, registry, resume, pool)
+    with artifact_lock(plan.name):
+        return _run_main(plan, registry, store, resume, progress, pool, command)
+
+
+def _run_rank(plan: _Plan, registry, resume: bool, pool: PoolSettings | None) -> DistillResult:
+    """A non-main process of a data-parallel run: trains its shard, writes nothing."""
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+    work = plan.out_dir.with_name(plan.out_dir.name + ".work")
+    _train_student(plan, registry, work, resume, NullProgress(), pool)
+    return DistillResult(plan.name, str(plan.out_dir), {"rank": PartialState().process_index}, None)
+
+
+def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, pool: PoolSettings | None, command: str) -> DistillResult:
+    from accelerate import PartialState
+
+    from qadistill.finetune import work_dir_for
+
+    work = work_dir_for(plan.out_dir, resume)
+    PartialState().wait_for_everyone()
+    params = recipe_to_dict(plan.pipeline) | {"artifact": plan.name, "splits": plan.splits.info}
+    run_id = store.start_run("distill", recipe=plan.pipeline.name, params=params) if store else None
     t_start = time.perf_counter()
     try:
-        full_train = load_dataset(s.name, s.train_split)
-        train_ds = full_train.subset_queries(s.limit_train_queries) if s.limit_train_queries else full_train
-        dev = load_dataset(s.name, s.dev_split)
-        test = load_dataset(s.name, s.test_split)
-        teachers = [teacher_from_recipe(r, registry) for r in teacher_recipes]  # type: ignore[arg-type]
-        t0 = time.perf_counter()
-        # teachers score the whole train split (cached, and bi-encoders calibrate on it anyway), then the slice is taken
-        targets = teacher_targets(teachers, full_train, d.mode, progress)
-        if targets is not None and train_ds is not full_train:
-            keep = {p.query_id for p in train_ds.pairs}
-            targets = targets[[i for i, p in enumerate(full_train.pairs) if p.query_id in keep]]
-        teacher_seconds = time.perf_counter() - t0
-
-        encoder, tok = _build(student_recipe, registry, d.seed)
-        K = n_heads(d.mode, len(teachers))
-        torch.manual_seed(d.seed)
-        model = make_student_class()(encoder, K, learned_weights=student_recipe.head_combine == "learned")
-        base = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate, warmup_ratio=d.warmup_ratio,
-                           max_length=d.max_length, temperature=d.temperature, alpha=d.alpha, seed=d.seed)
-        stage1 = None
-        if d.pretrain_unlabelled:
-            if not teachers:
-                raise UserInputError("pretrain_unlabelled needs teachers", "drop --pretrain-unlabelled or add --teachers")
-            embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
-            pool_ds = build_unlabelled_pool(train_ds, embedder, pool, progress)
-            t0 = time.perf_counter()
-            pool_targets = teacher_targets(teachers, pool_ds, "avg" if d.mode == "avg" else "mkdm", progress)
-            if d.mode == "single":
-                pool_targets = pool_targets[:, :1]
-            teacher_seconds += time.perf_counter() - t0
-            cfg1 = TrainConfig(**{**base.__dict__, "epochs": 1, "alpha": 0.0, "select_on_dev": False})
-            stage1 = train(model, tok, pool_ds.pairs, pool_targets, cfg1, work / "stage1", dev=dev, resume=resume, progress=progress,
-                           label="stage 1 (unlabelled)")
-            stage1["pool_pairs"] = len(pool_ds)
-        stage2 = train(model, tok, train_ds.pairs, targets, base, work / "stage2", dev=dev, resume=resume, progress=progress,
-                       label=f"distill {d.mode}")
-
-        if not main_process:
-            return DistillResult(name, str(out_dir), {"rank": PartialState().process_index}, None)
-        metrics = {"test": evaluate_student(model, tok, test, d.max_length)}
-        for spec in extra_evals or []:
-            ds_name, _, split = spec.partition(":")
-            try:
-                ds = load_dataset(ds_name, split or "dev")
-            except Exception as exc:  # validation data is optional
-                metrics[spec] = {"error": str(exc)}
-                continue
-            metrics[spec] = evaluate_student(model, tok, ds, d.max_length)
-        total_seconds = time.perf_counter() - t_start
-        info = {
-            "name": name,
-            "qadistill_version": __version__,
-            "pipeline": recipe_to_dict(pipeline),
-            "student": recipe_to_dict(student_recipe),
-            "teachers": [recipe_to_dict(r) for r in teacher_recipes],
-            "parameters": parameter_count(model.to_sequence_classifier()),
-            "heads": K,
-            "dev_map": stage2["best_map"],
-            "metrics": metrics,
-            "train_pairs": len(train_ds),
-            "train_data_fingerprint": train_ds.fingerprint(),
-            "stage1": _slim(stage1),
-            "stage2": _slim(stage2),
-            "teacher_scoring_seconds": teacher_seconds,
-            "train_seconds": stage2["train_seconds"] + (stage1["train_seconds"] if stage1 else 0.0),
-            "total_seconds": total_seconds,
-            "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(),
-            "command": command,
-            "max_length": d.max_length,
-        }
-        final_tmp = work / "final"
-        if final_tmp.exists():
-            shutil.rmtree(final_tmp)
-        save_student(model, tok, final_tmp, {"qadistill": {"mode": d.mode, "teachers": pipeline.teachers, "heads_folded": K}})
-        atomic_write_text(final_tmp / "metrics.json", json.dumps(info, indent=2))
-        atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(pipeline))
-        atomic_write_text(final_tmp / "README.md", model_card(info))
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        replace_dir(final_tmp, out_dir)
-        shutil.rmtree(work, ignore_errors=True)
+        t = _train_student(plan, registry, work, resume, progress, pool)
+        metrics = _evaluate_all(plan, t["model"], t["tok"])
+        if store is not None:  # results first: nothing that fails later can lose them
+            _record_results(store, plan, metrics, run_id)
+        info = _info(plan, t, metrics, time.perf_counter() - t_start, command)
+        _save(plan, t, info, work)
+        if store is not None:
+            d = plan.pipeline.distill
+            store.add_artifact(plan.name, "student-model", plan.out_dir, recipe=plan.pipeline.name, run_id=run_id,
+                               manifest={"parameters": info["parameters"], "max_length": d.max_length, "mode": d.mode,
+                                         "teachers": plan.pipeline.teachers, "data": plan.splits.label("test"),
+                                         "description": f"{d.mode} student of {plan.pipeline.name}"})
+            store.finish_run(run_id, "ok")
     except KeyboardInterrupt:
         if store and run_id:
             store.finish_run(run_id, "interrupted")
@@ -257,16 +354,8 @@ def run_distill(
         if store and run_id:
             store.finish_run(run_id, "failed")
         raise
-    if store is not None:
-        store.add_artifact(name, "student-model", out_dir, recipe=pipeline.name, run_id=run_id,
-                           manifest={"parameters": info["parameters"], "max_length": d.max_length, "mode": d.mode,
-                                     "teachers": pipeline.teachers, "description": f"{d.mode} student of {pipeline.name}"})
-        for spec, m in metrics.items():
-            if "map" in m:
-                ds_name, split = (s.name, s.test_split) if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
-                store.add_results(name, ds_name, split, {k: m[k] for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")}, run_id=run_id)
-        store.finish_run(run_id, "ok")
-    return DistillResult(name, str(out_dir), info, run_id)
+    shutil.rmtree(work, ignore_errors=True)
+    return DistillResult(plan.name, str(plan.out_dir), info, run_id)
 
 
 def _build(student_recipe, registry, seed):
@@ -293,9 +382,12 @@ def model_card(info: dict) -> str:
         if src.get("type") == "hub":
             base_models.append(src["repo_id"])
     rows = "\n".join(
-        f"| {spec} | {v['map']:.4f} | {v['mrr']:.4f} | {v['p@1']:.4f} | {v['auc']:.4f} | {v['queries']} |"
+        f"| {v.get('data', spec)} | {fmt(v['map'])} | {fmt(v['mrr'])} | {fmt(v['p@1'])} | {fmt(v['auc'])} | {v['queries']} |"
         for spec, v in m.items() if "map" in v
     )
+    test_ds, _, test_split = m["test"].get("data", "wikiqa:test").rpartition(":")
+    is_wikiqa = test_ds == "wikiqa"
+    index = [f"    - type: {k}\n      value: {m['test'][k]:.4f}" for k in ("map", "mrr") if m["test"][k] is not None]
     yaml = [
         "---",
         "library_name: transformers",
@@ -305,8 +397,7 @@ def model_card(info: dict) -> str:
         "- reranker",
         "- knowledge-distillation",
         "- qadistill",
-        "datasets:",
-        "- microsoft/wiki_qa",
+        *(["datasets:", "- microsoft/wiki_qa"] if is_wikiqa else []),
         "language:",
         "- en",
     ]
@@ -319,14 +410,19 @@ def model_card(info: dict) -> str:
         "  - task:",
         "      type: text-ranking",
         "    dataset:",
-        "      name: WikiQA",
-        "      type: microsoft/wiki_qa",
-        "      split: test",
+        f"      name: {'WikiQA' if is_wikiqa else Path(test_ds).name}",
+        f"      type: {'microsoft/wiki_qa' if is_wikiqa else 'local'}",
+        f"      split: {test_split}",
         "    metrics:",
-        f"    - type: map\n      value: {m['test']['map']:.4f}",
-        f"    - type: mrr\n      value: {m['test']['mrr']:.4f}",
+        *index,
         "---",
     ]
+    sp = info.get("splits") or {}
+    split_note = (f"\n{sp['dataset']} was split by query with seed {sp['seed']} (train/dev/test fractions "
+                  f"{'/'.join(str(f) for f in sp['fractions'])}): test metrics never saw a training query."
+                  if sp.get("how") == "split-by-query" else "")
+    licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
+               if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
     body = f"""
 # {info['name']}
 
@@ -352,7 +448,7 @@ score = model(**enc).logits[:, 0]
 {rows}
 
 MAP/MRR/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
-Best dev MAP during training: {info['dev_map']:.4f}.
+Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev')}).{split_note}
 
 ## How it was made
 
@@ -365,8 +461,6 @@ Best dev MAP during training: {info['dev_map']:.4f}.
 
 The full recipe is in `recipe.toml`, every figure in `metrics.json`.
 
-## Data licence
-
-Trained on WikiQA (Microsoft Research Data License Agreement, research use).
+{licence}
 """
     return "\n".join(yaml) + "\n" + body

@@ -85,3 +85,13 @@ class ExportError(QadistillError):
 
 class ParityError(QadistillError):
     """An exported variant that drifts from PyTorch by more than the allowed bound (with --strict)."""
+
+
+class InterruptedRunError(QadistillError):
+    """A run stopped by Ctrl-C or SIGTERM after saving what it had (exit 130, or 128 + the signal)."""
+
+    def __init__(self, message: str, hint: str | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(message, hint)
+        from qadistill.interrupts import exit_code_of
+
+        self.exit_code = exit_code_of(cause) if cause is not None else 130

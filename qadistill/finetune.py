@@ -33,6 +33,8 @@ class FinetuneConfig:
     checkpoint_every: int = 200
     train_filter: str = "with-positive"  # or "all": WikiQA practice trains on questions that have an answer
     limit_train_queries: int | None = None
+    dev: str | None = None  # with a file as ``data``: the dev file; without one the file is split by query
+    split_seed: int = 0
     # optional soft targets: the mean calibrated logit of these teachers on the same train pairs, learnt beside the gold
     # label (soft BCE at temperature T, gold BCE weighted by alpha) — a teacher that also absorbs other teachers
     distill_from: list[str] = field(default_factory=list)
@@ -46,6 +48,12 @@ def filter_train(ds: QADataset, how: str) -> QADataset:
     groups = ds.query_groups()
     keep = {q for q, idx in groups.items() if any(ds.pairs[i].label == 1 for i in idx)}
     return QADataset(ds.name, ds.split, [p for p in ds.pairs if p.query_id in keep], ds.path)
+
+
+def _named(spec: str) -> bool:
+    from qadistill.splits import is_named
+
+    return is_named(spec)
 
 
 def work_dir_for(out_dir: Path, resume: bool) -> Path:
@@ -79,11 +87,15 @@ def finetune_cross_encoder(
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe.name
     work = work_dir_for(out_dir, resume)
-    train_ds = load_dataset(cfg.data, cfg.train_split)
+    from qadistill.splits import resolve_splits
+
+    splits = resolve_splits(cfg.data, cfg.train_split, cfg.dev_split, "test" if cfg.dev is None else cfg.dev_split,
+                            dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not _named(cfg.data) else None
+    train_ds = splits.train if splits else load_dataset(cfg.data, cfg.train_split)
     if cfg.limit_train_queries:
         train_ds = train_ds.subset_queries(cfg.limit_train_queries)
     train_ds = filter_train(train_ds, cfg.train_filter)
-    dev = load_dataset(cfg.data, cfg.dev_split)
+    dev = splits.dev if splits else load_dataset(cfg.data, cfg.dev_split)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     torch.manual_seed(cfg.seed)
     model = make_student_class()(BertModel.from_pretrained(str(base_folder)), n_heads=1)
@@ -106,6 +118,7 @@ def finetune_cross_encoder(
         "train_pairs": len(train_ds), "train_seconds": state["train_seconds"], "history": state["history"],
         "config": asdict(cfg), "base": str(base_folder),
         "data_fingerprint": {"train": train_ds.fingerprint(), "dev": dev.fingerprint()},
+        "splits": splits.info if splits else {"how": "named", "dataset": cfg.data},
     }
     atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(recipe))

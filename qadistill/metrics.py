@@ -32,13 +32,13 @@ def reciprocal_rank(scores: Sequence[float], labels: Sequence[int]) -> float:
     return 0.0
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half); None without both."""
     pairs = sorted(zip(scores, labels))
     n_pos = sum(1 for _, y in pairs if y == 1)
     n_neg = len(pairs) - n_pos
     if n_pos == 0 or n_neg == 0:
-        return float("nan")
+        return None
     rank_sum, i = 0.0, 0
     while i < len(pairs):
         j = i
@@ -50,11 +50,24 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+NO_SCORABLE_QUERY = "no query has both a correct and a wrong candidate"
+ONE_CLASS = "the labels hold one class only"
+RANKING = ("map", "mrr", "p@1")
+STORED = ("map", "mrr", "p@1", "accuracy", "f1", "auc")  # the metrics written to the store
+
+
 def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], threshold: float = 0.0) -> dict:
     """MAP, MRR, P@1 over queries with both a correct and a wrong candidate; accuracy, F1 at ``threshold`` and ROC-AUC
-    over all pairs. Scores are logits (threshold 0 = probability 0.5)."""
+    over all pairs. Scores are logits (threshold 0 = probability 0.5).
+
+    A metric that the data cannot define is ``None`` (never NaN), and ``undefined`` maps it to the reason: with no
+    scorable query (every query all-correct, all-wrong or with one candidate — e.g. a pointwise relevance set) MAP, MRR
+    and P@1 are undefined while accuracy, F1 and ROC-AUC still are."""
     if not (len(query_ids) == len(scores) == len(labels)):
         raise ValueError("query_ids, scores and labels must have the same length")
+    bad = [s for s in scores if not math.isfinite(float(s))]
+    if bad:
+        raise ValueError(f"{len(bad)} score(s) are not finite (first: {bad[0]}): the model produced NaN or inf")
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(query_ids):
         groups.setdefault(q, []).append(i)
@@ -72,20 +85,30 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
     tp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 1)
     fp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 0)
     fn = sum(1 for p, y in zip(pred, labels) if p == 0 and y == 1)
-    acc = sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     n = len(aps)
-    return {
-        "map": sum(aps) / n if n else float("nan"),
-        "mrr": sum(rrs) / n if n else float("nan"),
-        "p@1": sum(p1) / n if n else float("nan"),
-        "accuracy": acc,
-        "f1": f1,
+    out = {
+        "map": sum(aps) / n if n else None,
+        "mrr": sum(rrs) / n if n else None,
+        "p@1": sum(p1) / n if n else None,
+        "accuracy": sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
         "auc": roc_auc(scores, labels),
         "queries": n,
         "pairs": len(labels),
     }
+    undefined = {k: NO_SCORABLE_QUERY for k in RANKING if out[k] is None}
+    if out["auc"] is None and labels:
+        undefined["auc"] = ONE_CLASS
+    if undefined:
+        out["undefined"] = undefined
+    return out
 
 
-def is_nan(x: float) -> bool:
-    return isinstance(x, float) and math.isnan(x)
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A metric for a table: 4 decimals, or '-' when it is undefined."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def stored(metrics: dict) -> dict:
+    """The metrics written to the store, with None for the undefined ones (the store keeps the reason)."""
+    return {k: metrics.get(k) for k in STORED}

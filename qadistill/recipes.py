@@ -197,6 +197,19 @@ class DataSettings(_Strict):
     dev_split: str = "dev"
     test_split: str = "test"
     limit_train_queries: int | None = Field(default=None, ge=1, description="Use only the first N train queries.")
+    dev: str | None = Field(default=None, min_length=1, description="A dev file (with `test`) when `name` is a file.")
+    test: str | None = Field(default=None, min_length=1, description="A test file (with `dev`) when `name` is a file.")
+    split_seed: int = Field(default=0, ge=0, description="Seed of the by-query split of a single file.")
+    split_fractions: tuple[float, float, float] = Field(default=(0.8, 0.1, 0.1), description="train/dev/test share of the queries.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DataSettings":
+        f = self.split_fractions
+        if any(x <= 0 for x in f) or abs(sum(f) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions {list(f)} must be three positive numbers that sum to 1")
+        if (self.dev is None) != (self.test is None):
+            raise ValueError("set both 'dev' and 'test' files, or neither (a single file is then split by query)")
+        return self
 
 
 DistillMode = Literal["gold", "single", "avg", "mkdm"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,88 +124,125 @@ def train(
     ]
     opt = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), max(total, 1))
-    state = {"step": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [], "train_seconds": 0.0, "pairs_seen": 0}
+    state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [], "train_seconds": 0.0,
+             "pairs_seen": 0}
     if resume and ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
         state = saved["state"]
+        state.setdefault("epoch", state["step"] // max(steps_per_epoch, 1))  # checkpoints written before 0.2
+        set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
     dmodel, opt, sched = acc.prepare(model, opt, sched)
     raw = acc.unwrap_model(dmodel)
 
     def save_checkpoint() -> None:
+        # written only between steps, with every RNG state and the position (step, epoch): a resumed run replays
+        # exactly what the uninterrupted run would have done
         if main:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": raw.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "state": state, "config": asdict(cfg)}, tmp)
-            tmp.replace(ckpt)
+            try:
+                torch.save({"model": raw.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "rng": rng_states(), "state": state, "config": asdict(cfg)}, tmp)
+                tmp.replace(ckpt)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         acc.wait_for_everyone()
 
     def evaluate() -> None:
         if dev is None or not main:
             return
         m = dev_map(raw, tokenizer, dev, cfg.max_length)
+        dm = -1.0 if m["map"] is None else m["map"]  # a dev set with no scorable query keeps the last weights
         state["history"].append({"step": state["step"], "dev_map": m["map"], "dev_mrr": m["mrr"]})
-        if m["map"] > state["best_map"]:
-            state.update(best_map=m["map"], best_step=state["step"], evals_since_best=0)
+        if dm > state["best_map"]:
+            state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
             tmp = best_path.with_suffix(".tmp")
             torch.save(raw.state_dict(), tmp)
             tmp.replace(best_path)
         else:
             state["evals_since_best"] += 1
 
+    def step(b: list[int]) -> float:
+        enc = tokenizer([qs[i] for i in b], [ps[i] for i in b], padding=True, truncation=True,
+                        max_length=cfg.max_length, return_tensors="pt").to(acc.device)
+        from qadistill.losses import distill_loss
+
+        loss = distill_loss(dmodel(**enc), None if tl is None else tl[b].to(acc.device), y[b].to(acc.device), cfg.temperature, cfg.alpha)
+        acc.backward(loss)
+        acc.clip_grad_norm_(dmodel.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
     task = progress.task(label, total)
     task.advance(state["step"])
     dmodel.train()
     stop = False
-    try:
-        for epoch in range(state["step"] // max(steps_per_epoch, 1), cfg.epochs):
+    from qadistill.interrupts import deferred
+
+    with deferred() as interrupt:
+        while state["epoch"] < cfg.epochs and not stop:
+            epoch = state["epoch"]
             batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)[rank::world][:steps_per_epoch]
             t0 = time.perf_counter()
             for b in batches[state["step"] - epoch * steps_per_epoch :]:
-                enc = tokenizer([qs[i] for i in b], [ps[i] for i in b], padding=True, truncation=True,
-                                max_length=cfg.max_length, return_tensors="pt").to(acc.device)
-                from qadistill.losses import distill_loss
-
-                out = dmodel(**enc)
-                loss = distill_loss(out, None if tl is None else tl[b].to(acc.device), y[b].to(acc.device), cfg.temperature, cfg.alpha)
-                acc.backward(loss)
-                acc.clip_grad_norm_(dmodel.parameters(), cfg.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
+                loss = step(b)
                 state["step"] += 1
                 state["pairs_seen"] += len(b) * world
                 el = time.perf_counter() - t0
                 state["train_seconds"] += el
-                task.advance(1, loss=float(loss.detach()), pairs_s=len(b) * world / max(el, 1e-9))
-                t0 = time.perf_counter()
                 if cfg.eval_every and state["step"] % cfg.eval_every == 0:
                     evaluate()
-                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                    save_checkpoint()
-                if state["evals_since_best"] >= cfg.patience:
-                    stop = True
+                stop = state["evals_since_best"] >= cfg.patience
+                if stop:
                     break
-            if stop:
-                break
-            if not cfg.eval_every or state["step"] % cfg.eval_every:
+                if (cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0) or interrupt.requested:
+                    save_checkpoint()
+                    interrupt.check()
+                # a KeyboardInterrupt raised from here on (e.g. by a progress callback) finds a consistent state
+                try:
+                    task.advance(1, loss=loss, pairs_s=len(b) * world / max(el, 1e-9))
+                except KeyboardInterrupt:
+                    save_checkpoint()
+                    raise
+                t0 = time.perf_counter()
+            if not stop and (not cfg.eval_every or state["step"] % cfg.eval_every):
                 evaluate()
+            state["epoch"] = epoch + 1
             save_checkpoint()
-            if state["evals_since_best"] >= cfg.patience:
-                break
-    except KeyboardInterrupt:
-        save_checkpoint()
-        raise
+            interrupt.check()
+            stop = stop or state["evals_since_best"] >= cfg.patience
     task.done()
-    state["stopped_early"] = stop or state["evals_since_best"] >= cfg.patience
+    state["stopped_early"] = stop
     if cfg.select_on_dev and best_path.exists():
         raw.load_state_dict(torch.load(best_path, weights_only=True))
     state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
     return state
 
 
-def clear_work(work: Path) -> None:
-    shutil.rmtree(work, ignore_errors=True)
+def rng_states() -> dict:
+    """Every random state a training step reads: torch (CPU and CUDA), Python's ``random`` and NumPy."""
+    import numpy as np
+    import torch
+
+    out = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_states(states: dict) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(states["torch"])
+    if "python" in states:
+        random.setstate(states["python"])
+    if "numpy" in states:
+        np.random.set_state(states["numpy"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -48,4 +48,7 @@ def _root(
 
 
 def main() -> None:
+    from qadistill.interrupts import install
+
+    install()  # Ctrl-C / SIGTERM interrupt even when a script started us in the background (SIGINT ignored there)
     app()

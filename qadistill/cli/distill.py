@@ -15,7 +15,10 @@ def distill(
     pipeline: Annotated[str | None, typer.Argument(help="A pipeline recipe (e.g. quickstart); options below override it.")] = None,
     teachers: Annotated[str | None, typer.Option(help="Comma-separated teacher names.")] = None,
     student: Annotated[str | None, typer.Option(help="Student recipe name.")] = None,
-    data: Annotated[str | None, typer.Option(help="wikiqa or a file path.")] = None,
+    data: Annotated[str | None, typer.Option(help="wikiqa or a file path (a file alone is split by query into train/dev/test).")] = None,
+    dev: Annotated[str | None, typer.Option(help="With a --data file: the dev file (early stopping); needs --test.")] = None,
+    test: Annotated[str | None, typer.Option(help="With a --data file: the test file (reported metrics); needs --dev.")] = None,
+    split_seed: Annotated[int | None, typer.Option(min=0, help="Seed of the by-query split of a single --data file.")] = None,
     mode: Annotated[str | None, typer.Option(help="gold | single | avg | mkdm")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
@@ -34,7 +37,8 @@ def distill(
 ) -> None:
     """Distil teachers into a student (MKDM and baselines), evaluate it and save a Hub-style folder in the zoo."""
     from qadistill.distill import run_distill
-    from qadistill.errors import QadistillError
+    from qadistill.errors import InterruptedRunError
+    from qadistill.metrics import fmt as fmt_metric
     from qadistill.progress import RichProgress
     from qadistill.recipes import parse_recipe, recipe_to_dict
     from qadistill.registry import Registry
@@ -59,21 +63,24 @@ def distill(
         ds["name"] = data
     if limit_train_queries:
         ds["limit_train_queries"] = limit_train_queries
+    for k, v in {"dev": dev, "test": test, "split_seed": split_seed}.items():
+        if v is not None:
+            ds[k] = v
     recipe = parse_recipe(base, "command line" if not pipeline else f"pipeline '{pipeline}' + options")
     reg.check_references(recipe, "command line")
     cmd = "qadistill " + " ".join(sys.argv[1:]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"
     try:
         with RichProgress() as prog:
             res = run_distill(recipe, reg, store, name=name, out_dir=out, resume=resume, progress=prog,
-                              extra_evals=eval_also or [], command=cmd)
-    except KeyboardInterrupt:
-        raise QadistillError("interrupted: a checkpoint was saved", "continue with the same command plus --resume") from None
+                              extra_evals=eval_also or [], command=cmd, notify=lambda msg: err_console().print(msg))
+    except KeyboardInterrupt as exc:
+        raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None
     if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
         return
     if fmt is Format.json:
         print_json({"name": res.name, "path": res.path, **res.metrics})
         return
-    rows = [[spec, f"{m['map']:.4f}", f"{m['mrr']:.4f}", f"{m['p@1']:.4f}", f"{m['auc']:.4f}", m["queries"]]
+    rows = [[m.get("data", spec), *(fmt_metric(m[k]) for k in ("map", "mrr", "p@1", "auc")), m["queries"]]
             for spec, m in res.metrics["metrics"].items() if "map" in m]
     out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {recipe.distill.mode})",
                               ["data", "MAP", "MRR", "P@1", "AUC", "queries"], rows))

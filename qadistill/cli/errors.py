@@ -5,6 +5,7 @@ With QADISTILL_DEBUG=1 the original traceback is shown instead.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -22,6 +23,21 @@ FOREIGN_ERRORS: list[tuple[type[BaseException], str, str]] = [
     (FileNotFoundError, "file not found: {exc.filename}", "check the path"),
     (MemoryError, "out of memory", "lower --batch-size or --max-length"),
 ]
+
+
+def os_message(exc: OSError) -> str:
+    where = " ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {where or 'a file'}: nothing was registered"
+    return f"{exc.strerror or type(exc).__name__}" + (f": {where}" if where else f" ({exc})")
+
+
+def os_hint(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space (or point QADISTILL_HOME at a bigger disk) and run the command again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check the folder's permissions, or set QADISTILL_HOME to a writable folder"
+    return "check the path and the disk, then run the command again"
 
 
 def debug() -> bool:
@@ -52,9 +68,11 @@ def handle_errors(func: F) -> F:
                 raise
             report(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from qadistill.interrupts import exit_code_of
+
             report("interrupted", None)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code_of(exc)) from None
         except Exception as exc:
             if debug():
                 raise
@@ -62,6 +80,9 @@ def handle_errors(func: F) -> F:
                 if isinstance(exc, etype):
                     report(msg.format(exc=exc), hint)
                     raise typer.Exit(1) from None
+            if isinstance(exc, OSError):
+                report(os_message(exc), os_hint(exc))
+                raise typer.Exit(1) from None
             report(f"unexpected {type(exc).__name__}: {exc}", "rerun with QADISTILL_DEBUG=1 for the traceback and report it")
             raise typer.Exit(1) from None
 

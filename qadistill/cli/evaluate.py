@@ -36,5 +36,7 @@ def eval_(
         print_json(res)
         return
     cols = ["model", "MAP", "MRR", "P@1", "acc", "F1", "AUC", "queries", "seconds"]
-    rows = [[r["model"], *(f"{r[k]:.4f}" for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")), r["queries"], f"{r['seconds']:.1f}"] for r in res["rows"]]
+    from qadistill.metrics import fmt
+
+    rows = [[r["model"], *(fmt(r[k]) for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")), r["queries"], f"{r['seconds']:.1f}"] for r in res["rows"]]
     out_console().print(table(f"{res['data']}/{res['split']} ({res['stats']['pairs']} pairs)", cols, rows, no_wrap=tuple(cols)))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,17 +10,44 @@ from qadistill.cli._common import Format, FormatOpt, err_console, out_console, p
 from qadistill.cli.errors import handle_errors
 
 
+class Optimize(str, Enum):
+    O1 = "O1"
+    O2 = "O2"
+    O3 = "O3"
+    O4 = "O4"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    dynamic = "dynamic"
+    static = "static"
+
+
+class Preset(str, Enum):
+    auto = "auto"
+    avx2 = "avx2"
+    avx512 = "avx512"
+    avx512_vnni = "avx512_vnni"
+    arm64 = "arm64"
+
+
+class CalibrationMethod(str, Enum):
+    percentile = "percentile"
+    minmax = "minmax"
+    entropy = "entropy"
+
+
 @handle_errors
 def export(
     name: Annotated[str, typer.Argument(help="A built student/teacher (zoo name) or a model folder.")],
-    optimize: Annotated[str | None, typer.Option(help="Also an ORT-optimized variant at this level: O1, O2, O3 (O4: GPU).")] = None,
-    quantize: Annotated[str, typer.Option(help="none, dynamic or static int8.")] = "none",
-    preset: Annotated[str, typer.Option(help="int8 preset: auto, avx2, avx512, avx512_vnni, arm64.")] = "auto",
+    optimize: Annotated[Optimize | None, typer.Option(help="Also an ORT-optimized variant at this level (O4: GPU).")] = None,
+    quantize: Annotated[Quantize, typer.Option(help="int8 quantization.")] = Quantize.none,
+    preset: Annotated[Preset, typer.Option(help="int8 preset (auto: the best this CPU supports).")] = Preset.auto,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also an fp16 variant (CUDA only).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel of each weight (default: per tensor).")] = False,
     fuse_skip_layernorm: Annotated[bool, typer.Option("--fuse-skip-layernorm", help="CPU: keep ONNX Runtime's fused SkipLayerNormalization (default: unfused; the fused kernel measured 2-3x slower here, benchmarks/skip_layernorm.py checks a machine).")] = False,
-    calibration_method: Annotated[str, typer.Option(help="Static int8: percentile (default), minmax or entropy.")] = "percentile",
+    calibration_method: Annotated[CalibrationMethod, typer.Option(help="Static int8: how activation ranges are chosen.")] = CalibrationMethod.percentile,
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
     data: Annotated[str, typer.Option(help="Data for calibration (train split) and parity (dev split).")] = "wikiqa",
     parity_queries: Annotated[int, typer.Option(min=1, help="Dev queries in the parity sample.")] = 60,
@@ -39,8 +67,12 @@ def export(
     from qadistill.registry import Registry
     from qadistill.store import Store
 
-    if quantize not in ("none", "dynamic", "static"):
-        raise UserInputError(f"--quantize {quantize!r} is not allowed", "use none, dynamic or static")
+    quantize, preset, calibration_method = quantize.value, preset.value, calibration_method.value
+    optimize = optimize.value if optimize else None
+    if (fp16 or optimize == "O4") and not _cuda_ok():
+        what = "--fp16" if fp16 else "--optimize O4"
+        raise UserInputError(f"{what} needs a CUDA GPU and onnxruntime-gpu; none is available here",
+                             "drop it (CPU variants: --optimize O2 --quantize dynamic), or run `qadistill doctor` on a GPU machine")
     store = Store.open()
     reg = Registry(store=store)
     folder, label, ml = _resolve(name, reg)

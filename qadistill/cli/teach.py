@@ -12,7 +12,8 @@ from qadistill.cli.errors import handle_errors
 @handle_errors
 def teach(
     recipe: Annotated[str, typer.Argument(help="A cross-encoder teacher recipe with `finetune_from` (e.g. minilm-l6-cross-wikiqa).")],
-    data: Annotated[str, typer.Option(help="Labelled data: wikiqa or a file path.")] = "wikiqa",
+    data: Annotated[str, typer.Option(help="Labelled data: wikiqa or a file path (a file alone is split by query; its dev part selects the weights).")] = "wikiqa",
+    dev: Annotated[str | None, typer.Option(help="With a --data file: the dev file that selects the weights (else a by-query split).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 2,
     lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1.0)] = 3e-5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
@@ -30,8 +31,8 @@ def teach(
 ) -> None:
     """Fine-tune a cross-encoder teacher on labelled pairs and register it in the zoo."""
     from qadistill.errors import UserInputError
-    from qadistill.finetune import FinetuneConfig, finetune_cross_encoder
-    from qadistill.progress import RichProgress
+    from qadistill.metrics import fmt as fmt_metric
+    from qadistill.finetune import FinetuneConfig
     from qadistill.recipes import TeacherRecipe
     from qadistill.registry import Registry
     from qadistill.sources import resolve_source
@@ -54,28 +55,44 @@ def teach(
     soft_teachers = [teacher_from_recipe(reg.recipe(t, "teacher"), reg) for t in soft_names]  # type: ignore[arg-type]
     cfg = FinetuneConfig(data=data, epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length or r.max_length,
                          seed=seed, eval_every=eval_every, patience=patience, train_filter=train_filter,
-                         limit_train_queries=limit_train_queries, distill_from=soft_names, alpha=alpha)
-    run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
-    try:
-        with RichProgress() as prog:
-            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog, soft_teachers=soft_teachers)
-    except KeyboardInterrupt:
-        store.finish_run(run_id, "interrupted")
-        from qadistill.errors import QadistillError
+                         limit_train_queries=limit_train_queries, distill_from=soft_names, alpha=alpha, dev=dev)
+    from qadistill.locks import artifact_lock
 
-        raise QadistillError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`") from None
-    except BaseException:
-        store.finish_run(run_id, "failed")
-        raise
-    store.add_artifact(recipe, "teacher-model", m["path"], recipe=recipe, run_id=run_id,
-                       manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})
-    store.add_results(recipe, data, "dev", {"map": m["dev_map"]}, run_id=run_id)
-    store.finish_run(run_id, "ok")
+    with artifact_lock(recipe, "teacher"):
+        m = _run(store, r, base_folder, cfg, out, resume, soft_teachers, data)
     if fmt is Format.json:
         print_json(m)
         return
     out_console().print(table(f"teach {recipe}", ["field", "value"], [
-        ["folder", m["path"]], ["best dev MAP", f"{m['dev_map']:.4f}"], ["steps", m["steps"]], ["train pairs", m["train_pairs"]],
+        ["folder", m["path"]], ["best dev MAP", fmt_metric(m["dev_map"])], ["steps", m["steps"]], ["train pairs", m["train_pairs"]],
         ["train seconds", f"{m['train_seconds']:.0f}"], ["stopped early", m["stopped_early"]],
     ]))
     err_console().print(f"next: qadistill eval {recipe} --data {data} --split test")
+
+
+def _run(store, r, base_folder, cfg, out, resume, soft_teachers, data) -> dict:
+    """Train, then register; the run ends ok, failed or interrupted whatever happens."""
+    from qadistill.finetune import finetune_cross_encoder
+    from qadistill.progress import RichProgress
+
+    recipe = r.name
+    run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
+    try:
+        with RichProgress() as prog:
+            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog, soft_teachers=soft_teachers)
+        if m["dev_map"] is not None and m["dev_map"] < 0:
+            m["dev_map"] = None  # no scorable dev query: undefined, never -1
+        dev_label = (m.get("splits") or {}).get("dataset", data)
+        store.add_results(recipe, dev_label, "dev", {"map": m["dev_map"]}, run_id=run_id)
+        store.add_artifact(recipe, "teacher-model", m["path"], recipe=recipe, run_id=run_id,
+                           manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})
+        store.finish_run(run_id, "ok")
+    except KeyboardInterrupt as exc:
+        store.finish_run(run_id, "interrupted")
+        from qadistill.errors import InterruptedRunError
+
+        raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    return m
