@@ -71,9 +71,9 @@ def finetune_cross_encoder(
     """Fine-tune ``base_folder`` as a one-logit cross-encoder; ``soft_teachers`` (scorers for ``cfg.distill_from``) add
     their mean logit as a soft target."""
     import torch
-    from transformers import AutoTokenizer, BertModel
+    from transformers import AutoTokenizer
 
-    from qadistill.student import make_student_class, save_student
+    from qadistill.student import load_encoder, make_student_class, save_student
 
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
@@ -86,7 +86,7 @@ def finetune_cross_encoder(
     dev = load_dataset(cfg.data, cfg.dev_split)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     torch.manual_seed(cfg.seed)
-    model = make_student_class()(BertModel.from_pretrained(str(base_folder)), n_heads=1)
+    model = make_student_class()(load_encoder(base_folder), n_heads=1)
     targets = None
     if soft_teachers:
         from qadistill.distill import teacher_targets

@@ -1,0 +1,152 @@
+"""A damaged or edited model folder never gives a silently wrong number: config and weights must agree, recorded
+checksums must match, and cached scores follow the folder's content (not its names, sizes and mtimes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_model, tiny_jsonl
+from qadistill.errors import ModelFolderError, SourceError, UserInputError
+
+PASSAGES = "a king.\nshakespeare wrote hamlet.\n"
+
+
+def edit_config(folder: Path, **changes) -> Path:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_cross(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("integrity") / "cross", "cross")
+
+
+@pytest.fixture(scope="module")
+def tiny_bi(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("integrity") / "bi", "bi")
+
+
+def copy_of(folder: Path, tmp_path: Path, name: str = "m") -> Path:
+    return Path(shutil.copytree(folder, tmp_path / name))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. config and weights agree
+# ---------------------------------------------------------------------------------------------------------------------
+def test_model_folder_error_is_bad_input_and_a_source_error():
+    exc = ModelFolderError("x", "y")
+    assert isinstance(exc, SourceError) and isinstance(exc, UserInputError) and exc.exit_code == 2
+
+
+@pytest.mark.parametrize("layers,expect", [(3, "encoder.layer.2"), (1, "encoder.layer.1")])
+def test_rank_refuses_a_folder_whose_config_was_edited_to_other_layers(cli, tiny_cross, tmp_path, layers, expect):
+    folder = edit_config(copy_of(tiny_cross, tmp_path), num_hidden_layers=layers)
+    r = cli("rank", str(folder), "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 2, r.output
+    assert str(folder) in r.stderr and "config.json" in r.stderr and "model.safetensors" in r.stderr
+    assert expect in r.stderr and ("missing" in r.stderr if layers == 3 else "unexpected" in r.stderr)
+    assert "zoo remove" in r.stderr and "Traceback" not in r.output
+
+
+def test_shape_mismatch_is_a_clear_error_not_a_traceback(cli, tiny_cross, tmp_path):
+    folder = edit_config(copy_of(tiny_cross, tmp_path), intermediate_size=48)
+    r = cli("rank", str(folder), "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 2, r.output
+    assert "shape" in r.stderr and "intermediate.dense" in r.stderr and "config.json" in r.stderr
+
+
+def test_load_api_and_eval_refuse_an_edited_folder(cli, tiny_cross, tiny_bi, tmp_path):
+    from qadistill import load
+
+    cross = edit_config(copy_of(tiny_cross, tmp_path, "cross"), num_hidden_layers=3)
+    with pytest.raises(ModelFolderError, match="encoder.layer.2"):
+        load(str(cross), backend="torch")
+    bi = edit_config(copy_of(tiny_bi, tmp_path, "bi"), num_hidden_layers=1)
+    with pytest.raises(ModelFolderError, match="encoder.layer.1"):
+        load(str(bi), backend="torch")
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    for folder in (cross, bi):
+        r = cli("eval", str(folder), "--data", str(data))
+        assert r.exit_code == 2 and "config.json" in r.stderr, r.output
+
+
+def test_teachers_refuse_an_edited_folder(tiny_cross, tiny_bi, tmp_path):
+    from qadistill.teachers import BiEncoderTeacher, CrossEncoderTeacher
+
+    cross = edit_config(copy_of(tiny_cross, tmp_path, "cross"), num_hidden_layers=3)
+    with pytest.raises(ModelFolderError, match="missing"):
+        CrossEncoderTeacher("t", cross, 32).model
+    bi = edit_config(copy_of(tiny_bi, tmp_path, "bi"), num_hidden_layers=3)
+    with pytest.raises(ModelFolderError, match="missing"):
+        BiEncoderTeacher("t", bi, 32, calibrate=False).model
+    # an intact bi-encoder loads without its (unused) pooler and without complaint
+    assert BiEncoderTeacher("t", tiny_bi, 32, calibrate=False).model is not None
+
+
+def test_a_bi_encoder_used_as_a_cross_encoder_teacher_is_refused(tiny_bi):
+    """Its classifier would be random: every score a silent guess."""
+    from qadistill.teachers import CrossEncoderTeacher
+
+    with pytest.raises(ModelFolderError, match="classifier"):
+        CrossEncoderTeacher("t", tiny_bi, 32).model
+
+
+def _encoder_without_pooler(folder: Path) -> Path:
+    from transformers import BertModel
+
+    src = make_tiny_model(folder, "bi")
+    BertModel.from_pretrained(str(src), add_pooling_layer=False).save_pretrained(str(src), safe_serialization=True)
+    return src
+
+
+def _student_recipe(folder: Path):
+    from qadistill.recipes import LocalSource, PretrainedInit, StudentRecipe
+
+    return StudentRecipe(kind="student", name="s", init=PretrainedInit(type="pretrained", source=LocalSource(type="local", path=str(folder))))
+
+
+@pytest.fixture
+def transformers_log():
+    """What transformers logs (its library logger does not propagate, so caplog cannot see it)."""
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_student_from_an_encoder_without_pooler_gets_a_fresh_pooler_quietly(tmp_path, transformers_log):
+    from qadistill.student import build_encoder
+
+    folder = _encoder_without_pooler(tmp_path / "enc")
+    transformers_log.clear()
+    model, tok = build_encoder(_student_recipe(folder), registry=None)
+    assert model.pooler is not None and model.config.num_hidden_layers == 2
+    assert not [m for m in transformers_log if "initialized" in m], transformers_log
+
+
+def test_student_from_a_cross_encoder_keeps_working(tiny_cross):
+    """The cross-encoder's classifier is dropped on purpose (the student brings its own heads): not an error."""
+    from qadistill.student import build_encoder
+
+    model, _ = build_encoder(_student_recipe(tiny_cross), registry=None)
+    assert model.config.num_hidden_layers == 2
+
+
+def test_student_from_an_edited_encoder_is_refused(tiny_bi, tmp_path):
+    from qadistill.student import build_encoder
+
+    folder = edit_config(copy_of(tiny_bi, tmp_path), num_hidden_layers=3)
+    with pytest.raises(ModelFolderError, match="encoder.layer.2"):
+        build_encoder(_student_recipe(folder), registry=None)
