@@ -141,10 +141,13 @@ class OrtBackend(Backend):
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
 
+        from qadistill.integrity import verify_checksums
+
         super().load()
         path = self.folder / self.file_name
         if not path.exists():
             raise UserInputError(f"{path} does not exist", f"run `qadistill export` first, or check {self.folder}")
+        verify_checksums(self.folder)
         avail = ort.get_available_providers()
         if self.provider not in avail:
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",

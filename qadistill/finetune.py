@@ -73,6 +73,7 @@ def finetune_cross_encoder(
     import torch
     from transformers import AutoTokenizer
 
+    from qadistill.integrity import write_checksums
     from qadistill.student import load_encoder, make_student_class, save_student
 
     if recipe.architecture != "cross-encoder":
@@ -109,6 +110,7 @@ def finetune_cross_encoder(
     }
     atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(recipe))
+    write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     replace_dir(final_tmp, out_dir)
     shutil.rmtree(work, ignore_errors=True)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from qadistill.errors import UserInputError
+from qadistill.integrity import write_checksums
 from qadistill.recipes import ConfigInit, PretrainedInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
@@ -124,6 +125,7 @@ def save_student(student, tokenizer, folder: Path, extra_config: dict | None = N
     cls.config.update(extra_config or {})
     cls.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
+    write_checksums(folder)
 
 
 def parameter_count(model) -> int:

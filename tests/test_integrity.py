@@ -150,3 +150,99 @@ def test_student_from_an_edited_encoder_is_refused(tiny_bi, tmp_path):
     folder = edit_config(copy_of(tiny_bi, tmp_path), num_hidden_layers=3)
     with pytest.raises(ModelFolderError, match="encoder.layer.2"):
         build_encoder(_student_recipe(folder), registry=None)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. checksums
+# ---------------------------------------------------------------------------------------------------------------------
+def test_write_and_verify_checksums(tiny_cross, tmp_path):
+    from qadistill.integrity import MANIFEST, verify_checksums, write_checksums
+
+    folder = copy_of(tiny_cross, tmp_path)
+    verify_checksums(folder)  # no manifest (a user folder): nothing to check
+    files = write_checksums(folder)
+    man = json.loads((folder / MANIFEST).read_text())
+    assert MANIFEST not in files and set(files) == {p.name for p in folder.iterdir() if p.name != MANIFEST}
+    assert man["files"] == files and man["sizes"]["model.safetensors"] == (folder / "model.safetensors").stat().st_size
+    verify_checksums(folder)
+    (folder / "notes.txt").write_text("added later")  # files the manifest does not list are not checked
+    verify_checksums(folder)
+
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF  # same size, different content
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="model.safetensors") as ei:
+        verify_checksums(folder)
+    assert "sha256" in ei.value.message and "zoo remove" in ei.value.hint
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match="model.safetensors.*missing"):
+        verify_checksums(folder)
+
+
+def test_unreadable_manifest_is_a_folder_error(tiny_cross, tmp_path):
+    from qadistill.integrity import MANIFEST, verify_checksums
+
+    folder = copy_of(tiny_cross, tmp_path)
+    (folder / MANIFEST).write_text("{not json")
+    with pytest.raises(ModelFolderError, match=MANIFEST):
+        verify_checksums(folder)
+
+
+def test_save_student_records_checksums_and_rank_refuses_damaged_weights(cli, tmp_path):
+    from qadistill.integrity import MANIFEST
+    from qadistill.student import build_encoder, make_student_class, save_student
+
+    enc, tok = build_encoder(_student_recipe(make_tiny_model(tmp_path / "enc", "bi")), registry=None)
+    out = tmp_path / "student"
+    save_student(make_student_class()(enc, 2), tok, out)
+    assert "model.safetensors" in json.loads((out / MANIFEST).read_text())["files"]
+    r = cli("rank", str(out), "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 0, r.output
+    w = out / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the last weight: loads fine, scores differ
+    w.write_bytes(bytes(data))
+    r = cli("rank", str(out), "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 2 and "model.safetensors" in r.stderr and "sha256" in r.stderr, r.output
+
+
+def test_pull_records_checksums_in_the_folder_and_damage_is_refused(cli, tmp_path):
+    from test_hub import make_cache
+
+    from qadistill.integrity import MANIFEST
+
+    src = make_tiny_model(tmp_path / "src", "cross")
+    files = {p.name: p.read_bytes() for p in src.iterdir() if p.is_file()}
+    snap = make_cache(tmp_path / "hf-home", "someone/tiny-xenc", files)
+    r = cli("zoo", "pull", "someone/tiny-xenc", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert json.loads((snap / MANIFEST).read_text())["files"] == res["files"]  # one format: the pull's record
+    blob = (snap / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0x01
+    blob.write_bytes(bytes(data))
+    r = cli("rank", "tiny-xenc", "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 2 and "model.safetensors" in r.stderr, r.output
+    # pulling again must not bless the damaged file: the HF cache names each blob by its sha256
+    r = cli("zoo", "pull", "someone/tiny-xenc")
+    assert r.exit_code == 2 and "model.safetensors" in r.stderr, r.output
+
+
+def test_export_records_checksums_and_onnx_damage_is_refused(cli, tmp_path):
+    from qadistill.integrity import MANIFEST
+    from qadistill.store import Store
+
+    folder = make_tiny_model(tmp_path / "student", "cross")
+    Store.open().add_artifact("my-student", "student-model", folder, manifest={"max_length": 48})
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    r = cli("export", "my-student", "--data", str(data), "--parity-queries", "12", "--max-map-drop", "100", "--format", "json")
+    assert r.exit_code == 0, r.output
+    exported = Path(json.loads(r.stdout)[0]["path"]) if r.stdout.strip().startswith("[") else None
+    exported = exported or next(p for p in (tmp_path / "qadistill-home" / "artifacts").iterdir() if p.name.endswith("-onnx"))
+    assert "model.onnx" in json.loads((exported / MANIFEST).read_text())["files"]
+    assert cli("rank", str(exported), "-q", "who wrote hamlet?", input=PASSAGES).exit_code == 0
+    with open(exported / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    r = cli("rank", str(exported), "-q", "who wrote hamlet?", input=PASSAGES)
+    assert r.exit_code == 2 and "model.onnx" in r.stderr, r.output
