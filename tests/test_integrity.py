@@ -246,3 +246,41 @@ def test_export_records_checksums_and_onnx_damage_is_refused(cli, tmp_path):
         fh.write(b"\0")
     r = cli("rank", str(exported), "-q", "who wrote hamlet?", input=PASSAGES)
     assert r.exit_code == 2 and "model.onnx" in r.stderr, r.output
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. fingerprints follow content
+# ---------------------------------------------------------------------------------------------------------------------
+def _swap_weights_keep_size_and_mtime(folder: Path, tmp_path: Path) -> None:
+    w = folder / "model.safetensors"
+    st = w.stat()
+    other = make_tiny_model(tmp_path / "other", "cross", seed=1) / "model.safetensors"
+    assert other.stat().st_size == st.st_size
+    with open(w, "r+b") as fh:  # in place: same inode, same size
+        fh.write(other.read_bytes())
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert w.stat().st_size == st.st_size and w.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_folder_fingerprint_follows_content_not_mtime(tiny_cross, tmp_path):
+    from qadistill.sources import folder_fingerprint
+
+    folder = copy_of(tiny_cross, tmp_path)
+    before = folder_fingerprint(folder)
+    assert folder_fingerprint(folder) == before
+    assert folder_fingerprint(copy_of(tiny_cross, tmp_path, "copy")) == before  # equal content, other path and mtimes
+    _swap_weights_keep_size_and_mtime(folder, tmp_path)
+    assert folder_fingerprint(folder) != before
+
+
+def test_eval_does_not_serve_stale_cached_scores_after_weights_change_in_place(cli, tiny_cross, tmp_path):
+    folder = copy_of(tiny_cross, tmp_path)
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    first = json.loads(cli("eval", str(folder), "--data", str(data), "--format", "json").stdout)["rows"][0]
+    _swap_weights_keep_size_and_mtime(folder, tmp_path)
+    r = cli("eval", str(folder), "--data", str(data), "--format", "json")
+    assert r.exit_code == 0, r.output
+    second = json.loads(r.stdout)["rows"][0]
+    ref = make_tiny_model(tmp_path / "ref", "cross", seed=1)
+    fresh = json.loads(cli("eval", str(ref), "--data", str(data), "--format", "json").stdout)["rows"][0]
+    assert second["map"] == pytest.approx(fresh["map"]) and (second["map"], second["auc"]) != (first["map"], first["auc"])
