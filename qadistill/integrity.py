@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from qadistill.errors import ModelFolderError
+from qadistill.errors import ModelFolderError, QadistillError
 
 MANIFEST = "qadistill_checksums.json"
 FORMAT = 1
@@ -200,14 +200,12 @@ def load_pretrained(model_cls, folder: Path, allow_missing: tuple[str, ...] = ()
     """``model_cls.from_pretrained(folder, **kwargs)`` that raises ``ModelFolderError`` when the folder's checksums
     fail or its weights disagree with config.json. ``allow_missing`` / ``allow_unexpected``: fnmatch patterns (e.g.
     ``pooler.*``) of tensors qadistill initialises fresh or drops on purpose."""
-    from qadistill.errors import QadistillError
-
     folder = Path(folder)
     verify_checksums(folder)
     try:
         with _QuietTransformers():
             model, info = model_cls.from_pretrained(str(folder), output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
-    except QadistillError:
+    except (QadistillError, ImportError, MemoryError):  # not the folder's fault
         raise
     except Exception as exc:  # a truncated or unreadable weights file, a config transformers cannot read
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

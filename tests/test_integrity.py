@@ -62,6 +62,14 @@ def test_shape_mismatch_is_a_clear_error_not_a_traceback(cli, tiny_cross, tmp_pa
     assert "shape" in r.stderr and "intermediate.dense" in r.stderr and "config.json" in r.stderr
 
 
+def test_truncated_weights_are_a_folder_error_not_a_traceback(cli, tiny_cross, tmp_path):
+    folder = copy_of(tiny_cross, tmp_path)
+    w = folder / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    r = cli("rank", str(folder), "-q", "who wrote hamlet?", "--backend", "torch", input=PASSAGES)
+    assert r.exit_code == 2 and "model.safetensors" in r.stderr and "do not load" in r.stderr, r.output
+
+
 def test_load_api_and_eval_refuse_an_edited_folder(cli, tiny_cross, tiny_bi, tmp_path):
     from qadistill import load
 
