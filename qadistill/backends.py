@@ -104,11 +104,13 @@ class TorchBackend(Backend):
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        from qadistill.integrity import load_pretrained
+
         super().load()
         if self.threads:
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), **dtype_kwarg(dt)).to(self.device).eval()
+        self.model = load_pretrained(AutoModelForSequenceClassification, self.folder, **dtype_kwarg(dt)).to(self.device).eval()
         import inspect
 
         self.inputs = set(inspect.signature(self.model.forward).parameters)
@@ -139,10 +141,13 @@ class OrtBackend(Backend):
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
 
+        from qadistill.integrity import verify_checksums
+
         super().load()
         path = self.folder / self.file_name
         if not path.exists():
             raise UserInputError(f"{path} does not exist", f"run `qadistill export` first, or check {self.folder}")
+        verify_checksums(self.folder)
         avail = ort.get_available_providers()
         if self.provider not in avail:
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",
@@ -220,11 +225,13 @@ class BiEncoderTorchBackend(Backend):
         import torch
         from transformers import AutoModel
 
+        from qadistill.integrity import ENCODER_POOLED_BY_US, load_pretrained
+
         super().load()
         if self.threads:
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = AutoModel.from_pretrained(str(self.folder), **dtype_kwarg(dt)).to(self.device).eval()
+        self.model = load_pretrained(AutoModel, self.folder, **ENCODER_POOLED_BY_US, **dtype_kwarg(dt)).to(self.device).eval()
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 from qadistill import __version__, paths
 from qadistill.errors import ExportError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.integrity import write_checksums
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 OPT_LEVELS = ("O1", "O2", "O3", "O4")
@@ -367,6 +368,7 @@ def export_model(
                 "parity": asdict(rep), **details, **({"ort_session": session} if session else {}),
             }
             atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
+            write_checksums(dest)
             replace_dir(dest, final)
             results.append(VariantResult(f"{name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details))
             task.advance(1)

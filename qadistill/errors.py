@@ -67,6 +67,13 @@ class SourceError(QadistillError):
     """A model source that cannot be resolved to a folder (package missing, Hub unreachable, folder incomplete)."""
 
 
+class ModelFolderError(SourceError, UserInputError):
+    """A model folder that is damaged or was edited: its config and weights disagree, or a file no longer matches the
+    checksum recorded when it was built or pulled. Bad input (exit 2), never a silently wrong score."""
+
+    exit_code = 2
+
+
 class MissingDependencyError(QadistillError):
     """A Python package qadistill needs is not installed."""
 

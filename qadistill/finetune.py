@@ -79,9 +79,10 @@ def finetune_cross_encoder(
     """Fine-tune ``base_folder`` as a one-logit cross-encoder; ``soft_teachers`` (scorers for ``cfg.distill_from``) add
     their mean logit as a soft target."""
     import torch
-    from transformers import AutoTokenizer, BertModel
+    from transformers import AutoTokenizer
 
-    from qadistill.student import make_student_class, save_student
+    from qadistill.integrity import write_checksums
+    from qadistill.student import load_encoder, make_student_class, save_student
 
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
@@ -98,7 +99,7 @@ def finetune_cross_encoder(
     dev = splits.dev if splits else load_dataset(cfg.data, cfg.dev_split)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     torch.manual_seed(cfg.seed)
-    model = make_student_class()(BertModel.from_pretrained(str(base_folder)), n_heads=1)
+    model = make_student_class()(load_encoder(base_folder), n_heads=1)
     targets = None
     if soft_teachers:
         from qadistill.distill import teacher_targets
@@ -122,6 +123,7 @@ def finetune_cross_encoder(
     }
     atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(recipe))
+    write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     replace_dir(final_tmp, out_dir)
     shutil.rmtree(work, ignore_errors=True)

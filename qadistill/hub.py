@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qadistill import __version__, paths
-from qadistill.errors import QadistillError, SourceError, UserInputError
+from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.integrity import MANIFEST, hash_files, write_checksums
 from qadistill.recipes import validate_repo_id, validate_revision
 
 SAFE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "README.md", "*.model", "onnx/*.onnx", "onnx/*.json", "*.onnx", "recipe.toml"]
@@ -49,12 +50,29 @@ def sync_hf_env() -> None:
     constants.HF_HUB_OFFLINE = paths.hf_offline()
 
 
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
+def git_blob_sha1(p: Path) -> str:
+    """Git's id of a file's content: what the HF cache names a small (non-LFS) file's blob after."""
+    h = hashlib.sha1(f"blob {p.stat().st_size}\0".encode())
     with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_cache_blobs(folder: Path, files: dict[str, str]) -> None:
+    """The HF cache names each blob after its content (sha256 for LFS files, the git sha1 for others): a snapshot file
+    whose content no longer matches its blob's name was changed after download, and must not be recorded as good."""
+    for rel, digest in files.items():
+        p = Path(folder) / rel
+        if not p.is_symlink():
+            continue
+        blob = Path(os.path.realpath(p)).name
+        if not all(c in "0123456789abcdef" for c in blob) or len(blob) not in (40, 64):
+            continue
+        got = digest if len(blob) == 64 else git_blob_sha1(p)
+        if got != blob:
+            raise ModelFolderError(f"{folder}: {rel} no longer matches its HF cache blob {blob[:12]}… (changed after download)",
+                                   f"delete {Path(os.path.realpath(p)).parent.parent} and pull again with the Hub reachable")
 
 
 def artifact_name_for(repo_id: str) -> str:
@@ -104,7 +122,12 @@ def pull(ref: str, allow_pickle: bool = False, token: str | None = None) -> Pull
             raise UserInputError(f"{repo_id}@{revision} has no safetensors or ONNX weights",
                                  "qadistill never unpickles Hub files by default; pass --allow-pickle if you trust this repo")
     verify_folder(folder)
-    files = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = hash_files(folder)
+    check_cache_blobs(folder, files)
+    try:
+        write_checksums(folder)  # verified on every load from now on
+    except OSError:  # a read-only shared cache: the store's manifest still holds the hashes
+        pass
     commit = folder.name if len(folder.name) == 40 else None
     return PullResult(artifact_name_for(repo_id), repo_id, revision, commit, str(folder), files, card_metrics(folder), offline)
 
@@ -153,7 +176,7 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=_mk(dest.parent)))
     try:
         for f in folder.iterdir():
-            if f.is_file() and f.suffix != ".bin" and f.name != "README.md":
+            if f.is_file() and f.suffix != ".bin" and f.name not in ("README.md", MANIFEST):
                 shutil.copy2(f, tmp / f.name)
         variants = []
         if exports:
@@ -174,6 +197,7 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
                     shutil.copy2(folder / tf, tmp / "onnx" / tf)
         metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         atomic_write_text(tmp / "README.md", push_card(name, repo_id, metrics, variants, folder))
+        write_checksums(tmp)
         replace_dir(tmp, dest)
     finally:
         if tmp.exists():

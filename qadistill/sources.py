@@ -329,15 +329,11 @@ def folder_architecture(folder: Path) -> str:
 
 
 def folder_fingerprint(path: Path) -> str:
-    """A cheap identity for a model folder: names, sizes and mtimes of its files (content hashes are for `zoo pull`)."""
-    import hashlib
+    """The identity of a model folder for cache keys: the sha256 of its files' contents (names included, the checksum
+    manifest excluded), so weights changed in place never get another model's cached scores."""
+    from qadistill.integrity import content_digest
 
-    h = hashlib.sha256()
-    for f in sorted(Path(path).rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(path)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
-    return h.hexdigest()[:16]
+    return content_digest(Path(path))
 
 
 def env_flag(name: str) -> bool:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from qadistill.errors import UserInputError
+from qadistill.integrity import write_checksums
 from qadistill.recipes import ConfigInit, PretrainedInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
@@ -49,7 +50,7 @@ def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
     if isinstance(init, TruncateInit):
         if init.layers > cfg.num_hidden_layers:
             raise UserInputError(f"init.layers={init.layers} but {init.model} has {cfg.num_hidden_layers} layers", f"use at most {cfg.num_hidden_layers}")
-        full = BertModel.from_pretrained(str(folder))
+        full = load_encoder(folder)
         cfg.num_hidden_layers = init.layers
         model = BertModel(cfg)
         missing, unexpected = model.load_state_dict(full.state_dict(), strict=False)
@@ -57,7 +58,17 @@ def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
         assert not [k for k in missing if not k.startswith("pooler.")], missing
         del full
         return model, tok
-    return BertModel.from_pretrained(str(folder)), tok
+    return load_encoder(folder), tok
+
+
+def load_encoder(folder: Path):
+    """The ``BertModel`` of ``folder`` as a student's encoder: a missing pooler is initialised fresh and a task head
+    (classifier, pre-training heads) is dropped, quietly; any other disagreement with config.json is an error."""
+    from transformers import BertModel
+
+    from qadistill.integrity import ENCODER_FOR_STUDENT, load_pretrained
+
+    return load_pretrained(BertModel, folder, **ENCODER_FOR_STUDENT)
 
 
 def make_student_class():
@@ -114,6 +125,7 @@ def save_student(student, tokenizer, folder: Path, extra_config: dict | None = N
     cls.config.update(extra_config or {})
     cls.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
+    write_checksums(folder)
 
 
 def parameter_count(model) -> int:

@@ -140,10 +140,12 @@ class BiEncoderTeacher(Teacher):
     def _load(self):
         from transformers import AutoConfig, AutoModel
 
+        from qadistill.integrity import ENCODER_POOLED_BY_US, load_pretrained
+
         _torch_threads()
         cfg = AutoConfig.from_pretrained(str(self.folder))
         kw = {"add_pooling_layer": False} if cfg.model_type in ("bert", "mpnet", "roberta", "xlm-roberta") else {}
-        return AutoModel.from_pretrained(str(self.folder), **kw).eval()  # pooled by us: the pooler is unused
+        return load_pretrained(AutoModel, self.folder, **ENCODER_POOLED_BY_US, **kw).eval()  # pooled by us: the pooler is unused
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
         """L2-normalised embeddings of ``texts``. Each distinct text is embedded once: texts seen earlier in this
@@ -260,8 +262,10 @@ class CrossEncoderTeacher(Teacher):
     def _load(self):
         from transformers import AutoModelForSequenceClassification
 
+        from qadistill.integrity import load_pretrained
+
         _torch_threads()
-        return AutoModelForSequenceClassification.from_pretrained(str(self.folder)).eval()
+        return load_pretrained(AutoModelForSequenceClassification, self.folder).eval()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
         import numpy as np

@@ -1,0 +1,218 @@
+"""A damaged or edited model folder never gives a silently wrong number.
+
+* ``write_checksums`` records the sha256 (and size) of every file of a built or pulled folder in
+  ``qadistill_checksums.json`` (the same ``{relative path: sha256}`` map `zoo pull` records in the store);
+  ``verify_checksums`` checks it on every load (a user's own folder has no manifest and is not checked).
+* ``load_pretrained`` is the one way qadistill loads a transformers model from a folder for scoring or training: it
+  verifies the checksums, then refuses weights that disagree with config.json (missing, unexpected or mis-shaped
+  tensors) instead of letting transformers initialise or drop them with a warning.
+* ``content_digest`` identifies a folder by the sha256 of its files (for cache keys), memoised per process by each
+  file's (path, size, mtime, ctime, inode): a file rewritten in place changes its ctime even when size and mtime are
+  put back.
+
+Cost: sha256 runs at ~0.8 GB/s here: ~0.11 s for the 88 MB MiniLM-L6 folder (importing torch + transformers takes
+several seconds), so every load verifies every file in full.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from qadistill.errors import ModelFolderError, QadistillError
+
+MANIFEST = "qadistill_checksums.json"
+FORMAT = 1
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json", "model.onnx")
+SHOW = 3  # names shown per kind of disagreement
+# Tensors qadistill adds fresh or drops on purpose, by kind of load (fnmatch patterns, also matched after a prefix):
+ENCODER_FOR_STUDENT = {"allow_missing": ("pooler.*",), "allow_unexpected": ("classifier.*", "cls.*")}  # new pooler, own heads
+ENCODER_POOLED_BY_US = {"allow_missing": ("pooler.*",), "allow_unexpected": ("pooler.*",)}  # bi-encoders: pooler unused
+
+_digests: dict[tuple, str] = {}
+
+
+def damaged_hint(folder: Path) -> str:
+    return (f"{folder} is damaged or was edited: re-pull it (`qadistill zoo pull ORG/NAME`), rebuild it, "
+            "or remove it with `qadistill zoo remove NAME --delete-files`")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hashes
+# ---------------------------------------------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (symlinks followed), computed once per process while the file is unchanged."""
+    st = os.stat(path)
+    key = (str(Path(path).absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    hit = _digests.get(key)
+    if hit is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        hit = _digests[key] = h.hexdigest()
+    return hit
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` (sorted), except the checksum manifest itself."""
+    folder = Path(folder)
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / MANIFEST]
+
+
+def hash_files(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} for every file of ``folder`` except the manifest."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in folder_files(folder)}
+
+
+def content_digest(folder: Path) -> str:
+    """A content identity for a folder: the sha256 over its files' relative paths and sha256s (16 hex digits)."""
+    h = hashlib.sha256()
+    for rel, digest in hash_files(Path(folder)).items():
+        h.update(f"{rel}:{digest}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the manifest
+# ---------------------------------------------------------------------------------------------------------------------
+def write_checksums(folder: Path) -> dict[str, str]:
+    """Record the sha256 and size of every file of ``folder`` in its manifest (atomically); returns {path: sha256}."""
+    from qadistill.fsutil import atomic_write_text
+
+    folder = Path(folder)
+    files = hash_files(folder)
+    sizes = {rel: (folder / rel).stat().st_size for rel in files}
+    atomic_write_text(folder / MANIFEST, json.dumps({"format": FORMAT, "algorithm": "sha256", "files": files, "sizes": sizes}, indent=1))
+    return files
+
+
+def read_checksums(folder: Path) -> dict | None:
+    """The manifest of ``folder``, None when it has none; a folder error when it is unreadable."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        man = json.loads(path.read_text())
+        if not isinstance(man.get("files"), dict) or man.get("algorithm") != "sha256":
+            raise ValueError("no sha256 file list")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ModelFolderError(f"{path} is unreadable ({exc})", damaged_hint(folder)) from None
+    return man
+
+
+def verify_checksums(folder: Path) -> None:
+    """Raise ``ModelFolderError`` naming the first recorded file that is missing, resized or whose sha256 differs.
+    Files the manifest does not list are not checked; a folder without a manifest (a user's own) passes."""
+    folder = Path(folder)
+    man = read_checksums(folder)
+    if man is None:
+        return
+    sizes = man.get("sizes") or {}
+    for rel, want in man["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            raise ModelFolderError(f"{folder}: {rel} is missing (listed in {MANIFEST})", damaged_hint(folder))
+        size = p.stat().st_size
+        if rel in sizes and size != sizes[rel]:
+            raise ModelFolderError(f"{folder}: {rel} is {size} bytes, {sizes[rel]} when recorded in {MANIFEST}", damaged_hint(folder))
+        got = file_sha256(p)
+        if got != want:
+            raise ModelFolderError(f"{folder}: {rel} does not match its recorded sha256 ({got[:12]}… ≠ {want[:12]}…, {MANIFEST})",
+                                   damaged_hint(folder))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loading transformers models
+# ---------------------------------------------------------------------------------------------------------------------
+def weights_file(folder: Path) -> str:
+    return next((n for n in WEIGHT_FILES if (Path(folder) / n).exists()), "the weights file")
+
+
+def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(key, "*." + p) for p in patterns)
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOW]) + (f", … ({len(keys)} in all)" if len(keys) > SHOW else "")
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple]:
+    """{tensor name: shape} from a safetensors file's header (8-byte length, then JSON), without reading the tensors."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError, struct.error):
+        return {}
+    return {k: tuple(v["shape"]) for k, v in header.items() if isinstance(v, dict) and "shape" in v}
+
+
+def _mismatch(folder: Path, item, model_shapes: dict) -> str:
+    """One shape disagreement: older transformers report (name, checkpoint shape, model shape), newer only the name."""
+    if isinstance(item, (tuple, list)) and len(item) == 3:
+        key, ckpt, want = item[0], tuple(item[1]), tuple(item[2])
+    else:
+        key, ckpt, want = str(item), safetensors_shapes(Path(folder) / "model.safetensors").get(str(item), "?"), model_shapes.get(str(item), "?")
+    return f"{key} is {ckpt} in {weights_file(folder)} but {want} per config.json"
+
+
+def loading_problems(folder: Path, info: dict, allow_missing: tuple[str, ...] = (), allow_unexpected: tuple[str, ...] = (),
+                     model_shapes: dict | None = None) -> list[str]:
+    """What disagrees between config.json and the weights, from ``from_pretrained``'s loading info."""
+    w = weights_file(folder)
+    missing = [k for k in info.get("missing_keys") or [] if not _allowed(k, allow_missing)]
+    unexpected = [k for k in info.get("unexpected_keys") or [] if not _allowed(k, allow_unexpected)]
+    out = []
+    if missing:
+        out.append(f"missing from {w} (config.json expects them; they would be random): {_names(missing)}")
+    if unexpected:
+        out.append(f"unexpected in {w} (config.json has no place for them; they would be dropped): {_names(unexpected)}")
+    mism = info.get("mismatched_keys") or []
+    if mism:
+        shown = "; ".join(_mismatch(folder, m, model_shapes or {}) for m in mism[:SHOW])
+        out.append(f"shape mismatch: {shown}" + (f" (… {len(mism)} in all)" if len(mism) > SHOW else ""))
+    out += [str(m).splitlines()[0] for m in info.get("error_msgs") or [] if str(m).strip()]
+    return out
+
+
+class _QuietTransformers:
+    """transformers' own 'newly initialized' / 'not used' warnings are silenced: ``load_pretrained`` decides."""
+
+    def __enter__(self) -> None:
+        from transformers.utils import logging
+
+        self._level = logging.get_verbosity()
+        logging.set_verbosity_error()
+
+    def __exit__(self, *exc) -> None:
+        from transformers.utils import logging
+
+        logging.set_verbosity(self._level)
+
+
+def load_pretrained(model_cls, folder: Path, allow_missing: tuple[str, ...] = (), allow_unexpected: tuple[str, ...] = (), **kwargs):
+    """``model_cls.from_pretrained(folder, **kwargs)`` that raises ``ModelFolderError`` when the folder's checksums
+    fail or its weights disagree with config.json. ``allow_missing`` / ``allow_unexpected``: fnmatch patterns (e.g.
+    ``pooler.*``) of tensors qadistill initialises fresh or drops on purpose."""
+    folder = Path(folder)
+    verify_checksums(folder)
+    try:
+        with _QuietTransformers():
+            model, info = model_cls.from_pretrained(str(folder), output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    except (QadistillError, ImportError, MemoryError):  # not the folder's fault
+        raise
+    except Exception as exc:  # a truncated or unreadable weights file, a config transformers cannot read
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFolderError(f"{folder}: config.json and {weights_file(folder)} do not load: {type(exc).__name__}: {msg}",
+                               damaged_hint(folder)) from None
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()} if info.get("mismatched_keys") else {}
+    problems = loading_problems(folder, info, allow_missing, allow_unexpected, shapes)
+    if problems:
+        raise ModelFolderError(f"{folder}: config.json and {weights_file(folder)} disagree: " + " | ".join(problems), damaged_hint(folder))
+    return model
