@@ -265,6 +265,13 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
         else:
             rows += res["rows"]
         task.advance(1, last=f"{t.model}:{t.backend}")
+    if targets and not rows:  # nothing measured: an error, and no empty run in the store
+        from qadistill.errors import QadistillError
+
+        first = errors[0]
+        raise QadistillError(f"every benchmark row failed ({len(errors)} target(s)); first: "
+                             f"{first['target']['model']}:{first['target']['backend']}: {first['error']}",
+                             "run `qadistill doctor`, or bench one model with one backend to see why")
     rows = finalize(rows, baseline)
     env["loadavg_1m_end"] = os.getloadavg()[0]
     run_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]

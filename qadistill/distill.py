@@ -22,6 +22,7 @@ from qadistill.data import QADataset, QAPair, load_dataset, unique
 from qadistill.errors import DataError, UserInputError
 from qadistill.locks import artifact_lock
 from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.integrity import write_checksums
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
@@ -268,6 +269,7 @@ def _save(plan: _Plan, t: dict, info: dict, work: Path) -> None:
         atomic_write_text(final_tmp / "metrics.json", json.dumps(info, indent=2))
         atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(plan.pipeline))
         atomic_write_text(final_tmp / "README.md", model_card(info))
+        write_checksums(final_tmp)  # after every file: metrics.json, recipe.toml and the card are covered too
         plan.out_dir.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(final_tmp, plan.out_dir)
     except BaseException:

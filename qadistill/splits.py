@@ -33,7 +33,7 @@ class Splits:
             return ""
         q, f = self.info["queries"], self.info["fractions"]
         return (f"{self.info['dataset']} split by query (seed {self.info['seed']}): "
-                + ", ".join(f"{k} {f[i]:.0%} ({q[k]} queries)" for i, k in enumerate(("train", "dev", "test"))))
+                + ", ".join(f"{k} {f[i]:.0%} ({q[k]} quer{'y' if q[k] == 1 else 'ies'})" for i, k in enumerate(("train", "dev", "test"))))
 
 
 def is_named(spec: str) -> bool:

@@ -90,7 +90,8 @@ def tiny_zoo(cli, tmp_path):
 def test_distill_cli_every_mode_writes_a_loadable_student(cli, tiny_zoo, tmp_path, mode):
     teachers = "tiny-t0" if mode == "single" else "tiny-t0,tiny-t1"
     r = cli("distill", "--teachers", teachers, "--student", "tiny-random-student", "--data", str(tiny_zoo), "--mode", mode,
-            "--max-length", "48", "--batch-size", "8", "--name", f"stu-{mode}", "--format", "json")
+            "--max-length", "48", "--batch-size", "8", "--name", f"stu-{mode}", "--format", "json",
+            "--dev", str(tiny_zoo), "--test", str(tiny_zoo))  # named: eval below re-measures the same file
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["heads"] == (2 if mode == "mkdm" else 1)

@@ -34,7 +34,7 @@ def test_auc_by_hand():
     assert roc_auc([0.9, 0.8, 0.1, 0.3, 0.2], [0, 1, 1, 1, 0]) == pytest.approx(2 / 6)
     assert roc_auc([1.0, 1.0], [1, 0]) == pytest.approx(0.5)  # a tie counts half
     assert roc_auc([2.0, 1.0, 0.0], [1, 1, 0]) == pytest.approx(1.0)
-    assert math.isnan(roc_auc([1.0, 2.0], [1, 1]))
+    assert roc_auc([1.0, 2.0], [1, 1]) is None  # undefined: None, never NaN (issue 16)
 
 
 def test_length_mismatch():

@@ -54,7 +54,19 @@ def bench(
         bss = [int(x) for x in batch_sizes.split(",") if x.strip()]
     except ValueError:
         raise UserInputError(f"--batch-sizes {batch_sizes!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
-    bl = [b.strip() for b in backends.split(",")] if backends else None
+    bad = [b for b in bss if b < 1]
+    if bad or not bss or len(set(bss)) != len(bss):
+        raise UserInputError(f"--batch-sizes {batch_sizes!r}: give distinct positive integers", "e.g. --batch-sizes 1,8,32")
+    bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
+    if backends is not None and not bl:
+        raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
+    if not no_accuracy:
+        from qadistill.data import load_dataset
+
+        ds = load_dataset(data, split)  # a missing or broken file fails here, before any model loads
+        if not ds.labelled:
+            raise UserInputError(f"--data {data} --split {split}: has unlabelled pairs, the accuracy pass needs labels",
+                                 "pass labelled data, or --no-accuracy")
     check_device(device, bl or [])
     settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries)

@@ -80,6 +80,7 @@ def export(
         variants = default_variants(_cuda_ok())
     else:
         variants = ["onnx"] + (["optimized"] if optimize else []) + ({"dynamic": ["int8-dynamic"], "static": ["int8-static"]}.get(quantize, [])) + (["fp16"] if fp16 else [])
+    _check_data(data, parity_queries, "int8-static" in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm)
     with RichProgress() as prog:
@@ -109,13 +110,29 @@ def export(
                             "variant; a longer-trained model's logits spread further[/]")
 
 
+def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:
+    """The parity sample (dev) and calibration pairs (train) are loaded before the export, so bad data fails first."""
+    from qadistill.compress import parity_sample
+    from qadistill.data import load_dataset
+    from qadistill.errors import UserInputError
+
+    sample = parity_sample(data, "dev", parity_queries)
+    if not sample.pairs:
+        raise UserInputError(f"--data {data}: its dev split has no query with both a correct and a wrong candidate, "
+                             "so the parity check cannot measure MAP", "pass labelled ranking data, e.g. --data wikiqa")
+    if calibrate:
+        load_dataset(data, "train")
+
+
 def _resolve(name: str, reg) -> tuple[Path, str, int]:
     from qadistill.recipes import PrebuiltRecipe, TeacherRecipe
     from qadistill.sources import resolve_source
 
     p = Path(name).expanduser()
     if p.is_dir():
-        return p, p.name, 128
+        import re
+
+        return p, re.sub(r"[^A-Za-z0-9._-]+", "-", p.name).strip(".-") or "model", 128
     e = reg.get(name)
     if e.artifact is not None:
         return Path(e.path), name, int(e.artifact.manifest.get("max_length", 128))

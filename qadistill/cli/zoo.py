@@ -141,6 +141,10 @@ def pull(
     from qadistill.hub import pull as core_pull
     from qadistill.recipes import PrebuiltRecipe
 
+    from qadistill.paths import check_name
+
+    if name is not None:
+        check_name(name)  # before any download
     reg = _registry()
     res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
     recipe = next((e.name for e in reg.entries() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.source.repo_id.lower() == res.repo_id.lower()), None)

@@ -1,0 +1,83 @@
+"""A tiny two-teacher distillation (train() of a 2-head student on fixed teacher logits) run as its own process, so a
+test can SIGKILL it at a chosen step and resume it. Usage:
+    python resume_worker.py WORKDIR OUT.safetensors [--kill-at N] [--resume]
+The data and the base model are made in WORKDIR/../fixture by the first call (deterministic)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import make_tiny_model, tiny_jsonl  # noqa: E402
+
+
+def build(fixture: Path):
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from qadistill.data import load_dataset
+    from qadistill.student import make_student_class
+
+    torch.set_num_threads(1)
+    if not (fixture / "base" / "config.json").exists():
+        make_tiny_model(fixture / "base", "cross")
+        tiny_jsonl(fixture / "d.jsonl", n_queries=10, per_query=4)
+    ds = load_dataset(str(fixture / "d.jsonl"))
+    tok = AutoTokenizer.from_pretrained(str(fixture / "base"))
+    torch.manual_seed(3)
+    model = make_student_class()(BertModel.from_pretrained(str(fixture / "base")), n_heads=2)
+    teacher = np.random.default_rng(0).normal(size=(len(ds), 2)).astype("float32")
+    return model, tok, ds, teacher
+
+
+class KillAt:
+    """A progress whose training task kills this process (SIGKILL) or Ctrl-Cs it (SIGINT) after step ``step``."""
+
+    def __init__(self, step: int, sig: int = signal.SIGKILL) -> None:
+        self.step, self.sig = step, sig
+
+    def task(self, description, total):
+        outer = self
+
+        class T:
+            n = 0
+
+            def advance(self, k=1, **fields):
+                self.n += k
+                if fields and self.n == outer.step:
+                    os.kill(os.getpid(), outer.sig)
+
+            def done(self):
+                pass
+
+        return T()
+
+
+def config():
+    from qadistill.train import TrainConfig
+
+    return TrainConfig(epochs=2, batch_size=4, max_length=32, learning_rate=5e-4, checkpoint_every=3, patience=5, seed=11)
+
+
+def run(work: Path, out: Path, kill_at: int | None, resume: bool, sig: int = signal.SIGKILL) -> dict:
+    from safetensors.torch import save_file
+
+    from qadistill.progress import NullProgress
+    from qadistill.train import train
+
+    model, tok, ds, teacher = build(work.parent / "fixture")
+    progress = KillAt(kill_at, sig) if kill_at else NullProgress()
+    state = train(model, tok, ds.pairs, teacher, config(), work, dev=ds, resume=resume, progress=progress)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    return state
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    kill = int(args[args.index("--kill-at") + 1]) if "--kill-at" in args else None
+    run(Path(args[0]), Path(args[1]), kill, "--resume" in args)
