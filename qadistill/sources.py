@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from qadistill import paths
-from qadistill.errors import SourceError
+from qadistill.errors import ModelFolderError, SourceError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.recipes import HubSource, LocalSource, PackageSource
 
@@ -143,9 +143,9 @@ def resolve_source(source: HubSource | LocalSource | PackageSource) -> Path:
     if isinstance(source, LocalSource):
         p = Path(source.path).expanduser()
         if not p.is_dir():
-            raise SourceError(f"model folder {p} does not exist", "check the recipe's source.path")
+            raise ModelFolderError(f"model folder {p} does not exist", "check the recipe's source.path")
         if not (p / "config.json").exists():
-            raise SourceError(f"model folder {p} is incomplete: no config.json", "point source.path at a Hugging Face model folder")
+            raise ModelFolderError(f"model folder {p} is incomplete: no config.json", "point source.path at a Hugging Face model folder")
         return p
     if isinstance(source, PackageSource):
         return resolve_package(source.name)
