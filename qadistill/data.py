@@ -123,11 +123,18 @@ def _label(raw, path, line) -> int | None:
 
 def _check(pairs: list[QAPair], lines: list[int], path) -> None:
     seen: dict[tuple[str, str], int] = {}
+    texts: dict[str, tuple[str, int]] = {}
     for p, ln in zip(pairs, lines):
         if not p.query.strip():
             raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
         if not p.passage.strip():
             raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
+        text, first = texts.setdefault(p.query_id, (p.query, ln))
+        if text != p.query:
+            raise DataError(
+                f"{path}:{ln}: query_id {p.query_id!r} has another query text than on line {first}",
+                "one query_id, one query text: give the other query its own id",
+            )
         key = (p.query_id, p.passage_id)
         if key in seen:
             raise DataError(
@@ -167,8 +174,44 @@ def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QAData
     return QADataset(name, split or path.name, pairs, str(path))
 
 
+def _json_type(v: object) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object", type(None): "null"}[type(v)]
+
+
+def _a(kind: str) -> str:
+    return kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+class _IdTypes:
+    """JSONL ids may be strings or integers, but not both for one id: 1 and "1" would silently become one query."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.first: dict[tuple[str, str], tuple[object, int]] = {}
+
+    def get(self, row: dict, field_name: str, default: str, ln: int) -> str:
+        if field_name not in row:
+            return default
+        v = row[field_name]
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise DataError(f"{self.path}:{ln}: {field_name} is {_a(_json_type(v))}, expected a string or an integer",
+                            f"give every row a string (or integer) {field_name}, or leave it out")
+        first, first_ln = self.first.setdefault((field_name, str(v)), (v, ln))
+        if type(first) is not type(v):
+            raise DataError(
+                f"{self.path}:{ln}: {field_name} {v!r} is {_a(_json_type(v))}, on line {first_ln} it is the {_json_type(first)} {first!r}",
+                f"use one type for every {field_name} in the file (all strings or all integers): they would be merged",
+            )
+        return str(v)
+
+
 def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADataset:
     pairs, lns = [], []
+    ids = _IdTypes(path)
     for ln, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
@@ -183,13 +226,22 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
             raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}", f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
         pairs.append(
             QAPair(
-                str(row.get("query_id", row["query"])), str(row["query"]), str(row.get("passage_id", f"p{ln}")), str(row["passage"]),
+                ids.get(row, "query_id", str(row["query"]), ln), str(row["query"]), ids.get(row, "passage_id", f"p{ln}", ln), str(row["passage"]),
                 _label(row.get("label"), path, ln),
             )
         )
         lns.append(ln)
     _check(pairs, lns, path)
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+
+
+def _header_hint(header: list[str], columns: dict[str, str]) -> str:
+    found = ", ".join(h[:40] for h in header[:12]) or "nothing"
+    optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
+    hint = f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}); found: {found}"
+    if columns["query"] == "query" and {"qtext", "atext"} <= set(header):
+        hint += "; for a TrecQA-style file rename qtext to query and atext to passage"
+    return hint
 
 
 def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
@@ -205,7 +257,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
         raise DataError(f"{path}: empty file", "expected a header row") from None
     for need in ("query", "passage"):
         if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", f"columns found: {', '.join(header)}; map them with --columns")
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))
     idx = {f: header.index(c) for f, c in columns.items() if c in header}
     pairs, lns = [], []
     for ln, cells in enumerate(reader, start=2):
