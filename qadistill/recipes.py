@@ -314,10 +314,12 @@ def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | Stud
             msg = f"{_short(err['input'])} is not allowed; expected {err['ctx']['expected']}"
         elif err["type"] == "union_tag_invalid":
             field = f"{field}.type" if field else "type"
-            msg = f"{err['ctx'].get('tag')!r} is not allowed; expected {err['ctx'].get('expected_tags')}"
+            msg = f"{_short(err['ctx'].get('tag'))} is not allowed; expected {err['ctx'].get('expected_tags')}"
         elif err["type"] == "union_tag_not_found":
             field = f"{field}.type" if field else "type"
             msg = "required field is missing"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"expected a table ({field or 'x'} = {{ ... }} or a [{field or 'x'}] section), got {_short(err.get('input'))}"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif "input" in err and not isinstance(err["input"], (dict, list)):
