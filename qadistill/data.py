@@ -8,6 +8,7 @@ and line; nothing half-loaded is ever returned.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -91,21 +92,44 @@ class QADataset:
 # ---------------------------------------------------------------------------------------------------------------------
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (decompressed for .gz); a missing file, a folder or a truncated/corrupt gzip is a DataError."""
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found", "check the path, or set QADISTILL_DATA_DIR") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
 
 
 def _read_lines(path: Path) -> list[str]:
-    """All lines, decoded; a truncated/corrupt gzip or bad UTF-8 is a DataError (never a partial list)."""
+    r"""All lines, decoded (a leading BOM dropped; \n, \r\n and \r end a line, nothing else does: a U+2028 or a form feed
+    inside a text stays in it). Bad UTF-8 or a NUL byte is a DataError naming the line (never a partial list)."""
+    raw = _read_bytes(path)
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        with _open_text(path) as fh:
-            return fh.read().splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found", "check the path, or set QADISTILL_DATA_DIR") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
+        text = _one_newline(raw[bom:].decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text at byte {exc.start}", "convert the file to UTF-8") from None
+        line = _one_newline(raw[: bom + exc.start].decode("utf-8", "replace")).count("\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {bom + exc.start})", "convert the file to UTF-8") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{path}:{line}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def _one_newline(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _label(raw, path, line) -> int | None:
@@ -123,11 +147,18 @@ def _label(raw, path, line) -> int | None:
 
 def _check(pairs: list[QAPair], lines: list[int], path) -> None:
     seen: dict[tuple[str, str], int] = {}
+    texts: dict[str, tuple[str, int]] = {}
     for p, ln in zip(pairs, lines):
         if not p.query.strip():
             raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
         if not p.passage.strip():
             raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
+        text, first = texts.setdefault(p.query_id, (p.query, ln))
+        if text != p.query:
+            raise DataError(
+                f"{path}:{ln}: query_id {p.query_id!r} has another query text than on line {first}",
+                "one query_id, one query text: give the other query its own id",
+            )
         key = (p.query_id, p.passage_id)
         if key in seen:
             raise DataError(
@@ -143,19 +174,19 @@ def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QAData
     lines = _read_lines(path)
     if not lines:
         raise DataError(f"{path}: empty file", "expected a WikiQA TSV with a header")
-    header = lines[0].rstrip("\r").split("\t")
+    header = [c.strip() for c in lines[0].split("\t")]
     missing = [c for c in WIKIQA_COLUMNS if c not in header]
     if missing:
         raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}")
     col = {c: header.index(c) for c in WIKIQA_COLUMNS}
     pairs, lns = [], []
     for ln, line in enumerate(lines[1:], start=2):
-        line = line.rstrip("\r")
-        if not line:
+        if not line.strip():
             continue
         cells = line.split("\t")
-        if len(cells) < len(header):
-            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check for a truncated or mis-tabbed line")
+        if len(cells) < len(header) or any(c.strip() for c in cells[len(header) :]):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}",
+                            "check for a truncated or mis-tabbed line (a tab inside a text?)")
         pairs.append(
             QAPair(
                 cells[col["QuestionID"]], cells[col["Question"]], cells[col["SentenceID"]], cells[col["Sentence"]],
@@ -167,23 +198,96 @@ def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QAData
     return QADataset(name, split or path.name, pairs, str(path))
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(items: list[tuple[str, object]]) -> dict:
+    row: dict = {}
+    for k, v in items:
+        if k in row:
+            raise _DuplicateKey(k)
+        row[k] = v
+    return row
+
+
+def _json_row(line: str, path: Path, ln: int) -> dict:
+    try:
+        row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise DataError(f"{path}:{ln}: field '{exc}' appears twice", "keep one value per field") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{ln}: invalid JSON ({exc.msg}, column {exc.colno})", "one JSON object per line") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits, or nesting thousands deep
+        raise DataError(f"{path}:{ln}: invalid JSON ({str(exc)[:80]})", "one JSON object per line") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
+    missing = [f for f in ("query", "passage") if f not in row]
+    if missing:
+        raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}", f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
+    for f in ("query", "passage"):
+        if not isinstance(row[f], str):
+            raise DataError(f"{path}:{ln}: field '{f}' is {_a(_json_type(row[f]))}, expected a string", "put the text in quotes")
+    for f in ("query", "passage", "query_id", "passage_id"):
+        if isinstance(row.get(f), str) and not _encodable(row[f]):
+            raise DataError(f"{path}:{ln}: field '{f}' holds an unpaired surrogate escape (like \\ud800)",
+                            "a character beyond U+FFFF is written as a pair of escapes, or as itself in UTF-8")
+    return row
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_type(v: object) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object", type(None): "null"}[type(v)]
+
+
+def _a(kind: str) -> str:
+    return kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+class _IdTypes:
+    """JSONL ids may be strings or integers, but not both for one id: 1 and "1" would silently become one query."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.first: dict[tuple[str, str], tuple[object, int]] = {}
+
+    def get(self, row: dict, field_name: str, default: str, ln: int) -> str:
+        if field_name not in row:
+            return default
+        v = row[field_name]
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise DataError(f"{self.path}:{ln}: {field_name} is {_a(_json_type(v))}, expected a string or an integer",
+                            f"give every row a string (or integer) {field_name}, or leave it out")
+        first, first_ln = self.first.setdefault((field_name, str(v)), (v, ln))
+        if type(first) is not type(v):
+            raise DataError(
+                f"{self.path}:{ln}: {field_name} {v!r} is {_a(_json_type(v))}, on line {first_ln} it is the {_json_type(first)} {first!r}",
+                f"use one type for every {field_name} in the file (all strings or all integers): they would be merged",
+            )
+        return str(v)
+
+
 def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADataset:
     pairs, lns = [], []
+    ids = _IdTypes(path)
     for ln, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{ln}: invalid JSON ({exc.msg})", "one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
-        missing = [f for f in ("query", "passage") if f not in row]
-        if missing:
-            raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}", f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
+        row = _json_row(line, path, ln)
         pairs.append(
             QAPair(
-                str(row.get("query_id", row["query"])), str(row["query"]), str(row.get("passage_id", f"p{ln}")), str(row["passage"]),
+                ids.get(row, "query_id", row["query"], ln), row["query"], ids.get(row, "passage_id", f"p{ln}", ln), row["passage"],
                 _label(row.get("label"), path, ln),
             )
         )
@@ -192,24 +296,47 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
 
 
+def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
+    """One line's cells. A record must fit on its line: an unclosed quote is an error, never a merge with the next rows."""
+    try:
+        return next(csv.reader([line], delimiter=delim, strict=True), [])
+    except csv.Error as exc:
+        problem = str(exc)
+        if problem == "unexpected end of data":
+            problem = "unclosed quote (a quoted field must end on its line)"
+        elif problem.startswith("field larger than field limit"):
+            problem = f"a field is longer than {csv.field_size_limit()} characters"
+        else:
+            problem = f"bad quoting ({problem})"
+        raise DataError(f"{path}:{ln}: {problem}", 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""') from None
+
+
+def _header_hint(header: list[str], columns: dict[str, str]) -> str:
+    found = ", ".join(h[:40] for h in header[:12]) or "nothing"
+    optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
+    hint = f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}); found: {found}"
+    if columns["query"] == "query" and {"qtext", "atext"} <= set(header):
+        hint += "; for a TrecQA-style file rename qtext to query and atext to passage"
+    return hint
+
+
 def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
     """CSV/TSV with a header. ``columns`` maps our fields (query, passage, label, query_id, passage_id) to the file's
     column names; by default the JSONL field names are used. Missing query ids group rows by query text."""
     columns = {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
     lines = _read_lines(path)
     delim = "\t" if ".tsv" in path.suffixes else ","
-    reader = csv.reader(lines, delimiter=delim)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError(f"{path}: empty file", "expected a header row") from None
+    if not lines:
+        raise DataError(f"{path}: empty file", "expected a header row")
+    header = [h.strip() for h in _csv_cells(lines[0], delim, path, 1)]
     for need in ("query", "passage"):
         if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", f"columns found: {', '.join(header)}; map them with --columns")
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))
     idx = {f: header.index(c) for f, c in columns.items() if c in header}
     pairs, lns = [], []
-    for ln, cells in enumerate(reader, start=2):
-        if not cells or all(not c.strip() for c in cells):
+    for ln, line in enumerate(lines[1:], start=2):
+        cells = _csv_cells(line, delim, path, ln) if line.strip() else []
+        if all(not c.strip() for c in cells):
             continue
         if len(cells) != len(header):
             raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")

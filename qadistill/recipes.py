@@ -299,6 +299,11 @@ def _loc(loc: tuple) -> str:
     return ".".join(parts)
 
 
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | StudentRecipe | PipelineRecipe | PrebuiltRecipe":
     """Validate a recipe dict; raise RecipeError naming the first problem's field."""
     if not isinstance(data, dict):
@@ -307,7 +312,7 @@ def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | Stud
     if kind is None:
         raise RecipeError(path, "kind", f"missing; set kind = one of {', '.join(RECIPE_KINDS)}")
     if kind not in RECIPE_KINDS:
-        raise RecipeError(path, "kind", f"'{kind}' is not a recipe kind; allowed: {', '.join(RECIPE_KINDS)}")
+        raise RecipeError(path, "kind", f"{_short(kind)} is not a recipe kind; allowed: {', '.join(RECIPE_KINDS)}")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -319,17 +324,19 @@ def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | Stud
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
-            msg = f"{err['input']!r} is not allowed; expected {err['ctx']['expected']}"
+            msg = f"{_short(err['input'])} is not allowed; expected {err['ctx']['expected']}"
         elif err["type"] == "union_tag_invalid":
             field = f"{field}.type" if field else "type"
-            msg = f"{err['ctx'].get('tag')!r} is not allowed; expected {err['ctx'].get('expected_tags')}"
+            msg = f"{_short(err['ctx'].get('tag'))} is not allowed; expected {err['ctx'].get('expected_tags')}"
         elif err["type"] == "union_tag_not_found":
             field = f"{field}.type" if field else "type"
             msg = "required field is missing"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"expected a table ({field or 'x'} = {{ ... }} or a [{field or 'x'}] section), got {_short(err.get('input'))}"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {_short(err['input'])})"
         raise RecipeError(path, field, msg, hint="fix the recipe and try again; `qadistill zoo show NAME` prints a valid one") from None
 
 
@@ -340,15 +347,33 @@ def load_recipe(path: Path) -> TeacherRecipe | StudentRecipe | PipelineRecipe:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise RecipeError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(path, None, "is a folder, not a recipe file") from None
     except OSError as exc:
         raise RecipeError(path, None, f"cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RecipeError(path, None, "not UTF-8 text (a recipe is a TOML file)") from None
+        text = raw.decode("utf-8-sig")  # an editor's byte-order mark is not an error
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(path, None, f"not UTF-8 text at line {line} (a recipe is a TOML file)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(path, None, f"invalid TOML: {exc}") from None
+        raise RecipeError(path, None, _toml_problem(exc, text)) from None
+    except RecursionError:
+        raise RecipeError(path, None, "invalid TOML: arrays or tables nested too deeply") from None
     return parse_recipe(data, path)
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """tomllib's "Invalid value (at line 3, column 16)" as "invalid TOML at line 3, column 16: invalid value"."""
+    m = re.fullmatch(r"(.*) \((at line \d+, column \d+|at end of document)\)", str(exc), re.S)
+    if m is None:
+        return f"invalid TOML: {exc}"
+    what, where = m.group(1), m.group(2)
+    if where == "at end of document":
+        where = f"at line {text.count(chr(10)) + 1} (the end of the file)"
+    return f"invalid TOML {where}: {what[:1].lower()}{what[1:]}"
 
 
 def recipe_to_dict(recipe: BaseModel) -> dict:

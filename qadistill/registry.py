@@ -1,7 +1,9 @@
 """The zoo: built-in recipes (``zoo/``), the user's recipes (``$QADISTILL_HOME/zoo``) and built artifacts (the store).
 
 Built-ins and user recipes go through the same loader and validation. Names are unique across all three; an unknown
-name raises ``UnknownNameError`` with close matches.
+name raises ``UnknownNameError`` with close matches. A user recipe that does not load is kept aside as a problem (its
+file stem is its name): asking for that name raises its RecipeError, everything else works, `zoo remove` deletes it.
+A built-in recipe that does not load is a bug in qadistill and stays an error.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Entry:
     """One name in the zoo."""
 
     name: str
-    kind: str  # teacher | student | pipeline | artifact kinds (student-model, export, teacher-model)
+    kind: str  # teacher | student | pipeline | artifact kinds (student-model, export, teacher-model) | broken (removed)
     origin: str  # builtin | user | artifact
     path: Path  # the recipe file, or the artifact folder
     recipe: Recipe | None = None
@@ -56,17 +58,25 @@ class Registry:
         self.user_dir = Path(user_dir) if user_dir else paths.user_zoo_dir()
         self._store = store
         self._entries: dict[str, Entry] | None = None
+        self._broken: dict[str, RecipeError] = {}  # user recipes that do not load, by file stem
 
     # -- loading --------------------------------------------------------------------------------------------------------
     def _load(self) -> dict[str, Entry]:
         if self._entries is not None:
             return self._entries
         entries: dict[str, Entry] = {}
+        broken: dict[str, RecipeError] = {}
         for origin, folder in (("builtin", self.builtin_dir), ("user", self.user_dir)):
             if not folder.is_dir():
                 continue
             for f in sorted(folder.glob("*.toml")):
-                recipe = load_recipe(f)
+                try:
+                    recipe = load_recipe(f)
+                except RecipeError as exc:
+                    if origin == "builtin":
+                        raise
+                    broken[f.stem] = exc
+                    continue
                 if recipe.name in entries:
                     other = entries[recipe.name].path
                     raise RecipeError(f, "name", f"'{recipe.name}' is already defined in {other}", "rename one of them")
@@ -75,8 +85,13 @@ class Registry:
             for art in self._store.artifacts():
                 if art.name not in entries:
                     entries[art.name] = Entry(art.name, art.kind, "artifact", Path(art.path), artifact=art)
-        self._entries = entries
+        self._entries, self._broken = entries, broken
         return entries
+
+    def problems(self) -> list[tuple[Path, str]]:
+        """User recipes that do not load: (file, what is wrong). They are left out of every listing."""
+        self._load()
+        return [(Path(exc.path), exc.message) for exc in self._broken.values()]
 
     def names(self) -> list[str]:
         return list(self._load())
@@ -87,6 +102,9 @@ class Registry:
     def get(self, name: str, kind: str | None = None) -> Entry:
         entries = self._load()
         e = entries.get(name)
+        if e is None and name in self._broken:
+            exc = self._broken[name]
+            raise RecipeError(exc.path, exc.field, exc.problem, f"fix that file, or remove it with `qadistill zoo remove {name}`")
         if e is None or (kind and e.kind != kind):
             pool = [n for n, x in entries.items() if not kind or x.kind == kind]
             close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
@@ -131,6 +149,11 @@ class Registry:
         recipe = load_recipe(file)
         self.check_references(recipe, file)
         existing = self._load().get(recipe.name)
+        if recipe.name in self._broken and not force:
+            raise NameConflictError(
+                f"{file}: name '{recipe.name}' is taken by a broken recipe in your zoo ({self._broken[recipe.name].path})",
+                f"pass --force to replace it, or remove it with `qadistill zoo remove {recipe.name}`",
+            )
         if existing is not None:
             if existing.origin != "user" or not force:
                 where = "a built-in recipe" if existing.origin == "builtin" else ("a built artifact" if existing.origin == "artifact" else "in your zoo")
@@ -144,6 +167,11 @@ class Registry:
         return self.get(recipe.name)
 
     def remove(self, name: str, delete_files: bool = False) -> Entry:
+        if name not in self._load() and name in self._broken:  # the one command that must work on a broken file
+            path = Path(self._broken[name].path)
+            path.unlink()
+            self._entries = None
+            return Entry(name, "broken", "user", path)
         e = self.get(name)
         if e.origin == "builtin":
             raise UserInputError(f"'{name}' is a built-in recipe and cannot be removed", "add your own with `qadistill zoo add FILE`")

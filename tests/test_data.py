@@ -142,3 +142,36 @@ def test_a_missing_wikiqa_file_names_the_file_and_the_folder(tmp_path, monkeypat
         load_dataset("wikiqa", "test")
     assert "WikiQA-test.tsv" in str(e.value) and "nodata" in str(e.value)
     assert "now " in e.value.hint and "wikiqa/" in e.value.hint
+
+
+# -- silent merges: rows that would be folded into one query or one passage --------------------------------------------
+def test_one_query_id_with_two_query_texts_is_an_error_naming_both_lines(tmp_path):
+    other = ROWS[1].replace("how are glacier caves formed?", "how are glaciers formed?")
+    with pytest.raises(DataError, match=r"WikiQA-mini.tsv.gz:3: query_id 'Q1' has another query text than on line 2"):
+        load_dataset(str(wikiqa_file(tmp_path, [ROWS[0], other, ROWS[2]])))
+    rows = [{"query_id": "a", "query": "q?", "passage_id": "1", "passage": "p1"}, {"query_id": "a", "query": "r?", "passage_id": "2", "passage": "p2"}]
+    p = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:2: query_id 'a' has another query text than on line 1"):
+        load_dataset(str(p))
+
+
+@pytest.mark.parametrize("field", ["query_id", "passage_id"])
+def test_jsonl_ids_of_two_json_types_are_an_error_naming_both_lines(tmp_path, field):
+    rows = [{"query_id": "1", "query": "q?", "passage_id": "1", "passage": "p1"},
+            {"query_id": "1", "query": "q?", "passage_id": "2", "passage": "p2"},
+            {"query_id": "2", "query": "r?", "passage_id": "3", "passage": "p3"}]
+    rows[2][field] = 1  # a JSON number where line 1 has the string "1"
+    p = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError) as ei:
+        load_dataset(str(p))
+    msg = ei.value.message
+    assert f"d.jsonl:3: {field} 1 is a number, on line 1 it is the string '1'" in msg, msg
+    assert "one type" in ei.value.hint
+
+
+def test_csv_missing_column_hint_names_the_header_it_needs(tmp_path):
+    p = write(tmp_path / "t.csv", 'qtext,label,atext\n"who?",1,"him"\n')
+    with pytest.raises(DataError) as ei:
+        load_dataset(str(p))
+    assert "--columns" not in ei.value.hint
+    assert "query" in ei.value.hint and "passage" in ei.value.hint and "qtext" in ei.value.hint and "atext" in ei.value.hint

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import write
@@ -118,3 +120,67 @@ def test_duplicate_names_across_user_files_are_an_error(tmp_path):
     write(tmp_path / "zoo" / "b.toml", MY_TEACHER)
     with pytest.raises(RecipeError, match="already defined"):
         Registry(user_dir=tmp_path / "zoo").names()
+
+
+# -- a broken recipe in the user zoo is reported, not a wall in front of every command ----------------------------------
+BROKEN_TOML = 'kind = "teacher"\nname = \n'
+
+
+def test_a_broken_user_recipe_is_a_problem_not_a_crash(tmp_path):
+    write(tmp_path / "zoo" / "broken.toml", BROKEN_TOML)
+    reg = Registry(user_dir=tmp_path / "zoo")
+    assert "quickstart" in reg.names()
+    [(path, message)] = reg.problems()
+    assert path == tmp_path / "zoo" / "broken.toml" and "invalid TOML at line 2" in message
+    with pytest.raises(RecipeError, match=r"broken.toml: invalid TOML at line 2"):
+        reg.get("broken")
+    with pytest.raises(RecipeError, match=r"broken.toml: invalid TOML"):
+        reg.recipe("broken", "teacher")
+
+
+def test_a_broken_builtin_recipe_stays_an_error(tmp_path):
+    write(tmp_path / "builtin" / "broken.toml", BROKEN_TOML)
+    with pytest.raises(RecipeError, match="broken.toml: invalid TOML"):
+        Registry(builtin_dir=tmp_path / "builtin", user_dir=tmp_path / "zoo").names()
+
+
+def test_zoo_list_warns_about_a_broken_user_recipe_and_lists_the_rest(cli, isolated_home):
+    write(isolated_home / "zoo" / "broken.toml", BROKEN_TOML)
+    r = cli("zoo", "list", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert "quickstart" in {x["name"] for x in json.loads(r.stdout)}
+    warning = [line for line in r.stderr.splitlines() if "broken.toml" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: skipped")
+    assert "invalid TOML at line 2" in warning[0] and "qadistill zoo remove broken" in warning[0]
+
+
+def test_asking_for_a_broken_recipe_gives_its_error(cli, isolated_home):
+    write(isolated_home / "zoo" / "broken.toml", BROKEN_TOML)
+    write(isolated_home / "zoo" / "my-teacher.toml", MY_TEACHER + "max_length = -1\n")
+    for args in (("zoo", "show", "broken"), ("distill", "broken")):
+        r = cli(*args)
+        assert r.exit_code == 2, r.output
+        assert "broken.toml: invalid TOML at line 2" in r.stderr and "unknown" not in r.stderr
+        assert "hint: fix that file, or remove it with `qadistill zoo remove broken`" in r.stderr
+    r = cli("zoo", "show", "my-teacher")
+    assert r.exit_code == 2 and "my-teacher.toml: field 'max_length'" in r.stderr
+    assert cli("zoo", "show", "quickstart", "--no-resolve").exit_code == 0  # the others still work
+
+
+def test_zoo_remove_removes_a_broken_user_recipe(cli, isolated_home):
+    f = write(isolated_home / "zoo" / "broken.toml", BROKEN_TOML)
+    r = cli("zoo", "remove", "broken")
+    assert r.exit_code == 0, r.output
+    assert "removed broken (user)" in r.stderr and not f.exists()
+    r = cli("zoo", "list", "--format", "json")
+    assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_zoo_add_replaces_a_broken_user_recipe_only_with_force(cli, tmp_path, isolated_home):
+    broken = write(isolated_home / "zoo" / "my-teacher.toml", BROKEN_TOML)
+    f = write(tmp_path / "mine.toml", MY_TEACHER)
+    r = cli("zoo", "add", str(f))
+    assert r.exit_code == 2 and "broken recipe" in r.stderr and "--force" in r.stderr
+    assert broken.read_text() == BROKEN_TOML
+    assert cli("zoo", "add", str(f), "--force").exit_code == 0
+    assert broken.read_text() == MY_TEACHER

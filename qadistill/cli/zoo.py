@@ -57,6 +57,7 @@ def list_(
 
     reg = _registry()
     rows = [r for r in zoo_rows(reg) if kind is None or r.kind == kind]
+    _warn_problems(reg)
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
         return
@@ -73,6 +74,14 @@ def list_(
     t = table("qadistill zoo", cols, data, no_wrap=("availability", "params", "kind", "best MAP"), min_widths={"name": 20, "built": 10})
     con.print(t)
     err_console().print("[dim]`qadistill zoo show NAME` for details (source, published figures); needs-hub models work once they are in the HF cache.[/]")
+
+
+def _warn_problems(reg) -> None:
+    from rich.markup import escape
+
+    for path, message in reg.problems():
+        err_console().print(f"[yellow]warning: skipped[/] {escape(message)}; fix it or `qadistill zoo remove {escape(path.stem)}`",
+                            soft_wrap=True)
 
 
 @app.command("show")
