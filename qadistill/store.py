@@ -8,6 +8,7 @@ database runs in WAL mode with a busy timeout, so concurrent writers wait for ea
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -18,6 +19,11 @@ from typing import Iterator
 
 from qadistill import paths
 from qadistill.errors import StoreError
+
+def _is_permission_problem(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return "readonly" in msg or "read-only" in msg or "unable to open" in msg or "permission" in msg
+
 
 # (name, SQL). Never edit or reorder an entry that has shipped: append a new one.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -101,24 +107,99 @@ class Artifact:
     manifest: dict
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 class Store:
-    """A handle on the store; open one per process (``Store.open()``), use it as a context manager or close it."""
+    """A handle on the store; open one per process (``Store.open()``), use it as a context manager or close it.
+
+    An existing file that is empty or not a SQLite database is refused (``StoreError``), never replaced by an empty
+    store; a new store is created under a temp name and linked into place, so no other process sees it half made.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_file()
+            if not self.path.exists():
+                self._create()
             self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
+        except PermissionError as exc:
+            raise self._permission_error(f"permission denied ({exc.filename or self.path})") from None
+        except sqlite3.OperationalError as exc:
+            raise self._permission_error(str(exc)) from None
+        self.conn.row_factory = sqlite3.Row
+        try:
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.migrate()
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            if _is_permission_problem(exc):
+                raise self._permission_error(str(exc)) from None
+            raise self._unreadable(str(exc)) from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"store {self.path} is unreadable: {exc}",
-                f"move it aside (mv {self.path} {self.path}.bak) and run the command again",
-            ) from None
+            self.conn.close()
+            raise self._unreadable(str(exc)) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- opening safely -------------------------------------------------------------------------------------------------
+    def _check_file(self) -> None:
+        """Refuse an existing file that is empty or does not start with the SQLite header."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+        if not head:
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                return  # everything is still in the write-ahead log: SQLite recovers it
+            raise self._unreadable("the file is empty (0 bytes), not a SQLite database")
+        if head != SQLITE_MAGIC:
+            raise self._unreadable("not a SQLite database")
+
+    def _create(self) -> None:
+        """Create a new store under a temp name, then link it into place (a no-op when another process won)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
+        try:
+            conn = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def backups(self) -> list[Path]:
+        """Backups of this store written before migrations, oldest first."""
+        found = self.path.parent.glob(self.path.name + ".bak-before-*")
+        return sorted((p for p in found if not p.name.endswith(".tmp")), key=lambda p: p.stat().st_mtime)
+
+    def _unreadable(self, problem: str) -> StoreError:
+        backups = self.backups() if self.path.parent.is_dir() else []
+        keep = f"{self.path}.damaged" if backups else f"{self.path}.bak"
+        if backups:
+            hint = f"keep it and restore the latest backup: mv {self.path} {keep} && cp {backups[-1]} {self.path}"
+        else:
+            hint = f"move it aside (mv {self.path} {keep}) and run the command again: a new store is started, the old file stays in {keep}"
+        return StoreError(f"store {self.path} is unreadable: {problem}", hint)
+
+    def _permission_error(self, problem: str) -> StoreError:
+        what = "read-only" if "readonly" in problem or "read-only" in problem else "not accessible"
+        return StoreError(
+            f"store {self.path} is {what}: {problem}",
+            f"check the permissions of {self.path} and of its folder (ls -l {self.path.parent}), "
+            "or set QADISTILL_HOME to a folder you can write",
+        )
 
     @classmethod
     def open(cls, path: Path | None = None) -> "Store":
@@ -135,14 +216,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a read-only store raises ``StoreError`` with a permissions hint."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _is_permission_problem(exc):
+                raise self._permission_error(str(exc)) from None
             raise
-        else:
-            self.conn.execute("COMMIT")
 
     # -- migrations -----------------------------------------------------------------------------------------------------
     def applied_migrations(self) -> list[str]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 
 import pytest
@@ -81,3 +82,64 @@ def test_two_processes_writing_at_once(tmp_path):
         assert all(r["status"] == "ok" for r in s.runs(limit=1000))
         assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert s.conn.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+# -- a store file that is not a store is refused, never replaced -------------------------------------------------------
+def test_empty_store_file_is_refused_not_recreated(tmp_path):
+    db = tmp_path / "qadistill.db"
+    db.write_bytes(b"")
+    with pytest.raises(StoreError, match="empty") as ei:
+        Store(db)
+    assert str(db) in ei.value.message
+    assert f"mv {db} {db}.bak" in ei.value.hint  # keep it: never "delete it"
+    assert db.exists() and db.stat().st_size == 0  # untouched: no empty schema written over it
+
+
+def test_non_sqlite_store_names_the_latest_backup(tmp_path):
+    db = tmp_path / "qadistill.db"
+    Store(db).close()
+    older, newer = tmp_path / "qadistill.db.bak-before-0001_x", tmp_path / "qadistill.db.bak-before-0002_y"
+    older.write_bytes(db.read_bytes())
+    newer.write_bytes(db.read_bytes())
+    os.utime(older, (1, 1))
+    db.write_bytes(b"{}\n")
+    with pytest.raises(StoreError, match="not a SQLite database") as ei:
+        Store(db)
+    assert str(newer) in ei.value.hint and str(older) not in ei.value.hint
+    assert db.read_bytes() == b"{}\n"
+
+
+def _read_only_connect(real):
+    def connect(path, *a, **kw):
+        return real(f"file:{path}?mode=ro", *a, uri=True, **kw)
+
+    return connect
+
+
+def test_read_only_store_gets_a_permission_hint(tmp_path, monkeypatch):
+    db = tmp_path / "qadistill.db"
+    with Store(db) as s:
+        s.start_run("distill")
+    monkeypatch.setattr(sqlite3, "connect", _read_only_connect(sqlite3.connect))
+    with Store(db) as s:  # reading works
+        assert len(s.runs()) == 1
+        with pytest.raises(StoreError) as ei:  # writing says why it cannot
+            s.start_run("distill")
+    assert str(db) in ei.value.message and "read-only" in ei.value.message
+    assert "permission" in ei.value.hint and "mv " not in ei.value.hint
+
+
+def test_unreadable_store_file_gets_a_permission_hint(tmp_path, monkeypatch):
+    db = tmp_path / "qadistill.db"
+    Store(db).close()
+    real_open = open
+
+    def deny(file, *a, **kw):
+        if str(file) == str(db):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", deny)
+    with pytest.raises(StoreError, match="permission denied") as ei:
+        Store(db)
+    assert "permission" in ei.value.hint and "mv " not in ei.value.hint
