@@ -248,6 +248,9 @@ class Store:
                     f"store {self.path} was written by a newer qadistill (migration {newer[-1]})",
                     "upgrade qadistill: pip install -U qadistill",
                 )
+            pending = [name for name, _ in MIGRATIONS if name not in done]
+            if pending and done:  # a store that already holds data: keep a copy of it as it was
+                self._backup(self.path.with_name(f"{self.path.name}.bak-before-{pending[0]}"))
             applied = []
             for name, sql in MIGRATIONS:
                 if name in done:
@@ -258,6 +261,25 @@ class Store:
                 c.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (name, time.time()))
                 applied.append(name)
         return applied
+
+    def _backup(self, dest: Path) -> None:
+        """Copy the database to ``dest`` with SQLite's backup API (a consistent snapshot), atomically: a temp file in
+        the same folder, fsynced, renamed into place. Called inside the migration's write transaction, so no other
+        process changes the database meanwhile; the copy is read through a second connection (WAL readers never wait)."""
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            src = sqlite3.connect(str(self.path), timeout=30.0)
+            dst = sqlite3.connect(str(tmp))
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- runs -----------------------------------------------------------------------------------------------------------
     def start_run(self, command: str, recipe: str | None = None, params: dict | None = None, env: dict | None = None) -> str:

@@ -143,3 +143,36 @@ def test_unreadable_store_file_gets_a_permission_hint(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match="permission denied") as ei:
         Store(db)
     assert "permission" in ei.value.hint and "mv " not in ei.value.hint
+
+
+def _old_store(db, n_migrations: int = 2) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, sql in MIGRATIONS[:n_migrations]:
+        conn.executescript(sql)
+        conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    conn.execute("INSERT INTO runs(id, command, status, started_at) VALUES ('r1', 'distill', 'ok', 1.0)")
+    conn.commit()
+    conn.close()
+
+
+def test_migrating_a_store_with_data_backs_it_up_first(tmp_path):
+    db = tmp_path / "qadistill.db"
+    _old_store(db)
+    with Store(db) as s:
+        assert s.applied_migrations() == [m[0] for m in MIGRATIONS]
+        backups = s.backups()
+    assert [b.name for b in backups] == [f"qadistill.db.bak-before-{MIGRATIONS[2][0]}"]
+    old = sqlite3.connect(backups[0])
+    assert [r[0] for r in old.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS[:2]]
+    assert old.execute("SELECT id FROM runs").fetchall() == [("r1",)]
+    assert old.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    old.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    Store(db).close()  # up to date: no further backup
+    assert len(list(tmp_path.glob("qadistill.db.bak-before-*"))) == 1
+
+
+def test_a_fresh_store_is_not_backed_up(tmp_path):
+    Store(tmp_path / "qadistill.db").close()
+    assert not list(tmp_path.glob("*.bak-before-*"))
