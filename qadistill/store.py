@@ -117,8 +117,10 @@ class Store:
     store; a new store is created under a temp name and linked into place, so no other process sees it half made.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, home: Path | None = None) -> None:
         self.path = Path(path)
+        # artifact folders under this home are stored relative to it (QADISTILL_HOME when the store is opened)
+        self.home = Path(home).expanduser() if home else paths.home()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._check_file()
@@ -310,27 +312,44 @@ class Store:
         run_id: str | None = None,
         manifest: dict | None = None,
     ) -> None:
+        """Register a built folder; a folder under the home is stored relative to it, any other one absolute."""
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO artifacts(name, kind, recipe, path, parent, run_id, created_at, manifest)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (name, kind, recipe, str(path), parent, run_id, time.time(), json.dumps(manifest or {})),
+                (name, kind, recipe, self._stored_path(path), parent, run_id, time.time(), json.dumps(manifest or {})),
             )
+
+    def _stored_path(self, path: Path | str) -> str:
+        p = Path(path).expanduser().absolute()
+        for cand, home in ((p, self.home.absolute()), (p.resolve(), self.home.resolve())):
+            try:
+                rel = cand.relative_to(home)
+            except ValueError:
+                continue
+            if rel.parts:
+                return rel.as_posix()
+        return str(p)
+
+    def _artifact(self, row: sqlite3.Row) -> Artifact:
+        p = Path(row["path"])
+        return Artifact(**(dict(row) | {"path": str(p if p.is_absolute() else self.home / p), "manifest": json.loads(row["manifest"])}))
 
     def remove_artifact(self, name: str) -> bool:
         with self.transaction() as c:
             return c.execute("DELETE FROM artifacts WHERE name=?", (name,)).rowcount > 0
 
     def artifacts(self, recipe: str | None = None) -> list[Artifact]:
+        """Every artifact (or those of one recipe); a relative path is resolved against this store's home."""
         if recipe is None:
             rows = self.conn.execute("SELECT * FROM artifacts ORDER BY created_at").fetchall()
         else:
             rows = self.conn.execute("SELECT * FROM artifacts WHERE recipe=? OR parent=? ORDER BY created_at", (recipe, recipe)).fetchall()
-        return [Artifact(**(dict(r) | {"manifest": json.loads(r["manifest"])})) for r in rows]
+        return [self._artifact(r) for r in rows]
 
     def artifact(self, name: str) -> Artifact | None:
         r = self.conn.execute("SELECT * FROM artifacts WHERE name=?", (name,)).fetchone()
-        return None if r is None else Artifact(**(dict(r) | {"manifest": json.loads(r["manifest"])}))
+        return None if r is None else self._artifact(r)
 
     # -- results --------------------------------------------------------------------------------------------------------
     def add_results(self, artifact: str, dataset: str, split: str, metrics: dict[str, float], run_id: str | None = None) -> None:

@@ -118,3 +118,32 @@ def test_duplicate_names_across_user_files_are_an_error(tmp_path):
     write(tmp_path / "zoo" / "b.toml", MY_TEACHER)
     with pytest.raises(RecipeError, match="already defined"):
         Registry(user_dir=tmp_path / "zoo").names()
+
+
+def test_delete_files_only_inside_the_home(tmp_path, isolated_home):
+    reg = Registry(user_dir=tmp_path / "zoo", store=Store.open())
+    outside = tmp_path / "user-out" / "stu"
+    outside.mkdir(parents=True)
+    (outside / "model.safetensors").write_bytes(b"x")
+    reg._store.add_artifact("stu-out", "student-model", outside)
+    reg._entries = None
+    with pytest.raises(UserInputError, match="outside QADISTILL_HOME") as ei:
+        reg.remove("stu-out", delete_files=True)
+    assert str(outside) in ei.value.message and "zoo remove stu-out" in ei.value.hint
+    assert (outside / "model.safetensors").exists() and reg._store.artifact("stu-out") is not None  # nothing done
+    inside = isolated_home / "artifacts" / "stu"
+    inside.mkdir(parents=True)
+    reg._store.add_artifact("stu-in", "student-model", inside)
+    reg._entries = None
+    reg.remove("stu-in", delete_files=True)
+    assert not inside.exists() and reg._store.artifact("stu-in") is None
+
+
+def test_delete_files_never_deletes_the_home_itself(tmp_path, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    reg = Registry(user_dir=tmp_path / "zoo", store=Store.open())
+    reg._store.add_artifact("home", "student-model", isolated_home)
+    reg._entries = None
+    with pytest.raises(UserInputError):
+        reg.remove("home", delete_files=True)
+    assert (isolated_home / "qadistill.db").exists()

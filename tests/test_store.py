@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,30 @@ def test_migrating_a_store_with_data_backs_it_up_first(tmp_path):
 def test_a_fresh_store_is_not_backed_up(tmp_path):
     Store(tmp_path / "qadistill.db").close()
     assert not list(tmp_path.glob("*.bak-before-*"))
+
+
+# -- artifact paths are stored relative to the home, so a copied or moved home reads its own files --------------------
+def test_artifact_paths_are_relative_to_the_home(tmp_path, monkeypatch, isolated_home):
+    folder = isolated_home / "artifacts" / "stu"
+    folder.mkdir(parents=True)
+    elsewhere = tmp_path / "my-out" / "stu2"
+    with Store.open() as s:
+        s.add_artifact("stu", "student-model", folder)
+        s.add_artifact("stu2", "student-model", elsewhere)
+        raw = dict(s.conn.execute("SELECT name, path FROM artifacts").fetchall())
+        assert s.artifact("stu").path == str(folder)
+    assert raw == {"stu": "artifacts/stu", "stu2": str(elsewhere)}
+    moved = tmp_path / "moved-home"
+    isolated_home.rename(moved)
+    monkeypatch.setenv("QADISTILL_HOME", str(moved))
+    with Store.open() as s:
+        assert s.artifact("stu").path == str(moved / "artifacts" / "stu")
+        assert Path(s.artifacts()[0].path).is_dir()
+        assert s.artifact("stu2").path == str(elsewhere)  # outside the home: kept as it was
+
+
+def test_a_relative_out_folder_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Store.open() as s:
+        s.add_artifact("stu", "student-model", "out/stu")
+        assert s.artifact("stu").path == str(tmp_path / "out" / "stu")

@@ -122,7 +122,7 @@ def add(
 @handle_errors
 def remove(
     name: NameArg,
-    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder.")] = False,
+    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder (only ever inside QADISTILL_HOME).")] = False,
 ) -> None:
     """Remove a recipe from your zoo, or unregister a built artifact (its files stay unless --delete-files)."""
     e = _registry().remove(name, delete_files=delete_files)
