@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from qadistill.data import load_dataset
 from qadistill.metrics import ranking_metrics
 from qadistill.progress import NullProgress, Progress
+
+
+STORED_METRICS = ("map", "mrr", "p@1", "accuracy", "f1", "auc")
+
+# why ranking_metrics gives NaN for a metric: the note stored with it
+UNDEFINED_REASONS = {
+    "map": "no query with both a correct and a wrong candidate",
+    "mrr": "no query with both a correct and a wrong candidate",
+    "p@1": "no query with both a correct and a wrong candidate",
+    "accuracy": "no pairs",
+    "auc": "the labels hold only one class (ROC-AUC needs both)",
+}
+
+
+def undefined_notes(metrics: dict) -> dict[str, str]:
+    """The reason for each undefined (NaN) metric of a ``ranking_metrics`` result."""
+    return {k: UNDEFINED_REASONS.get(k, "undefined") for k, v in metrics.items() if isinstance(v, float) and math.isnan(v)}
 
 
 def evaluate(
@@ -44,7 +62,7 @@ def evaluate(
         m = ranking_metrics(qids, logits.tolist(), labels)
         rows.append({"model": name, **m, "seconds": secs})
         if store is not None:
-            store.add_results(name, data, split, {k: m[k] for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")})
+            store.add_results(name, data, split, {k: m[k] for k in STORED_METRICS}, notes=undefined_notes(m))
     if ensemble and len(models) > 1:
         mean = np.mean(np.stack(all_logits), axis=0)
         m = ranking_metrics(qids, mean.tolist(), labels)

@@ -8,6 +8,7 @@ database runs in WAL mode with a busy timeout, so concurrent writers wait for ea
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -15,10 +16,18 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from qadistill import paths
 from qadistill.errors import StoreError
+
+def _defined(value: object) -> float | None:
+    """``value`` as a float, or None when it is undefined (None, NaN, inf)."""
+    if value is None:
+        return None
+    f = float(value)  # type: ignore[arg-type]
+    return f if math.isfinite(f) else None
+
 
 def _is_permission_problem(exc: sqlite3.OperationalError) -> bool:
     msg = str(exc).lower()
@@ -90,6 +99,30 @@ MIGRATIONS: list[tuple[str, str]] = [
             run_id TEXT NOT NULL REFERENCES bench_runs(id),
             row TEXT NOT NULL
         );
+        """,
+    ),
+    (
+        # an undefined metric (e.g. MAP with no query holding both a correct and a wrong candidate) is NULL with the
+        # reason in `note`; SQLite cannot drop NOT NULL in place, so the table is rebuilt with its rows and ids
+        "0006_results_nullable",
+        """
+        CREATE TABLE results_0006 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT REFERENCES runs(id),
+            artifact TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            split TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL,
+            note TEXT,
+            created_at REAL NOT NULL,
+            CHECK (value IS NOT NULL OR note IS NOT NULL)
+        );
+        INSERT INTO results_0006(id, run_id, artifact, dataset, split, metric, value, created_at)
+            SELECT id, run_id, artifact, dataset, split, metric, value, created_at FROM results;
+        DROP TABLE results;
+        ALTER TABLE results_0006 RENAME TO results;
+        CREATE INDEX results_artifact ON results(artifact, metric);
         """,
     ),
 ]
@@ -352,12 +385,27 @@ class Store:
         return None if r is None else self._artifact(r)
 
     # -- results --------------------------------------------------------------------------------------------------------
-    def add_results(self, artifact: str, dataset: str, split: str, metrics: dict[str, float], run_id: str | None = None) -> None:
+    def add_results(
+        self,
+        artifact: str,
+        dataset: str,
+        split: str,
+        metrics: Mapping[str, float | None],
+        run_id: str | None = None,
+        notes: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record metrics; an undefined one (None, NaN, inf) is stored as NULL with its note (the reason), never NaN."""
         now = time.time()
+        notes = notes or {}
+        rows = []
+        for k, v in metrics.items():
+            value = _defined(v)
+            note = notes.get(k) or (None if value is not None else f"undefined (the metric was {v!r})")
+            rows.append((run_id, artifact, dataset, split, k, value, note, now))
         with self.transaction() as c:
             c.executemany(
-                "INSERT INTO results(run_id, artifact, dataset, split, metric, value, created_at) VALUES (?,?,?,?,?,?,?)",
-                [(run_id, artifact, dataset, split, k, float(v), now) for k, v in metrics.items()],
+                "INSERT INTO results(run_id, artifact, dataset, split, metric, value, note, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
             )
 
     def results(self, artifact: str) -> list[dict]:
@@ -381,10 +429,43 @@ class Store:
     def bench_runs(self, limit: int = 20) -> list[dict]:
         return [dict(r) for r in self.conn.execute("SELECT id, created_at FROM bench_runs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
-    def best_metric(self, artifact: str, metric: str = "map") -> dict | None:
-        """The latest test-split value of ``metric`` for an artifact (the figure `zoo list` shows)."""
+    def best_metric(self, artifact: str, metric: str = "map", dataset: str | None = None, split: str = "test") -> dict | None:
+        """The best (max) defined value of ``metric`` for an artifact on ``dataset``:``split``, as {"dataset", "split",
+        "value"}; None when there is none. ``dataset=None`` means the artifact's training dataset
+        (``training_dataset``); for a name with no known training dataset (a pulled model, a recipe name), the dataset
+        of its first result on that split, so a later eval on another dataset never replaces the figure."""
+        dataset = dataset or self.training_dataset(artifact) or self._first_dataset(artifact, metric, split)
+        if dataset is None:
+            return None
         r = self.conn.execute(
-            "SELECT dataset, split, value FROM results WHERE artifact=? AND metric=? ORDER BY (split='test') DESC, created_at DESC LIMIT 1",
-            (artifact, metric),
+            "SELECT MAX(value) FROM results WHERE artifact=? AND metric=? AND dataset=? AND split=? AND value IS NOT NULL",
+            (artifact, metric, dataset, split),
         ).fetchone()
-        return None if r is None else dict(r)
+        return None if r[0] is None else {"dataset": dataset, "split": split, "value": r[0]}
+
+    def _first_dataset(self, artifact: str, metric: str, split: str) -> str | None:
+        r = self.conn.execute(
+            "SELECT dataset FROM results WHERE artifact=? AND metric=? AND split=? AND value IS NOT NULL ORDER BY created_at, id LIMIT 1",
+            (artifact, metric, split),
+        ).fetchone()
+        return None if r is None else r[0]
+
+    def training_dataset(self, artifact: str) -> str | None:
+        """The dataset an artifact was trained on, from its run's params (distill: data.name, teach: data); an export
+        has its parent's. None when unknown."""
+        seen: set[str] = set()
+        art = self.artifact(artifact)
+        while art is not None and art.name not in seen:
+            seen.add(art.name)
+            data = self._run_params(art.run_id).get("data") if art.run_id else None
+            if isinstance(data, dict):
+                data = data.get("name")
+            if isinstance(data, str) and data:
+                return data
+            art = self.artifact(art.parent) if art.parent else None
+        return None
+
+    def _run_params(self, run_id: str) -> dict:
+        r = self.conn.execute("SELECT params FROM runs WHERE id=?", (run_id,)).fetchone()
+        params = json.loads(r[0]) if r is not None else {}
+        return params if isinstance(params, dict) else {}

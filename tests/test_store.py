@@ -204,3 +204,49 @@ def test_a_relative_out_folder_is_stored_absolute(tmp_path, monkeypatch):
     with Store.open() as s:
         s.add_artifact("stu", "student-model", "out/stu")
         assert s.artifact("stu").path == str(tmp_path / "out" / "stu")
+
+
+# -- undefined metrics are stored as NULL with the reason; the best metric is per dataset and split --------------------
+def test_undefined_metrics_are_null_with_a_note(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        s.add_results("stu", "tiny.jsonl", "test", {"map": float("nan"), "mrr": None, "auc": 0.5},
+                      notes={"map": "no query with both a correct and a wrong candidate"})
+        rows = {r["metric"]: r for r in s.results("stu")}
+        assert rows["map"]["value"] is None and rows["map"]["note"] == "no query with both a correct and a wrong candidate"
+        assert rows["mrr"]["value"] is None and rows["mrr"]["note"]  # a default reason, never an empty one
+        assert rows["auc"]["value"] == 0.5 and rows["auc"]["note"] is None
+        assert s.conn.execute("SELECT COUNT(*) FROM results WHERE value != value").fetchone()[0] == 0  # no NaN stored
+        assert s.best_metric("stu", dataset="tiny.jsonl") is None  # NULLs are ignored
+
+
+def test_results_migration_keeps_old_rows(tmp_path):
+    db = tmp_path / "old.db"
+    _old_store(db, n_migrations=5)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO results(run_id, artifact, dataset, split, metric, value, created_at) "
+                 "VALUES ('r1', 'stu', 'wikiqa', 'test', 'map', 0.6, 1.0)")
+    conn.commit()
+    conn.close()
+    with Store(db) as s:
+        assert [(r["value"], r["note"]) for r in s.results("stu")] == [(0.6, None)]
+        s.add_results("stu", "wikiqa", "test", {"map": None})
+        assert s.best_metric("stu", dataset="wikiqa")["value"] == pytest.approx(0.6)
+
+
+def test_best_metric_is_per_dataset_and_split(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        rid = s.start_run("distill", recipe="quickstart", params={"data": {"name": "wikiqa", "test_split": "test"}})
+        s.add_artifact("stu", "student-model", tmp_path / "stu", recipe="quickstart", run_id=rid)
+        s.add_artifact("stu-onnx", "export", tmp_path / "onnx", recipe="stu", parent="stu")
+        s.add_results("stu", "wikiqa", "test", {"map": 0.573}, run_id=rid)
+        s.add_results("stu", "wikiqa", "dev", {"map": 0.8}, run_id=rid)
+        s.add_results("stu", "/data/other.jsonl", "test", {"map": 0.252})  # a later eval on another dataset
+        s.add_results("stu", "wikiqa", "test", {"map": 0.51})
+        s.add_results("stu", "wikiqa", "test", {"map": float("nan")})
+        assert s.training_dataset("stu") == "wikiqa"
+        assert s.training_dataset("stu-onnx") == "wikiqa"  # an export inherits its parent's
+        assert s.best_metric("stu") == {"dataset": "wikiqa", "split": "test", "value": pytest.approx(0.573)}
+        assert s.best_metric("stu", dataset="/data/other.jsonl")["value"] == pytest.approx(0.252)
+        assert s.best_metric("stu", split="dev") == {"dataset": "wikiqa", "split": "dev", "value": pytest.approx(0.8)}
+        assert s.best_metric("stu", dataset="trecqa") is None
+        assert s.best_metric("stu-onnx") is None
