@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -27,6 +28,33 @@ def _defined(value: object) -> float | None:
         return None
     f = float(value)  # type: ignore[arg-type]
     return f if math.isfinite(f) else None
+
+
+def _process_alive(pid: int, since: float) -> bool:
+    """Whether process ``pid`` on this host is alive and began by ``since`` (a pid reused later is not the run's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    except OSError:
+        return True  # cannot tell (an invalid pid on this platform): never mark a live run interrupted
+    started = _process_start(pid)
+    return started is None or started <= since + 2.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When a process began (epoch seconds), from /proc on Linux; +inf for a zombie; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime "))
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            return math.inf
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _is_permission_problem(exc: sqlite3.OperationalError) -> bool:
@@ -125,7 +153,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX results_artifact ON results(artifact, metric);
         """,
     ),
+    (
+        # who runs a run (so a run whose process died is swept to "interrupted") and why a run ended
+        "0007_runs_owner",
+        """
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN hostname TEXT;
+        ALTER TABLE runs ADD COLUMN reason TEXT;
+        """,
+    ),
 ]
+
+RUN_ENDS = ("ok", "failed", "interrupted")  # how a run ends; it is "running" until then
 
 
 @dataclass(frozen=True)
@@ -170,6 +209,7 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.migrate()
+            self._sweep_if_writable()
         except sqlite3.OperationalError as exc:
             self.conn.close()
             if _is_permission_problem(exc):
@@ -181,6 +221,12 @@ class Store:
         except BaseException:
             self.conn.close()
             raise
+
+    def _sweep_if_writable(self) -> None:
+        try:
+            self.sweep_stale_runs()
+        except StoreError:
+            pass  # a read-only store can still be read; the sweep happens on the next writable open
 
     # -- opening safely -------------------------------------------------------------------------------------------------
     def _check_file(self) -> None:
@@ -321,14 +367,38 @@ class Store:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO runs(id, command, recipe, status, started_at, params, env) VALUES (?,?,?,?,?,?,?)",
-                (run_id, command, recipe, "running", time.time(), json.dumps(params or {}), json.dumps(env or {})),
+                "INSERT INTO runs(id, command, recipe, status, started_at, params, env, pid, hostname) VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, command, recipe, "running", time.time(), json.dumps(params or {}), json.dumps(env or {}),
+                 os.getpid(), socket.gethostname()),
             )
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "ok") -> None:
+    def finish_run(self, run_id: str, status: str = "ok", reason: str | None = None) -> None:
+        if status not in RUN_ENDS:
+            raise ValueError(f"run status {status!r} is not one of {', '.join(RUN_ENDS)}")
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
+            c.execute("UPDATE runs SET status=?, finished_at=?, reason=? WHERE id=?", (status, time.time(), reason, run_id))
+
+    def fail_run(self, run_id: str, reason: str) -> None:
+        self.finish_run(run_id, "failed", reason)
+
+    def sweep_stale_runs(self) -> list[str]:
+        """Mark "interrupted" every "running" run of this host whose process is gone (or whose pid now belongs to a
+        later process); returns their ids. Runs of other hosts and runs without a pid are left alone."""
+        host = socket.gethostname()
+        rows = self.conn.execute(
+            "SELECT id, pid, started_at FROM runs WHERE status='running' AND hostname=? AND pid IS NOT NULL", (host,)
+        ).fetchall()
+        stale = [r for r in rows if not _process_alive(r["pid"], r["started_at"])]
+        if not stale:
+            return []
+        with self.transaction() as c:
+            for r in stale:
+                c.execute(
+                    "UPDATE runs SET status='interrupted', finished_at=?, reason=? WHERE id=? AND status='running'",
+                    (time.time(), f"process {r['pid']} on {host} ended without finishing the run", r["id"]),
+                )
+        return [r["id"] for r in stale]
 
     def runs(self, limit: int = 50) -> list[dict]:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()

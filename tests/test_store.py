@@ -250,3 +250,51 @@ def test_best_metric_is_per_dataset_and_split(tmp_path):
         assert s.best_metric("stu", split="dev") == {"dataset": "wikiqa", "split": "dev", "value": pytest.approx(0.8)}
         assert s.best_metric("stu", dataset="trecqa") is None
         assert s.best_metric("stu-onnx") is None
+
+
+# -- runs never stay "running" -----------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_runs_record_their_process_and_stale_ones_are_swept(tmp_path):
+    import socket
+
+    db = tmp_path / "s.db"
+    with Store(db) as s:
+        mine = s.start_run("distill")
+        row = s.conn.execute("SELECT pid, hostname FROM runs WHERE id=?", (mine,)).fetchone()
+        assert (row["pid"], row["hostname"]) == (os.getpid(), socket.gethostname())
+        dead, other_host = s.start_run("teach"), s.start_run("teach")
+        s.conn.execute("UPDATE runs SET pid=? WHERE id=?", (_dead_pid(), dead))
+        s.conn.execute("UPDATE runs SET pid=1234567, hostname='another-machine' WHERE id=?", (other_host,))
+    with Store(db) as s:
+        status = {r["id"]: r for r in s.runs()}
+    assert status[dead]["status"] == "interrupted" and status[dead]["finished_at"] is not None
+    assert "ended without finishing" in status[dead]["reason"]
+    assert status[mine]["status"] == "running"  # this process is alive
+    assert status[other_host]["status"] == "running"  # another machine's pid says nothing here
+
+
+def test_a_reused_pid_does_not_keep_a_run_running(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        rid = s.start_run("distill")
+        # this process's pid, but the run claims to have started long before this process did
+        s.conn.execute("UPDATE runs SET started_at=? WHERE id=?", (1.0, rid))
+        assert s.sweep_stale_runs() == [rid]
+        assert s.runs()[0]["status"] == "interrupted"
+
+
+def test_fail_run_records_the_reason(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        rid = s.start_run("distill")
+        s.fail_run(rid, "out of memory")
+        r = s.runs()[0]
+        assert (r["status"], r["reason"]) == ("failed", "out of memory") and r["finished_at"] is not None
+        with pytest.raises(ValueError, match="status"):
+            s.finish_run(rid, "done")
