@@ -85,3 +85,14 @@ class ExportError(QadistillError):
 
 class ParityError(QadistillError):
     """An exported variant that drifts from PyTorch by more than the allowed bound (with --strict)."""
+
+
+class DiskFullError(QadistillError):
+    """A write that ran out of disk space (ENOSPC) or quota (EDQUOT); nothing half-written is left behind."""
+
+    def __init__(self, path: object, hint: str | None = None) -> None:
+        super().__init__(
+            f"no space left on the disk while writing {path}",
+            hint or "free some space on that disk, or set QADISTILL_HOME to a folder on a bigger disk and run again",
+        )
+        self.path = path

@@ -5,6 +5,7 @@ With QADISTILL_DEBUG=1 the original traceback is shown instead.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import Callable, TypeVar
 
 import typer
 
-from qadistill.errors import QadistillError
+from qadistill.errors import DiskFullError, QadistillError
 
 F = TypeVar("F", bound=Callable)
 
@@ -58,6 +59,10 @@ def handle_errors(func: F) -> F:
         except Exception as exc:
             if debug():
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write outside fsutil
+                full = DiskFullError(exc.filename or "a file")
+                report(full.message, full.hint)
+                raise typer.Exit(full.exit_code) from None
             for etype, msg, hint in FOREIGN_ERRORS:
                 if isinstance(exc, etype):
                     report(msg.format(exc=exc), hint)
