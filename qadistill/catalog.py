@@ -32,6 +32,8 @@ class ZooRow:
     best_map: float | None
     description: str
     published: dict | None = None
+    best_map_dataset: str | None = None  # the dataset and split best_map was measured on
+    best_map_split: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +93,23 @@ def _built(reg: Registry, name: str) -> list[str]:
     return [a.name for a in store.artifacts(recipe=name) if a.name != name] + ([name] if store.artifact(name) else [])
 
 
+def best_map(store, names: list[str]) -> dict | None:
+    """The best test MAP (else dev MAP) of a zoo row's names, all on one dataset: the first name with a result fixes
+    it (an artifact's training dataset), so an eval of a built model on other data never replaces the figure."""
+    for split in ("test", "dev"):
+        dataset, best = None, None
+        for n in names:
+            m = store.best_metric(n, "map", dataset=dataset, split=split)
+            if m is None:
+                continue
+            dataset = m["dataset"]
+            if best is None or m["value"] > best["value"]:
+                best = m
+        if best is not None:
+            return best
+    return None
+
+
 def zoo_rows(reg: Registry) -> list[ZooRow]:
     rows = []
     store = reg._store
@@ -98,12 +117,7 @@ def zoo_rows(reg: Registry) -> list[ZooRow]:
         built = _built(reg, e.name)
         source, st = entry_status(reg, e, built)
         params = e.recipe.parameters if e.recipe is not None else (e.artifact.manifest.get("parameters") if e.artifact else None)
-        best = None
-        if store is not None:
-            for n in [e.name, *built]:
-                m = store.best_metric(n)
-                if m is not None and (best is None or m["value"] > best):
-                    best = m["value"]
+        best = best_map(store, [e.name, *built]) if store is not None else None
         rows.append(
             ZooRow(
                 name=e.name,
@@ -114,7 +128,9 @@ def zoo_rows(reg: Registry) -> list[ZooRow]:
                 availability=st.where,
                 available=st.available,
                 built=built,
-                best_map=best,
+                best_map=best["value"] if best else None,
+                best_map_dataset=best["dataset"] if best else None,
+                best_map_split=best["split"] if best else None,
                 description=(e.recipe.description if e.recipe else e.artifact.manifest.get("description", "") if e.artifact else ""),
                 published=(e.recipe.published.model_dump() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.published else None),
             )
@@ -159,6 +175,6 @@ def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
         for n in dict.fromkeys([name, *built]):
             for r in store.results(n):
                 latest[(r["artifact"], r["dataset"], r["split"], r["metric"])] = {
-                    k: r[k] for k in ("artifact", "dataset", "split", "metric", "value", "run_id")}
+                    k: r[k] for k in ("artifact", "dataset", "split", "metric", "value", "note", "run_id")}
         info["results"] = list(latest.values())
     return info

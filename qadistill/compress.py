@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qadistill import __version__, paths
-from qadistill.errors import ExportError, ModelFolderError, ParityError, UserInputError
+from qadistill.errors import ExportError, ExportInputError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.integrity import write_checksums
 
@@ -117,14 +117,14 @@ def auto_preset() -> str:
 def check_model_folder(folder: Path) -> None:
     folder = Path(folder)
     if not (folder / "config.json").exists():
-        raise ModelFolderError(f"{folder} is not a model folder: no config.json", "point at a student/teacher folder (see `qadistill zoo show NAME`)")
+        raise ExportInputError(f"{folder} is not a model folder: no config.json", "point at a student/teacher folder (see `qadistill zoo show NAME`)")
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise ModelFolderError(f"{folder} is incomplete: no weights (model.safetensors)", "rebuild it, e.g. `qadistill distill ...`")
+        raise ExportInputError(f"{folder} is incomplete: no weights (model.safetensors)", "rebuild it, e.g. `qadistill distill ...`")
     if not (folder / "tokenizer.json").exists() and not (folder / "vocab.txt").exists():
-        raise ModelFolderError(f"{folder} is incomplete: no tokenizer files", "save the tokenizer into the folder")
+        raise ExportInputError(f"{folder} is incomplete: no tokenizer files", "save the tokenizer into the folder")
     cfg = json.loads((folder / "config.json").read_text())
     if not any("SequenceClassification" in a for a in cfg.get("architectures") or []):
-        raise ModelFolderError(f"{folder} is a {', '.join(cfg.get('architectures') or ['?'])}, not a relevance (sequence-classification) model",
+        raise ExportInputError(f"{folder} is a {', '.join(cfg.get('architectures') or ['?'])}, not a relevance (sequence-classification) model",
                           "export a cross-encoder teacher or a distilled student")
 
 

@@ -102,3 +102,20 @@ class InterruptedRunError(QadistillError):
         from qadistill.interrupts import exit_code_of
 
         self.exit_code = exit_code_of(cause) if cause is not None else 130
+
+
+class DiskFullError(QadistillError):
+    """A write that ran out of disk space (ENOSPC) or quota (EDQUOT); nothing half-written is left behind."""
+
+    def __init__(self, path: object, hint: str | None = None) -> None:
+        super().__init__(
+            f"no space left on the disk while writing {path}",
+            hint or "free some space on that disk, or set QADISTILL_HOME to a folder on a bigger disk and run again",
+        )
+        self.path = path
+
+
+class ExportInputError(ExportError, UserInputError):
+    """An export asked of something that is not an exportable relevance-model folder: bad input (exit 2)."""
+
+    exit_code = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from qadistill.data import load_dataset
-from qadistill.metrics import ranking_metrics
+from qadistill.metrics import ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 
 
@@ -44,7 +44,7 @@ def evaluate(
         m = ranking_metrics(qids, logits.tolist(), labels)
         rows.append({"model": name, **m, "seconds": secs})
         if store is not None:
-            store.add_results(name, data, split, {k: m[k] for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")})
+            store.add_results(name, data, split, stored(m), notes=m.get("undefined"))
     if ensemble and len(models) > 1:
         mean = np.mean(np.stack(all_logits), axis=0)
         m = ranking_metrics(qids, mean.tolist(), labels)

@@ -50,7 +50,7 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-NO_SCORABLE_QUERY = "no query has both a correct and a wrong candidate"
+NO_SCORABLE_QUERY = "no query with both a correct and a wrong candidate"
 ONE_CLASS = "the labels hold one class only"
 RANKING = ("map", "mrr", "p@1")
 STORED = ("map", "mrr", "p@1", "accuracy", "f1", "auc")  # the metrics written to the store

@@ -167,6 +167,8 @@ class Registry:
         return self.get(recipe.name)
 
     def remove(self, name: str, delete_files: bool = False) -> Entry:
+        """Remove a user recipe, or unregister an artifact; ``delete_files`` also deletes its folder, which must lie
+        inside the current QADISTILL_HOME (else ``UserInputError`` and nothing is changed)."""
         if name not in self._load() and name in self._broken:  # the one command that must work on a broken file
             path = Path(self._broken[name].path)
             path.unlink()
@@ -177,9 +179,19 @@ class Registry:
             raise UserInputError(f"'{name}' is a built-in recipe and cannot be removed", "add your own with `qadistill zoo add FILE`")
         if e.origin == "user":
             e.path.unlink()
-        else:
-            self._store.remove_artifact(name)
-            if delete_files and e.path.is_dir() and paths.artifacts_dir() in e.path.resolve().parents:
-                shutil.rmtree(e.path)
+            self._entries = None
+            return e
+        delete = delete_files and e.path.exists()
+        if delete and not paths.under_home(e.path):
+            raise UserInputError(
+                f"'{name}': its folder {e.path} is outside QADISTILL_HOME ({paths.home()}); qadistill only deletes inside "
+                "the home, so nothing was removed",
+                f"unregister it with `qadistill zoo remove {name}` (without --delete-files) and delete the folder yourself",
+            )
+        self._store.remove_artifact(name)
+        if delete and e.path.is_dir():
+            shutil.rmtree(e.path)
+        elif delete:
+            e.path.unlink()
         self._entries = None
         return e

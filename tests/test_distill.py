@@ -160,7 +160,7 @@ def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_h
         pytest.skip("torchrun not installed")
     env = {**os.environ, "QADISTILL_HOME": str(isolated_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [exe, "--nproc_per_node", "2", "-m", "qadistill", "distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
-           "--max-length", "32", "--batch-size", "4", "--name", "ddp", "--format", "json"]
+           "--dev", str(tiny_zoo), "--test", str(tiny_zoo), "--max-length", "32", "--batch-size", "4", "--name", "ddp", "--format", "json"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout[out.stdout.index("{"):])
@@ -180,7 +180,8 @@ def test_distill_killed_mid_epoch_and_resumed_matches_uninterrupted(cli, tiny_zo
     from qadistill.store import Store
 
     recipe = parse_recipe({"kind": "pipeline", "name": "p", "teachers": ["tiny-t0", "tiny-t1"], "student": "tiny-random-student",
-                           "data": {"name": str(tiny_zoo)}, "distill": {"batch_size": 4, "max_length": 32, "epochs": 2, "seed": 7}})
+                           "data": {"name": str(tiny_zoo), "dev": str(tiny_zoo), "test": str(tiny_zoo)},  # named: all 48 pairs train
+                           "distill": {"batch_size": 4, "max_length": 32, "epochs": 2, "seed": 7}})
     store = Store.open()
     reg = Registry(store=store)
     full = run_distill(recipe, reg, store, name="full", out_dir=tmp_path / "full")

@@ -184,3 +184,32 @@ def test_zoo_add_replaces_a_broken_user_recipe_only_with_force(cli, tmp_path, is
     assert broken.read_text() == BROKEN_TOML
     assert cli("zoo", "add", str(f), "--force").exit_code == 0
     assert broken.read_text() == MY_TEACHER
+
+
+def test_delete_files_only_inside_the_home(tmp_path, isolated_home):
+    reg = Registry(user_dir=tmp_path / "zoo", store=Store.open())
+    outside = tmp_path / "user-out" / "stu"
+    outside.mkdir(parents=True)
+    (outside / "model.safetensors").write_bytes(b"x")
+    reg._store.add_artifact("stu-out", "student-model", outside)
+    reg._entries = None
+    with pytest.raises(UserInputError, match="outside QADISTILL_HOME") as ei:
+        reg.remove("stu-out", delete_files=True)
+    assert str(outside) in ei.value.message and "zoo remove stu-out" in ei.value.hint
+    assert (outside / "model.safetensors").exists() and reg._store.artifact("stu-out") is not None  # nothing done
+    inside = isolated_home / "artifacts" / "stu"
+    inside.mkdir(parents=True)
+    reg._store.add_artifact("stu-in", "student-model", inside)
+    reg._entries = None
+    reg.remove("stu-in", delete_files=True)
+    assert not inside.exists() and reg._store.artifact("stu-in") is None
+
+
+def test_delete_files_never_deletes_the_home_itself(tmp_path, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    reg = Registry(user_dir=tmp_path / "zoo", store=Store.open())
+    reg._store.add_artifact("home", "student-model", isolated_home)
+    reg._entries = None
+    with pytest.raises(UserInputError):
+        reg.remove("home", delete_files=True)
+    assert (isolated_home / "qadistill.db").exists()

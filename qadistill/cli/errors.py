@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 
 import typer
 
-from qadistill.errors import QadistillError
+from qadistill.errors import DiskFullError, QadistillError
 
 F = TypeVar("F", bound=Callable)
 
@@ -27,14 +27,10 @@ FOREIGN_ERRORS: list[tuple[type[BaseException], str, str]] = [
 
 def os_message(exc: OSError) -> str:
     where = " ".join(str(f) for f in (exc.filename, exc.filename2) if f)
-    if exc.errno == errno.ENOSPC:
-        return f"disk full while writing {where or 'a file'}: nothing was registered"
     return f"{exc.strerror or type(exc).__name__}" + (f": {where}" if where else f" ({exc})")
 
 
 def os_hint(exc: OSError) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space (or point QADISTILL_HOME at a bigger disk) and run the command again"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "check the folder's permissions, or set QADISTILL_HOME to a writable folder"
     return "check the path and the disk, then run the command again"
@@ -76,6 +72,10 @@ def handle_errors(func: F) -> F:
         except Exception as exc:
             if debug():
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write outside fsutil
+                full = DiskFullError(exc.filename or "a file")
+                report(full.message, full.hint)
+                raise typer.Exit(full.exit_code) from None
             for etype, msg, hint in FOREIGN_ERRORS:
                 if isinstance(exc, etype):
                     report(msg.format(exc=exc), hint)

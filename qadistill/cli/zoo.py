@@ -33,6 +33,20 @@ def _published(p: dict | None) -> str:
     return f"{k} {m[k]:g} [dim](published)[/]" if k else "-"
 
 
+def _best(r) -> str:
+    """'0.573 wikiqa:test': the figure and where it was measured (a data file by its name)."""
+    if r.best_map is None:
+        return "-"
+    ds = r.best_map_dataset or "?"
+    if "/" in ds and not ds.startswith("hf:"):
+        ds = Path(ds).name
+    return f"{r.best_map:.3f} {ds}:{r.best_map_split}"
+
+
+def _value(r: dict) -> str:
+    return f"{r['value']:.4f}" if r["value"] is not None else f"- ({r.get('note') or 'undefined'})"
+
+
 def _registry():
     from qadistill.registry import Registry
     from qadistill.store import Store
@@ -65,7 +79,7 @@ def list_(
     cols = ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"]
     data = [
         [r.name, r.kind, _params(r.parameters), r.source, AVAIL_STYLE.get(r.availability, r.availability),
-         ", ".join(r.built) or "-", f"{r.best_map:.3f}" if r.best_map is not None else "-", _published(r.published)]
+         ", ".join(r.built) or "-", _best(r), _published(r.published)]
         for r in rows
     ]
     if con.width < 160:  # a narrow terminal squeezed the wide columns to nothing: keep the ones that fit
@@ -112,7 +126,7 @@ def show(
     if info.get("results"):
         con.print(
             table("results", ["artifact", "dataset", "split", "metric", "value"],
-                  [[r["artifact"], r["dataset"], r["split"], r["metric"], f"{r['value']:.4f}"] for r in info["results"]])
+                  [[r["artifact"], r["dataset"], r["split"], r["metric"], _value(r)] for r in info["results"]])
         )
 
 
@@ -131,7 +145,7 @@ def add(
 @handle_errors
 def remove(
     name: NameArg,
-    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder.")] = False,
+    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder (only ever inside QADISTILL_HOME).")] = False,
 ) -> None:
     """Remove a recipe from your zoo, or unregister a built artifact (its files stay unless --delete-files)."""
     e = _registry().remove(name, delete_files=delete_files)

@@ -1,0 +1,148 @@
+"""The logit cache never silently drops entries, never leaves temp files, and computes a key once across processes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from qadistill.cache import LogitCache
+from qadistill.errors import DiskFullError
+from qadistill.fsutil import atomic_write_bytes
+
+
+def test_a_corrupt_manifest_is_moved_aside_and_rebuilt_from_the_files(tmp_path, capsys):
+    c = LogitCache(tmp_path / "c")
+    a, b = np.arange(10, dtype=np.float32), np.ones((3, 4), dtype=np.float32)
+    c.put("ka", a, {"teacher": "t"})
+    c.put("kb", b)
+    before = c.entries()
+    c.path("kbad").write_bytes(b"not an npy file")
+    c.manifest_path.write_text('{"ka": {"sha256": ')  # cut off mid-write by an older qadistill
+    assert np.array_equal(c.get("ka"), a)
+    entries = c.entries()
+    assert set(entries) == {"ka", "kb"}
+    assert all(entries[k]["sha256"] == before[k]["sha256"] and entries[k]["shape"] == before[k]["shape"] for k in entries)
+    aside = list((tmp_path / "c").glob("manifest.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == '{"ka": {"sha256": '
+    assert not c.path("kbad").exists()  # a file that does not load is dropped
+    c.put("kc", a)
+    assert set(c.entries()) == {"ka", "kb", "kc"} and np.array_equal(c.get("kb"), b)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_manifest_that_is_not_an_object_is_recovered_too(tmp_path):
+    c = LogitCache(tmp_path / "c")
+    c.put("ka", np.zeros(4))
+    c.manifest_path.write_text("[]")
+    assert c.get("ka") is not None and set(c.entries()) == {"ka"}
+
+
+def _enospc_on_call(monkeypatch, n: int) -> None:
+    """Make the n-th fsync (1-based) fail as a full disk does."""
+    import qadistill.fsutil as fsutil
+
+    calls = []
+    real = os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+
+
+def test_disk_full_is_a_qadistill_error_naming_the_file(tmp_path, monkeypatch):
+    _enospc_on_call(monkeypatch, 1)
+    target = tmp_path / "out" / "model.bin"
+    with pytest.raises(DiskFullError) as ei:
+        atomic_write_bytes(target, b"x" * 100)
+    assert str(target) in ei.value.message and ei.value.exit_code == 1
+    assert "QADISTILL_HOME" in ei.value.hint and "free" in ei.value.hint
+    assert isinstance(ei.value.__cause__, OSError)
+    assert list((tmp_path / "out").iterdir()) == []  # no temp file left
+
+
+def test_put_leaves_nothing_behind_when_the_manifest_cannot_be_written(tmp_path, monkeypatch):
+    c = LogitCache(tmp_path / "c")
+    c.put("old", np.zeros(3))
+    _enospc_on_call(monkeypatch, 2)  # the .npy is written, the manifest update hits a full disk
+    with pytest.raises(DiskFullError, match="manifest.json"):
+        c.put("new", np.arange(5))
+    names = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert names == [".lock", "manifest.json", "old.npy"]
+    assert set(c.entries()) == {"old"}
+
+
+def test_compute_on_a_full_disk_keeps_finished_chunks_and_no_temp_files(tmp_path, monkeypatch):
+    c = LogitCache(tmp_path / "c")
+    _enospc_on_call(monkeypatch, 2)  # the second chunk cannot be written
+    with pytest.raises(DiskFullError):
+        c.compute("k", 30, 10, lambda a, b: np.arange(a, b, dtype=np.float32))
+    root = tmp_path / "c"
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    assert [p.name for p in (root / "k.parts").iterdir()] == ["000000000-000000010.npy"]  # resumable
+
+
+def test_cli_reports_a_full_disk_in_one_line(cli, monkeypatch):
+    import qadistill.catalog as catalog
+
+    def boom(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", "/home/x/.qadistill/artifacts/stu/model.safetensors")
+
+    monkeypatch.setattr(catalog, "zoo_rows", boom)
+    r = cli("zoo", "list")
+    assert r.exit_code == 1
+    assert "no space left" in r.stderr and "model.safetensors" in r.stderr and "QADISTILL_HOME" in r.stderr
+    assert "unexpected" not in r.stderr
+
+
+def _slow_chunks(counter: str):
+    def fn(a, b):
+        with open(counter, "a") as fh:
+            fh.write(f"{a}\n")
+        time.sleep(0.3)
+        return np.arange(a, b, dtype=np.float32)
+
+    return fn
+
+
+def test_two_threads_computing_one_key_do_the_work_once(tmp_path):
+    counter = str(tmp_path / "calls.txt")
+    out: list = []
+    threads = [threading.Thread(target=lambda: out.append(LogitCache(tmp_path / "c").compute("k", 30, 10, _slow_chunks(counter))))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert open(counter).read().split() == ["0", "10", "20"]
+    assert len(out) == 2 and all(np.array_equal(o, np.arange(30, dtype=np.float32)) for o in out)
+
+
+def _compute_in_process(root: str, counter: str, out: str) -> None:
+    arr = LogitCache(root).compute("k", 30, 10, _slow_chunks(counter))
+    np.save(out, arr)
+
+
+def test_two_processes_computing_one_key_do_the_work_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_compute_in_process, args=(str(tmp_path / "c"), str(tmp_path / "calls.txt"), str(tmp_path / f"out{i}.npy")))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert open(tmp_path / "calls.txt").read().split() == ["0", "10", "20"]
+    for i in range(2):
+        assert np.array_equal(np.load(tmp_path / f"out{i}.npy"), np.arange(30, dtype=np.float32))
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["k"]["shape"] == [30]
