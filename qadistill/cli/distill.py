@@ -44,6 +44,10 @@ def distill(
     from qadistill.registry import Registry
     from qadistill.store import Store
 
+    from qadistill.paths import check_name
+
+    if name is not None:
+        check_name(name)  # before anything else: the name becomes a folder under the home
     store = Store.open()
     reg = Registry(store=store)
     base: dict = recipe_to_dict(reg.recipe(pipeline, "pipeline")) if pipeline else {"kind": "pipeline", "name": "custom", "teachers": []}
