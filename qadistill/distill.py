@@ -333,11 +333,12 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
     PartialState().wait_for_everyone()
     params = recipe_to_dict(plan.pipeline) | {"artifact": plan.name, "splits": plan.splits.info}
     run_id = store.start_run("distill", recipe=plan.pipeline.name, params=params) if store else None
-    t_start = time.perf_counter()
+    t_start, started_at = time.perf_counter(), time.time()
     try:
         t = _train_student(plan, registry, work, resume, progress, pool)
         metrics = _evaluate_all(plan, t["model"], t["tok"])
         if store is not None:  # results first: nothing that fails later can lose them
+            store.drop_stale_results(plan.name, started_at)
             _record_results(store, plan, metrics, run_id)
         info = _info(plan, t, metrics, time.perf_counter() - t_start, command)
         _save(plan, t, info, work)

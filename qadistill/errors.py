@@ -119,3 +119,7 @@ class ExportInputError(ExportError, UserInputError):
     """An export asked of something that is not an exportable relevance-model folder: bad input (exit 2)."""
 
     exit_code = 2
+
+
+class ScoreError(QadistillError):
+    """A model produced NaN or inf scores: no metric is computed from them (exit 1)."""

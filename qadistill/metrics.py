@@ -67,7 +67,10 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
         raise ValueError("query_ids, scores and labels must have the same length")
     bad = [s for s in scores if not math.isfinite(float(s))]
     if bad:
-        raise ValueError(f"{len(bad)} score(s) are not finite (first: {bad[0]}): the model produced NaN or inf")
+        from qadistill.errors import ScoreError
+
+        raise ScoreError(f"{len(bad)} of {len(scores)} scores are not finite (first: {bad[0]}): the model produced NaN or inf",
+                         "the weights are damaged or diverged: rebuild the model (lower --lr), or re-pull it")
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(query_ids):
         groups.setdefault(q, []).append(i)

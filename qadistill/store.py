@@ -438,6 +438,12 @@ class Store:
         p = Path(row["path"])
         return Artifact(**(dict(row) | {"path": str(p if p.is_absolute() else self.home / p), "manifest": json.loads(row["manifest"])}))
 
+    def drop_stale_results(self, artifact: str, before: float) -> int:
+        """Forget the results of an earlier model that had this name (recorded before ``before``): a rebuilt artifact
+        must never show the figures of the one it replaced."""
+        with self.transaction() as c:
+            return c.execute("DELETE FROM results WHERE artifact=? AND created_at<?", (artifact, before)).rowcount
+
     def remove_artifact(self, name: str) -> bool:
         with self.transaction() as c:
             return c.execute("DELETE FROM artifacts WHERE name=?", (name,)).rowcount > 0

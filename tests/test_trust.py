@@ -165,3 +165,17 @@ def test_ctrl_c_stops_the_cli_even_when_started_with_sigint_ignored(tmp_path):
     finally:
         p.kill()
     assert p.returncode != 0 and b"Interrupted" in p.stderr.read()  # raised (outside handle_errors here), not ignored
+
+
+@requires_package("all-minilm-l6-v2")
+def test_a_rebuilt_artifact_never_shows_the_figures_of_the_one_it_replaced(cli, tiny_zoo, isolated_home):  # noqa: F811
+    from qadistill.store import Store
+
+    assert cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "1").exit_code == 0
+    with Store.open() as s:
+        s.add_results("again", str(tiny_zoo), "test", {"map": 0.999})  # an old eval of the first model
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    with Store.open() as s:
+        maps = [x["value"] for x in s.results("again") if x["metric"] == "map"]
+    assert maps == [json.loads(r.stdout)["metrics"]["test"]["map"]]

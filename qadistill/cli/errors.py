@@ -36,6 +36,36 @@ def os_hint(exc: OSError) -> str:
     return "check the path and the disk, then run the command again"
 
 
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    if "failed writing" in text or "file write failed" in text:  # torch's PytorchStreamWriter says no more than that
+        import shutil
+
+        try:
+            return shutil.disk_usage(paths_home()).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
+
+
+def _path_in(exc: BaseException) -> str | None:
+    import re
+
+    m = re.search(r"(/[^\s'\":]+)", str(exc))
+    return m.group(1) if m else None
+
+
+def paths_home() -> str:
+    from qadistill import paths
+
+    home = paths.home()
+    while not home.exists() and home != home.parent:
+        home = home.parent
+    return str(home)
+
+
 def debug() -> bool:
     return os.environ.get("QADISTILL_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -74,6 +104,10 @@ def handle_errors(func: F) -> F:
                 raise
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write outside fsutil
                 full = DiskFullError(exc.filename or "a file")
+                report(full.message, full.hint)
+                raise typer.Exit(full.exit_code) from None
+            if _disk_full(exc):  # torch.save / safetensors wrap ENOSPC in their own errors
+                full = DiskFullError(_path_in(exc) or paths_home())
                 report(full.message, full.hint)
                 raise typer.Exit(full.exit_code) from None
             for etype, msg, hint in FOREIGN_ERRORS:

@@ -76,6 +76,9 @@ def _run(store, r, base_folder, cfg, out, resume, soft_teachers, data) -> dict:
     from qadistill.progress import RichProgress
 
     recipe = r.name
+    import time
+
+    started_at = time.time()
     run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
     try:
         with RichProgress() as prog:
@@ -83,6 +86,7 @@ def _run(store, r, base_folder, cfg, out, resume, soft_teachers, data) -> dict:
         if m["dev_map"] is not None and m["dev_map"] < 0:
             m["dev_map"] = None  # no scorable dev query: undefined, never -1
         dev_label = (m.get("splits") or {}).get("dataset", data)
+        store.drop_stale_results(recipe, started_at)  # a re-taught teacher never shows the old one's figures
         store.add_results(recipe, dev_label, "dev", {"map": m["dev_map"]}, run_id=run_id)
         store.add_artifact(recipe, "teacher-model", m["path"], recipe=recipe, run_id=run_id,
                            manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})
