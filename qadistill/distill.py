@@ -349,9 +349,10 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
                                          "teachers": plan.pipeline.teachers, "data": plan.splits.label("test"),
                                          "description": f"{d.mode} student of {plan.pipeline.name}"})
             store.finish_run(run_id, "ok")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if store and run_id:
             store.finish_run(run_id, "interrupted")
+        exc.checkpoint = any(work.rglob("checkpoint.pt"))  # type: ignore[attr-defined]  (what the message can promise)
         raise
     except BaseException:
         if store and run_id:

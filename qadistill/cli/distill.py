@@ -78,7 +78,10 @@ def distill(
             res = run_distill(recipe, reg, store, name=name, out_dir=out, resume=resume, progress=prog,
                               extra_evals=eval_also or [], command=cmd, notify=lambda msg: err_console().print(msg))
     except KeyboardInterrupt as exc:
-        raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None
+        if getattr(exc, "checkpoint", True):
+            raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None
+        raise InterruptedRunError("interrupted before training started: finished teacher scores are cached",
+                                  "run the same command again: the teacher scores computed so far are reused", exc) from None
     if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
         return
     if fmt is Format.json:
