@@ -135,7 +135,7 @@ class BiEncoderTeacher(Teacher):
         self.calib_split = calib_split
         self._cal: Calibration | None = None
         self._memo: dict = {}  # text -> embedding row, filled by every embed() in this process
-        self._primed = False
+        self._emb = None  # the on-disk, content-addressed embedding store
 
     def _load(self):
         from transformers import AutoConfig, AutoModel
@@ -148,20 +148,31 @@ class BiEncoderTeacher(Teacher):
         return load_pretrained(AutoModel, self.folder, **ENCODER_POOLED_BY_US, **kw).eval()  # pooled by us: the pooler is unused
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
-        """L2-normalised embeddings of ``texts``. Each distinct text is embedded once: texts seen earlier in this
-        process (or in the cached calibration split) are reused, and only the rest is computed (cached per text list,
-        resumable by chunk)."""
+        """L2-normalised embeddings of ``texts``. Each distinct text is embedded once per model, max length and pooling:
+        content-addressed on disk (``qadistill.embcache``), so whatever split, pool or command asked first, and in
+        whichever process, a text is never embedded again. Finished chunks are kept: an interrupted run resumes."""
         import numpy as np
 
         missing = unique(t for t in texts if t not in self._memo)
-        if missing and not self._primed:
-            self._prime()
-            missing = [t for t in missing if t not in self._memo]
         if missing:
-            self._remember(missing, self._embed_list(missing, progress or NullProgress(), label))
+            store = self._store()
+            todo = store.missing(missing)
+            if todo:
+                task = (progress or NullProgress()).task(f"{self.name}: embedding {label}".strip(), len(todo))
+                ordered = [todo[i] for i in self._length_order(todo)]  # similar lengths per batch: little padding
+                store.fill(ordered, self._embed_batchwise, CHUNK, task.advance)
+                task.done()
+            self._remember(missing, store.get(missing))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._memo[t] for t in texts])
+
+    def _store(self):
+        from qadistill.embcache import EmbeddingStore
+
+        if self._emb is None:
+            self._emb = EmbeddingStore(make_key("emb", self.fingerprint(), self.max_length, self.pooling), self.cache.root.parent / "embeddings")
+        return self._emb
 
     def _remember(self, texts: list[str], emb) -> None:
         for t, row in zip(texts, emb):
@@ -170,45 +181,9 @@ class BiEncoderTeacher(Teacher):
     def _split_texts(self, ds: QADataset) -> list[str]:
         return unique([p.query for p in ds.pairs] + [p.passage for p in ds.pairs])
 
-    def _embed_key(self, texts: list[str]) -> str:
-        return make_key("emb", self.fingerprint(), hashlib.sha256("\x00".join(texts).encode()).hexdigest(), self.max_length, self.pooling)
-
-    def _prime(self) -> None:
-        """Reuse the calibration split's cached embeddings (never computes): pools built from the train texts then
-        only embed their new texts (e.g. titles)."""
-        self._primed = True
-        if not self.calibrate:
-            return
-        try:
-            texts = self._split_texts(load_dataset(self.calib_data, self.calib_split))
-        except Exception:  # calibration data unavailable: nothing to reuse
-            return
-        hit = self.cache.get(self._embed_key(texts))
-        if hit is not None and hit.shape[0] == len(texts):
-            self._remember(texts, self._unsort(hit, self._length_order(texts)))
-
     def _length_order(self, texts: list[str]) -> list[int]:
-        """The order cached embedding rows are stored in (longest first, to cut padding)."""
+        """Longest first, to cut padding."""
         return length_order([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
-
-    @staticmethod
-    def _unsort(emb_sorted, order: list[int]):
-        import numpy as np
-
-        out = np.empty_like(emb_sorted)
-        out[np.asarray(order, dtype=np.int64)] = emb_sorted
-        return out
-
-    def _embed_list(self, texts: list[str], progress: Progress, label: str):
-        order = self._length_order(texts)
-        task = progress.task(f"{self.name}: embedding {label}".strip(), len(texts))
-
-        def fn(start: int, stop: int):
-            return self._embed_batchwise([texts[i] for i in order[start:stop]])
-
-        emb_sorted = self.cache.compute(self._embed_key(texts), len(texts), CHUNK, fn, {"teacher": self.name, "kind": "embeddings"}, task.advance)
-        task.done()
-        return self._unsort(emb_sorted, order)
 
     def _embed_batchwise(self, texts: list[str]):
         import numpy as np
