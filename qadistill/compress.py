@@ -9,6 +9,7 @@ parity figures), written to a temp path and renamed into place, and registered i
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import shutil
 import sys
@@ -208,8 +209,10 @@ def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], metho
             return next(self.it, None)
 
     _copy_side_files(onnx_dir, dest)
-    # ONNX Runtime's calibrators print progress to stdout, which belongs to `--format json`: send it to stderr
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+    # ONNX Runtime's calibrators print progress to stdout, which belongs to `--format json`: drop it (kept on stderr
+    # with QADISTILL_DEBUG=1); our own progress bar says how far it is
+    sink = sys.stderr if os.environ.get("QADISTILL_DEBUG") else open(os.devnull, "w")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sink):
         ort_quantize_static(
             str(onnx_dir / "model.onnx"), str(dest / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=cm,

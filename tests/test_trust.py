@@ -179,3 +179,26 @@ def test_a_rebuilt_artifact_never_shows_the_figures_of_the_one_it_replaced(cli, 
     with Store.open() as s:
         maps = [x["value"] for x in s.results("again") if x["metric"] == "map"]
     assert maps == [json.loads(r.stdout)["metrics"]["test"]["map"]]
+
+
+NOISE = ("Warning", "warn(", "deprecated", "Some weights", "TRAIN this model", "newly initialized", "Collecting tensor",
+         "histogram", "Traceback")
+
+
+def test_the_cli_prints_no_library_noise(tmp_path):
+    """Run as a user would (a real process, `python -m qadistill`): export + eval of a tiny model, stderr holds only
+    qadistill's own lines."""
+    import os
+
+    from conftest import make_tiny_model, tiny_jsonl
+
+    folder = make_tiny_model(tmp_path / "m", "cross")
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=16)
+    env = {**os.environ, "QADISTILL_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("QADISTILL_DEBUG", None)
+    for args in (["export", str(folder), "--quantize", "static", "--calibration-pairs", "16", "--data", str(data), "--parity-queries", "8"],
+                 ["eval", str(folder), "--data", str(data), "--split", "test"]):
+        p = subprocess.run([sys.executable, "-m", "qadistill", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+        assert p.returncode == 0, p.stderr[-2000:]
+        noisy = [line for line in p.stderr.splitlines() if any(n in line for n in NOISE)]
+        assert noisy == [], noisy

@@ -51,4 +51,20 @@ def main() -> None:
     from qadistill.interrupts import install
 
     install()  # Ctrl-C / SIGTERM interrupt even when a script started us in the background (SIGINT ignored there)
+    quiet_libraries()
     app()
+
+
+def quiet_libraries() -> None:
+    """Library chatter (transformers' load notes and deprecations, torch's TracerWarnings during ONNX export) is not
+    for users of a CLI: errors and our own progress are. QADISTILL_DEBUG=1 keeps everything."""
+    import os
+    import warnings
+
+    if os.environ.get("QADISTILL_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported (never at --help)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for mod in ("transformers", "torch", "optimum", "onnxruntime", "onnx", "accelerate", "huggingface_hub"):
+        warnings.filterwarnings("ignore", module=rf"{mod}(\..*)?")
