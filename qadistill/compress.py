@@ -20,7 +20,7 @@ from pathlib import Path
 
 from qadistill import __version__, paths
 from qadistill.errors import ExportError, ExportInputError, ParityError, UserInputError
-from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
@@ -326,6 +326,8 @@ def export_model(
                           "run the fp16 export on a machine with CUDA and onnxruntime-gpu (see `qadistill doctor`)")
     preset = auto_preset() if req.preset == "auto" and any(v.startswith("int8") for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
+    for v in variants:
+        check_replaceable(out_root / f"{name}-{v}", "export folder")
     sample = parity_sample(data, "dev", parity_queries)
     task = progress.task(f"export {name}", len(variants) + 1)
     ref = scores_with(TorchBackend(folder, max_length, threads=None), sample)

@@ -21,7 +21,7 @@ from qadistill import __version__, paths
 from qadistill.data import QADataset, QAPair, load_dataset, unique
 from qadistill.errors import DataError, UserInputError
 from qadistill.locks import artifact_lock
-from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
@@ -164,6 +164,7 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
             raise DataError(f"--eval-also {spec}: has unlabelled pairs, metrics need labels", "name a labelled split")
         extra[spec] = ds
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
+    check_replaceable(out)
     return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra)
 
 

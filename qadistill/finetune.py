@@ -11,7 +11,7 @@ from pathlib import Path
 from qadistill import paths
 from qadistill.data import QADataset, load_dataset
 from qadistill.errors import UserInputError
-from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.progress import Progress
 from qadistill.recipes import TeacherRecipe, recipe_to_toml
 from qadistill.train import TrainConfig, bucketed_batches, train  # noqa: F401  (bucketed_batches re-exported)
@@ -87,6 +87,7 @@ def finetune_cross_encoder(
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe.name
+    check_replaceable(out_dir)
     work = work_dir_for(out_dir, resume)
     from qadistill.splits import resolve_splits
 

@@ -43,6 +43,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+MODEL_MARKERS = ("qadistill_checksums.json", "metrics.json", "qadistill_export.json")
+
+
+def check_replaceable(folder: Path, what: str = "--out") -> None:
+    """A folder qadistill may replace: absent, empty, or one it wrote (a model folder with its own files). Anything
+    else — a user's folder of other files — is refused before any work, never moved aside and deleted."""
+    from qadistill.errors import UserInputError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserInputError(f"{what} {folder} is a file, not a folder", "pick a new folder name")
+    if folder.is_dir() and any(folder.iterdir()) and not any((folder / m).is_file() for m in MODEL_MARKERS):
+        raise UserInputError(f"{what} {folder} exists and is not a qadistill model folder: replacing it would delete "
+                             "its files", "pick a new or empty folder")
+
+
 def replace_dir(tmp_dir: Path, final: Path) -> None:
     """Move a fully written temp folder into place (replacing an older one)."""
     final = Path(final)

@@ -202,3 +202,12 @@ def test_the_cli_prints_no_library_noise(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         noisy = [line for line in p.stderr.splitlines() if any(n in line for n in NOISE)]
         assert noisy == [], noisy
+
+
+def test_out_never_replaces_a_folder_of_user_files(cli, tiny_zoo, tmp_path):  # noqa: F811
+    mine = tmp_path / "my-documents"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("four years of work")
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--out", str(mine))
+    assert r.exit_code == 2 and "not a qadistill model folder" in r.stderr, r.output
+    assert (mine / "thesis.txt").read_text() == "four years of work"
