@@ -24,10 +24,18 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 
 venv: $(STAMP)
 
+DEMO_PLOT ?= demo-bench.png
+
 demo: venv
 	$(BIN)/qadistill doctor
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill distill quickstart --eval-also trecqa:dev
-	$(BIN)/qadistill zoo list
+	HF_HUB_OFFLINE=1 $(BIN)/qadistill export quickstart-mkdm-s42 --quantize dynamic
+	HF_HUB_OFFLINE=1 $(BIN)/qadistill bench all-minilm-l6-v2 quickstart-mkdm-s42 --backends torch,ort,ort-int8 \
+		--batch-sizes 1,32 --min-time 1 --accuracy-queries 120 --plot $(DEMO_PLOT)
+	@echo ""
+	@echo "plot: $(abspath $(DEMO_PLOT))   model folder: $$($(BIN)/python -c 'from qadistill import paths; print(paths.artifacts_dir() / "quickstart-mkdm-s42")')"
+	@echo "next: $(BIN)/qadistill rank quickstart-mkdm-s42 -q \"who wrote hamlet?\" -p passages.txt -k 3"
+	@echo "      $(BIN)/qadistill zoo push quickstart-mkdm-s42 you/wikiqa-minilm-l3 --dry-run"
 
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
