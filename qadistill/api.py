@@ -72,13 +72,6 @@ class Reranker:
         self._backend.close()
 
 
-def _exports(registry, name: str) -> dict:
-    store = registry._store
-    if store is None:
-        return {}
-    return {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export" and Path(a.path).exists()}
-
-
 def parity_trusted(parity: dict) -> bool:
     """Whether `auto` may serve an export: it passed its parity bound, and its logit error is small next to the spread
     of the model's own logits (else it reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
@@ -136,7 +129,7 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
             folder, ml, arch = built_teacher_folder(e.name, registry), e.recipe.max_length, "cross-encoder"
     else:
         folder, ml, arch = Path(e.path), int(e.artifact.manifest.get("max_length", 128)), "cross-encoder"
-    exports = _exports(registry, e.name) if arch == "cross-encoder" else {}
+    exports = registry.exports(e.name) if arch == "cross-encoder" else {}
     ok = lambda a: a is not None and parity_trusted(a.manifest.get("parity", {}))  # noqa: E731
     if backend == "auto":
         for v, kind in (("int8-dynamic", "onnx-int8"), ("int8-static", "onnx-int8"), ("onnx", "onnx")):

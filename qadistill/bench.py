@@ -136,7 +136,6 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
         if b not in ALL_BACKENDS:
             raise UserInputError(f"unknown backend {b!r}", f"use any of {', '.join(ALL_BACKENDS)}")
     out: list[Target] = []
-    store = registry._store
     for name in models:
         p = Path(name).expanduser()
         if p.is_dir():
@@ -164,8 +163,8 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
         for b in wanted:
             if b in TORCH_BACKENDS:
                 out.append(Target(name, b, str(folder), arch, teacher, accuracy_from_cache=name if b == "torch" else None))
-        if store is not None and arch == "cross-encoder":
-            exports = {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export"}
+        if arch == "cross-encoder":
+            exports = {a.manifest.get("variant"): a for a in registry.artifacts(recipe=name) if a.kind == "export"}
             for b in wanted:
                 v = VARIANT_OF.get(b)
                 if b.startswith("ort") and v in exports and Path(exports[v].path).exists():
@@ -279,11 +278,6 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
     if store is not None:
         store.add_bench_run(run_id, env, asdict(settings), rows)
     return result
-
-
-ROW_FIELDS = ["model", "backend", "device", "threads", "batch_size", "max_length", "latency_ms", "tokenize_ms", "e2e_ms",
-              "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb", "gpu_mem_mb", "size_mb",
-              "map", "mrr", "accuracy", "auc", "accuracy_from", "speedup", "baseline", "pareto", "teacher", "architecture"]
 
 
 def to_csv(rows: list[dict]) -> str:

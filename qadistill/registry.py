@@ -60,6 +60,25 @@ class Registry:
         self._entries: dict[str, Entry] | None = None
         self._broken: dict[str, RecipeError] = {}  # user recipes that do not load, by file stem
 
+    # -- the store (runs, artifacts, results) ---------------------------------------------------------------------------
+    @property
+    def store(self):
+        """The results store (``qadistill.store.Store``) behind the built artifacts, or None for recipes only."""
+        return self._store
+
+    def artifacts(self, recipe: str | None = None) -> list:
+        """Built artifacts (all, or those made from / derived from ``recipe``); [] without a store."""
+        return self._store.artifacts(recipe=recipe) if self._store is not None else []
+
+    def exports(self, name: str) -> dict:
+        """The export artifacts of a model whose folder still exists, by variant (the last one built wins)."""
+        return {a.manifest.get("variant"): a for a in self.artifacts(recipe=name) if a.kind == "export" and Path(a.path).exists()}
+
+    def add_artifact(self, name: str, kind: str, path: Path | str, **kw) -> None:
+        """Register a built folder in the store (see ``Store.add_artifact``); the next lookup sees it."""
+        self._store.add_artifact(name, kind, path, **kw)
+        self._entries = None
+
     # -- loading --------------------------------------------------------------------------------------------------------
     def _load(self) -> dict[str, Entry]:
         if self._entries is not None:

@@ -271,6 +271,8 @@ class CrossEncoderTeacher(Teacher):
         import numpy as np
         import torch
 
+        from qadistill.backends import one_logit
+
         outs = []
         with torch.inference_mode():
             for i in range(0, len(queries), self.batch_size):
@@ -278,9 +280,7 @@ class CrossEncoderTeacher(Teacher):
                     queries[i : i + self.batch_size], passages[i : i + self.batch_size],
                     padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
                 )
-                logits = self.model(**enc).logits
-                s = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
-                outs.append(s.float().numpy())
+                outs.append(one_logit(self.model(**enc).logits).float().numpy())
         return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
 
     def _raw_scores(self, ds: QADataset, progress: Progress):
@@ -320,8 +320,7 @@ def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 
 
 
 def built_teacher_folder(name: str, registry) -> Path:
-    store = registry._store if registry is not None else None
-    arts = [a for a in (store.artifacts(recipe=name) if store else []) if a.kind == "teacher-model" and Path(a.path).exists()]
+    arts = [a for a in (registry.artifacts(recipe=name) if registry is not None else []) if a.kind == "teacher-model" and Path(a.path).exists()]
     if not arts:
         raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
     return Path(arts[-1].path)
