@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from qadistill.errors import UserInputError
+from qadistill.modelref import export_manifest  # noqa: F401  (re-exported: the one reader of an export's manifest)
 
 
 class PairTokenizer:
@@ -210,12 +211,6 @@ def dtype_kwarg(dt) -> dict:
 
     major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     return {"dtype": dt} if (major, minor) >= (4, 56) else {"torch_dtype": dt}
-
-
-def export_manifest(folder: Path) -> dict:
-    """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
-    man = Path(folder) / "qadistill_export.json"
-    return json.loads(man.read_text()) if man.exists() else {}
 
 
 def variant_file(folder: Path) -> str:

@@ -426,3 +426,15 @@ def _cuda_ok() -> bool:
 def _mkdir(p: Path) -> str:
     Path(p).mkdir(parents=True, exist_ok=True)
     return str(p)
+
+
+def register_exports(registry, label: str, results: list) -> None:
+    """Register each exported variant in the zoo as an artifact of ``label`` (its parity and max length from the
+    variant's own manifest)."""
+    from qadistill.modelref import export_manifest
+
+    for r in results:
+        man = export_manifest(Path(r.path))
+        registry.add_artifact(r.name, "export", r.path, recipe=label, parent=label,
+                              manifest={"variant": r.variant, "size_bytes": r.size_bytes, "parity": man["parity"],
+                                        "max_length": man["max_length"], **r.details})

@@ -305,8 +305,13 @@ class CrossEncoderTeacher(Teacher):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None) -> Teacher:
-    if recipe.source is not None:
+def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None,
+                        folder: Path | None = None) -> Teacher:
+    """The scorer of a teacher recipe; ``folder``: its weights when already resolved (else from its source, or the
+    folder `teach` built)."""
+    if folder is not None:
+        pass
+    elif recipe.source is not None:
         folder = resolve_source(recipe.source)
     else:
         folder = built_teacher_folder(recipe.name, registry)
@@ -320,10 +325,10 @@ def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 
 
 
 def built_teacher_folder(name: str, registry) -> Path:
-    arts = [a for a in (registry.artifacts(recipe=name) if registry is not None else []) if a.kind == "teacher-model" and Path(a.path).exists()]
-    if not arts:
+    """The folder `qadistill teach NAME` built (see ``Registry.built_teacher``)."""
+    if registry is None:
         raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
-    return Path(arts[-1].path)
+    return registry.built_teacher(name)
 
 
 class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
@@ -348,23 +353,17 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
 
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
     """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""
-    p = Path(name).expanduser()
-    if p.is_dir() and (p / "config.json").exists():
-        return _folder_scorer(p.name, p, max_length or 128, batch_size)
-    e = registry.get(name)
-    from qadistill.recipes import PrebuiltRecipe
-
-    if isinstance(e.recipe, PrebuiltRecipe):
-        return CrossEncoderTeacher(name, resolve_source(e.recipe.source), max_length or e.recipe.max_length, batch_size=batch_size)
-    if e.recipe is not None:
-        if not isinstance(e.recipe, TeacherRecipe):
-            raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "evaluate a teacher, a built student or a folder")
-        t = teacher_from_recipe(e.recipe, registry, batch_size)
+    ref = registry.resolve(name, use="evaluate a teacher, a built student or a folder", model_folders_only=True)
+    if ref.kind == "folder":
+        return _folder_scorer(ref.name, ref.folder, max_length or 128, batch_size)
+    if ref.kind == "prebuilt":
+        return CrossEncoderTeacher(name, ref.folder, max_length or ref.max_length, batch_size=batch_size)
+    if ref.kind == "teacher":
+        t = teacher_from_recipe(ref.recipe, registry, batch_size, folder=ref.folder)
         if max_length:
             t.max_length = max_length
         return t
-    man = e.artifact.manifest if e.artifact else {}
-    return _folder_scorer(name, e.path, max_length or int(man.get("max_length", 128)), batch_size)
+    return _folder_scorer(name, ref.folder, max_length or int(ref.max_length if ref.max_length is not None else 128), batch_size)
 
 
 def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:
