@@ -72,13 +72,6 @@ class Reranker:
         self._backend.close()
 
 
-def _exports(registry, name: str) -> dict:
-    store = registry._store
-    if store is None:
-        return {}
-    return {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export" and Path(a.path).exists()}
-
-
 def parity_trusted(parity: dict) -> bool:
     """Whether `auto` may serve an export: it passed its parity bound, and its logit error is small next to the spread
     of the model's own logits (else it reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
@@ -89,11 +82,6 @@ def parity_trusted(parity: dict) -> bool:
 
 def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tuple[str, Path, str, int, str]:
     """(label, folder, backend, max_length, architecture) for a name, folder or Hub id."""
-    import json
-
-    from qadistill.recipes import HubSource, PrebuiltRecipe, TeacherRecipe
-    from qadistill.sources import folder_architecture, resolve_hub, resolve_source
-
     if backend not in BACKENDS:
         raise UserInputError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}", "use auto, torch, onnx or onnx-int8")
     if registry is None:
@@ -101,56 +89,48 @@ def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tu
         from qadistill.store import Store
 
         registry = Registry(store=Store.open())
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").exists():
-            raise UserInputError(f"{p} is not a model folder (no config.json)", "point at a student, teacher or export folder")
-        man = json.loads((p / "qadistill_export.json").read_text()) if (p / "qadistill_export.json").exists() else None
-        arch = folder_architecture(p)
-        if (p / "model.onnx").exists() and backend != "torch":
-            kind = "onnx-int8" if man and man.get("variant", "").startswith("int8") else "onnx"
-            return p.name, p, kind, int((man or {}).get("max_length", 128)), arch
-        if backend in ("onnx", "onnx-int8"):
-            raise UserInputError(f"{p} has no ONNX model", f"run `qadistill export {p} --quantize dynamic` first, or use --backend torch")
-        return p.name, p, "torch", 128, arch
-    try:
-        e = registry.get(name_or_path)
-    except UnknownNameError:
-        if "/" in name_or_path:  # a Hub id, optionally @revision (validated before any request)
-            from qadistill.hub import parse_repo_ref
+    ref = registry.resolve(name_or_path, use="use a teacher, a built student or a folder", hub=True)
+    if ref.kind == "folder":
+        return _folder_backend(ref, backend)
+    if ref.kind == "export":
+        return resolve_model(str(ref.folder), backend, registry)
+    ml = int(ref.max_length) if ref.max_length is not None else (512 if ref.kind == "hub" else 128)
+    folder, kind = _pick_variant(ref, backend)
+    return ref.name, folder, kind, ml, ref.architecture
 
-            repo, rev = parse_repo_ref(name_or_path)
-            folder = resolve_hub(HubSource(type="hub", repo_id=repo, revision=rev))
-            return name_or_path, folder, "torch", 512, folder_architecture(folder)
-        raise
-    if e.kind == "export":
-        return resolve_model(str(e.path), backend if backend != "auto" else "auto", registry)
-    if e.recipe is not None:
-        if not isinstance(e.recipe, (TeacherRecipe, PrebuiltRecipe)):
-            raise UserInputError(f"'{e.name}' is a {e.kind} recipe, not a model", "use a teacher, a built student or a folder")
-        if isinstance(e.recipe, PrebuiltRecipe) or e.recipe.source is not None:
-            folder, ml, arch = resolve_source(e.recipe.source), e.recipe.max_length, e.recipe.architecture
-        else:
-            from qadistill.teachers import built_teacher_folder
 
-            folder, ml, arch = built_teacher_folder(e.name, registry), e.recipe.max_length, "cross-encoder"
-    else:
-        folder, ml, arch = Path(e.path), int(e.artifact.manifest.get("max_length", 128)), "cross-encoder"
-    exports = _exports(registry, e.name) if arch == "cross-encoder" else {}
-    ok = lambda a: a is not None and parity_trusted(a.manifest.get("parity", {}))  # noqa: E731
+def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
+    """A folder given as is: its ONNX model unless --backend torch, else PyTorch."""
+    p = ref.folder
+    if not (p / "config.json").exists():
+        raise UserInputError(f"{p} is not a model folder (no config.json)", "point at a student, teacher or export folder")
+    arch = ref.architecture
+    if (p / "model.onnx").exists() and backend != "torch":
+        kind = "onnx-int8" if (ref.variant or "").startswith("int8") else "onnx"
+        return p.name, p, kind, int(ref.max_length or 128), arch
+    if backend in ("onnx", "onnx-int8"):
+        raise UserInputError(f"{p} has no ONNX model", f"run `qadistill export {p} --quantize dynamic` first, or use --backend torch")
+    return p.name, p, "torch", 128, arch
+
+
+def _pick_variant(ref, backend: str) -> tuple[Path, str]:
+    """(folder, backend) to serve: ``auto`` the first trusted export in AUTO_ORDER, else PyTorch; a named onnx family
+    the first of its variants that was built, else an error."""
+    from qadistill.modelref import API_FAMILY, AUTO_ORDER
+
+    exports = ref.built_exports()
     if backend == "auto":
-        for v, kind in (("int8-dynamic", "onnx-int8"), ("int8-static", "onnx-int8"), ("onnx", "onnx")):
-            if ok(exports.get(v)):
-                return e.name, Path(exports[v].path), kind, ml, arch
-        return e.name, folder, "torch", ml, arch
+        for v in AUTO_ORDER:
+            x = exports.get(v.value)
+            if x is not None and parity_trusted(x.parity):
+                return x.folder, v.api_backend
+        return ref.folder, "torch"
     if backend == "torch":
-        return e.name, folder, "torch", ml, arch
-    want = ("int8-dynamic", "int8-static") if backend == "onnx-int8" else ("onnx", "optimized")
-    for v in want:
-        if v in exports:
-            return e.name, Path(exports[v].path), backend, ml, arch
-    raise UserInputError(f"'{e.name}' has no {backend} variant", f"run `qadistill export {e.name} --quantize dynamic`, or use --backend torch")
-
+        return ref.folder, "torch"
+    for v in API_FAMILY[backend]:
+        if v.value in exports:
+            return exports[v.value].folder, backend
+    raise UserInputError(f"'{ref.name}' has no {backend} variant", f"run `qadistill export {ref.name} --quantize dynamic`, or use --backend torch")
 
 
 def load(name_or_path: str, backend: str = "auto", max_length: int | None = None, threads: int | None = None,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from qadistill.errors import UserInputError
+from qadistill.modelref import export_manifest  # noqa: F401  (re-exported: the one reader of an export's manifest)
 
 
 class PairTokenizer:
@@ -93,16 +94,20 @@ class Backend:
         pass
 
 
-class TorchBackend(Backend):
-    name = "torch"
+def one_logit(out):
+    """[B] relevance logits from a model's [B, 1] or [B, 2] outputs (two classes: logit(yes) - logit(no))."""
+    return out[:, 0] if out.shape[-1] == 1 else out[:, 1] - out[:, 0]
+
+
+class _PyTorchBackend(Backend):
+    """A PyTorch model in inference mode, at ``dtype`` (fp32, fp16, bf16) on ``device``."""
 
     def __init__(self, *a, dtype: str = "fp32", **kw) -> None:
         super().__init__(*a, **kw)
         self.dtype = dtype
 
-    def load(self) -> "TorchBackend":
+    def _load_model(self, auto_class, **kwargs):
         import torch
-        from transformers import AutoModelForSequenceClassification
 
         from qadistill.integrity import load_pretrained
 
@@ -110,7 +115,17 @@ class TorchBackend(Backend):
         if self.threads:
             torch.set_num_threads(self.threads)
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = load_pretrained(AutoModelForSequenceClassification, self.folder, **dtype_kwarg(dt)).to(self.device).eval()
+        self.model = load_pretrained(auto_class, self.folder, **kwargs, **dtype_kwarg(dt)).to(self.device).eval()
+        return self.model
+
+
+class TorchBackend(_PyTorchBackend):
+    name = "torch"
+
+    def load(self) -> "TorchBackend":
+        from transformers import AutoModelForSequenceClassification
+
+        self._load_model(AutoModelForSequenceClassification)
         import inspect
 
         self.inputs = set(inspect.signature(self.model.forward).parameters)
@@ -121,9 +136,7 @@ class TorchBackend(Backend):
 
         with torch.inference_mode():
             t = {k: torch.from_numpy(v).to(self.device) for k, v in enc.items() if k in self.inputs}
-            out = self.model(**t).logits
-            s = out[:, 0] if out.shape[-1] == 1 else out[:, 1] - out[:, 0]
-            return s.float().cpu().numpy()
+            return one_logit(self.model(**t).logits).float().cpu().numpy()
 
 
 class OrtBackend(Backend):
@@ -175,8 +188,7 @@ class OrtBackend(Backend):
 
     def run(self, enc: dict):
         feeds = {k: enc[k].astype("int64") for k in self.inputs if k in enc}
-        out = self.session.run(None, feeds)[0]
-        return out[:, 0] if out.shape[-1] == 1 else out[:, 1] - out[:, 0]
+        return one_logit(self.session.run(None, feeds)[0])
 
 
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
@@ -201,37 +213,22 @@ def dtype_kwarg(dt) -> dict:
     return {"dtype": dt} if (major, minor) >= (4, 56) else {"torch_dtype": dt}
 
 
-def export_manifest(folder: Path) -> dict:
-    """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
-    man = Path(folder) / "qadistill_export.json"
-    return json.loads(man.read_text()) if man.exists() else {}
-
-
 def variant_file(folder: Path) -> str:
     return export_manifest(folder).get("file_name", "model.onnx")
 
 
-class BiEncoderTorchBackend(Backend):
+class BiEncoderTorchBackend(_PyTorchBackend):
     """A bi-encoder used to rerank without an index: a batch of B pairs embeds B queries and B passages (mean pooling)
     and returns their cosine similarities."""
 
     name = "torch-bi"
 
-    def __init__(self, *a, dtype: str = "fp32", **kw) -> None:
-        super().__init__(*a, **kw)
-        self.dtype = dtype
-
     def load(self) -> "BiEncoderTorchBackend":
-        import torch
         from transformers import AutoModel
 
-        from qadistill.integrity import ENCODER_POOLED_BY_US, load_pretrained
+        from qadistill.integrity import ENCODER_POOLED_BY_US
 
-        super().load()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
-        self.model = load_pretrained(AutoModel, self.folder, **ENCODER_POOLED_BY_US, **dtype_kwarg(dt)).to(self.device).eval()
+        self._load_model(AutoModel, **ENCODER_POOLED_BY_US)
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:

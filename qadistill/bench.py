@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qadistill.errors import UserInputError
+from qadistill.modelref import Variant
 
 TORCH_BACKENDS = ("torch", "torch-fp16", "torch-bf16", "torch-compile", "torch-fp16-compile", "torch-bf16-compile")
 ORT_BACKENDS = ("ort", "ort-optimized", "ort-int8", "ort-int8-static", "ort-fp16", "ort-trt")
 ALL_BACKENDS = TORCH_BACKENDS + ORT_BACKENDS
 CUDA_ONLY = ("torch-fp16", "torch-bf16", "torch-fp16-compile", "torch-bf16-compile", "ort-fp16", "ort-trt")
-VARIANT_OF = {"ort": "onnx", "ort-optimized": "optimized", "ort-int8": "int8-dynamic", "ort-int8-static": "int8-static",
-              "ort-fp16": "fp16", "ort-trt": "onnx"}
+VARIANT_OF = {**{v.bench_backend: v.value for v in Variant}, "ort-trt": Variant.onnx.value}  # TensorRT runs the fp32 ONNX
 
 
 @dataclass
@@ -126,55 +126,44 @@ def check_device(device: str, backends: list[str]) -> None:
 def resolve_targets(models: list[str], backends: list[str] | None, registry, device: str) -> list[Target]:
     """Expand model names into (model × backend) targets. A student/teacher expands into its torch backends and its
     exported variants (artifacts whose parent it is); an export artifact is one ORT target."""
-    from qadistill.recipes import TeacherRecipe
-    from qadistill.teachers import built_teacher_folder
-    from qadistill.sources import folder_architecture, resolve_source
-
     wanted = backends or (["torch", "ort", "ort-optimized", "ort-int8", "ort-int8-static"] if device == "cpu" else
                           ["torch", "torch-fp16", "torch-bf16", "ort", "ort-fp16"])
     for b in wanted:
         if b not in ALL_BACKENDS:
             raise UserInputError(f"unknown backend {b!r}", f"use any of {', '.join(ALL_BACKENDS)}")
     out: list[Target] = []
-    store = registry._store
     for name in models:
-        p = Path(name).expanduser()
-        if p.is_dir():
-            arch = folder_architecture(p)
-            if (p / "model.onnx").exists():
-                man = json.loads((p / "qadistill_export.json").read_text()) if (p / "qadistill_export.json").exists() else {}
-                b = next((b for b, v in VARIANT_OF.items() if v == man.get("variant")), "ort")
-                out.append(Target(man.get("source_name", name), b, str(p), arch))
-            else:
-                out += [Target(name, b, str(p), arch) for b in wanted if b in TORCH_BACKENDS]
-            continue
-        e = registry.get(name)
-        if e.artifact is not None and e.kind == "export":
-            v = e.artifact.manifest.get("variant")
-            b = next((b for b, vv in VARIANT_OF.items() if vv == v), "ort")
-            out.append(Target(e.artifact.parent or name, b, e.artifact.path, "cross-encoder"))
-            continue
-        if e.recipe is not None:
-            if not isinstance(e.recipe, TeacherRecipe):
-                raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "bench teachers, built students or their exports")
-            folder = resolve_source(e.recipe.source) if e.recipe.source is not None else built_teacher_folder(name, registry)
-            arch, teacher = e.recipe.architecture, True
-        else:
-            folder, arch, teacher = Path(e.path), "cross-encoder", e.kind == "teacher-model"
-        for b in wanted:
-            if b in TORCH_BACKENDS:
-                out.append(Target(name, b, str(folder), arch, teacher, accuracy_from_cache=name if b == "torch" else None))
-        if store is not None and arch == "cross-encoder":
-            exports = {a.manifest.get("variant"): a for a in store.artifacts(recipe=name) if a.kind == "export"}
-            for b in wanted:
-                v = VARIANT_OF.get(b)
-                if b.startswith("ort") and v in exports and Path(exports[v].path).exists():
-                    out.append(Target(name, b, exports[v].path, arch, teacher))
+        ref = registry.resolve(name, use="bench teachers, built students or their exports", recipes=("teacher",))
+        out += _targets(name, ref, wanted)
     if not out:
         raise UserInputError("nothing to benchmark for these models and backends",
                              "export variants first (`qadistill export NAME --all`) or pick other --backends")
     return out
 
+
+def _ort_backend(variant: str | None) -> str:
+    return next((b for b, v in VARIANT_OF.items() if v == variant), "ort")
+
+
+def _targets(name: str, ref, wanted: list[str]) -> list[Target]:
+    """The targets of one resolved model: a folder as it is, an export as one ORT target, a model as its torch
+    backends and the built variants of the ORT ones."""
+    if ref.kind == "folder":
+        arch = ref.architecture
+        if (ref.folder / "model.onnx").exists():
+            return [Target(ref.parent or name, _ort_backend(ref.variant), str(ref.folder), arch)]
+        return [Target(name, b, str(ref.folder), arch) for b in wanted if b in TORCH_BACKENDS]
+    if ref.kind == "export":
+        return [Target(ref.parent or name, _ort_backend(ref.variant), str(ref.folder), "cross-encoder")]
+    arch, teacher = ref.architecture, ref.is_teacher
+    out = [Target(name, b, str(ref.folder), arch, teacher, accuracy_from_cache=name if b == "torch" else None)
+           for b in wanted if b in TORCH_BACKENDS]
+    exports = ref.latest_exports()
+    for b in wanted:
+        v = VARIANT_OF.get(b)
+        if b.startswith("ort") and v in exports and exports[v].exists:
+            out.append(Target(name, b, str(exports[v].folder), arch, teacher))
+    return out
 
 
 def environment() -> dict:
@@ -279,11 +268,6 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
     if store is not None:
         store.add_bench_run(run_id, env, asdict(settings), rows)
     return result
-
-
-ROW_FIELDS = ["model", "backend", "device", "threads", "batch_size", "max_length", "latency_ms", "tokenize_ms", "e2e_ms",
-              "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb", "gpu_mem_mb", "size_mb",
-              "map", "mrr", "accuracy", "auc", "accuracy_from", "speedup", "baseline", "pareto", "teacher", "architecture"]
 
 
 def to_csv(rows: list[dict]) -> str:

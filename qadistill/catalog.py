@@ -87,7 +87,7 @@ def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Source
 
 
 def _built(reg: Registry, name: str) -> list[str]:
-    store = reg._store
+    store = reg.store
     if store is None:
         return []
     return [a.name for a in store.artifacts(recipe=name) if a.name != name] + ([name] if store.artifact(name) else [])
@@ -112,7 +112,7 @@ def best_map(store, names: list[str]) -> dict | None:
 
 def zoo_rows(reg: Registry) -> list[ZooRow]:
     rows = []
-    store = reg._store
+    store = reg.store
     for e in reg.entries():
         built = _built(reg, e.name)
         source, st = entry_status(reg, e, built)
@@ -164,7 +164,7 @@ def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
         folder = resolve_source(src)
         info["resolved"] = str(folder)
         info["files"] = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
-    store = reg._store
+    store = reg.store
     if store is not None:
         info["artifacts"] = [
             {"name": a.name, "kind": a.kind, "path": a.path, "created_at": a.created_at, "manifest": a.manifest}

@@ -168,7 +168,8 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     (its shape inference stops at the com.microsoft ops), and quantizing the fused graph is what makes int8 fast — a
     fused Attention becomes QAttention (int8 Q/K/V projection inside the fused kernel) instead of a dozen small ops.
     Only MatMuls with a constant operand are quantized (``MatMulConstBOnly``): quantizing the attention products of an
-    unfused graph costs a quantize step per call, on the softmax output too, for no gain (results/int8_ab_inprocess.txt)."""
+    unfused graph costs a quantize step per call, on the softmax output too, for no gain (an in-process A/B, superseded by benchmarks/int8_settings.py; its output stays in git:
+    ``git show 4650829:benchmarks/results/int8_ab_inprocess.txt``)."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -431,3 +432,15 @@ def _cuda_ok() -> bool:
 def _mkdir(p: Path) -> str:
     Path(p).mkdir(parents=True, exist_ok=True)
     return str(p)
+
+
+def register_exports(registry, label: str, results: list) -> None:
+    """Register each exported variant in the zoo as an artifact of ``label`` (its parity and max length from the
+    variant's own manifest)."""
+    from qadistill.modelref import export_manifest
+
+    for r in results:
+        man = export_manifest(Path(r.path))
+        registry.add_artifact(r.name, "export", r.path, recipe=label, parent=label,
+                              manifest={"variant": r.variant, "size_bytes": r.size_bytes, "parity": man["parity"],
+                                        "max_length": man["max_length"], **r.details})

@@ -17,7 +17,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from qadistill import paths
 from qadistill.errors import DataError
@@ -427,11 +427,6 @@ def _looks_like_wikiqa(path: Path) -> bool:
             return fh.readline().startswith("QuestionID\t")
     except Exception:
         return False
-
-
-def iter_batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def unique(seq: Iterable[str]) -> list[str]:

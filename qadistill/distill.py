@@ -23,6 +23,7 @@ from qadistill.errors import DataError, UserInputError
 from qadistill.locks import artifact_lock
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
+from qadistill.cards import model_card  # noqa: F401  (re-exported)
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
@@ -204,7 +205,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
 
     from qadistill.student import make_student_class
     from qadistill.teachers import teacher_from_recipe
-    from qadistill.train import TrainConfig, train
+    from qadistill.train import train, train_config
 
     d = plan.pipeline.distill
     teachers = [teacher_from_recipe(r, registry) for r in plan.teacher_recipes]  # type: ignore[arg-type]
@@ -215,8 +216,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     K = n_heads(d.mode, len(teachers))
     torch.manual_seed(d.seed)
     model = make_student_class()(encoder, K, learned_weights=plan.student_recipe.head_combine == "learned")
-    base = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate, warmup_ratio=d.warmup_ratio,
-                       max_length=d.max_length, temperature=d.temperature, alpha=d.alpha, seed=d.seed)
+    base = train_config(d)
     stage1 = None
     if d.pretrain_unlabelled:
         if not teachers:
@@ -374,98 +374,3 @@ def _slim(state: dict | None) -> dict | None:
         return None
     keep = ("step", "best_map", "best_step", "history", "train_seconds", "pairs_seen", "stopped_early", "pool_pairs", "seconds_per_pair")
     return {k: state[k] for k in keep if k in state}
-
-
-def model_card(info: dict) -> str:
-    p = info["pipeline"]
-    d = p.get("distill", {})
-    m = info["metrics"]
-    teachers = p.get("teachers", [])
-    base_models = []
-    for t in info["teachers"]:
-        src = t.get("source") or {}
-        if src.get("type") == "hub":
-            base_models.append(src["repo_id"])
-    rows = "\n".join(
-        f"| {v.get('data', spec)} | {fmt(v['map'])} | {fmt(v['mrr'])} | {fmt(v['p@1'])} | {fmt(v['auc'])} | {v['queries']} |"
-        for spec, v in m.items() if "map" in v
-    )
-    test_ds, _, test_split = m["test"].get("data", "wikiqa:test").rpartition(":")
-    is_wikiqa = test_ds == "wikiqa"
-    index = [f"    - type: {k}\n      value: {m['test'][k]:.4f}" for k in ("map", "mrr") if m["test"][k] is not None]
-    yaml = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags:",
-        "- cross-encoder",
-        "- reranker",
-        "- knowledge-distillation",
-        "- qadistill",
-        *(["datasets:", "- microsoft/wiki_qa"] if is_wikiqa else []),
-        "language:",
-        "- en",
-    ]
-    if base_models:
-        yaml += ["base_model:"] + [f"- {b}" for b in base_models]
-    yaml += [
-        "model-index:",
-        f"- name: {info['name']}",
-        "  results:",
-        "  - task:",
-        "      type: text-ranking",
-        "    dataset:",
-        f"      name: {'WikiQA' if is_wikiqa else Path(test_ds).name}",
-        f"      type: {'microsoft/wiki_qa' if is_wikiqa else 'local'}",
-        f"      split: {test_split}",
-        "    metrics:",
-        *index,
-        "---",
-    ]
-    sp = info.get("splits") or {}
-    split_note = (f"\n{sp['dataset']} was split by query with seed {sp['seed']} (train/dev/test fractions "
-                  f"{'/'.join(str(f) for f in sp['fractions'])}): test metrics never saw a training query."
-                  if sp.get("how") == "split-by-query" else "")
-    licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
-               if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
-    body = f"""
-# {info['name']}
-
-A {info['parameters'] / 1e6:.1f}M-parameter cross-encoder for query–passage relevance, distilled by
-[qadistill](https://pypi.org/project/qadistill/) {info['qadistill_version']} with mode **{d.get('mode')}**
-from {', '.join(f'`{t}`' for t in teachers) or 'gold labels only'} into the student `{p.get('student')}`
-({info['heads']} head(s), folded into one linear head on save).
-
-It loads as a plain `BertForSequenceClassification` with one logit (higher = more relevant):
-
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-tok = AutoTokenizer.from_pretrained("PATH_OR_REPO")
-model = AutoModelForSequenceClassification.from_pretrained("PATH_OR_REPO")
-enc = tok(["who wrote hamlet?"], ["Hamlet is a tragedy by William Shakespeare."], return_tensors="pt", truncation=True, max_length={info['max_length']})
-score = model(**enc).logits[:, 0]
-```
-
-## Results (measured by qadistill at the end of training)
-
-| data | MAP | MRR | P@1 | ROC-AUC | queries |
-|---|---|---|---|---|---|
-{rows}
-
-MAP/MRR/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
-Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev')}).{split_note}
-
-## How it was made
-
-- teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
-- mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
-  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled')}
-- train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
-  {info['threads']} threads on {info['machine']}
-- command: `{info['command']}`
-
-The full recipe is in `recipe.toml`, every figure in `metrics.json`.
-
-{licence}
-"""
-    return "\n".join(yaml) + "\n" + body

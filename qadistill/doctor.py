@@ -9,21 +9,14 @@ from importlib import metadata
 
 from qadistill import paths
 
+# distribution -> import name, every one required
+_REQUIRED = {
+    "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers", "safetensors": "safetensors",
+    "huggingface-hub": "huggingface_hub", "optimum": "optimum", "optimum-onnx": "optimum.onnxruntime", "onnx": "onnx",
+    "onnxruntime": "onnxruntime", "pydantic": "pydantic", "typer": "typer", "rich": "rich",
+}
 # (distribution, import name, required?)
-LIBRARIES: list[tuple[str, str, bool]] = [
-    ("torch", "torch", True),
-    ("transformers", "transformers", True),
-    ("tokenizers", "tokenizers", True),
-    ("safetensors", "safetensors", True),
-    ("huggingface-hub", "huggingface_hub", True),
-    ("optimum", "optimum", True),
-    ("optimum-onnx", "optimum.onnxruntime", True),
-    ("onnx", "onnx", True),
-    ("onnxruntime", "onnxruntime", True),
-    ("pydantic", "pydantic", True),
-    ("typer", "typer", True),
-    ("rich", "rich", True),
-]
+LIBRARIES: list[tuple[str, str, bool]] = [(dist, mod, True) for dist, mod in _REQUIRED.items()]
 
 FIX = "run `make venv` in a checkout, or `pip install -c requirements/constraints.txt -e .`"
 

@@ -74,10 +74,6 @@ class ModelFolderError(SourceError, UserInputError):
     exit_code = 2
 
 
-class MissingDependencyError(QadistillError):
-    """A Python package qadistill needs is not installed."""
-
-
 class StoreError(QadistillError):
     """The SQLite store is unreadable or from a newer qadistill."""
 

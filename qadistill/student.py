@@ -10,7 +10,6 @@ weighted mean) of K linear heads is itself a linear head, so folding is exact an
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from qadistill.errors import UserInputError
@@ -131,6 +130,3 @@ def save_student(student, tokenizer, folder: Path, extra_config: dict | None = N
 def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def read_json(p: Path) -> dict:
-    return json.loads(Path(p).read_text())

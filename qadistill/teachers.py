@@ -155,7 +155,7 @@ class BiEncoderTeacher(Teacher):
 
         missing = unique(t for t in texts if t not in self._memo)
         if missing:
-            store = self._store()
+            store = self._embeddings()
             todo = store.missing(missing)
             if todo:
                 task = (progress or NullProgress()).task(f"{self.name}: embedding {label}".strip(), len(todo))
@@ -167,7 +167,7 @@ class BiEncoderTeacher(Teacher):
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._memo[t] for t in texts])
 
-    def _store(self):
+    def _embeddings(self):
         from qadistill.embcache import EmbeddingStore
 
         if self._emb is None:
@@ -246,6 +246,8 @@ class CrossEncoderTeacher(Teacher):
         import numpy as np
         import torch
 
+        from qadistill.backends import one_logit
+
         outs = []
         with torch.inference_mode():
             for i in range(0, len(queries), self.batch_size):
@@ -253,9 +255,7 @@ class CrossEncoderTeacher(Teacher):
                     queries[i : i + self.batch_size], passages[i : i + self.batch_size],
                     padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
                 )
-                logits = self.model(**enc).logits
-                s = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
-                outs.append(s.float().numpy())
+                outs.append(one_logit(self.model(**enc).logits).float().numpy())
         return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
 
     def _raw_scores(self, ds: QADataset, progress: Progress):
@@ -280,8 +280,13 @@ class CrossEncoderTeacher(Teacher):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None) -> Teacher:
-    if recipe.source is not None:
+def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None,
+                        folder: Path | None = None) -> Teacher:
+    """The scorer of a teacher recipe; ``folder``: its weights when already resolved (else from its source, or the
+    folder `teach` built)."""
+    if folder is not None:
+        pass
+    elif recipe.source is not None:
         folder = resolve_source(recipe.source)
     else:
         folder = built_teacher_folder(recipe.name, registry)
@@ -295,11 +300,10 @@ def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 
 
 
 def built_teacher_folder(name: str, registry) -> Path:
-    store = registry._store if registry is not None else None
-    arts = [a for a in (store.artifacts(recipe=name) if store else []) if a.kind == "teacher-model" and Path(a.path).exists()]
-    if not arts:
+    """The folder `qadistill teach NAME` built (see ``Registry.built_teacher``)."""
+    if registry is None:
         raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
-    return Path(arts[-1].path)
+    return registry.built_teacher(name)
 
 
 class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
@@ -324,23 +328,17 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
 
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
     """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""
-    p = Path(name).expanduser()
-    if p.is_dir() and (p / "config.json").exists():
-        return _folder_scorer(p.name, p, max_length or 128, batch_size)
-    e = registry.get(name)
-    from qadistill.recipes import PrebuiltRecipe
-
-    if isinstance(e.recipe, PrebuiltRecipe):
-        return CrossEncoderTeacher(name, resolve_source(e.recipe.source), max_length or e.recipe.max_length, batch_size=batch_size)
-    if e.recipe is not None:
-        if not isinstance(e.recipe, TeacherRecipe):
-            raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "evaluate a teacher, a built student or a folder")
-        t = teacher_from_recipe(e.recipe, registry, batch_size)
+    ref = registry.resolve(name, use="evaluate a teacher, a built student or a folder", model_folders_only=True)
+    if ref.kind == "folder":
+        return _folder_scorer(ref.name, ref.folder, max_length or 128, batch_size)
+    if ref.kind == "prebuilt":
+        return CrossEncoderTeacher(name, ref.folder, max_length or ref.max_length, batch_size=batch_size)
+    if ref.kind == "teacher":
+        t = teacher_from_recipe(ref.recipe, registry, batch_size, folder=ref.folder)
         if max_length:
             t.max_length = max_length
         return t
-    man = e.artifact.manifest if e.artifact else {}
-    return _folder_scorer(name, e.path, max_length or int(man.get("max_length", 128)), batch_size)
+    return _folder_scorer(name, ref.folder, max_length or int(ref.max_length if ref.max_length is not None else 128), batch_size)
 
 
 def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:

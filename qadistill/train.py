@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from qadistill.data import QAPair, QADataset
@@ -36,6 +36,13 @@ class TrainConfig:
     checkpoint_every: int = 200
     max_grad_norm: float = 1.0
     select_on_dev: bool = True  # keep the best dev-MAP weights (else the last)
+
+
+def train_config(settings, **overrides) -> TrainConfig:
+    """The loop's settings from anything that carries some of them by name (a ``FinetuneConfig``, a recipe's
+    ``DistillSettings``); the rest keep TrainConfig's defaults, ``overrides`` win."""
+    given = {f.name: getattr(settings, f.name) for f in fields(TrainConfig) if hasattr(settings, f.name)}
+    return replace(TrainConfig(**given), **overrides)
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, seed: int, bucket: int = 50) -> list[list[int]]:
@@ -91,137 +98,183 @@ def train(
 ) -> dict:
     """Train ``model`` (a MultiHeadStudent) in place; returns the run state. The best (or last) weights are loaded
     into ``model`` at the end. ``work`` holds the checkpoint and the best weights while training."""
-    import numpy as np
-    import torch
-    from accelerate import Accelerator
-    from transformers import get_linear_schedule_with_warmup
+    from qadistill.interrupts import deferred
 
     progress = progress or NullProgress()
-    acc = Accelerator(cpu=not torch.cuda.is_available())
-    main = acc.is_main_process
-    work = Path(work)
-    ckpt = work / "checkpoint.pt"
-    best_path = work / "best.pt"
-    work.mkdir(parents=True, exist_ok=True)
+    loop = _Loop(model, tokenizer, pairs, teacher_logits, cfg, Path(work), dev)
+    loop.restore(resume)
+    task = progress.task(label, loop.total)
+    task.advance(loop.state["step"])
+    loop.dmodel.train()
+    stop = False
+    with deferred() as interrupt:
+        while loop.state["epoch"] < cfg.epochs and not stop:
+            stop = loop.epoch(task, interrupt)
+    task.done()
+    return loop.finish(stop)
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
-    y = torch.tensor([float("nan") if p.label is None else float(p.label) for p in pairs])
-    tl = None if teacher_logits is None else torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
-    if tl is not None and tl.dim() == 1:
-        tl = tl[:, None]
-    lengths = [len(x) for x in tokenizer(qs, ps, truncation=True, max_length=cfg.max_length)["input_ids"]]
-    world, rank = acc.num_processes, acc.process_index
-    steps_per_epoch = math.ceil(math.ceil(len(qs) / cfg.batch_size) / world)
-    total = steps_per_epoch * cfg.epochs
 
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), max(total, 1))
-    state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [], "train_seconds": 0.0,
-             "pairs_seen": 0}
-    if resume and ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        state.setdefault("epoch", state["step"] // max(steps_per_epoch, 1))  # checkpoints written before 0.2
-        set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
-    dmodel, opt, sched = acc.prepare(model, opt, sched)
-    raw = acc.unwrap_model(dmodel)
+class _Loop:
+    """One training run's moving parts: data as tensors, optimizer and schedule under Accelerate, the run state, and
+    the checkpoint and best weights in ``work``. Its steps run in the order ``train`` calls them."""
 
-    def save_checkpoint() -> None:
+    def __init__(self, model, tokenizer, pairs: list[QAPair], teacher_logits, cfg: TrainConfig, work: Path,
+                 dev: QADataset | None) -> None:
+        import torch
+        from accelerate import Accelerator
+
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.main = self.acc.is_main_process
+        self.model, self.tokenizer, self.cfg, self.dev = model, tokenizer, cfg, dev
+        self.ckpt, self.best_path = work / "checkpoint.pt", work / "best.pt"
+        work.mkdir(parents=True, exist_ok=True)
+        self._tensors(pairs, teacher_logits)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        self.steps_per_epoch = math.ceil(math.ceil(len(self.qs) / cfg.batch_size) / self.world)
+        self.total = self.steps_per_epoch * cfg.epochs
+        self._optimizer()
+        self.state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [],
+                      "train_seconds": 0.0, "pairs_seen": 0}
+
+    def _tensors(self, pairs: list[QAPair], teacher_logits) -> None:
+        """Seed every RNG, then the texts, gold labels [N] (NaN: none), teacher logits [N, K] and token lengths."""
+        import numpy as np
+        import torch
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.qs, self.ps = [p.query for p in pairs], [p.passage for p in pairs]
+        self.y = torch.tensor([float("nan") if p.label is None else float(p.label) for p in pairs])
+        tl = None if teacher_logits is None else torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
+        if tl is not None and tl.dim() == 1:
+            tl = tl[:, None]
+        self.tl = tl
+        self.lengths = [len(x) for x in self.tokenizer(self.qs, self.ps, truncation=True, max_length=cfg.max_length)["input_ids"]]
+
+    def _optimizer(self) -> None:
+        """AdamW without weight decay on biases and LayerNorm weights; linear warm-up then decay."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg, model = self.cfg, self.model
+        no_decay = ("bias", "LayerNorm.weight")
+        groups = [
+            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+        self.sched = get_linear_schedule_with_warmup(self.opt, int(cfg.warmup_ratio * self.total), max(self.total, 1))
+
+    def restore(self, resume: bool) -> None:
+        """Continue from the checkpoint when asked (weights, optimizer, schedule, state, RNGs), then hand the model to
+        Accelerate."""
+        import torch
+
+        if resume and self.ckpt.exists():
+            saved = torch.load(self.ckpt, weights_only=False)
+            self.model.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["optimizer"])
+            self.sched.load_state_dict(saved["scheduler"])
+            self.state = saved["state"]
+            self.state.setdefault("epoch", self.state["step"] // max(self.steps_per_epoch, 1))  # checkpoints written before 0.2
+            set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
+        self.dmodel, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)
+        self.raw = self.acc.unwrap_model(self.dmodel)
+
+    def save_checkpoint(self) -> None:
         # written only between steps, with every RNG state and the position (step, epoch): a resumed run replays
         # exactly what the uninterrupted run would have done
-        if main:
-            tmp = ckpt.with_suffix(".tmp")
+        import torch
+
+        if self.main:
+            tmp = self.ckpt.with_suffix(".tmp")
             try:
-                torch.save({"model": raw.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "rng": rng_states(), "state": state, "config": asdict(cfg)}, tmp)
-                tmp.replace(ckpt)
+                torch.save({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg)}, tmp)
+                tmp.replace(self.ckpt)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-        acc.wait_for_everyone()
+        self.acc.wait_for_everyone()
 
-    def evaluate() -> None:
-        if dev is None or not main:
+    def evaluate(self) -> None:
+        import torch
+
+        if self.dev is None or not self.main:
             return
-        m = dev_map(raw, tokenizer, dev, cfg.max_length)
+        state = self.state
+        m = dev_map(self.raw, self.tokenizer, self.dev, self.cfg.max_length)
         dm = -1.0 if m["map"] is None else m["map"]  # a dev set with no scorable query keeps the last weights
         state["history"].append({"step": state["step"], "dev_map": m["map"], "dev_mrr": m["mrr"]})
         if dm > state["best_map"]:
             state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
-            tmp = best_path.with_suffix(".tmp")
-            torch.save(raw.state_dict(), tmp)
-            tmp.replace(best_path)
+            tmp = self.best_path.with_suffix(".tmp")
+            torch.save(self.raw.state_dict(), tmp)
+            tmp.replace(self.best_path)
         else:
             state["evals_since_best"] += 1
 
-    def step(b: list[int]) -> float:
-        enc = tokenizer([qs[i] for i in b], [ps[i] for i in b], padding=True, truncation=True,
-                        max_length=cfg.max_length, return_tensors="pt").to(acc.device)
+    def step(self, b: list[int]) -> float:
         from qadistill.losses import distill_loss
 
-        loss = distill_loss(dmodel(**enc), None if tl is None else tl[b].to(acc.device), y[b].to(acc.device), cfg.temperature, cfg.alpha)
+        cfg, acc, dmodel, tl = self.cfg, self.acc, self.dmodel, self.tl
+        enc = self.tokenizer([self.qs[i] for i in b], [self.ps[i] for i in b], padding=True, truncation=True,
+                             max_length=cfg.max_length, return_tensors="pt").to(acc.device)
+        loss = distill_loss(dmodel(**enc), None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device), cfg.temperature, cfg.alpha)
         acc.backward(loss)
         acc.clip_grad_norm_(dmodel.parameters(), cfg.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    task = progress.task(label, total)
-    task.advance(state["step"])
-    dmodel.train()
-    stop = False
-    from qadistill.interrupts import deferred
-
-    with deferred() as interrupt:
-        while state["epoch"] < cfg.epochs and not stop:
-            epoch = state["epoch"]
-            batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)[rank::world][:steps_per_epoch]
+    def epoch(self, task, interrupt) -> bool:
+        """The rest of the current epoch (a resumed run skips the batches it already took); True: stop early."""
+        cfg, state, world = self.cfg, self.state, self.world
+        epoch = state["epoch"]
+        batches = bucketed_batches(self.lengths, cfg.batch_size, cfg.seed + epoch)[self.rank::world][: self.steps_per_epoch]
+        stop = False
+        t0 = time.perf_counter()
+        for b in batches[state["step"] - epoch * self.steps_per_epoch :]:
+            loss = self.step(b)
+            state["step"] += 1
+            state["pairs_seen"] += len(b) * world
+            el = time.perf_counter() - t0
+            state["train_seconds"] += el
+            if cfg.eval_every and state["step"] % cfg.eval_every == 0:
+                self.evaluate()
+            stop = state["evals_since_best"] >= cfg.patience
+            if stop:
+                break
+            if (cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0) or interrupt.requested:
+                self.save_checkpoint()
+                interrupt.check()
+            # a KeyboardInterrupt raised from here on (e.g. by a progress callback) finds a consistent state
+            try:
+                task.advance(1, loss=loss, pairs_s=len(b) * world / max(el, 1e-9))
+            except KeyboardInterrupt:
+                self.save_checkpoint()
+                raise
             t0 = time.perf_counter()
-            for b in batches[state["step"] - epoch * steps_per_epoch :]:
-                loss = step(b)
-                state["step"] += 1
-                state["pairs_seen"] += len(b) * world
-                el = time.perf_counter() - t0
-                state["train_seconds"] += el
-                if cfg.eval_every and state["step"] % cfg.eval_every == 0:
-                    evaluate()
-                stop = state["evals_since_best"] >= cfg.patience
-                if stop:
-                    break
-                if (cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0) or interrupt.requested:
-                    save_checkpoint()
-                    interrupt.check()
-                # a KeyboardInterrupt raised from here on (e.g. by a progress callback) finds a consistent state
-                try:
-                    task.advance(1, loss=loss, pairs_s=len(b) * world / max(el, 1e-9))
-                except KeyboardInterrupt:
-                    save_checkpoint()
-                    raise
-                t0 = time.perf_counter()
-            if not stop and (not cfg.eval_every or state["step"] % cfg.eval_every):
-                evaluate()
-            state["epoch"] = epoch + 1
-            save_checkpoint()
-            interrupt.check()
-            stop = stop or state["evals_since_best"] >= cfg.patience
-    task.done()
-    state["stopped_early"] = stop
-    if cfg.select_on_dev and best_path.exists():
-        raw.load_state_dict(torch.load(best_path, weights_only=True))
-    state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
-    return state
+        if not stop and (not cfg.eval_every or state["step"] % cfg.eval_every):
+            self.evaluate()
+        state["epoch"] = epoch + 1
+        self.save_checkpoint()
+        interrupt.check()
+        return stop or state["evals_since_best"] >= cfg.patience
+
+    def finish(self, stop: bool) -> dict:
+        """The best dev weights back into the model (unless told to keep the last), and the run's state."""
+        import torch
+
+        state = self.state
+        state["stopped_early"] = stop
+        if self.cfg.select_on_dev and self.best_path.exists():
+            self.raw.load_state_dict(torch.load(self.best_path, weights_only=True))
+        state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
+        return state
 
 
 def rng_states() -> dict:

@@ -59,9 +59,7 @@ def export(
 ) -> None:
     """Export to ONNX with Optimum, optimize with ONNX Runtime, quantize to int8 (dynamic/static), fp16 for GPU;
     each variant gets a parity check against PyTorch and is registered in the zoo as NAME-VARIANT."""
-    import json
-
-    from qadistill.compress import ExportRequest, _cuda_ok, default_variants, export_model
+    from qadistill.compress import ExportRequest, _cuda_ok, default_variants, export_model, register_exports
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -73,8 +71,7 @@ def export(
         what = "--fp16" if fp16 else "--optimize O4"
         raise UserInputError(f"{what} needs a CUDA GPU and onnxruntime-gpu; none is available here",
                              "drop it (CPU variants: --optimize O2 --quantize dynamic), or run `qadistill doctor` on a GPU machine")
-    store = Store.open()
-    reg = Registry(store=store)
+    reg = Registry(store=Store.open())
     folder, label, ml = _resolve(name, reg)
     if all_:
         variants = default_variants(_cuda_ok())
@@ -86,10 +83,7 @@ def export(
     with RichProgress() as prog:
         results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
                                bound_points=max_map_drop, strict=strict, out_root=out, progress=prog)
-    for r in results:
-        man = json.loads((Path(r.path) / "qadistill_export.json").read_text())
-        store.add_artifact(r.name, "export", r.path, recipe=label, parent=label,
-                           manifest={"variant": r.variant, "size_bytes": r.size_bytes, "parity": man["parity"], "max_length": man["max_length"], **r.details})
+    register_exports(reg, label, results)
     if fmt is Format.json:
         print_json([r.to_dict() for r in results])
         return
@@ -125,25 +119,10 @@ def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:
 
 
 def _resolve(name: str, reg) -> tuple[Path, str, int]:
-    from qadistill.recipes import PrebuiltRecipe, TeacherRecipe
-    from qadistill.sources import resolve_source
-
-    p = Path(name).expanduser()
-    if p.is_dir():
+    """(folder, label, max length) of what to export: a folder (labelled by its name), a built artifact or a recipe."""
+    ref = reg.resolve(name, use="export a built student or a cross-encoder teacher")
+    if ref.kind == "folder":
         import re
 
-        return p, re.sub(r"[^A-Za-z0-9._-]+", "-", p.name).strip(".-") or "model", 128
-    e = reg.get(name)
-    if e.artifact is not None:
-        return Path(e.path), name, int(e.artifact.manifest.get("max_length", 128))
-    if isinstance(e.recipe, PrebuiltRecipe):
-        return resolve_source(e.recipe.source), name, e.recipe.max_length
-    if isinstance(e.recipe, TeacherRecipe):
-        if e.recipe.source is not None:
-            return resolve_source(e.recipe.source), name, e.recipe.max_length
-        from qadistill.teachers import built_teacher_folder
-
-        return built_teacher_folder(name, reg), name, e.recipe.max_length
-    from qadistill.errors import UserInputError
-
-    raise UserInputError(f"'{name}' is a {e.kind} recipe, not a model", "export a built student or a cross-encoder teacher")
+        return ref.folder, re.sub(r"[^A-Za-z0-9._-]+", "-", ref.folder.name).strip(".-") or "model", 128
+    return ref.folder, name, int(ref.max_length if ref.max_length is not None else 128)

@@ -79,7 +79,7 @@ def _run(store, r, base_folder, cfg, out, resume, soft_teachers, data) -> dict:
     import time
 
     started_at = time.time()
-    run_id = store.start_run("teach", recipe=recipe, params=cfg.__dict__)
+    run_id = store.start_run("teach", recipe=recipe, params=cfg.to_dict())
     try:
         with RichProgress() as prog:
             m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog, soft_teachers=soft_teachers)

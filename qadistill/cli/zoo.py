@@ -13,6 +13,9 @@ from qadistill.cli.errors import handle_errors
 app = typer.Typer(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="A zoo name (see `qadistill zoo list`).")]
+RecipeFileArg = Annotated[Path, typer.Argument(help="A recipe TOML file to validate and copy into your zoo.")]
+ForceOpt = Annotated[bool, typer.Option(help="Replace a recipe of the same name in your zoo.")]
+DeleteFilesOpt = Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder (only ever inside QADISTILL_HOME).")]
 
 AVAIL_STYLE = {
     "offline": "[green]offline[/]",
@@ -132,10 +135,7 @@ def show(
 
 @app.command("add")
 @handle_errors
-def add(
-    file: Annotated[Path, typer.Argument(help="A recipe TOML file to validate and copy into your zoo.")],
-    force: Annotated[bool, typer.Option(help="Replace a recipe of the same name in your zoo.")] = False,
-) -> None:
+def add(file: RecipeFileArg, force: ForceOpt = False) -> None:
     """Validate a recipe and add it to your zoo ($QADISTILL_HOME/zoo). Nothing is written if it is invalid."""
     e = _registry().add(file, force=force)
     err_console().print(f"added [bold]{e.name}[/] ({e.kind}) -> {e.path}")
@@ -143,10 +143,7 @@ def add(
 
 @app.command("remove")
 @handle_errors
-def remove(
-    name: NameArg,
-    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder (only ever inside QADISTILL_HOME).")] = False,
-) -> None:
+def remove(name: NameArg, delete_files: DeleteFilesOpt = False) -> None:
     """Remove a recipe from your zoo, or unregister a built artifact (its files stay unless --delete-files)."""
     e = _registry().remove(name, delete_files=delete_files)
     err_console().print(f"removed [bold]{e.name}[/] ({e.origin})")
@@ -176,7 +173,7 @@ def pull(
     from pathlib import Path as _P
 
     cfg = json.loads((_P(res.path) / "config.json").read_text())
-    reg._store.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
+    reg.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
         "max_length": min(int(cfg.get("max_position_embeddings", 512)), 512), "card_metrics": res.card_metrics,
         "description": f"pulled from {res.repo_id}@{res.revision}"})
@@ -214,7 +211,7 @@ def push(
     e = reg.get(name)
     if e.artifact is None or e.kind not in ("student-model", "teacher-model"):
         raise UserInputError(f"'{name}' is not a built student", "build one with `qadistill distill`, then push it")
-    exports = [a for a in reg._store.artifacts(recipe=name) if a.kind == "export"]
+    exports = [a for a in reg.artifacts(recipe=name) if a.kind == "export"]
     dest = out or (paths.home() / "push" / name)
     staged = stage_for_push(name, e.path, exports, Path(dest), repo)
     files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())

@@ -1,0 +1,154 @@
+"""Model cards: the README.md that distill writes into a student folder, and the Hub card that `zoo push` uploads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qadistill.metrics import fmt
+
+
+def model_card(info: dict) -> str:
+    """The README.md of a distilled student (``info``: what distill writes to metrics.json): Hub metadata with a
+    model-index of its test metrics, then how to load it, its results and how it was made."""
+    return card_metadata(info) + "\n" + card_body(info)
+
+
+def card_metadata(info: dict) -> str:
+    """The YAML front matter: library, tags, datasets, base models (the teachers from the Hub), model-index."""
+    m = info["metrics"]
+    base_models = [src["repo_id"] for src in ((t.get("source") or {}) for t in info["teachers"]) if src.get("type") == "hub"]
+    test_ds, _, test_split = m["test"].get("data", "wikiqa:test").rpartition(":")
+    is_wikiqa = test_ds == "wikiqa"
+    index = [f"    - type: {k}\n      value: {m['test'][k]:.4f}" for k in ("map", "mrr") if m["test"][k] is not None]
+    yaml = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- cross-encoder",
+        "- reranker",
+        "- knowledge-distillation",
+        "- qadistill",
+        *(["datasets:", "- microsoft/wiki_qa"] if is_wikiqa else []),
+        "language:",
+        "- en",
+    ]
+    if base_models:
+        yaml += ["base_model:"] + [f"- {b}" for b in base_models]
+    yaml += [
+        "model-index:",
+        f"- name: {info['name']}",
+        "  results:",
+        "  - task:",
+        "      type: text-ranking",
+        "    dataset:",
+        f"      name: {'WikiQA' if is_wikiqa else Path(test_ds).name}",
+        f"      type: {'microsoft/wiki_qa' if is_wikiqa else 'local'}",
+        f"      split: {test_split}",
+        "    metrics:",
+        *index,
+        "---",
+    ]
+    return "\n".join(yaml)
+
+
+def card_body(info: dict) -> str:
+    """The card's prose: what the model is, how to load it, its results table, how it was made, the data licence."""
+    p = info["pipeline"]
+    d = p.get("distill", {})
+    m = info["metrics"]
+    teachers = p.get("teachers", [])
+    rows = "\n".join(
+        f"| {v.get('data', spec)} | {fmt(v['map'])} | {fmt(v['mrr'])} | {fmt(v['p@1'])} | {fmt(v['auc'])} | {v['queries']} |"
+        for spec, v in m.items() if "map" in v
+    )
+    sp = info.get("splits") or {}
+    split_note = (f"\n{sp['dataset']} was split by query with seed {sp['seed']} (train/dev/test fractions "
+                  f"{'/'.join(str(f) for f in sp['fractions'])}): test metrics never saw a training query."
+                  if sp.get("how") == "split-by-query" else "")
+    licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
+               if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
+    body = f"""
+# {info['name']}
+
+A {info['parameters'] / 1e6:.1f}M-parameter cross-encoder for query–passage relevance, distilled by
+[qadistill](https://pypi.org/project/qadistill/) {info['qadistill_version']} with mode **{d.get('mode')}**
+from {', '.join(f'`{t}`' for t in teachers) or 'gold labels only'} into the student `{p.get('student')}`
+({info['heads']} head(s), folded into one linear head on save).
+
+It loads as a plain `BertForSequenceClassification` with one logit (higher = more relevant):
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("PATH_OR_REPO")
+model = AutoModelForSequenceClassification.from_pretrained("PATH_OR_REPO")
+enc = tok(["who wrote hamlet?"], ["Hamlet is a tragedy by William Shakespeare."], return_tensors="pt", truncation=True, max_length={info['max_length']})
+score = model(**enc).logits[:, 0]
+```
+
+## Results (measured by qadistill at the end of training)
+
+| data | MAP | MRR | P@1 | ROC-AUC | queries |
+|---|---|---|---|---|---|
+{rows}
+
+MAP/MRR/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
+Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev')}).{split_note}
+
+## How it was made
+
+- teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
+- mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
+  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled')}
+- train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
+  {info['threads']} threads on {info['machine']}
+- command: `{info['command']}`
+
+The full recipe is in `recipe.toml`, every figure in `metrics.json`.
+
+{licence}
+"""
+    return body
+
+
+def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], folder: Path) -> str:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    m = metrics.get("metrics", {})
+    evals = []
+    for spec, vals in m.items():
+        if not isinstance(vals, dict) or "map" not in vals:
+            continue
+        ds_name, split = ("WikiQA", "test") if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
+        ds_type = "microsoft/wiki_qa" if ds_name == "WikiQA" else ds_name
+        for metric in ("map", "mrr"):
+            evals.append(EvalResult(task_type="text-ranking", dataset_type=ds_type, dataset_name=ds_name, dataset_split=split,
+                                    metric_type=metric, metric_value=round(float(vals[metric]), 4)))
+    base = [t["source"]["repo_id"] for t in metrics.get("teachers", []) if (t.get("source") or {}).get("type") == "hub"]
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag="text-classification", license="apache-2.0", language=["en"],
+        datasets=["microsoft/wiki_qa"], tags=["cross-encoder", "reranker", "knowledge-distillation", "qadistill", "onnx"],
+        base_model=base or None, model_name=name, eval_results=evals or None,
+    )
+    old = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""
+    body = old.split("---", 2)[2] if old.startswith("---") and old.count("---") >= 2 else old
+    if variants:
+        rows = "\n".join(
+            f"| `{v['file']}` | {v['variant']} | {(v.get('size_bytes') or 0) / 1e6:.1f} MB | "
+            f"{(v.get('parity') or {}).get('max_abs_diff', float('nan')):.2e} | {(v.get('parity') or {}).get('map_delta_points', float('nan')):+.2f} |"
+            for v in variants
+        )
+        body += f"""
+## ONNX variants
+
+Load with Optimum: `ORTModelForSequenceClassification.from_pretrained("{repo_id}", subfolder="onnx", file_name="model_int8_dynamic.onnx")`.
+
+| file | variant | size | max abs logit diff vs PyTorch | MAP delta (points, dev sample) |
+|---|---|---|---|---|
+{rows}
+"""
+    if (folder / "recipe.toml").exists():
+        body += "\n## Recipe\n\n```toml\n" + (folder / "recipe.toml").read_text() + "```\n"
+    card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body.replace("{{", "{ {").replace("}}", "} }"))
+    return str(card)

@@ -1,0 +1,120 @@
+"""What a model name means once resolved: ``ModelRef`` (made only by ``Registry.resolve``), its exported variants
+(``ExportRef``), the one reader of an export's manifest (``qadistill_export.json``) and the one vocabulary of variants
+(``Variant``) that export, bench, rank and recipes share. Light: no heavy import, no I/O at import time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+EXPORT_MANIFEST = "qadistill_export.json"
+
+
+def export_manifest(folder: Path) -> dict:
+    """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
+    man = Path(folder) / EXPORT_MANIFEST
+    return json.loads(man.read_text()) if man.exists() else {}
+
+
+class Variant(str, Enum):
+    """An exported form of a model. Its value is what export writes into the manifest and the zoo (NAME-VALUE)."""
+
+    onnx = "onnx"
+    optimized = "optimized"
+    int8_dynamic = "int8-dynamic"
+    int8_static = "int8-static"
+    fp16 = "fp16"
+
+    @property
+    def bench_backend(self) -> str:
+        """The `qadistill bench --backends` name that runs this variant."""
+        return BENCH_BACKEND[self]
+
+    @property
+    def api_backend(self) -> str:
+        """The ``qadistill.load(backend=...)`` family this variant belongs to: onnx-int8 or onnx."""
+        return "onnx-int8" if self in (Variant.int8_dynamic, Variant.int8_static) else "onnx"
+
+    @property
+    def recipe_target(self) -> str:
+        """Its name in a recipe's ``[export] targets``."""
+        return "onnx-optimized" if self is Variant.optimized else self.value
+
+    @classmethod
+    def of_bench_backend(cls, backend: str) -> "Variant | None":
+        return next((v for v, b in BENCH_BACKEND.items() if b == backend), None)
+
+
+BENCH_BACKEND = {Variant.onnx: "ort", Variant.optimized: "ort-optimized", Variant.int8_dynamic: "ort-int8",
+                 Variant.int8_static: "ort-int8-static", Variant.fp16: "ort-fp16"}
+# `auto` serves the first of these that passed its parity check; a named onnx family tries its own in this order
+AUTO_ORDER = (Variant.int8_dynamic, Variant.int8_static, Variant.onnx)
+API_FAMILY = {"onnx-int8": (Variant.int8_dynamic, Variant.int8_static), "onnx": (Variant.onnx, Variant.optimized)}
+
+
+@dataclass(frozen=True)
+class ExportRef:
+    """One exported variant of a model, as the store registered it."""
+
+    name: str  # its zoo name (NAME-VARIANT)
+    variant: str | None  # a Variant value (None for a manifest without one)
+    folder: Path
+    parity: dict = field(default_factory=dict, compare=False)  # the parity report export measured
+    max_length: int | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.folder.exists()
+
+    def session(self) -> dict:
+        """The ONNX Runtime session settings this variant was exported for (its manifest's ``ort_session``)."""
+        return export_manifest(self.folder).get("ort_session") or {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A name, folder or Hub id resolved once: where the model is and what it is.
+
+    ``kind``: ``teacher`` (a teacher recipe), ``prebuilt`` (a prebuilt recipe), ``student-model`` / ``teacher-model`` /
+    ``export`` (built artifacts), ``folder`` (a path given as is) or ``hub`` (a Hub id outside the zoo).
+    ``architecture``: cross-encoder or bi-encoder; a folder's is read from its config.json when asked (so a command
+    that never needs it never reads that file).
+    ``max_length``: what the recipe or the build recorded; None where nothing did (callers pick their default).
+    ``exports``: the variants built from it, in the order they were registered (a cross-encoder's only).
+    ``variant``: for an export (artifact or folder), which one it is. ``parent``: what an export was made from.
+    ``content_hash``: the folder's content digest where the store recorded one, else None (computed on demand by
+    ``qadistill.sources.folder_fingerprint``).
+    """
+
+    name: str
+    folder: Path
+    kind: str
+    known_architecture: str | None  # None: a folder's, read on demand (see ``architecture``)
+    max_length: int | None
+    exports: tuple[ExportRef, ...] = ()
+    variant: str | None = None
+    parent: str | None = None
+    content_hash: str | None = None
+    recipe: object | None = field(default=None, compare=False)  # the recipe it came from (teacher, prebuilt)
+
+    @property
+    def architecture(self) -> str:
+        if self.known_architecture is not None:
+            return self.known_architecture
+        from qadistill.sources import folder_architecture
+
+        return folder_architecture(self.folder)
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.kind in ("teacher", "teacher-model")
+
+    def built_exports(self) -> dict[str, ExportRef]:
+        """Variants whose folder still exists, by variant (the last one registered wins)."""
+        return {e.variant: e for e in self.exports if e.exists}
+
+    def latest_exports(self) -> dict[str, ExportRef]:
+        """The last registered export of each variant, whether or not its folder still exists."""
+        return {e.variant: e for e in self.exports}
