@@ -30,7 +30,7 @@ def make_backend(t: dict, s: dict):
 
 def main() -> None:
     from qadistill.bench import percentiles, time_loop
-    from qadistill.data import load_dataset
+    from qadistill.splits import load_split
     from qadistill.metrics import ranking_metrics
 
     spec = json.loads(sys.stdin.read())
@@ -49,7 +49,7 @@ def main() -> None:
         be.model = torch.compile(be.model)
     load_s = time.perf_counter() - t0
 
-    ds = load_dataset(s["data"], s["split"])
+    ds = load_split(s["data"], s["split"])
     pairs = ds.pairs
     rows = []
     for bs in s["batch_sizes"]:

@@ -27,7 +27,7 @@ from qadistill.cards import model_card  # noqa: F401  (re-exported)
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
-from qadistill.splits import Splits, resolve_splits
+from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
 
 
 @dataclass
@@ -148,25 +148,75 @@ class _Plan:
 
 
 def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, out_dir: Path | None = None,
-                 extra_evals: list[str] | None = None) -> _Plan:
+                 extra_evals: list[str] | None = None, overwrite: bool = False, resume: bool = False) -> _Plan:
     """Resolve names and load every dataset (train, dev, test, --eval-also) up front: bad input fails here, in seconds."""
     d, s = pipeline.distill, pipeline.data
     student_recipe = registry.recipe(pipeline.student, "student")
     assert isinstance(student_recipe, StudentRecipe)
     teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
     name = paths.check_name(name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if d.pretrain_unlabelled else "") + f"-s{d.seed}")
+    _check_name_free(registry, name, overwrite or resume)
     splits = resolve_splits(s.name, s.train_split, s.dev_split, s.test_split, s.dev, s.test, s.split_seed, tuple(s.split_fractions))
+    for which, ds in (("dev", splits.dev), ("test", splits.test)):
+        require_labelled(ds, f"{splits.label(which)} ({which} data)")
+    if d.mode == "gold" or (d.alpha > 0 and not d.pretrain_unlabelled and not pipeline.teachers):
+        require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
-    extra = {}
-    for spec in extra_evals or []:
-        ds_name, _, split = spec.partition(":")
-        ds = load_dataset(ds_name, split or "dev")
-        if not ds.labelled:
-            raise DataError(f"--eval-also {spec}: has unlabelled pairs, metrics need labels", "name a labelled split")
-        extra[spec] = ds
+    extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
     return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra)
+
+
+def plan_notes(plan: _Plan, resume: bool) -> list[str]:
+    """What a user should know before the run starts: how the data was split, dev/test that overlap the training
+    data (only when named that way), a dev set that cannot select weights, a --resume with nothing to resume."""
+    notes = [plan.splits.describe()] if plan.splits.describe() else []
+    for which, ds in (("dev", plan.splits.dev), ("test", plan.splits.test)):
+        n = overlap(ds, plan.train)
+        if n:
+            notes.append(f"warning: the {which} data shares {n} of its {len(ds)} pairs with the training data "
+                         f"(named with --{which}): its metrics are not held out")
+    if not ranking_metrics([p.query_id for p in plan.splits.dev.pairs], [0.0] * len(plan.splits.dev), plan.splits.dev.labels())["queries"]:
+        notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
+                     "the last weights are kept")
+    work = plan.out_dir.with_name(plan.out_dir.name + ".work")
+    if resume and not any(work.rglob("checkpoint.pt")):
+        notes.append(f"no checkpoint to resume in {work}: starting a fresh run")
+    return notes
+
+
+def _check_name_free(registry, name: str, replace: bool) -> None:
+    """An artifact name must not hide a recipe, and an existing artifact is replaced only when asked (--overwrite)."""
+    from qadistill.errors import UnknownNameError
+
+    try:
+        e = registry.get(name)
+    except UnknownNameError:
+        return
+    if e.origin in ("builtin", "user"):
+        raise UserInputError(f"--name {name!r} is taken by a {e.origin} {e.kind} recipe", "pick another --name")
+    if not replace:
+        raise UserInputError(f"artifact '{name}' already exists ({e.path}): rebuilding it would replace it",
+                             f"pass --overwrite to replace it, pick another --name, or `qadistill zoo remove {name} --delete-files`")
+
+
+def _eval_also(spec: str, train: QADataset) -> QADataset:
+    """Validation data is never trained on: it must be labelled and share no pair with the training data."""
+    ds_name, _, split = spec.partition(":")
+    ds = load_split(ds_name, split or ("dev" if is_named(ds_name) else None))
+    require_labelled(ds, f"--eval-also {spec}")
+    n = overlap(ds, train)
+    if n:
+        raise UserInputError(f"--eval-also {spec} shares {n} of its {len(ds)} pairs with the training data: it would "
+                             "measure what the student trained on", "name data held out from training (e.g. trecqa:dev)")
+    return ds
+
+
+def overlap(a: QADataset, b: QADataset) -> int:
+    """How many (query, passage) pairs of ``a`` are also in ``b``."""
+    seen = {(p.query, p.passage) for p in b.pairs}
+    return sum((p.query, p.passage) in seen for p in a.pairs)
 
 
 def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
@@ -296,6 +346,7 @@ def run_distill(
     extra_evals: list[str] | None = None,
     command: str = "",
     notify=None,
+    overwrite: bool = False,
 ) -> DistillResult:
     """plan (validate, load data) → score → (stage 1) → train → evaluate → record results → save → register."""
     import torch
@@ -306,9 +357,10 @@ def run_distill(
     PartialState(cpu=not torch.cuda.is_available())
     main_process = PartialState().is_main_process  # under `accelerate launch`, only rank 0 writes and evaluates
     progress = (progress or NullProgress()) if main_process else NullProgress()
-    plan = plan_distill(pipeline, registry, name, out_dir, extra_evals)
-    if notify is not None and main_process and plan.splits.describe():
-        notify(plan.splits.describe())  # e.g. "data.jsonl split by query (seed 0): train 80% (40 queries), ..."
+    plan = plan_distill(pipeline, registry, name, out_dir, extra_evals, overwrite, resume)
+    if notify is not None and main_process:
+        for line in plan_notes(plan, resume):
+            notify(line)
     if not main_process:
         return _run_rank(plan, registry, resume, pool)
     with artifact_lock(plan.name):

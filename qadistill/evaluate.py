@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from qadistill.data import load_dataset
 from qadistill.metrics import ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 
@@ -13,7 +12,7 @@ def evaluate(
     models: list[str],
     registry,
     data: str = "wikiqa",
-    split: str = "test",
+    split: str | None = None,
     ensemble: bool = False,
     batch_size: int = 32,
     max_length: int | None = None,
@@ -24,12 +23,13 @@ def evaluate(
     models' calibrated logits. Returns {"data", "split", "stats", "rows": [{"model", metrics..., "seconds"}]}."""
     import numpy as np
 
-    progress = progress or NullProgress()
-    ds = load_dataset(data, split)
-    if not ds.labelled:
-        from qadistill.errors import DataError
+    from qadistill.splits import WHOLE, dataset_label, is_named, load_split, require_labelled
 
-        raise DataError(f"{data}/{split} has unlabelled pairs: metrics need labels", "evaluate on a labelled split")
+    progress = progress or NullProgress()
+    ds = load_split(data, split)
+    split = split or ("test" if is_named(data) else WHOLE)
+    require_labelled(ds, f"{data} ({split})")
+    label = dataset_label(data)
     qids = [p.query_id for p in ds.pairs]
     labels = ds.labels()
     rows, all_logits = [], []
@@ -44,7 +44,7 @@ def evaluate(
         m = ranking_metrics(qids, logits.tolist(), labels)
         rows.append({"model": name, **m, "seconds": secs})
         if store is not None:
-            store.add_results(name, data, split, stored(m), notes=m.get("undefined"))
+            store.add_results(name, label, split, stored(m), notes=m.get("undefined"))
     if ensemble and len(models) > 1:
         mean = np.mean(np.stack(all_logits), axis=0)
         m = ranking_metrics(qids, mean.tolist(), labels)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from qadistill.data import NAMED, QADataset, load_dataset
 from qadistill.errors import DataError
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+WHOLE = "all"  # the split name of a whole file
+FILE_SPLITS = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class Splits:
     info: dict = field(default_factory=dict)  # how the splits were made, written to metrics.json and the model card
 
     def label(self, which: str) -> str:
-        """'wikiqa:test', or 'FILE:test' for a split of a file (the seed is in ``info``)."""
+        """'wikiqa:test'; 'FILE:test' for the by-query split of a file (the seed is in ``info``); a named --dev/--test
+        file is labelled with its own path."""
+        if self.info["how"] == "files" and which in ("dev", "test"):
+            return f"{self.info[which]}:{WHOLE}"
         return f"{self.info['dataset']}:{which}"
 
     def describe(self) -> str:
@@ -38,6 +44,36 @@ class Splits:
 
 def is_named(spec: str) -> bool:
     return spec in NAMED or spec.startswith("hf:")
+
+
+def dataset_label(spec: str) -> str:
+    """How results name their data: the dataset name, or a file's absolute path (so `x.jsonl` and `/abs/x.jsonl`
+    are one dataset)."""
+    return spec if is_named(spec) else str(Path(spec).expanduser().resolve())
+
+
+def load_split(spec: str, split: str | None, seed: int = 0) -> QADataset:
+    """One split for eval/bench: a named dataset's own split (default test); for a file the whole file (``all``, the
+    default) or the train/dev/test part of its by-query split (seed 0: the split `distill --data FILE` makes)."""
+    if is_named(spec):
+        return load_dataset(spec, split or "test")
+    full = load_dataset(spec, WHOLE)
+    if split in (None, WHOLE):
+        return full
+    if split not in FILE_SPLITS:
+        raise DataError(f"--split {split!r}: a data file has no split of that name",
+                        f"use --split {WHOLE} (the whole file) or train, dev, test (its by-query split, as distill makes it)")
+    return dict(zip(FILE_SPLITS, split_by_query(full, seed)))[split]
+
+
+def require_labelled(ds: QADataset, what: str) -> None:
+    """Metrics (and gold training) need labels: name the first unlabelled pair otherwise."""
+    first = next((p for p in ds.pairs if p.label is None), None)
+    if first is not None:
+        n = sum(p.label is None for p in ds.pairs)
+        raise DataError(f"{what}: {n} of {len(ds)} pairs have no label (first: query_id={first.query_id}, "
+                        f"passage_id={first.passage_id}); metrics need labels",
+                        "give labelled data (label 0 or 1 on every row)")
 
 
 def _subset(ds: QADataset, split: str, qids: set[str]) -> QADataset:
@@ -79,13 +115,13 @@ def resolve_splits(spec: str, train_split: str = "train", dev_split: str = "dev"
                         "e.g. --data train.jsonl --dev dev.jsonl --test test.jsonl")
     if dev is not None and test is not None:
         tr, dv, te = load_dataset(spec, train_split), load_dataset(dev, dev_split), load_dataset(test, test_split)
-        info = {"how": "files", "dataset": spec, "dev": dev, "test": test}
-        return Splits(tr, dv, te, info | {"same_file": len({spec, dev, test}) < 3})
+        label = {k: dataset_label(v) for k, v in (("dataset", spec), ("dev", dev), ("test", test))}
+        return Splits(tr, dv, te, {"how": "files", **label, "same_file": len(set(label.values())) < 3})
     if is_named(spec):
         tr, dv, te = (load_dataset(spec, s) for s in (train_split, dev_split, test_split))
         return Splits(tr, dv, te, {"how": "named", "dataset": spec, "splits": [train_split, dev_split, test_split]})
     full = load_dataset(spec, train_split)
     tr, dv, te = split_by_query(full, seed, fractions)
-    info = {"how": "split-by-query", "dataset": spec, "seed": seed, "fractions": list(fractions),
+    info = {"how": "split-by-query", "dataset": dataset_label(spec), "seed": seed, "fractions": list(fractions),
             "queries": {d.split: len(d.query_groups()) for d in (tr, dv, te)}, "pairs": {d.split: len(d) for d in (tr, dv, te)}}
     return Splits(tr, dv, te, info)

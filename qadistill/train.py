@@ -9,6 +9,7 @@ gradients are averaged; only the main process evaluates and writes.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -152,6 +153,11 @@ class _Loop:
             tl = tl[:, None]
         self.tl = tl
         self.lengths = [len(x) for x in self.tokenizer(self.qs, self.ps, truncation=True, max_length=cfg.max_length)["input_ids"]]
+        h = hashlib.sha256()
+        for q, p in zip(self.qs, self.ps):
+            h.update(q.encode("utf-8", "surrogatepass") + b"\x00" + p.encode("utf-8", "surrogatepass") + b"\x01")
+        h.update(self.y.numpy().tobytes() + (b"" if tl is None else tl.numpy().tobytes()))
+        self.data_fp = h.hexdigest()  # what the checkpoint was trained on
 
     def _optimizer(self) -> None:
         """AdamW without weight decay on biases and LayerNorm weights; linear warm-up then decay."""
@@ -173,7 +179,7 @@ class _Loop:
         import torch
 
         if resume and self.ckpt.exists():
-            saved = torch.load(self.ckpt, weights_only=False)
+            saved = self._load_checkpoint()
             self.model.load_state_dict(saved["model"])
             self.opt.load_state_dict(saved["optimizer"])
             self.sched.load_state_dict(saved["scheduler"])
@@ -182,6 +188,29 @@ class _Loop:
             set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
         self.dmodel, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)
         self.raw = self.acc.unwrap_model(self.dmodel)
+
+    def _load_checkpoint(self) -> dict:
+        """The checkpoint, refused (before any step) when damaged or made from other settings or data: resuming it
+        would give weights that match neither run."""
+        import torch
+
+        from qadistill.errors import UserInputError
+
+        fresh = f"rerun without --resume to start over (delete {self.ckpt.parent.parent})"
+        try:
+            saved = torch.load(self.ckpt, weights_only=False)
+        except Exception as exc:
+            raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
+        mine = {k: v for k, v in asdict(self.cfg).items() if k != "checkpoint_every"}
+        theirs = {k: v for k, v in (saved.get("config") or {}).items() if k != "checkpoint_every"}
+        changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
+        if changed:
+            raise UserInputError(f"checkpoint {self.ckpt} was made with other settings ({', '.join(changed[:4])})",
+                                 "resume with the settings of the interrupted run, or " + fresh)
+        if saved.get("data") not in (None, self.data_fp):
+            raise UserInputError(f"checkpoint {self.ckpt} was made on other training data (or other teacher scores)",
+                                 "resume with the data of the interrupted run, or " + fresh)
+        return saved
 
     def save_checkpoint(self) -> None:
         # written only between steps, with every RNG state and the position (step, epoch): a resumed run replays
@@ -192,7 +221,7 @@ class _Loop:
             tmp = self.ckpt.with_suffix(".tmp")
             try:
                 torch.save({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg)}, tmp)
+                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp}, tmp)
                 tmp.replace(self.ckpt)
             except BaseException:
                 tmp.unlink(missing_ok=True)

@@ -61,3 +61,25 @@ def test_sigkill_at_a_step_resumes_to_identical_weights(reference, step):
     state = run(work, out, None, True)
     assert state["step"] == TOTAL_STEPS
     assert same_weights(full, out)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_or_data_or_a_damaged_one(reference):
+    import dataclasses
+
+    import resume_worker
+    from qadistill.errors import UserInputError
+
+    root, _, _ = reference
+    work = root / "guard"
+    with pytest.raises(KeyboardInterrupt):
+        run(work, root / "guard.safetensors", 4, False, signal.SIGINT)
+    base = resume_worker.config
+    try:
+        resume_worker.config = lambda: dataclasses.replace(base(), learning_rate=0.5)
+        with pytest.raises(UserInputError, match="other settings.*learning_rate"):
+            run(work, root / "guard.safetensors", None, True)
+    finally:
+        resume_worker.config = base
+    (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:1000])
+    with pytest.raises(UserInputError, match="is damaged"):
+        run(work, root / "guard.safetensors", None, True)

@@ -174,7 +174,9 @@ def test_a_rebuilt_artifact_never_shows_the_figures_of_the_one_it_replaced(cli, 
     assert cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "1").exit_code == 0
     with Store.open() as s:
         s.add_results("again", str(tiny_zoo), "test", {"map": 0.999})  # an old eval of the first model
-    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "2", "--format", "json")
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "2")
+    assert r.exit_code == 2 and "already exists" in r.stderr and "--overwrite" in r.stderr, r.output  # never silently
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "again", "--seed", "2", "--format", "json", "--overwrite")
     assert r.exit_code == 0, r.output
     with Store.open() as s:
         maps = [x["value"] for x in s.results("again") if x["metric"] == "map"]
@@ -211,3 +213,36 @@ def test_out_never_replaces_a_folder_of_user_files(cli, tiny_zoo, tmp_path):  # 
     r = cli(*DISTILL, "--data", str(tiny_zoo), "--out", str(mine))
     assert r.exit_code == 2 and "not a qadistill model folder" in r.stderr, r.output
     assert (mine / "thesis.txt").read_text() == "four years of work"
+
+
+@requires_package("all-minilm-l6-v2")
+def test_named_test_file_labels_its_results_and_training_data_is_never_validation(cli, tiny_zoo, tmp_path, isolated_home):  # noqa: F811
+    other = jsonl(tmp_path / "other.jsonl", tiny_pairs(n_queries=6, seed=5))
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--dev", str(other), "--test", str(other), "--name", "lab", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metrics"]["test"]["data"] == f"{other.resolve()}:all"
+    rows = sqlite3.connect(isolated_home / "qadistill.db").execute("SELECT DISTINCT dataset FROM results WHERE artifact='lab'").fetchall()
+    assert rows == [(str(other.resolve()),)]
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--eval-also", str(tiny_zoo), "--name", "lab2")
+    assert r.exit_code == 2 and "shares" in r.stderr and "training data" in r.stderr, r.output
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "tiny-t0")
+    assert r.exit_code == 2 and "taken by a user teacher recipe" in r.stderr, r.output
+
+
+def test_unlabelled_data_is_refused_before_any_teacher_scores(cli, tiny_zoo, tmp_path):  # noqa: F811
+    rows = [{k: v for k, v in r.items() if k != "label"} for r in tiny_pairs(n_queries=12)]
+    data = jsonl(tmp_path / "unlabelled.jsonl", rows)
+    r = cli(*DISTILL, "--data", str(data), "--name", "u1")
+    assert r.exit_code == 2 and "have no label" in r.stderr and "distill single" not in r.stderr, r.output
+
+
+def test_eval_of_a_file_scores_the_whole_file_or_a_named_part_of_its_split(tmp_path):
+    from qadistill.splits import load_split, split_by_query
+    from qadistill.data import load_dataset
+    from qadistill.errors import DataError
+
+    data = jsonl(tmp_path / "d.jsonl", tiny_pairs(n_queries=20))
+    assert len(load_split(str(data), None)) == 80 and load_split(str(data), "all").split == "all"
+    assert load_split(str(data), "test").pairs == split_by_query(load_dataset(str(data)))[2].pairs
+    with pytest.raises(DataError, match="no split of that name"):
+        load_split(str(data), "bogus")

@@ -18,7 +18,7 @@ def bench(
     max_length: Annotated[int, typer.Option(min=8)] = 128,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
     data: Annotated[str, typer.Option()] = "wikiqa",
-    split: Annotated[str, typer.Option()] = "test",
+    split: Annotated[str | None, typer.Option(help="A named dataset's split (default test); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
     min_time: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per batch size (at least).")] = 2.0,
     min_runs: Annotated[int, typer.Option(min=1)] = 10,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the accuracy pass.")] = False,
@@ -51,7 +51,7 @@ def bench(
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
     try:
-        bss = [int(x) for x in batch_sizes.split(",") if x.strip()]
+        bss = [int(x) for x in batch_sizes.split(",")]
     except ValueError:
         raise UserInputError(f"--batch-sizes {batch_sizes!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
     bad = [b for b in bss if b < 1]
@@ -60,13 +60,17 @@ def bench(
     bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     if backends is not None and not bl:
         raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
-    if not no_accuracy:
-        from qadistill.data import load_dataset
+    if plot and no_accuracy:
+        raise UserInputError("--plot draws MAP against throughput: it needs the accuracy pass", "drop --no-accuracy (or --plot)")
+    if baseline and baseline.partition(":")[0] not in models:
+        raise UserInputError(f"--baseline {baseline!r}: its model is not among the models benched ({', '.join(models)})",
+                             "use MODEL[:BACKEND] with one of the models on the command line")
+    from qadistill.splits import WHOLE, is_named, load_split, require_labelled
 
-        ds = load_dataset(data, split)  # a missing or broken file fails here, before any model loads
-        if not ds.labelled:
-            raise UserInputError(f"--data {data} --split {split}: has unlabelled pairs, the accuracy pass needs labels",
-                                 "pass labelled data, or --no-accuracy")
+    split = split or ("test" if is_named(data) else WHOLE)
+    if not no_accuracy:
+        ds = load_split(data, split)  # a missing or broken file fails here, before any model loads
+        require_labelled(ds, f"--data {data} --split {split} (the accuracy pass)")
     check_device(device, bl or [])
     settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries)

@@ -33,6 +33,7 @@ def distill(
     name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: $QADISTILL_HOME/artifacts/NAME).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an artifact of the same name that was built before.")] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Distil teachers into a student (MKDM and baselines), evaluate it and save a Hub-style folder in the zoo."""
@@ -76,7 +77,7 @@ def distill(
     try:
         with RichProgress() as prog:
             res = run_distill(recipe, reg, store, name=name, out_dir=out, resume=resume, progress=prog,
-                              extra_evals=eval_also or [], command=cmd, notify=lambda msg: err_console().print(msg))
+                              extra_evals=eval_also or [], command=cmd, notify=lambda msg: err_console().print(msg), overwrite=overwrite)
     except KeyboardInterrupt as exc:
         if getattr(exc, "checkpoint", True):
             raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None

@@ -106,6 +106,14 @@ def handle_errors(func: F) -> F:
                 full = DiskFullError(exc.filename or "a file")
                 report(full.message, full.hint)
                 raise typer.Exit(full.exit_code) from None
+            import sqlite3
+
+            if isinstance(exc, sqlite3.Error):  # a store damaged in a way opening it did not show
+                from qadistill import paths
+
+                report(f"store {paths.store_path()} is damaged or from another program: {type(exc).__name__}: {exc}",
+                       "restore it from a qadistill.db.bak-before-* backup next to it, or move it to a new name to start a fresh store")
+                raise typer.Exit(1) from None
             if _disk_full(exc):  # torch.save / safetensors wrap ENOSPC in their own errors
                 full = DiskFullError(_path_in(exc) or paths_home())
                 report(full.message, full.hint)

@@ -19,6 +19,8 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
         name = "stdin"
     else:
         p = Path(source).expanduser()
+        if p.is_dir():
+            raise UserInputError(f"passage file {p} is a folder", "pass a text file with one passage per line, or - for stdin")
         if not p.is_file():
             raise UserInputError(f"passage file {p} does not exist", "pass a text file with one passage per line, or - for stdin")
         raw, name = p.read_bytes(), str(p)
@@ -30,17 +32,27 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
     lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
     if lines and all(line.lstrip().startswith("{") for line in lines):
-        passages, ids = [], []
+        passages, ids, seen = [], [], {}
         for i, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserInputError(f"{name}:{i}: invalid JSON", "one JSON object per line, or plain text") from None
-            txt = row.get("passage", row.get("text"))
-            if not isinstance(txt, str) or not txt.strip():
+            if not isinstance(row, dict):
+                raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
+            field = "passage" if "passage" in row else "text" if "text" in row else None
+            if field is None:
                 raise UserInputError(f"{name}:{i}: no \"passage\" or \"text\" field", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
+            txt = row[field]
+            if not isinstance(txt, str) or not txt.strip():
+                raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
+                                     "give every passage some text")
+            pid = str(row.get("id", i))
+            if pid in seen:
+                raise UserInputError(f"{name}:{i}: id {pid!r} was already used on line {seen[pid]}", "ids must be unique")
+            seen[pid] = i
             passages.append(txt)
-            ids.append(str(row.get("id", i)))
+            ids.append(pid)
         return passages, ids
     return lines, None
 

@@ -67,13 +67,19 @@ def _params(n: int | None) -> str:
 @handle_errors
 def list_(
     fmt: FormatOpt = Format.table,
-    kind: Annotated[str | None, typer.Option(help="Only this kind: teacher, student, pipeline.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind: teacher, student, pipeline, prebuilt, or a built kind (student-model, export, teacher-model).")] = None,
 ) -> None:
     """List every recipe and built artifact: kind, size, source, whether it works offline, what is built."""
     from qadistill.catalog import zoo_rows
 
     reg = _registry()
-    rows = [r for r in zoo_rows(reg) if kind is None or r.kind == kind]
+    all_rows = zoo_rows(reg)
+    kinds = sorted({r.kind for r in all_rows} | {"teacher", "student", "pipeline", "prebuilt"})
+    if kind is not None and kind not in kinds:
+        from qadistill.errors import UserInputError
+
+        raise UserInputError(f"--kind {kind!r} is not a kind", f"use one of {', '.join(kinds)}")
+    rows = [r for r in all_rows if kind is None or r.kind == kind]
     _warn_problems(reg)
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
