@@ -132,16 +132,20 @@ def _one_newline(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+LABEL_TEXT = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+
+
 def _label(raw, path, line) -> int | None:
     if raw is None or raw == "":
         return None
-    s = str(raw).strip()
-    if s in ("0", "1"):
-        return int(s)
+    # one rule for every format: 0/1 as a number (1, 1.0), as text ("1", "1.0") or as a boolean (true, "True")
     if isinstance(raw, bool):
         return int(raw)
     if isinstance(raw, (int, float)) and raw in (0, 1):
         return int(raw)
+    s = str(raw).strip().lower()
+    if s in LABEL_TEXT:
+        return LABEL_TEXT[s]
     raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1", "labels must be 0 (not relevant) or 1 (relevant)")
 
 

@@ -175,3 +175,13 @@ def test_csv_missing_column_hint_names_the_header_it_needs(tmp_path):
         load_dataset(str(p))
     assert "--columns" not in ei.value.hint
     assert "query" in ei.value.hint and "passage" in ei.value.hint and "qtext" in ei.value.hint and "atext" in ei.value.hint
+
+
+def test_labels_follow_one_rule_in_every_format(tmp_path):
+    from qadistill.data import load_dataset
+
+    (tmp_path / "a.csv").write_text("query,passage,label\nq?,p one,1.0\nq?,p two,0\nq?,p three,true\n")
+    (tmp_path / "a.jsonl").write_text('{"query": "q?", "passage": "p one", "label": "1.0"}\n{"query": "q?", "passage": "p two", "label": 0}\n'
+                                      '{"query": "q?", "passage": "p three", "label": true}\n')
+    for f in ("a.csv", "a.jsonl"):
+        assert load_dataset(str(tmp_path / f)).labels() == [1, 0, 1], f
