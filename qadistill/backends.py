@@ -18,6 +18,9 @@ class PairTokenizer:
     Truncation is longest-first to ``max_length``, as transformers does by default."""
 
     def __init__(self, folder: Path, max_length: int) -> None:
+        from qadistill.sources import check_max_length
+
+        check_max_length(folder, max_length)
         self.folder = Path(folder)
         self.max_length = max_length
         tj = self.folder / "tokenizer.json"

@@ -161,6 +161,7 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         require_labelled(ds, f"{splits.label(which)} ({which} data)")
     if d.mode == "gold" or (d.alpha > 0 and not d.pretrain_unlabelled and not pipeline.teachers):
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
+    _check_student_length(student_recipe, registry, d.max_length)
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
@@ -184,6 +185,19 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
     if resume and not any(work.rglob("checkpoint.pt")):
         notes.append(f"no checkpoint to resume in {work}: starting a fresh run")
     return notes
+
+
+def _check_student_length(student_recipe: StudentRecipe, registry, max_length: int) -> None:
+    """--max-length must fit the student's position embeddings (a random config student has BERT's 512)."""
+    from qadistill.recipes import ConfigInit
+    from qadistill.sources import check_max_length
+    from qadistill.student import encoder_folder_for
+
+    if isinstance(student_recipe.init, ConfigInit):
+        if max_length > 512:
+            raise UserInputError(f"--max-length {max_length} is longer than the student can read (512 positions)", "use --max-length 512 or less")
+        return
+    check_max_length(encoder_folder_for(student_recipe, registry), max_length)
 
 
 def _check_name_free(registry, name: str, replace: bool) -> None:

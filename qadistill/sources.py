@@ -334,3 +334,22 @@ def folder_fingerprint(path: Path) -> str:
     from qadistill.integrity import content_digest
 
     return content_digest(Path(path))
+
+
+def check_max_length(folder: Path, max_length: int, what: str = "--max-length") -> None:
+    """A max length the model can hold: at most its position embeddings (config.json), else a one-line error before
+    any scoring (a longer input would crash mid-run, or silently index past the table)."""
+    import json
+
+    from qadistill.errors import UserInputError
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # no readable config: the loader reports it
+    limit = cfg.get("max_position_embeddings")
+    if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert") and isinstance(limit, int):
+        limit -= 2  # positions start after the padding index
+    if isinstance(limit, int) and max_length > limit:
+        raise UserInputError(f"{what} {max_length} is longer than the model in {folder} can read ({limit} positions, "
+                             "config.json max_position_embeddings)", f"use {what} {limit} or less")

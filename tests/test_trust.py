@@ -246,3 +246,14 @@ def test_eval_of_a_file_scores_the_whole_file_or_a_named_part_of_its_split(tmp_p
     assert load_split(str(data), "test").pairs == split_by_query(load_dataset(str(data)))[2].pairs
     with pytest.raises(DataError, match="no split of that name"):
         load_split(str(data), "bogus")
+
+
+def test_a_max_length_beyond_the_model_is_refused_before_scoring(cli, tmp_path):
+    from conftest import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "m", "cross")  # 128 positions
+    data = jsonl(tmp_path / "d.jsonl", tiny_pairs(n_queries=4))
+    r = cli("eval", str(folder), "--data", str(data), "--max-length", "4000")
+    assert r.exit_code == 2 and "128 positions" in r.stderr and "unexpected" not in r.output, r.output
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(data), "--max-length", "4000", "--backend", "torch")
+    assert r.exit_code == 2 and "128 positions" in r.stderr, r.output
