@@ -13,7 +13,12 @@ def home() -> Path:
     """QADISTILL_HOME: the user zoo, the store, built artifacts. Default: the platform's user data dir."""
     env = os.environ.get("QADISTILL_HOME")
     if env:
-        return Path(env).expanduser()
+        p = Path(env).expanduser()
+        if p.exists() and not p.is_dir():
+            from qadistill.errors import QadistillError
+
+            raise QadistillError(f"QADISTILL_HOME {p} is a file, not a folder", "point QADISTILL_HOME at a folder (it is created if missing)")
+        return p
     from platformdirs import user_data_dir
 
     return Path(user_data_dir(APP, appauthor=False))

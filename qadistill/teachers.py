@@ -70,8 +70,9 @@ class Teacher:
     architecture: str
 
     def __init__(self, name: str, folder: Path, max_length: int, batch_size: int = 32, cache: LogitCache | None = None) -> None:
-        from qadistill.sources import check_max_length
+        from qadistill.sources import check_max_length, check_model_folder
 
+        check_model_folder(folder)
         check_max_length(folder, max_length, f"max length of teacher '{name}'")
         self.name = name
         self.folder = Path(folder)

@@ -257,3 +257,26 @@ def test_a_max_length_beyond_the_model_is_refused_before_scoring(cli, tmp_path):
     assert r.exit_code == 2 and "128 positions" in r.stderr and "unexpected" not in r.output, r.output
     r = cli("rank", str(folder), "-q", "who?", "-p", str(data), "--max-length", "4000", "--backend", "torch")
     assert r.exit_code == 2 and "128 positions" in r.stderr, r.output
+
+
+def test_incomplete_model_folders_are_bad_input_not_crashes(cli, tmp_path, monkeypatch):
+    import shutil
+
+    from conftest import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "m", "cross")
+    notok = tmp_path / "notok"
+    notok.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(folder / f, notok / f)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("x")
+    data = jsonl(tmp_path / "d.jsonl", tiny_pairs(n_queries=4))
+    r = cli("eval", str(notok), "--data", str(data))
+    assert r.exit_code == 2 and "no tokenizer files" in r.stderr, r.output
+    r = cli("bench", str(plain), "--no-accuracy", "--batch-sizes", "1")
+    assert r.exit_code == 2 and "no config.json" in r.stderr, r.output
+    monkeypatch.setenv("QADISTILL_HOME", str(data))
+    r = cli("zoo", "list")
+    assert r.exit_code == 1 and "is a file, not a folder" in r.stderr, r.output
