@@ -322,8 +322,12 @@ def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    import io
+
+    from qadistill.fsutil import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return path
+    atomic_write_bytes(Path(path), buf.getvalue())  # a full disk never leaves half a PNG
+    return Path(path)

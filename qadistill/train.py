@@ -240,8 +240,12 @@ class _Loop:
         if dm > state["best_map"]:
             state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
             tmp = self.best_path.with_suffix(".tmp")
-            torch.save(self.raw.state_dict(), tmp)
-            tmp.replace(self.best_path)
+            try:
+                torch.save(self.raw.state_dict(), tmp)
+                tmp.replace(self.best_path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         else:
             state["evals_since_best"] += 1
 

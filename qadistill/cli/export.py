@@ -80,10 +80,12 @@ def export(
     _check_data(data, parity_queries, "int8-static" in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm)
-    with RichProgress() as prog:
+    from qadistill.locks import artifact_lock
+
+    with artifact_lock(f"{label}.export", "exports of"), RichProgress() as prog:  # one export of a model at a time
         results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
                                bound_points=max_map_drop, strict=strict, out_root=out, progress=prog)
-    register_exports(reg, label, results)
+        register_exports(reg, label, results)
     if fmt is Format.json:
         print_json([r.to_dict() for r in results])
         return
