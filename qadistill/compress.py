@@ -260,15 +260,12 @@ def parity_sample(data: str = "wikiqa", split: str = "dev", queries: int = 60):
 
 
 def scores_with(backend, ds, batch_size: int = 32):
-    import numpy as np
-
+    """The logits of ``ds`` through ``backend`` (loaded here, closed after), in batches in the dataset's order."""
     backend.load()
-    out = []
-    for i in range(0, len(ds.pairs), batch_size):
-        b = ds.pairs[i : i + batch_size]
-        out.append(backend.logits([p.query for p in b], [p.passage for p in b]))
-    backend.close()
-    return np.concatenate(out)
+    try:
+        return backend.score([p.query for p in ds.pairs], [p.passage for p in ds.pairs], batch_size)
+    finally:
+        backend.close()
 
 
 def parity(reference, variant_scores, ds, bound_points: float) -> ParityReport:
