@@ -102,7 +102,9 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
         raise UserInputError(f"{p} is not a model folder (no config.json)", "point at a student, teacher or export folder")
     arch = ref.architecture
     if (p / "model.onnx").exists() and backend != "torch":
-        kind = "onnx-int8" if (ref.variant or "").startswith("int8") else "onnx"
+        from qadistill.modelref import Variant
+
+        kind = Variant(ref.variant).api_backend if ref.variant in Variant._value2member_map_ else "onnx"
         return p.name, p, kind, int(ref.max_length or 128), arch
     if backend in ("onnx", "onnx-int8"):
         raise UserInputError(f"{p} has no ONNX model", f"run `qadistill export {p} --quantize dynamic` first, or use --backend torch")

@@ -22,6 +22,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ExportError, ExportInputError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
+from qadistill.modelref import Variant
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 OPT_LEVELS = ("O1", "O2", "O3", "O4")
@@ -51,7 +52,7 @@ def cpu_session(fuse_skip_layernorm: bool = False) -> dict:
 
 @dataclass
 class ExportRequest:
-    variant: str  # onnx | optimized | int8-dynamic | int8-static | fp16
+    variant: str  # a Variant value: onnx | optimized | int8-dynamic | int8-static | fp16
     optimize: str = "O2"
     preset: str = "auto"
     calibration_method: str = "percentile"
@@ -287,11 +288,10 @@ def folder_size(folder: Path) -> int:
 
 
 def default_variants(cuda: bool) -> list[str]:
-    v = ["onnx", "optimized", "int8-dynamic", "int8-static"]
-    return v + (["fp16"] if cuda else [])
+    return [v.value for v in Variant if cuda or v is not Variant.fp16]
 
 
-VARIANTS = ("onnx", "optimized", "int8-dynamic", "int8-static", "fp16")
+VARIANTS = tuple(v.value for v in Variant)
 
 
 def check_export_request(variants: list[str], req: ExportRequest) -> bool:
@@ -299,10 +299,10 @@ def check_export_request(variants: list[str], req: ExportRequest) -> bool:
     for v in variants:
         if v not in VARIANTS:
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
-    if "int8-static" in variants and req.calibration_method not in CALIB_METHODS:
+    if Variant.int8_static in variants and req.calibration_method not in CALIB_METHODS:
         raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
     cuda = _cuda_ok()
-    if "fp16" in variants and not cuda:
+    if Variant.fp16 in variants and not cuda:
         raise ExportError("fp16 ONNX is for CUDA GPUs: ONNX Runtime on this CPU runs fp16 slower than fp32",
                           "run the fp16 export on a machine with CUDA and onnxruntime-gpu (see `qadistill doctor`)")
     return cuda
@@ -328,23 +328,23 @@ class _ExportJob:
 
 def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
     """Make variant ``v`` from the ONNX base into ``dest``; returns how it was made (the manifest's details)."""
-    req, details = job.req, {}
-    if v == "onnx":
+    req, details, v = job.req, {}, Variant(v)
+    if v is Variant.onnx:
         shutil.copytree(job.base, dest)
-    elif v == "optimized":
+    elif v is Variant.optimized:
         optimize_onnx(job.base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
         details["level"] = req.optimize
-    elif v == "int8-dynamic":
+    elif v is Variant.int8_dynamic:
         graph = fused_graph(job.base, job.tmp / "fused", req)
         with _quiet_root_logger():
             quantize_dynamic(graph, dest, job.preset, req.per_channel)
         details.update(preset=job.preset, per_channel=req.per_channel, graph=req.optimize if graph != job.base else "plain")
-    elif v == "int8-static":
+    elif v is Variant.int8_static:
         calib = calibration_batches(job.folder, job.data, req.calibration_pairs, job.max_length)
         with _quiet_root_logger():
             quantize_static(job.base, dest, calib, req.calibration_method, req.per_channel)
         details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs, per_channel=req.per_channel)
-    elif v == "fp16":
+    elif v is Variant.fp16:
         optimize_onnx(job.base, dest, "O4", for_gpu=True)
         details["level"] = "O4"
     return details
@@ -357,9 +357,9 @@ def export_variant(job: _ExportJob, v: str, out_root: Path) -> VariantResult:
     t0 = time.perf_counter()
     dest = job.tmp / f"v-{v}"
     details = build_variant(job, v, dest)
-    seconds = time.perf_counter() - t0 + (job.base_seconds if v == "onnx" else 0.0)
-    provider = "CUDAExecutionProvider" if v == "fp16" else "CPUExecutionProvider"
-    session = None if v == "fp16" else cpu_session(job.req.fuse_skip_layernorm)
+    seconds = time.perf_counter() - t0 + (job.base_seconds if v == Variant.onnx else 0.0)
+    provider = "CUDAExecutionProvider" if v == Variant.fp16 else "CPUExecutionProvider"
+    session = None if v == Variant.fp16 else cpu_session(job.req.fuse_skip_layernorm)
     vs = scores_with(OrtBackend(dest, job.max_length, provider=provider, session=session), job.sample)
     rep = parity(job.reference, vs, job.sample, job.bound_points)
     final = out_root / f"{job.name}-{v}"
@@ -404,7 +404,7 @@ def export_model(
     folder = Path(folder)
     check_model_folder(folder)
     check_export_request(variants, req)
-    preset = auto_preset() if req.preset == "auto" and any(v.startswith("int8") for v in variants) else req.preset
+    preset = auto_preset() if req.preset == "auto" and any(Variant(v).is_int8 for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
     for v in variants:
         check_replaceable(out_root / f"{name}-{v}", "export folder")

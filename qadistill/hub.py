@@ -20,6 +20,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.integrity import MANIFEST, hash_files, write_checksums
+from qadistill.modelref import Variant
 from qadistill.cards import push_card  # noqa: F401  (re-exported)
 from qadistill.recipes import validate_repo_id, validate_revision
 
@@ -166,8 +167,7 @@ def card_metrics(folder: Path) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------------------
 # push
 # ---------------------------------------------------------------------------------------------------------------------
-ONNX_NAMES = {"onnx": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
-              "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
+ONNX_NAMES = {v.value: v.hub_file for v in Variant}
 
 
 def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: str) -> Path:
