@@ -7,6 +7,10 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qadistill.bench import BenchSettings, Target
 
 
 def _size_mb(folder: Path, file_name: str | None) -> float:
@@ -15,20 +19,28 @@ def _size_mb(folder: Path, file_name: str | None) -> float:
     return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".onnx")) / 1e6
 
 
-def make_backend(t: dict, s: dict):
+def read_spec(text: str) -> "tuple[Target, BenchSettings]":
+    """The (Target, BenchSettings) that ``bench.run_target`` sent as JSON, typed again on this side."""
+    from qadistill.bench import BenchSettings, Target
+
+    spec = json.loads(text)
+    return Target(**spec["target"]), BenchSettings(**spec["settings"])
+
+
+def make_backend(t: "Target", s: "BenchSettings"):
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
 
-    b, dev = t["backend"], s["device"]
-    kw = dict(max_length=s["max_length"], threads=s["threads"], device=dev)
+    b, dev = t.backend, s.device
+    kw = dict(max_length=s.max_length, threads=s.threads, device=dev)
     if b.startswith("torch"):
         dtype = "fp16" if "fp16" in b else "bf16" if "bf16" in b else "fp32"
-        cls = BiEncoderTorchBackend if t["architecture"] == "bi-encoder" else TorchBackend
-        return cls(t["folder"], dtype=dtype, **kw)
+        cls = BiEncoderTorchBackend if t.architecture == "bi-encoder" else TorchBackend
+        return cls(t.folder, dtype=dtype, **kw)
     provider = {"ort-trt": "TensorrtExecutionProvider"}.get(b, "CUDAExecutionProvider" if dev == "cuda" else "CPUExecutionProvider")
-    return OrtBackend(t["folder"], file_name=t.get("file_name") or "model.onnx", provider=provider, **kw)
+    return OrtBackend(t.folder, file_name=t.file_name or "model.onnx", provider=provider, **kw)
 
 
-def _time_batch(be, t: dict, s: dict, pairs, bs: int, sync) -> dict:
+def _time_batch(be, t: "Target", s: "BenchSettings", pairs, bs: int, sync) -> dict:
     """Latency of the model alone, of tokenization alone and of both, on one fixed batch of ``bs`` pairs."""
     batch = [pairs[i % len(pairs)] for i in range(bs)]
     qs, ps = [p.query for p in batch], [p.passage for p in batch]
@@ -37,7 +49,7 @@ def _time_batch(be, t: dict, s: dict, pairs, bs: int, sync) -> dict:
         return be.encode(qs, ps, pad_to_max=True)
 
     enc = enc_fixed()
-    loop = dict(min_time=s["min_time"], min_runs=s["min_runs"], max_runs=s["max_runs"], warmup=s["warmup"])
+    loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
     from qadistill.bench import time_loop
 
     model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
@@ -46,34 +58,34 @@ def _time_batch(be, t: dict, s: dict, pairs, bs: int, sync) -> dict:
     return {"model": model_t, "tokenize": tok_t, "e2e": e2e_t}
 
 
-def _row(t: dict, s: dict, bs: int, times: dict, threads: int, load_s: float, gpu_mem_mb) -> dict:
+def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb) -> dict:
     from qadistill.bench import percentiles
 
     lat = percentiles(times["model"])
     e2e = percentiles(times["e2e"])
     return {
-        "model": t["model"], "backend": t["backend"], "device": s["device"], "threads": threads, "batch_size": bs,
-        "max_length": s["max_length"], "latency_ms": lat, "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
+        "model": t.model, "backend": t.backend, "device": s.device, "threads": threads, "batch_size": bs,
+        "max_length": s.max_length, "latency_ms": lat, "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
         "throughput_pairs_s": bs / (lat["p50"] / 1000), "e2e_throughput_pairs_s": bs / (e2e["p50"] / 1000),
         "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
-        "size_mb": _size_mb(Path(t["folder"]), t.get("file_name") if t["backend"].startswith("ort") else None),
-        "teacher": t["teacher"], "architecture": t["architecture"],
+        "size_mb": _size_mb(Path(t.folder), t.file_name if t.backend.startswith("ort") else None),
+        "teacher": t.teacher, "architecture": t.architecture,
     }
 
 
-def _accuracy(be, t: dict, s: dict, ds):
+def _accuracy(be, t: "Target", s: "BenchSettings", ds):
     """(metrics, where they came from) on the eval set, or (None, None) when accuracy is off."""
     from qadistill.metrics import ranking_metrics
 
-    if not s["accuracy"]:
+    if not s.accuracy:
         return None, None
-    eds = ds.subset_queries(s["accuracy_limit_queries"], scorable=True) if s.get("accuracy_limit_queries") else ds
-    if t.get("accuracy_from_cache") and not s.get("accuracy_limit_queries"):
+    eds = ds.subset_queries(s.accuracy_limit_queries, scorable=True) if s.accuracy_limit_queries else ds
+    if t.accuracy_from_cache and not s.accuracy_limit_queries:
         from qadistill.registry import Registry
         from qadistill.store import Store
         from qadistill.teachers import load_scorer
 
-        scores = load_scorer(t["accuracy_from_cache"], Registry(store=Store.open()), max_length=s["max_length"]).logits(eds)
+        scores = load_scorer(t.accuracy_from_cache, Registry(store=Store.open()), max_length=s.max_length).logits(eds)
         source = "cache (same model, fp32)"
     else:
         from qadistill.backends import score_length_sorted
@@ -83,13 +95,13 @@ def _accuracy(be, t: dict, s: dict, ds):
     return ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels()), source
 
 
-def _load(t: dict, s: dict):
+def _load(t: "Target", s: "BenchSettings"):
     """(loaded backend, seconds it took), torch.compile'd for a ``*compile`` backend."""
     import torch
 
     t0 = time.perf_counter()
     be = make_backend(t, s).load()
-    if t["backend"].endswith("compile"):
+    if t.backend.endswith("compile"):
         be.model = torch.compile(be.model)
     return be, time.perf_counter() - t0
 
@@ -97,19 +109,18 @@ def _load(t: dict, s: dict):
 def main() -> None:
     from qadistill.data import load_dataset
 
-    spec = json.loads(sys.stdin.read())
-    t, s = spec["target"], spec["settings"]
+    t, s = read_spec(sys.stdin.read())
     import torch
 
-    if s["threads"]:
-        torch.set_num_threads(s["threads"])
-    threads = s["threads"] or torch.get_num_threads()
-    cuda = s["device"] == "cuda"
-    sync = torch.cuda.synchronize if cuda and t["backend"].startswith("torch") else None
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    threads = s.threads or torch.get_num_threads()
+    cuda = s.device == "cuda"
+    sync = torch.cuda.synchronize if cuda and t.backend.startswith("torch") else None
     be, load_s = _load(t, s)
-    ds = load_dataset(s["data"], s["split"])
+    ds = load_dataset(s.data, s.split)
     rows = []
-    for bs in s["batch_sizes"]:
+    for bs in s.batch_sizes:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         times = _time_batch(be, t, s, ds.pairs, bs, sync)
