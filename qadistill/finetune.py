@@ -108,7 +108,7 @@ def finetune_cross_encoder(
     model = make_student_class()(load_encoder(base_folder), n_heads=1)
     targets = None
     if soft_teachers:
-        from qadistill.distill import teacher_targets
+        from qadistill.teachers import teacher_targets
         from qadistill.progress import NullProgress
 
         targets = teacher_targets(soft_teachers, train_ds, "avg", progress or NullProgress())

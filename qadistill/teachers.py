@@ -244,6 +244,19 @@ class CrossEncoderTeacher(Teacher):
         return out
 
 
+def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress):
+    """Teacher logits reduced for the mode: mkdm [N, K]; avg [N, 1] (mean); single [N, 1]; gold None."""
+    import numpy as np
+
+    if mode == "gold" or not teachers:
+        return None
+    cols = [t.logits(ds, progress) for t in teachers]
+    mat = np.stack(cols, axis=1).astype(np.float32)
+    if mode == "avg":
+        return mat.mean(axis=1, keepdims=True)
+    return mat
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None,
                         folder: Path | None = None) -> Teacher:
