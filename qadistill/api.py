@@ -48,14 +48,10 @@ class Reranker:
         pairs = list(pairs)
         if not pairs:
             return []
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-        out = [0.0] * len(pairs)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            scores = self._backend.logits([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
-            for i, v in zip(idx, scores):
-                out[i] = float(v)
-        return out
+        from qadistill.backends import char_length_order
+
+        qs, ps = [q for q, _ in pairs], [p for _, p in pairs]
+        return self._backend.score(qs, ps, self.batch_size, order=char_length_order(qs, ps)).tolist()
 
     def rank(self, query: str, passages: Sequence[str], top_k: int | None = None, ids: Sequence[str] | None = None) -> list[Ranked]:
         if not query or not query.strip():
@@ -106,7 +102,9 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
         raise UserInputError(f"{p} is not a model folder (no config.json)", "point at a student, teacher or export folder")
     arch = ref.architecture
     if (p / "model.onnx").exists() and backend != "torch":
-        kind = "onnx-int8" if (ref.variant or "").startswith("int8") else "onnx"
+        from qadistill.modelref import Variant
+
+        kind = Variant(ref.variant).api_backend if ref.variant in Variant._value2member_map_ else "onnx"
         return p.name, p, kind, int(ref.max_length or 128), arch
     if backend in ("onnx", "onnx-int8"):
         raise UserInputError(f"{p} has no ONNX model", f"run `qadistill export {p} --quantize dynamic` first, or use --backend torch")

@@ -1,4 +1,10 @@
-"""Inference backends behind one small interface: ``load()``; ``logits(batch_of_pairs) -> np.ndarray[B]``; ``close()``.
+"""Inference backends: the only code that runs a model. One small interface: ``load()``; ``logits(queries, passages)
+-> np.ndarray[B]`` for one batch; ``score(queries, passages, batch_size, order)`` for any number of pairs (the one
+batched scoring loop, length-sorted where the caller passes an order); ``embed(texts)`` for a bi-encoder; ``close()``.
+
+Backends: PyTorch cross-encoder and bi-encoder (``TorchBackend``, ``BiEncoderTorchBackend``), ONNX Runtime CPU/CUDA
+(``OrtBackend``) and a multi-head student being trained, in eval mode (``StudentBackend``). Teachers, the logit cache,
+``rank``/``load``, eval, the export parity check and the bench worker all score through them.
 
 Tokenization is the backend's own (``encode``), so it can be timed apart from the model.
 """
@@ -17,14 +23,17 @@ class PairTokenizer:
     ``tokenizer.json`` when present (imports in milliseconds, unlike transformers), else the transformers tokenizer.
     Truncation is longest-first to ``max_length``, as transformers does by default."""
 
-    def __init__(self, folder: Path, max_length: int) -> None:
+    def __init__(self, folder: Path, max_length: int, hf=None) -> None:
+        """``hf``: a transformers tokenizer already loaded (a teacher's or a student's own), used as is."""
         from qadistill.sources import check_max_length
 
         check_max_length(folder, max_length)
         self.folder = Path(folder)
         self.max_length = max_length
         tj = self.folder / "tokenizer.json"
-        if tj.exists():
+        if hf is not None:
+            self.fast, self.hf = None, hf
+        elif tj.exists():
             from tokenizers import Tokenizer
 
             self.fast = Tokenizer.from_file(str(tj))
@@ -70,18 +79,34 @@ class PairTokenizer:
         return dict(self.hf(texts, padding="max_length" if pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np"))
 
 
+def in_batches(order, batch_size: int):
+    """Consecutive runs of ``batch_size`` indices along ``order`` (a list of indices): the batches of every scoring
+    and embedding loop."""
+    order = list(order)
+    for i in range(0, len(order), batch_size):
+        yield order[i : i + batch_size]
+
+
+def char_length_order(queries: list[str], passages: list[str]) -> list[int]:
+    """Pair indices by the characters of query + passage, shortest first (stable): similar lengths per batch."""
+    return sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
+
+
 class Backend:
     name = "base"
 
-    def __init__(self, folder: Path, max_length: int = 128, threads: int | None = None, device: str = "cpu") -> None:
+    def __init__(self, folder: Path, max_length: int = 128, threads: int | None = None, device: str = "cpu",
+                 hf_tokenizer=None) -> None:
+        """``hf_tokenizer``: tokenize with this transformers tokenizer instead of the folder's tokenizer.json."""
         self.folder = Path(folder)
         self.max_length = max_length
         self.threads = threads
         self.device = device
+        self.hf_tokenizer = hf_tokenizer
         self.tokenizer = None
 
     def load(self) -> "Backend":
-        self.tokenizer = PairTokenizer(self.folder, self.max_length)
+        self.tokenizer = PairTokenizer(self.folder, self.max_length, hf=self.hf_tokenizer)
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
@@ -91,7 +116,19 @@ class Backend:
         raise NotImplementedError
 
     def logits(self, queries: list[str], passages: list[str]):
+        """[B] logits of one batch."""
         return self.run(self.encode(queries, passages))
+
+    def score(self, queries: list[str], passages: list[str], batch_size: int = 32, order=None):
+        """float32 logits [N] of N pairs, in the pairs' own order: the one batched scoring loop. Batches are runs of
+        ``batch_size`` along ``order`` (pair indices, e.g. length-sorted to cut padding; default: the pairs' order).
+        Batch composition matters to int8 dynamic, whose activation scales are per batch."""
+        import numpy as np
+
+        out = np.empty(len(queries), dtype=np.float32)
+        for idx in in_batches(range(len(queries)) if order is None else order, batch_size):
+            out[idx] = self.logits([queries[j] for j in idx], [passages[j] for j in idx])
+        return out
 
     def close(self) -> None:
         pass
@@ -196,15 +233,15 @@ class OrtBackend(Backend):
 
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
     """Logits for ``pairs`` (objects with .query and .passage), scored in batches of similar length (less padding), in
-    the pairs' own order. Batch composition matters to int8 dynamic, whose activation scales are per batch."""
-    import numpy as np
+    the pairs' own order."""
+    qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
+    return backend.score(qs, ps, batch_size, order=char_length_order(qs, ps))
 
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].query) + len(pairs[i].passage))
-    scores = np.empty(len(order), dtype=np.float32)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        scores[idx] = backend.logits([pairs[j].query for j in idx], [pairs[j].passage for j in idx])
-    return scores
+
+def mean_pool(hidden, attention_mask):
+    """[B, T, H] token states and their [B, T] attention mask -> [B, H]: the mean over the real tokens."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
 
 
 def dtype_kwarg(dt) -> dict:
@@ -221,30 +258,82 @@ def variant_file(folder: Path) -> str:
 
 
 class BiEncoderTorchBackend(_PyTorchBackend):
-    """A bi-encoder used to rerank without an index: a batch of B pairs embeds B queries and B passages (mean pooling)
-    and returns their cosine similarities."""
+    """A bi-encoder: ``embed`` gives L2-normalised text embeddings (``pooling``: mean over the real tokens, or the
+    first token's state for "cls"); used to rerank without an index, a batch of B pairs embeds B queries and B
+    passages and returns their cosine similarities."""
 
     name = "torch-bi"
 
+    def __init__(self, *a, pooling: str = "mean", **kw) -> None:
+        super().__init__(*a, **kw)
+        self.pooling = pooling
+
     def load(self) -> "BiEncoderTorchBackend":
-        from transformers import AutoModel
+        import inspect
+
+        from transformers import AutoConfig, AutoModel
 
         from qadistill.integrity import ENCODER_POOLED_BY_US
 
-        self._load_model(AutoModel, **ENCODER_POOLED_BY_US)
+        cfg = AutoConfig.from_pretrained(str(self.folder))
+        kw = {"add_pooling_layer": False} if cfg.model_type in ("bert", "mpnet", "roberta", "xlm-roberta") else {}
+        self._load_model(AutoModel, **ENCODER_POOLED_BY_US, **kw)  # pooled by us: the pooler is unused
+        self.inputs = set(inspect.signature(self.model.forward).parameters)
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
         return {"q": self.tokenizer.singles(queries, pad_to_max), "p": self.tokenizer.singles(passages, pad_to_max)}
 
+    def _vectors(self, enc: dict):
+        import torch
+
+        t = {k: torch.from_numpy(v).to(self.device) for k, v in enc.items() if k in self.inputs}
+        h = self.model(**t).last_hidden_state
+        v = h[:, 0] if self.pooling == "cls" else mean_pool(h, t["attention_mask"])
+        return torch.nn.functional.normalize(v, dim=-1)
+
+    def embed(self, texts: list[str], batch_size: int = 32):
+        """float32 [N, H] embeddings of ``texts``, in batches of ``batch_size`` in the texts' order."""
+        import numpy as np
+        import torch
+
+        with torch.inference_mode():
+            outs = [self._vectors(self.tokenizer.singles([texts[j] for j in idx])).float().cpu().numpy()
+                    for idx in in_batches(range(len(texts)), batch_size)]
+        return np.concatenate(outs, axis=0)
+
     def run(self, enc: dict):
         import torch
 
         with torch.inference_mode():
-            vecs = []
-            for side in ("q", "p"):
-                t = {k: torch.from_numpy(v).to(self.device) for k, v in enc[side].items() if k in ("input_ids", "attention_mask")}
-                h = self.model(**t).last_hidden_state
-                m = t["attention_mask"].unsqueeze(-1).to(h.dtype)
-                vecs.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-6), dim=-1))
-            return (vecs[0] * vecs[1]).sum(-1).float().cpu().numpy()
+            q, p = self._vectors(enc["q"]), self._vectors(enc["p"])
+            return (q * p).sum(-1).float().cpu().numpy()
+
+
+class StudentBackend(Backend):
+    """A multi-head student (``MultiHeadStudent``) while it trains: scored in eval mode (its heads' weighted mean),
+    with its own transformers tokenizer, on the device it is on; its train/eval mode is restored after."""
+
+    name = "student"
+
+    def __init__(self, model, hf_tokenizer, max_length: int) -> None:
+        super().__init__(Path("."), max_length, hf_tokenizer=hf_tokenizer)
+        self.model = model
+
+    def run(self, enc: dict):
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            t = {k: torch.from_numpy(v).to(device) for k, v in enc.items()}
+            return self.model.score(self.model(**t)).float().cpu().numpy()
+
+    def score(self, queries: list[str], passages: list[str], batch_size: int = 32, order=None):
+        if self.tokenizer is None:
+            self.load()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return super().score(queries, passages, batch_size, order)
+        finally:
+            self.model.train(was_training)

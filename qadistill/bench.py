@@ -23,7 +23,7 @@ from qadistill.errors import UserInputError
 from qadistill.modelref import Variant
 
 TORCH_BACKENDS = ("torch", "torch-fp16", "torch-bf16", "torch-compile", "torch-fp16-compile", "torch-bf16-compile")
-ORT_BACKENDS = ("ort", "ort-optimized", "ort-int8", "ort-int8-static", "ort-fp16", "ort-trt")
+ORT_BACKENDS = tuple(v.bench_backend for v in Variant) + ("ort-trt",)  # ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16
 ALL_BACKENDS = TORCH_BACKENDS + ORT_BACKENDS
 CUDA_ONLY = ("torch-fp16", "torch-bf16", "torch-fp16-compile", "torch-bf16-compile", "ort-fp16", "ort-trt")
 VARIANT_OF = {**{v.bench_backend: v.value for v in Variant}, "ort-trt": Variant.onnx.value}  # TensorRT runs the fp32 ONNX
@@ -126,8 +126,9 @@ def check_device(device: str, backends: list[str]) -> None:
 def resolve_targets(models: list[str], backends: list[str] | None, registry, device: str) -> list[Target]:
     """Expand model names into (model × backend) targets. A student/teacher expands into its torch backends and its
     exported variants (artifacts whose parent it is); an export artifact is one ORT target."""
-    wanted = backends or (["torch", "ort", "ort-optimized", "ort-int8", "ort-int8-static"] if device == "cpu" else
-                          ["torch", "torch-fp16", "torch-bf16", "ort", "ort-fp16"])
+    cpu_variants = [v.bench_backend for v in Variant if v is not Variant.fp16]
+    wanted = backends or (["torch", *cpu_variants] if device == "cpu" else
+                          ["torch", "torch-fp16", "torch-bf16", Variant.onnx.bench_backend, Variant.fp16.bench_backend])
     for b in wanted:
         if b not in ALL_BACKENDS:
             raise UserInputError(f"unknown backend {b!r}", f"use any of {', '.join(ALL_BACKENDS)}")

@@ -7,6 +7,10 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qadistill.bench import BenchSettings, Target
 
 
 def _size_mb(folder: Path, file_name: str | None) -> float:
@@ -15,84 +19,113 @@ def _size_mb(folder: Path, file_name: str | None) -> float:
     return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".onnx")) / 1e6
 
 
-def make_backend(t: dict, s: dict):
+def read_spec(text: str) -> "tuple[Target, BenchSettings]":
+    """The (Target, BenchSettings) that ``bench.run_target`` sent as JSON, typed again on this side."""
+    from qadistill.bench import BenchSettings, Target
+
+    spec = json.loads(text)
+    return Target(**spec["target"]), BenchSettings(**spec["settings"])
+
+
+def make_backend(t: "Target", s: "BenchSettings"):
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
 
-    b, dev = t["backend"], s["device"]
-    kw = dict(max_length=s["max_length"], threads=s["threads"], device=dev)
+    b, dev = t.backend, s.device
+    kw = dict(max_length=s.max_length, threads=s.threads, device=dev)
     if b.startswith("torch"):
         dtype = "fp16" if "fp16" in b else "bf16" if "bf16" in b else "fp32"
-        cls = BiEncoderTorchBackend if t["architecture"] == "bi-encoder" else TorchBackend
-        return cls(t["folder"], dtype=dtype, **kw)
+        cls = BiEncoderTorchBackend if t.architecture == "bi-encoder" else TorchBackend
+        return cls(t.folder, dtype=dtype, **kw)
     provider = {"ort-trt": "TensorrtExecutionProvider"}.get(b, "CUDAExecutionProvider" if dev == "cuda" else "CPUExecutionProvider")
-    return OrtBackend(t["folder"], file_name=t.get("file_name") or "model.onnx", provider=provider, **kw)
+    return OrtBackend(t.folder, file_name=t.file_name or "model.onnx", provider=provider, **kw)
 
 
-def main() -> None:
-    from qadistill.bench import percentiles, time_loop
-    from qadistill.splits import load_split
+def _time_batch(be, t: "Target", s: "BenchSettings", pairs, bs: int, sync) -> dict:
+    """Latency of the model alone, of tokenization alone and of both, on one fixed batch of ``bs`` pairs."""
+    batch = [pairs[i % len(pairs)] for i in range(bs)]
+    qs, ps = [p.query for p in batch], [p.passage for p in batch]
+
+    def enc_fixed():
+        return be.encode(qs, ps, pad_to_max=True)
+
+    enc = enc_fixed()
+    loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
+    from qadistill.bench import time_loop
+
+    model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
+    tok_t = time_loop(enc_fixed, **loop)
+    e2e_t = time_loop(lambda: be.run(enc_fixed()), sync=sync, **loop)
+    return {"model": model_t, "tokenize": tok_t, "e2e": e2e_t}
+
+
+def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb) -> dict:
+    from qadistill.bench import percentiles
+
+    lat = percentiles(times["model"])
+    e2e = percentiles(times["e2e"])
+    return {
+        "model": t.model, "backend": t.backend, "device": s.device, "threads": threads, "batch_size": bs,
+        "max_length": s.max_length, "latency_ms": lat, "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
+        "throughput_pairs_s": bs / (lat["p50"] / 1000), "e2e_throughput_pairs_s": bs / (e2e["p50"] / 1000),
+        "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
+        "size_mb": _size_mb(Path(t.folder), t.file_name if t.backend.startswith("ort") else None),
+        "teacher": t.teacher, "architecture": t.architecture,
+    }
+
+
+def _accuracy(be, t: "Target", s: "BenchSettings", ds):
+    """(metrics, where they came from) on the eval set, or (None, None) when accuracy is off."""
     from qadistill.metrics import ranking_metrics
 
-    spec = json.loads(sys.stdin.read())
-    t, s = spec["target"], spec["settings"]
-    import torch
+    if not s.accuracy:
+        return None, None
+    eds = ds.subset_queries(s.accuracy_limit_queries, scorable=True) if s.accuracy_limit_queries else ds
+    if t.accuracy_from_cache and not s.accuracy_limit_queries:
+        from qadistill.registry import Registry
+        from qadistill.store import Store
+        from qadistill.teachers import load_scorer
 
-    if s["threads"]:
-        torch.set_num_threads(s["threads"])
-    threads = s["threads"] or torch.get_num_threads()
-    cuda = s["device"] == "cuda"
-    sync = torch.cuda.synchronize if cuda and t["backend"].startswith("torch") else None
+        scores = load_scorer(t.accuracy_from_cache, Registry(store=Store.open()), max_length=s.max_length).logits(eds)
+        source = "cache (same model, fp32)"
+    else:
+        from qadistill.backends import score_length_sorted
+
+        scores = score_length_sorted(be, eds.pairs)
+        source = "measured (this backend)"
+    return ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels()), source
+
+
+def _load(t: "Target", s: "BenchSettings"):
+    """(loaded backend, seconds it took), torch.compile'd for a ``*compile`` backend."""
+    import torch
 
     t0 = time.perf_counter()
     be = make_backend(t, s).load()
-    if t["backend"].endswith("compile"):
+    if t.backend.endswith("compile"):
         be.model = torch.compile(be.model)
-    load_s = time.perf_counter() - t0
+    return be, time.perf_counter() - t0
 
-    ds = load_split(s["data"], s["split"])
-    pairs = ds.pairs
+
+def main() -> None:
+    from qadistill.splits import load_split
+
+    t, s = read_spec(sys.stdin.read())
+    import torch
+
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    threads = s.threads or torch.get_num_threads()
+    cuda = s.device == "cuda"
+    sync = torch.cuda.synchronize if cuda and t.backend.startswith("torch") else None
+    be, load_s = _load(t, s)
+    ds = load_split(s.data, s.split)
     rows = []
-    for bs in s["batch_sizes"]:
-        batch = [pairs[i % len(pairs)] for i in range(bs)]
-        qs, ps = [p.query for p in batch], [p.passage for p in batch]
-
-        def enc_fixed():
-            return be.encode(qs, ps, pad_to_max=True)
-
-        enc = enc_fixed()
-        loop = dict(min_time=s["min_time"], min_runs=s["min_runs"], max_runs=s["max_runs"], warmup=s["warmup"])
+    for bs in s.batch_sizes:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
-        tok_t = time_loop(enc_fixed, **loop)
-        e2e_t = time_loop(lambda: be.run(enc_fixed()), sync=sync, **loop)
-        lat = percentiles(model_t)
-        e2e = percentiles(e2e_t)
-        rows.append({
-            "model": t["model"], "backend": t["backend"], "device": s["device"], "threads": threads, "batch_size": bs,
-            "max_length": s["max_length"], "latency_ms": lat, "tokenize_ms": percentiles(tok_t), "e2e_ms": e2e,
-            "throughput_pairs_s": bs / (lat["p50"] / 1000), "e2e_throughput_pairs_s": bs / (e2e["p50"] / 1000),
-            "load_s": load_s, "gpu_mem_mb": (torch.cuda.max_memory_allocated() / 1e6) if cuda else None,
-            "size_mb": _size_mb(Path(t["folder"]), t.get("file_name") if t["backend"].startswith("ort") else None),
-            "teacher": t["teacher"], "architecture": t["architecture"],
-        })
-
-    metrics, source = None, None
-    if s["accuracy"]:
-        eds = ds.subset_queries(s["accuracy_limit_queries"], scorable=True) if s.get("accuracy_limit_queries") else ds
-        if t.get("accuracy_from_cache") and not s.get("accuracy_limit_queries"):
-            from qadistill.registry import Registry
-            from qadistill.store import Store
-            from qadistill.teachers import load_scorer
-
-            scores = load_scorer(t["accuracy_from_cache"], Registry(store=Store.open()), max_length=s["max_length"]).logits(eds)
-            source = "cache (same model, fp32)"
-        else:
-            from qadistill.backends import score_length_sorted
-
-            scores = score_length_sorted(be, eds.pairs)
-            source = "measured (this backend)"
-        metrics = ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels())
+        times = _time_batch(be, t, s, ds.pairs, bs, sync)
+        rows.append(_row(t, s, bs, times, threads, load_s, (torch.cuda.max_memory_allocated() / 1e6) if cuda else None))
+    metrics, source = _accuracy(be, t, s, ds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for r in rows:
         r["peak_rss_mb"] = peak

@@ -22,6 +22,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ExportError, ExportInputError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
+from qadistill.modelref import Variant
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 OPT_LEVELS = ("O1", "O2", "O3", "O4")
@@ -51,7 +52,7 @@ def cpu_session(fuse_skip_layernorm: bool = False) -> dict:
 
 @dataclass
 class ExportRequest:
-    variant: str  # onnx | optimized | int8-dynamic | int8-static | fp16
+    variant: str  # a Variant value: onnx | optimized | int8-dynamic | int8-static | fp16
     optimize: str = "O2"
     preset: str = "auto"
     calibration_method: str = "percentile"
@@ -260,15 +261,12 @@ def parity_sample(data: str = "wikiqa", split: str = "dev", queries: int = 60):
 
 
 def scores_with(backend, ds, batch_size: int = 32):
-    import numpy as np
-
+    """The logits of ``ds`` through ``backend`` (loaded here, closed after), in batches in the dataset's order."""
     backend.load()
-    out = []
-    for i in range(0, len(ds.pairs), batch_size):
-        b = ds.pairs[i : i + batch_size]
-        out.append(backend.logits([p.query for p in b], [p.passage for p in b]))
-    backend.close()
-    return np.concatenate(out)
+    try:
+        return backend.score([p.query for p in ds.pairs], [p.passage for p in ds.pairs], batch_size)
+    finally:
+        backend.close()
 
 
 def parity(reference, variant_scores, ds, bound_points: float) -> ParityReport:
@@ -290,8 +288,98 @@ def folder_size(folder: Path) -> int:
 
 
 def default_variants(cuda: bool) -> list[str]:
-    v = ["onnx", "optimized", "int8-dynamic", "int8-static"]
-    return v + (["fp16"] if cuda else [])
+    return [v.value for v in Variant if cuda or v is not Variant.fp16]
+
+
+VARIANTS = tuple(v.value for v in Variant)
+
+
+def check_export_request(variants: list[str], req: ExportRequest) -> bool:
+    """Errors a request can be refused with before any export work is done; returns whether CUDA is here."""
+    for v in variants:
+        if v not in VARIANTS:
+            raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
+    if Variant.int8_static in variants and req.calibration_method not in CALIB_METHODS:
+        raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
+    cuda = _cuda_ok()
+    if Variant.fp16 in variants and not cuda:
+        raise ExportError("fp16 ONNX is for CUDA GPUs: ONNX Runtime on this CPU runs fp16 slower than fp32",
+                          "run the fp16 export on a machine with CUDA and onnxruntime-gpu (see `qadistill doctor`)")
+    return cuda
+
+
+@dataclass
+class _ExportJob:
+    """What every variant of one export shares: the model, its fp32 ONNX base, the request and the parity sample."""
+
+    name: str
+    folder: Path
+    req: ExportRequest
+    preset: str
+    max_length: int
+    data: str
+    bound_points: float
+    sample: object
+    reference: object  # the PyTorch logits on the sample
+    tmp: Path
+    base: Path
+    base_seconds: float
+
+
+def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
+    """Make variant ``v`` from the ONNX base into ``dest``; returns how it was made (the manifest's details)."""
+    req, details, v = job.req, {}, Variant(v)
+    if v is Variant.onnx:
+        shutil.copytree(job.base, dest)
+    elif v is Variant.optimized:
+        optimize_onnx(job.base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
+        details["level"] = req.optimize
+    elif v is Variant.int8_dynamic:
+        graph = fused_graph(job.base, job.tmp / "fused", req)
+        with _quiet_root_logger():
+            quantize_dynamic(graph, dest, job.preset, req.per_channel)
+        details.update(preset=job.preset, per_channel=req.per_channel, graph=req.optimize if graph != job.base else "plain")
+    elif v is Variant.int8_static:
+        calib = calibration_batches(job.folder, job.data, req.calibration_pairs, job.max_length)
+        with _quiet_root_logger():
+            quantize_static(job.base, dest, calib, req.calibration_method, req.per_channel)
+        details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs, per_channel=req.per_channel)
+    elif v is Variant.fp16:
+        optimize_onnx(job.base, dest, "O4", for_gpu=True)
+        details["level"] = "O4"
+    return details
+
+
+def export_variant(job: _ExportJob, v: str, out_root: Path) -> VariantResult:
+    """Build variant ``v``, check its parity against PyTorch, write its manifest and checksums, move it into place."""
+    from qadistill.backends import OrtBackend
+
+    t0 = time.perf_counter()
+    dest = job.tmp / f"v-{v}"
+    details = build_variant(job, v, dest)
+    seconds = time.perf_counter() - t0 + (job.base_seconds if v == Variant.onnx else 0.0)
+    provider = "CUDAExecutionProvider" if v == Variant.fp16 else "CPUExecutionProvider"
+    session = None if v == Variant.fp16 else cpu_session(job.req.fuse_skip_layernorm)
+    vs = scores_with(OrtBackend(dest, job.max_length, provider=provider, session=session), job.sample)
+    rep = parity(job.reference, vs, job.sample, job.bound_points)
+    final = out_root / f"{job.name}-{v}"
+    manifest = {
+        "qadistill_version": __version__, "source": str(job.folder), "source_name": job.name, "variant": v, "file_name": "model.onnx",
+        "max_length": job.max_length, "size_bytes": folder_size(dest), "export_seconds": seconds, "created": time.time(),
+        "parity": asdict(rep), **details, **({"ort_session": session} if session else {}),
+    }
+    atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
+    write_checksums(dest)
+    replace_dir(dest, final)
+    return VariantResult(f"{job.name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details)
+
+
+def _check_strict(results: list[VariantResult], bound_points: float) -> None:
+    bad = [r for r in results if r.parity and not r.parity.ok]
+    if bad:
+        worst = min(bad, key=lambda r: r.parity.map_delta_points)
+        raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
+                          "try another preset/method, or drop --strict to keep it anyway")
 
 
 def export_model(
@@ -309,23 +397,14 @@ def export_model(
 ) -> list[VariantResult]:
     """Export ``folder`` into each variant; returns their results (parity included). The fp32 ONNX export is made once
     and reused as the base of the others."""
-
-    from qadistill.backends import OrtBackend, TorchBackend
+    from qadistill.backends import TorchBackend
     from qadistill.progress import NullProgress
 
     progress = progress or NullProgress()
     folder = Path(folder)
     check_model_folder(folder)
-    for v in variants:
-        if v not in ("onnx", "optimized", "int8-dynamic", "int8-static", "fp16"):
-            raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
-    if "int8-static" in variants and req.calibration_method not in CALIB_METHODS:  # before any export work is done
-        raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
-    cuda = _cuda_ok()
-    if "fp16" in variants and not cuda:
-        raise ExportError("fp16 ONNX is for CUDA GPUs: ONNX Runtime on this CPU runs fp16 slower than fp32",
-                          "run the fp16 export on a machine with CUDA and onnxruntime-gpu (see `qadistill doctor`)")
-    preset = auto_preset() if req.preset == "auto" and any(v.startswith("int8") for v in variants) else req.preset
+    check_export_request(variants, req)
+    preset = auto_preset() if req.preset == "auto" and any(Variant(v).is_int8 for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
     for v in variants:
         check_replaceable(out_root / f"{name}-{v}", "export folder")
@@ -335,54 +414,15 @@ def export_model(
     task.advance(1)
     results: list[VariantResult] = []
     with tempfile.TemporaryDirectory(prefix=".qadistill-export-", dir=_mkdir(out_root)) as tmp:
-        tmp = Path(tmp)
-        base = tmp / "onnx"
         t0 = time.perf_counter()
-        export_onnx(folder, base)
-        base_seconds = time.perf_counter() - t0
+        export_onnx(folder, Path(tmp) / "onnx")
+        job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
+                         time.perf_counter() - t0)
         for v in variants:
-            t0 = time.perf_counter()
-            dest = tmp / f"v-{v}"
-            details: dict = {}
-            if v == "onnx":
-                shutil.copytree(base, dest)
-            elif v == "optimized":
-                optimize_onnx(base, dest, req.optimize, fuse_skip_layernorm=req.fuse_skip_layernorm)
-                details["level"] = req.optimize
-            elif v == "int8-dynamic":
-                graph = fused_graph(base, tmp / "fused", req)
-                with _quiet_root_logger():
-                    quantize_dynamic(graph, dest, preset, req.per_channel)
-                details.update(preset=preset, per_channel=req.per_channel, graph=req.optimize if graph != base else "plain")
-            elif v == "int8-static":
-                calib = calibration_batches(folder, data, req.calibration_pairs, max_length)
-                with _quiet_root_logger():
-                    quantize_static(base, dest, calib, req.calibration_method, req.per_channel)
-                details.update(calibration_method=req.calibration_method, calibration_pairs=req.calibration_pairs, per_channel=req.per_channel)
-            elif v == "fp16":
-                optimize_onnx(base, dest, "O4", for_gpu=True)
-                details["level"] = "O4"
-            seconds = time.perf_counter() - t0 + (base_seconds if v == "onnx" else 0.0)
-            provider = "CUDAExecutionProvider" if v == "fp16" else "CPUExecutionProvider"
-            session = None if v == "fp16" else cpu_session(req.fuse_skip_layernorm)
-            vs = scores_with(OrtBackend(dest, max_length, provider=provider, session=session), sample)
-            rep = parity(ref, vs, sample, bound_points)
-            final = out_root / f"{name}-{v}"
-            manifest = {
-                "qadistill_version": __version__, "source": str(folder), "source_name": name, "variant": v, "file_name": "model.onnx",
-                "max_length": max_length, "size_bytes": folder_size(dest), "export_seconds": seconds, "created": time.time(),
-                "parity": asdict(rep), **details, **({"ort_session": session} if session else {}),
-            }
-            atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
-            write_checksums(dest)
-            replace_dir(dest, final)
-            results.append(VariantResult(f"{name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details))
+            results.append(export_variant(job, v, out_root))
             task.advance(1)
-    bad = [r for r in results if r.parity and not r.parity.ok]
-    if strict and bad:
-        worst = min(bad, key=lambda r: r.parity.map_delta_points)
-        raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
-                          "try another preset/method, or drop --strict to keep it anyway")
+    if strict:
+        _check_strict(results, bound_points)
     return results
 
 

@@ -28,6 +28,7 @@ from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
 from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
+from qadistill.teachers import teacher_targets
 
 
 @dataclass
@@ -104,19 +105,6 @@ def build_unlabelled_pool(train: QADataset, embedder=None, settings: PoolSetting
             for pid in by_doc.get(doc, []):
                 add(f"title:{doc}", title, pid)
     return QADataset(train.name, f"{train.split}-pool", out, train.path)
-
-
-def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress):
-    """Teacher logits reduced for the mode: mkdm [N, K]; avg [N, 1] (mean); single [N, 1]; gold None."""
-    import numpy as np
-
-    if mode == "gold" or not teachers:
-        return None
-    cols = [t.logits(ds, progress) for t in teachers]
-    mat = np.stack(cols, axis=1).astype(np.float32)
-    if mode == "avg":
-        return mat.mean(axis=1, keepdims=True)
-    return mat
 
 
 def n_heads(mode: str, n_teachers: int) -> int:

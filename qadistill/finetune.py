@@ -108,7 +108,7 @@ def finetune_cross_encoder(
     model = make_student_class()(load_encoder(base_folder), n_heads=1)
     targets = None
     if soft_teachers:
-        from qadistill.distill import teacher_targets
+        from qadistill.teachers import teacher_targets
         from qadistill.progress import NullProgress
 
         targets = teacher_targets(soft_teachers, train_ds, "avg", progress or NullProgress())
@@ -132,3 +132,46 @@ def finetune_cross_encoder(
     shutil.rmtree(work, ignore_errors=True)
     metrics["path"] = str(out_dir)
     return metrics
+
+
+def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, out_dir: Path | None = None,
+              resume: bool = False, soft_teachers: list | None = None, progress: Progress | None = None) -> dict:
+    """`qadistill teach` as one core call: under the teacher's artifact lock, a run in the store, the fine-tuning, then
+    its dev result and the teacher-model artifact registered; the run ends ok, failed or interrupted whatever happens.
+    Returns the fine-tuning's metrics (``dev_map`` None when no dev query was scorable). A ``progress`` that is a
+    context manager (the CLI's bars) is entered for the fine-tuning only, once the lock is held and the run started."""
+    import contextlib
+    import time
+
+    from qadistill.errors import InterruptedRunError
+    from qadistill.locks import artifact_lock
+
+    recipe = r.name
+    with artifact_lock(recipe, "teacher"):
+        started_at = time.time()
+        run_id = store.start_run("teach", recipe=recipe, params=cfg.to_dict())
+        try:
+            bars = progress if hasattr(progress, "__enter__") else contextlib.nullcontext(progress)
+            with bars as prog:
+                m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out_dir, resume=resume, progress=prog,
+                                           soft_teachers=soft_teachers or [])
+            _register_teacher(store, r, cfg, m, run_id, started_at)
+            store.finish_run(run_id, "ok")
+        except KeyboardInterrupt as exc:
+            store.finish_run(run_id, "interrupted")
+            raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
+        except BaseException:
+            store.finish_run(run_id, "failed")
+            raise
+    return m
+
+
+def _register_teacher(store, r: TeacherRecipe, cfg: FinetuneConfig, m: dict, run_id, started_at: float) -> None:
+    """A taught teacher's dev result (replacing the figures of any earlier one) and its teacher-model artifact."""
+    if m["dev_map"] is not None and m["dev_map"] < 0:
+        m["dev_map"] = None  # no scorable dev query: undefined, never -1
+    dev_label = (m.get("splits") or {}).get("dataset", cfg.data)
+    store.drop_stale_results(r.name, started_at)  # a re-taught teacher never shows the old one's figures
+    store.add_results(r.name, dev_label, "dev", {"map": m["dev_map"]}, run_id=run_id)
+    store.add_artifact(r.name, "teacher-model", m["path"], recipe=r.name, run_id=run_id,
+                       manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})

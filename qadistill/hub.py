@@ -20,6 +20,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.integrity import MANIFEST, hash_files, write_checksums
+from qadistill.modelref import Variant
 from qadistill.cards import push_card  # noqa: F401  (re-exported)
 from qadistill.recipes import validate_repo_id, validate_revision
 
@@ -133,6 +134,23 @@ def pull(ref: str, allow_pickle: bool = False, token: str | None = None) -> Pull
     return PullResult(artifact_name_for(repo_id), repo_id, revision, commit, str(folder), files, card_metrics(folder), offline)
 
 
+def register_pulled(registry, res: PullResult, name: str | None = None) -> str:
+    """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
+    metrics, max length from its config.json); returns its zoo name: ``name``, else RECIPE-pulled when a prebuilt
+    recipe points at this repo, else the repo's own name."""
+    from qadistill.recipes import PrebuiltRecipe
+
+    recipe = next((e.name for e in registry.entries() if isinstance(e.recipe, PrebuiltRecipe)
+                   and e.recipe.source.repo_id.lower() == res.repo_id.lower()), None)
+    art = name or (f"{recipe}-pulled" if recipe else res.name)
+    cfg = json.loads((Path(res.path) / "config.json").read_text())
+    registry.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
+        "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
+        "max_length": min(int(cfg.get("max_position_embeddings", 512)), 512), "card_metrics": res.card_metrics,
+        "description": f"pulled from {res.repo_id}@{res.revision}"})
+    return art
+
+
 def verify_folder(folder: Path) -> None:
     """Config and tokenizer load with transformers (trust_remote_code off)."""
     from transformers import AutoConfig, AutoTokenizer
@@ -166,8 +184,7 @@ def card_metrics(folder: Path) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------------------
 # push
 # ---------------------------------------------------------------------------------------------------------------------
-ONNX_NAMES = {"onnx": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
-              "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
+ONNX_NAMES = {v.value: v.hub_file for v in Variant}
 
 
 def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: str) -> Path:

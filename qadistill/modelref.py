@@ -33,9 +33,18 @@ class Variant(str, Enum):
         return BENCH_BACKEND[self]
 
     @property
+    def is_int8(self) -> bool:
+        return self in (Variant.int8_dynamic, Variant.int8_static)
+
+    @property
     def api_backend(self) -> str:
         """The ``qadistill.load(backend=...)`` family this variant belongs to: onnx-int8 or onnx."""
-        return "onnx-int8" if self in (Variant.int8_dynamic, Variant.int8_static) else "onnx"
+        return "onnx-int8" if self.is_int8 else "onnx"
+
+    @property
+    def hub_file(self) -> str:
+        """Its file name under onnx/ in a folder `zoo push` uploads."""
+        return "model.onnx" if self is Variant.onnx else f"model_{self.value.replace('-', '_')}.onnx"
 
     @property
     def recipe_target(self) -> str:

@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qadistill.errors import RecipeError
+from qadistill.modelref import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Hub repo ids: "name" or "namespace/name"; letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
@@ -224,7 +225,8 @@ class DistillSettings(_Strict):
     pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
 
 
-ExportTarget = Literal["onnx", "onnx-optimized", "int8-dynamic", "int8-static", "fp16"]
+# a recipe's [export] targets: the Variant vocabulary, with its recipe spelling (onnx-optimized for optimized)
+ExportTarget = Literal[tuple(v.recipe_target for v in Variant)]  # type: ignore[valid-type]
 
 
 class ExportSettings(_Strict):

@@ -23,14 +23,12 @@ from qadistill.sources import folder_architecture, folder_fingerprint, resolve_s
 CHUNK = 1024  # items per cached chunk (resume granularity)
 
 
-def _torch_threads() -> None:
+def _threads() -> int | None:
+    """QADISTILL_THREADS: the torch thread count teachers score with (None: torch's default)."""
     import os
 
-    import torch
-
     n = os.environ.get("QADISTILL_THREADS")
-    if n:
-        torch.set_num_threads(int(n))
+    return int(n) if n else None
 
 
 @dataclass
@@ -87,6 +85,7 @@ class Teacher:
 
     # -- model ----------------------------------------------------------------------------------------------------------
     def _load(self):
+        """The loaded backend (``qadistill.backends``) this teacher scores through."""
         raise NotImplementedError
 
     @property
@@ -142,14 +141,10 @@ class BiEncoderTeacher(Teacher):
         self._emb = None  # the on-disk, content-addressed embedding store
 
     def _load(self):
-        from transformers import AutoConfig, AutoModel
+        from qadistill.backends import BiEncoderTorchBackend
 
-        from qadistill.integrity import ENCODER_POOLED_BY_US, load_pretrained
-
-        _torch_threads()
-        cfg = AutoConfig.from_pretrained(str(self.folder))
-        kw = {"add_pooling_layer": False} if cfg.model_type in ("bert", "mpnet", "roberta", "xlm-roberta") else {}
-        return load_pretrained(AutoModel, self.folder, **ENCODER_POOLED_BY_US, **kw).eval()  # pooled by us: the pooler is unused
+        return BiEncoderTorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer,
+                                     pooling=self.pooling).load()
 
     def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
         """L2-normalised embeddings of ``texts``. Each distinct text is embedded once per model, max length and pooling:
@@ -190,22 +185,7 @@ class BiEncoderTeacher(Teacher):
         return length_order([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
 
     def _embed_batchwise(self, texts: list[str]):
-        import numpy as np
-        import torch
-
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**enc).last_hidden_state
-                if self.pooling == "cls":
-                    v = hidden[:, 0]
-                else:
-                    m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    v = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                v = torch.nn.functional.normalize(v, dim=-1)
-                outs.append(v.float().numpy())
-        return np.concatenate(outs, axis=0)
+        return self.model.embed(texts, self.batch_size)
 
     def _raw_scores(self, ds: QADataset, progress: Progress):
         import numpy as np
@@ -239,28 +219,13 @@ class CrossEncoderTeacher(Teacher):
     architecture = "cross-encoder"
 
     def _load(self):
-        from transformers import AutoModelForSequenceClassification
+        from qadistill.backends import TorchBackend
 
-        from qadistill.integrity import load_pretrained
-
-        _torch_threads()
-        return load_pretrained(AutoModelForSequenceClassification, self.folder).eval()
+        return TorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer).load()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
-        import numpy as np
-        import torch
-
-        from qadistill.backends import one_logit
-
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(queries), self.batch_size):
-                enc = self.tokenizer(
-                    queries[i : i + self.batch_size], passages[i : i + self.batch_size],
-                    padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                )
-                outs.append(one_logit(self.model(**enc).logits).float().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
+        """Logits of the pairs, in batches of ``batch_size`` in their order (``_raw_scores`` passes them length-sorted)."""
+        return self.model.score(queries, passages, self.batch_size)
 
     def _raw_scores(self, ds: QADataset, progress: Progress):
         import numpy as np
@@ -281,6 +246,19 @@ class CrossEncoderTeacher(Teacher):
         out = np.empty(len(order), dtype=np.float32)
         out[np.asarray(order, dtype=np.int64)] = sorted_scores
         return out
+
+
+def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress):
+    """Teacher logits reduced for the mode: mkdm [N, K]; avg [N, 1] (mean); single [N, 1]; gold None."""
+    import numpy as np
+
+    if mode == "gold" or not teachers:
+        return None
+    cols = [t.logits(ds, progress) for t in teachers]
+    mat = np.stack(cols, axis=1).astype(np.float32)
+    if mode == "avg":
+        return mat.mean(axis=1, keepdims=True)
+    return mat
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -322,12 +300,7 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
         return OrtBackend(self.folder, max_length=self.max_length, file_name=variant_file(self.folder)).load()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
-        import numpy as np
-
-        bs = self.batch_size
-        outs = [np.asarray(self.model.logits(queries[i : i + bs], passages[i : i + bs]), dtype=np.float32)
-                for i in range(0, len(queries), bs)]
-        return np.concatenate(outs) if outs else np.zeros((0,), dtype=np.float32)
+        return self.model.score(queries, passages, self.batch_size)
 
 
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:

@@ -62,22 +62,12 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, bucket: int
 
 def score_pairs(model, tokenizer, pairs: list[QAPair], max_length: int, batch_size: int = 64):
     """Inference scores [N] of a multi-head student (mean of heads) for pairs, length-sorted batches."""
-    import numpy as np
-    import torch
+    from qadistill.backends import StudentBackend
 
     qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
     lengths = [len(x) for x in tokenizer(qs, ps, truncation=True, max_length=max_length)["input_ids"]]
     order = sorted(range(len(qs)), key=lambda i: lengths[i])
-    out = np.empty(len(qs), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            enc = tokenizer([qs[i] for i in idx], [ps[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            out[idx] = model.score(model(**enc)).float().numpy()
-    model.train(was_training)
-    return out
+    return StudentBackend(model, tokenizer, max_length).score(qs, ps, batch_size, order)
 
 
 def dev_map(model, tokenizer, dev: QADataset, max_length: int) -> dict:

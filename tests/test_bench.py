@@ -77,18 +77,21 @@ def test_cuda_missing_is_an_error_listing_what_exists(monkeypatch):
 def test_worker_backend_selection_per_name():
     """Each backend name maps to its class, dtype and provider (the CUDA paths, checked without a GPU)."""
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
+    from dataclasses import replace
+
+    from qadistill.bench import BenchSettings, Target
     from qadistill.bench_worker import make_backend
 
-    s = {"device": "cuda", "max_length": 64, "threads": 2}
-    cross = {"folder": "/nowhere", "architecture": "cross-encoder"}
+    s = BenchSettings(device="cuda", max_length=64, threads=2)
+    cross = Target(model="m", backend="torch", folder="/nowhere", architecture="cross-encoder")
     for name, dtype in [("torch", "fp32"), ("torch-fp16", "fp16"), ("torch-bf16", "bf16"), ("torch-compile", "fp32"),
                         ("torch-fp16-compile", "fp16"), ("torch-bf16-compile", "bf16")]:
-        be = make_backend({**cross, "backend": name}, s)
+        be = make_backend(replace(cross, backend=name), s)
         assert type(be) is TorchBackend and be.dtype == dtype and be.device == "cuda", name
-    assert type(make_backend({**cross, "architecture": "bi-encoder", "backend": "torch-bf16"}, s)) is BiEncoderTorchBackend
-    assert make_backend({**cross, "backend": "ort-fp16"}, s).provider == "CUDAExecutionProvider"
-    assert make_backend({**cross, "backend": "ort-trt"}, s).provider == "TensorrtExecutionProvider"
-    ort_cpu = make_backend({**cross, "backend": "ort-int8", "file_name": "model_quantized.onnx"}, {**s, "device": "cpu"})
+    assert type(make_backend(replace(cross, architecture="bi-encoder", backend="torch-bf16"), s)) is BiEncoderTorchBackend
+    assert make_backend(replace(cross, backend="ort-fp16"), s).provider == "CUDAExecutionProvider"
+    assert make_backend(replace(cross, backend="ort-trt"), s).provider == "TensorrtExecutionProvider"
+    ort_cpu = make_backend(replace(cross, backend="ort-int8", file_name="model_quantized.onnx"), replace(s, device="cpu"))
     assert type(ort_cpu) is OrtBackend and ort_cpu.provider == "CPUExecutionProvider" and ort_cpu.file_name == "model_quantized.onnx"
     with pytest.raises(UserInputError, match="need --device cuda"):
         check_device("cpu", ["torch-bf16-compile"])

@@ -8,6 +8,7 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
+from qadistill.modelref import Variant
 
 
 class Optimize(str, Enum):
@@ -76,8 +77,8 @@ def export(
     if all_:
         variants = default_variants(_cuda_ok())
     else:
-        variants = ["onnx"] + (["optimized"] if optimize else []) + ({"dynamic": ["int8-dynamic"], "static": ["int8-static"]}.get(quantize, [])) + (["fp16"] if fp16 else [])
-    _check_data(data, parity_queries, "int8-static" in variants)
+        variants = _variants(optimize, quantize, fp16)
+    _check_data(data, parity_queries, Variant.int8_static in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm)
     from qadistill.locks import artifact_lock
@@ -104,6 +105,13 @@ def export(
         err_console().print(f"[yellow]{', '.join(shaky)}: max |Δlogit| is at least half the spread of the model's own logits "
                             f"(σ {results[0].parity.reference_std:.2e}): the MAP delta mostly reflects near-ties broken differently, not the "
                             "variant; a longer-trained model's logits spread further[/]")
+
+
+def _variants(optimize: str | None, quantize: str, fp16: bool) -> list[str]:
+    """The variants the options ask for (Variant values), in export order."""
+    quantized = {"dynamic": [Variant.int8_dynamic], "static": [Variant.int8_static]}.get(quantize, [])
+    wanted = [Variant.onnx] + ([Variant.optimized] if optimize else []) + quantized + ([Variant.fp16] if fp16 else [])
+    return [v.value for v in wanted]
 
 
 def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:

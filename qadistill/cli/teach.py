@@ -31,8 +31,9 @@ def teach(
 ) -> None:
     """Fine-tune a cross-encoder teacher on labelled pairs and register it in the zoo."""
     from qadistill.errors import UserInputError
+    from qadistill.finetune import FinetuneConfig, run_teach
     from qadistill.metrics import fmt as fmt_metric
-    from qadistill.finetune import FinetuneConfig
+    from qadistill.progress import RichProgress
     from qadistill.recipes import TeacherRecipe
     from qadistill.registry import Registry
     from qadistill.sources import resolve_source
@@ -56,10 +57,7 @@ def teach(
     cfg = FinetuneConfig(data=data, epochs=epochs, learning_rate=lr, batch_size=batch_size, max_length=max_length or r.max_length,
                          seed=seed, eval_every=eval_every, patience=patience, train_filter=train_filter,
                          limit_train_queries=limit_train_queries, distill_from=soft_names, alpha=alpha, dev=dev)
-    from qadistill.locks import artifact_lock
-
-    with artifact_lock(recipe, "teacher"):
-        m = _run(store, r, base_folder, cfg, out, resume, soft_teachers, data)
+    m = run_teach(store, r, base_folder, cfg, out_dir=out, resume=resume, soft_teachers=soft_teachers, progress=RichProgress())
     if fmt is Format.json:
         print_json(m)
         return
@@ -69,34 +67,3 @@ def teach(
     ]))
     err_console().print(f"next: qadistill eval {recipe} --data {data} --split test")
 
-
-def _run(store, r, base_folder, cfg, out, resume, soft_teachers, data) -> dict:
-    """Train, then register; the run ends ok, failed or interrupted whatever happens."""
-    from qadistill.finetune import finetune_cross_encoder
-    from qadistill.progress import RichProgress
-
-    recipe = r.name
-    import time
-
-    started_at = time.time()
-    run_id = store.start_run("teach", recipe=recipe, params=cfg.to_dict())
-    try:
-        with RichProgress() as prog:
-            m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out, resume=resume, progress=prog, soft_teachers=soft_teachers)
-        if m["dev_map"] is not None and m["dev_map"] < 0:
-            m["dev_map"] = None  # no scorable dev query: undefined, never -1
-        dev_label = (m.get("splits") or {}).get("dataset", data)
-        store.drop_stale_results(recipe, started_at)  # a re-taught teacher never shows the old one's figures
-        store.add_results(recipe, dev_label, "dev", {"map": m["dev_map"]}, run_id=run_id)
-        store.add_artifact(recipe, "teacher-model", m["path"], recipe=recipe, run_id=run_id,
-                           manifest={"max_length": cfg.max_length, "parameters": r.parameters, "dev_map": m["dev_map"]})
-        store.finish_run(run_id, "ok")
-    except KeyboardInterrupt as exc:
-        store.finish_run(run_id, "interrupted")
-        from qadistill.errors import InterruptedRunError
-
-        raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
-    except BaseException:
-        store.finish_run(run_id, "failed")
-        raise
-    return m

@@ -164,25 +164,14 @@ def pull(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Download a prebuilt student (safetensors/ONNX), verify it, hash every file, register it in the zoo."""
-    from qadistill.hub import pull as core_pull
-    from qadistill.recipes import PrebuiltRecipe
-
+    from qadistill.hub import pull as core_pull, register_pulled
     from qadistill.paths import check_name
 
     if name is not None:
         check_name(name)  # before any download
     reg = _registry()
     res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
-    recipe = next((e.name for e in reg.entries() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.source.repo_id.lower() == res.repo_id.lower()), None)
-    art = name or (f"{recipe}-pulled" if recipe else res.name)
-    import json
-    from pathlib import Path as _P
-
-    cfg = json.loads((_P(res.path) / "config.json").read_text())
-    reg.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
-        "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
-        "max_length": min(int(cfg.get("max_position_embeddings", 512)), 512), "card_metrics": res.card_metrics,
-        "description": f"pulled from {res.repo_id}@{res.revision}"})
+    art = register_pulled(reg, res, name)
     if fmt is Format.json:
         print_json({**res.__dict__, "name": art})
         return
