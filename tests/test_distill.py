@@ -8,6 +8,8 @@ import torch
 from conftest import make_tiny_model, requires_package, tiny_jsonl, write
 from qadistill.losses import distill_loss, gold_bce, soft_bce
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 
 def test_soft_bce_is_minimal_at_the_teacher_and_scaled_by_t2():
     t = torch.tensor([[2.0, -1.0], [0.5, 3.0]])

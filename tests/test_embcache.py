@@ -8,6 +8,9 @@ import sys
 import numpy as np
 
 from conftest import make_tiny_model, tiny_jsonl
+import pytest
+
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
 
 
 def _counting(teacher):

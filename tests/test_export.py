@@ -9,6 +9,8 @@ from conftest import make_tiny_model, tiny_jsonl
 from qadistill.compress import ExportRequest, export_model
 from qadistill.errors import ExportError, ParityError, UserInputError
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -10,6 +10,8 @@ from qadistill.finetune import FinetuneConfig, bucketed_batches, finetune_cross_
 from qadistill.progress import NullProgress
 from qadistill.recipes import parse_recipe
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 RECIPE = parse_recipe({"kind": "teacher", "name": "tiny-cross", "architecture": "cross-encoder", "finetune_from": "all-minilm-l6-v2"})
 
 

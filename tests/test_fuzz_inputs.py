@@ -146,7 +146,7 @@ NEWLINES = st.sampled_from(["\n", "\r\n", "\r"])
 # WikiQA layout (.tsv / .tsv.gz)
 # ---------------------------------------------------------------------------------------------------------------------
 TSV_BAD = ["missing", "extra", "label", "empty_query", "empty_passage", "nul", "conflict"]
-BAD_LABELS = ["2", "-1", "yes", "0.5", "1.0", "01", "true"]
+BAD_LABELS = ["2", "-1", "yes", "0.5", "1.5", "01", "tru"]  # 1, 1.0, "1.0", true are valid labels (one rule in every format)
 
 
 def wikiqa_cells(r: Row, draw) -> dict[str, str]:

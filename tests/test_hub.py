@@ -10,6 +10,8 @@ import pytest
 from conftest import make_tiny_model
 from hubserver import FakeHub
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 CARD = """---
 library_name: transformers
 model-index:

@@ -13,6 +13,8 @@ import pytest
 from conftest import make_tiny_model, tiny_jsonl
 from qadistill.errors import ModelFolderError, SourceError, UserInputError
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 PASSAGES = "a king.\nshakespeare wrote hamlet.\n"
 
 

@@ -9,6 +9,8 @@ import pytest
 from conftest import make_tiny_model, requires_package, tiny_jsonl, tiny_pairs, write
 from qadistill.metrics import ranking_metrics
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 
 @pytest.fixture(scope="module")
 def tiny_rank(tmp_path_factory):

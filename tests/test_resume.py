@@ -13,6 +13,8 @@ import pytest
 
 from resume_worker import run
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 WORKER = Path(__file__).resolve().parent / "resume_worker.py"
 TOTAL_STEPS = 20  # 40 pairs, batch 4, 2 epochs; checkpoints every 3 steps, epoch end at step 10
 

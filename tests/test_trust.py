@@ -17,6 +17,8 @@ import pytest
 from conftest import REPO, requires_package, tiny_pairs, write
 from test_distill import tiny_zoo  # noqa: F401  (fixture: two tiny teachers + a 12-query file)
 
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
 DISTILL = ["distill", "--teachers", "tiny-t0", "--student", "tiny-random-student", "--mode", "single",
            "--max-length", "32", "--batch-size", "8"]
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 from qadistill.store import Store
+import pytest
+
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
 
 
 def _student(home, map_wikiqa: float = 0.573) -> None:
