@@ -55,6 +55,14 @@ def filter_train(ds: QADataset, how: str) -> QADataset:
     return QADataset(ds.name, ds.split, [p for p in ds.pairs if p.query_id in keep], ds.path)
 
 
+def made_with(recipe: TeacherRecipe, cfg: FinetuneConfig) -> TeacherRecipe:
+    """The recipe as built: its [finetune] table records the settings this teacher was fine-tuned with."""
+    from qadistill.recipes import FinetuneSettings
+
+    ft = FinetuneSettings(**{k: getattr(cfg, k) for k in FinetuneSettings.model_fields})
+    return recipe.model_copy(update={"finetune": ft})
+
+
 def _named(spec: str) -> bool:
     from qadistill.splits import is_named
 
@@ -125,7 +133,7 @@ def finetune_cross_encoder(
         "splits": splits.info if splits else {"how": "named", "dataset": cfg.data},
     }
     atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
-    atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(recipe))
+    atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(made_with(recipe, cfg)))
     write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     replace_dir(final_tmp, out_dir)

@@ -112,6 +112,23 @@ class Calibration(_Strict):
     split: str = "train"
 
 
+class FinetuneSettings(_Strict):
+    """How `qadistill teach` fine-tunes (and fine-tuned) a cross-encoder teacher: the defaults `teach` uses for this
+    recipe, and, in a built teacher's own recipe.toml, what it was made with. Command-line options override them."""
+
+    data: str = Field(default="wikiqa", min_length=1)
+    epochs: int = Field(default=2, ge=1, le=100)
+    learning_rate: float = Field(default=3e-5, gt=0, lt=1)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    seed: int = Field(default=42, ge=0)
+    eval_every: int = Field(default=0, ge=0, description="Dev evaluation every N steps (0: at epoch ends).")
+    patience: int = Field(default=2, ge=1)
+    train_filter: Literal["with-positive", "all"] = "with-positive"
+    limit_train_queries: int | None = Field(default=None, ge=1)
+    distill_from: list[str] = Field(default_factory=list, description="Teachers whose mean logit is a soft target.")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="With distill_from: weight of the gold label.")
+
+
 class TeacherRecipe(_RecipeBase):
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +143,7 @@ class TeacherRecipe(_RecipeBase):
     max_length: int = Field(default=128, ge=8, le=4096)
     pooling: Literal["mean", "cls"] = "mean"
     calibration: Calibration | None = Field(default=None, description="Bi-encoders only; defaults to a logistic fit.")
+    finetune: FinetuneSettings | None = Field(default=None, description="With finetune_from: how `teach` fine-tunes it.")
     finetune_from: str | None = Field(
         default=None,
         description="For a cross-encoder teacher built by `qadistill teach`: the name of the encoder it starts from.",
@@ -137,6 +155,8 @@ class TeacherRecipe(_RecipeBase):
             raise ValueError("set 'source' (where the weights are) or 'finetune_from' (a teacher `qadistill teach` fine-tunes)")
         if self.source is not None and self.finetune_from is not None:
             raise ValueError("set either 'source' or 'finetune_from', not both")
+        if self.finetune is not None and self.finetune_from is None:
+            raise ValueError("'finetune' settings need 'finetune_from' (the encoder `qadistill teach` starts from)")
         if self.finetune_from is not None and self.architecture != "cross-encoder":
             raise ValueError("'finetune_from' builds a cross-encoder: set architecture = \"cross-encoder\"")
         if self.architecture == "cross-encoder" and self.calibration is not None and self.calibration.method != "none":

@@ -128,3 +128,19 @@ def test_teach_with_soft_targets_learns_the_teachers_mean_logit(tmp_path, monkey
 def test_teach_cli_refuses_to_distill_from_itself(cli):
     r = cli("teach", "minilm-l6-cross-wikiqa", "--distill-from", "minilm-l6-cross-wikiqa")
     assert r.exit_code == 2 and "itself" in r.stderr
+
+
+def test_a_taught_teacher_records_how_it_was_made_and_the_recipe_gives_teach_its_defaults(tmp_path):
+    import tomllib
+
+    from qadistill.recipes import load_recipe
+    from qadistill.registry import Registry
+
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=10, per_query=4)
+    base = make_tiny_model(tmp_path / "base", "cross")
+    finetune_cross_encoder(RECIPE, base, cfg(data, epochs=1, learning_rate=1e-4), out_dir=tmp_path / "t")
+    made = tomllib.loads((tmp_path / "t" / "recipe.toml").read_text())["finetune"]
+    assert made["epochs"] == 1 and made["learning_rate"] == 1e-4 and made["data"] == str(data)
+    assert load_recipe(tmp_path / "t" / "recipe.toml").finetune.epochs == 1  # it loads back as a recipe
+    published = Registry().recipe("minilm-l6-cross-wikiqa").finetune
+    assert published.distill_from == ["all-mpnet-base-v2"] and published.epochs == 4 and published.eval_every == 271
