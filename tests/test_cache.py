@@ -146,3 +146,13 @@ def test_two_processes_computing_one_key_do_the_work_once(tmp_path):
     for i in range(2):
         assert np.array_equal(np.load(tmp_path / f"out{i}.npy"), np.arange(30, dtype=np.float32))
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["k"]["shape"] == [30]
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_write(tmp_path):
+    import os
+
+    from qadistill.fsutil import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    (tmp_path / "b.json").write_text("{}")
+    assert os.stat(tmp_path / "a.json").st_mode == os.stat(tmp_path / "b.json").st_mode
