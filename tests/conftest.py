@@ -106,3 +106,27 @@ def tiny_jsonl(path: Path, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(json.dumps(r) for r in tiny_pairs(**kw)) + "\n")
     return path
+
+
+class ActAt:
+    """A progress whose training task calls ``action()`` once a training step at or after ``step`` is reported (the
+    loop reports each step with its loss), to interrupt or kill a run at a chosen step."""
+
+    def __init__(self, step: int, action) -> None:
+        self.step, self.action = step, action
+
+    def task(self, description, total):
+        outer = self
+
+        class T:
+            n = 0
+
+            def advance(self, k=1, **fields):
+                self.n += k
+                if fields and self.n >= outer.step:
+                    outer.action()
+
+            def done(self):
+                pass
+
+        return T()

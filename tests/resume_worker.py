@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import make_tiny_model, tiny_jsonl  # noqa: E402
+from conftest import ActAt, make_tiny_model, tiny_jsonl  # noqa: E402
 
 
 def build(fixture: Path):
@@ -35,27 +35,9 @@ def build(fixture: Path):
     return model, tok, ds, teacher
 
 
-class KillAt:
-    """A progress whose training task kills this process (SIGKILL) or Ctrl-Cs it (SIGINT) after step ``step``."""
-
-    def __init__(self, step: int, sig: int = signal.SIGKILL) -> None:
-        self.step, self.sig = step, sig
-
-    def task(self, description, total):
-        outer = self
-
-        class T:
-            n = 0
-
-            def advance(self, k=1, **fields):
-                self.n += k
-                if fields and self.n == outer.step:
-                    os.kill(os.getpid(), outer.sig)
-
-            def done(self):
-                pass
-
-        return T()
+def KillAt(step: int, sig: int = signal.SIGKILL) -> ActAt:
+    """A progress that kills this process (SIGKILL) or Ctrl-Cs it (SIGINT) at training step ``step``."""
+    return ActAt(step, lambda: os.kill(os.getpid(), sig))
 
 
 def config():

@@ -4,10 +4,9 @@ import json
 
 import pytest
 
-from conftest import make_tiny_model, tiny_jsonl
+from conftest import ActAt, make_tiny_model, tiny_jsonl
 from qadistill.errors import UserInputError
 from qadistill.finetune import FinetuneConfig, bucketed_batches, finetune_cross_encoder
-from qadistill.progress import NullProgress
 from qadistill.recipes import parse_recipe
 
 pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
@@ -28,25 +27,13 @@ def test_bucketed_batches_are_seeded_and_cover_everything():
     assert sorted(i for b in a for i in b) == list(range(500))
 
 
-class _InterruptAt(NullProgress):
-    def __init__(self, step):
-        self.step = step
+def _ctrl_c():
+    raise KeyboardInterrupt
 
-    def task(self, description, total):
-        outer = self
 
-        class T:
-            n = 0
-
-            def advance(self, k=1, **f):
-                self.n += k
-                if f and self.n >= outer.step:
-                    raise KeyboardInterrupt
-
-            def done(self):
-                pass
-
-        return T()
+def _InterruptAt(step):
+    """Ctrl-C at training step ``step``."""
+    return ActAt(step, _ctrl_c)
 
 
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
