@@ -19,7 +19,7 @@ from pathlib import Path
 
 from qadistill import __version__, paths
 from qadistill.data import QADataset, QAPair, load_dataset, unique
-from qadistill.errors import DataError, UserInputError
+from qadistill.errors import UserInputError
 from qadistill.locks import artifact_lock
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
@@ -115,8 +115,7 @@ def evaluate_student(model, tok, ds: QADataset, max_length: int, label: str | No
     """Metrics of the student on ``ds``, tagged with the data they came from (``label``: 'wikiqa:test', 'FILE:dev')."""
     from qadistill.train import score_pairs
 
-    if not ds.labelled:
-        raise DataError(f"{label or ds.name}: has unlabelled pairs, metrics need labels", "evaluate on labelled data")
+    require_labelled(ds, label or ds.name)
     s = score_pairs(model, tok, ds.pairs, max_length)
     return {"data": label or f"{ds.name}:{ds.split}", **ranking_metrics([p.query_id for p in ds.pairs], s.tolist(), ds.labels())}
 
@@ -166,7 +165,7 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
         if n:
             notes.append(f"warning: the {which} data shares {n} of its {len(ds)} pairs with the training data "
                          f"(named with --{which}): its metrics are not held out")
-    if not ranking_metrics([p.query_id for p in plan.splits.dev.pairs], [0.0] * len(plan.splits.dev), plan.splits.dev.labels())["queries"]:
+    if not plan.splits.dev.stats()["queries_with_pos_and_neg"]:
         notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
                      "the last weights are kept")
     work = plan.out_dir.with_name(plan.out_dir.name + ".work")

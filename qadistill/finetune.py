@@ -63,12 +63,6 @@ def made_with(recipe: TeacherRecipe, cfg: FinetuneConfig) -> TeacherRecipe:
     return recipe.model_copy(update={"finetune": ft})
 
 
-def _named(spec: str) -> bool:
-    from qadistill.splits import is_named
-
-    return is_named(spec)
-
-
 def work_dir_for(out_dir: Path, resume: bool) -> Path:
     """The temp folder of a run; refuses to silently discard an unfinished run."""
     work = out_dir.with_name(out_dir.name + ".work")
@@ -102,10 +96,10 @@ def finetune_cross_encoder(
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe.name
     check_replaceable(out_dir)
     work = work_dir_for(out_dir, resume)
-    from qadistill.splits import resolve_splits
+    from qadistill.splits import is_named, resolve_splits
 
     splits = resolve_splits(cfg.data, cfg.train_split, cfg.dev_split, "test" if cfg.dev is None else cfg.dev_split,
-                            dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not _named(cfg.data) else None
+                            dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not is_named(cfg.data) else None
     train_ds = splits.train if splits else load_dataset(cfg.data, cfg.train_split)
     if cfg.limit_train_queries:
         train_ds = train_ds.subset_queries(cfg.limit_train_queries)

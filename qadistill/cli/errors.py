@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 import typer
 
 from qadistill.errors import DiskFullError, QadistillError
+from qadistill.fsutil import is_disk_full
 
 F = TypeVar("F", bound=Callable)
 
@@ -102,10 +103,6 @@ def handle_errors(func: F) -> F:
         except Exception as exc:
             if debug():
                 raise
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write outside fsutil
-                full = DiskFullError(exc.filename or "a file")
-                report(full.message, full.hint)
-                raise typer.Exit(full.exit_code) from None
             import sqlite3
 
             if isinstance(exc, sqlite3.Error):  # a store damaged in a way opening it did not show
@@ -114,8 +111,8 @@ def handle_errors(func: F) -> F:
                 report(f"store {paths.store_path()} is damaged or from another program: {type(exc).__name__}: {exc}",
                        "restore it from a qadistill.db.bak-before-* backup next to it, or move it to a new name to start a fresh store")
                 raise typer.Exit(1) from None
-            if _disk_full(exc):  # torch.save / safetensors wrap ENOSPC in their own errors
-                full = DiskFullError(_path_in(exc) or paths_home())
+            if is_disk_full(exc) or _disk_full(exc):  # a raw ENOSPC outside fsutil, or torch/safetensors' wrapping of it
+                full = DiskFullError(getattr(exc, "filename", None) or _path_in(exc) or paths_home())
                 report(full.message, full.hint)
                 raise typer.Exit(full.exit_code) from None
             for etype, msg, hint in FOREIGN_ERRORS:
