@@ -230,6 +230,7 @@ class DataSettings(_Strict):
 
 
 DistillMode = Literal["gold", "single", "avg", "mkdm"]
+DistillLoss = Literal["pointwise", "listwise", "margin-mse"]  # losses.LOSSES
 
 
 class DistillSettings(_Strict):
@@ -243,6 +244,8 @@ class DistillSettings(_Strict):
     alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the gold-label loss; 1-alpha goes to the teachers.")
     seed: int = Field(default=42, ge=0)
     pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
+    loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
+    list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
 
 
 # a recipe's [export] targets: the Variant vocabulary, with its recipe spelling (onnx-optimized for optimized)

@@ -37,6 +37,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     max_grad_norm: float = 1.0
     select_on_dev: bool = True  # keep the best dev-MAP weights (else the last)
+    loss: str = "pointwise"  # teacher objective: pointwise (soft BCE) | listwise (KL over a query's list) | margin-mse
+    list_size: int = 16  # ranking losses: a query's candidates are cut into lists of at most this many
 
 
 def train_config(settings, **overrides) -> TrainConfig:
@@ -56,6 +58,39 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, bucket: int
     for s in range(0, len(idx), win):
         chunk = sorted(idx[s : s + win], key=lambda i: lengths[i])
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def grouped_batches(groups: list[int], lengths: list[int], batch_size: int, list_size: int, seed: int,
+                    bucket: int = 50) -> list[list[int]]:
+    """Batches that keep a query's candidates together, for the ranking losses. Each query's candidates are shuffled
+    and cut into lists of at most ``list_size``; the lists are shuffled, sorted by mean length within windows of
+    ``bucket`` batches, and packed whole into batches of at most ``batch_size`` pairs (a list longer than the batch is
+    cut to it). Every pair appears once per epoch. Seeded."""
+    rng = random.Random(seed)
+    by_q: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_q.setdefault(g, []).append(i)
+    size = max(1, min(list_size, batch_size))
+    lists = []
+    for g in sorted(by_q):
+        members = by_q[g]
+        rng.shuffle(members)
+        lists += [members[s : s + size] for s in range(0, len(members), size)]
+    rng.shuffle(lists)
+    win = batch_size * bucket
+    batches: list[list[int]] = []
+    for s in range(0, len(lists), max(1, win // size)):
+        chunk = sorted(lists[s : s + max(1, win // size)], key=lambda m: sum(lengths[i] for i in m) / len(m))
+        cur: list[int] = []
+        for m in chunk:
+            if cur and len(cur) + len(m) > batch_size:
+                batches.append(cur)
+                cur = []
+            cur = cur + m
+        if cur:
+            batches.append(cur)
     rng.shuffle(batches)
     return batches
 
@@ -121,8 +156,10 @@ class _Loop:
         work.mkdir(parents=True, exist_ok=True)
         self._tensors(pairs, teacher_logits)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
-        self.steps_per_epoch = math.ceil(math.ceil(len(self.qs) / cfg.batch_size) / self.world)
-        self.total = self.steps_per_epoch * cfg.epochs
+        # per-epoch step counts (a ranking loss packs whole lists, so an epoch's batch count can vary with its seed)
+        self.epoch_steps = [math.ceil(len(self.batches(e)) / self.world) for e in range(cfg.epochs)]
+        self.steps_per_epoch = self.epoch_steps[0]
+        self.total = sum(self.epoch_steps)
         self._optimizer()
         self.state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [],
                       "train_seconds": 0.0, "pairs_seen": 0}
@@ -138,6 +175,9 @@ class _Loop:
         np.random.seed(cfg.seed)
         self.qs, self.ps = [p.query for p in pairs], [p.passage for p in pairs]
         self.y = torch.tensor([float("nan") if p.label is None else float(p.label) for p in pairs])
+        qindex: dict[str, int] = {}
+        self.groups = [qindex.setdefault(p.query_id, len(qindex)) for p in pairs]
+        self.g = torch.tensor(self.groups)
         tl = None if teacher_logits is None else torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
         if tl is not None and tl.dim() == 1:
             tl = tl[:, None]
@@ -148,6 +188,13 @@ class _Loop:
             h.update(q.encode("utf-8", "surrogatepass") + b"\x00" + p.encode("utf-8", "surrogatepass") + b"\x01")
         h.update(self.y.numpy().tobytes() + (b"" if tl is None else tl.numpy().tobytes()))
         self.data_fp = h.hexdigest()  # what the checkpoint was trained on
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches: length-bucketed pairs, or whole query lists for a ranking loss. Seeded by epoch."""
+        cfg = self.cfg
+        if cfg.loss == "pointwise":
+            return bucketed_batches(self.lengths, cfg.batch_size, cfg.seed + epoch)
+        return grouped_batches(self.groups, self.lengths, cfg.batch_size, cfg.list_size, cfg.seed + epoch)
 
     def _optimizer(self) -> None:
         """AdamW without weight decay on biases and LayerNorm weights; linear warm-up then decay."""
@@ -193,6 +240,7 @@ class _Loop:
             raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
         mine = {k: v for k, v in asdict(self.cfg).items() if k != "checkpoint_every"}
         theirs = {k: v for k, v in (saved.get("config") or {}).items() if k != "checkpoint_every"}
+        theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k in ("loss", "list_size")}, **theirs} if theirs else theirs
         changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
         if changed:
             raise UserInputError(f"checkpoint {self.ckpt} was made with other settings ({', '.join(changed[:4])})",
@@ -240,12 +288,16 @@ class _Loop:
             state["evals_since_best"] += 1
 
     def step(self, b: list[int]) -> float:
-        from qadistill.losses import distill_loss
+        from qadistill.losses import distill_loss, ranking_distill_loss
 
         cfg, acc, dmodel, tl = self.cfg, self.acc, self.dmodel, self.tl
         enc = self.tokenizer([self.qs[i] for i in b], [self.ps[i] for i in b], padding=True, truncation=True,
                              max_length=cfg.max_length, return_tensors="pt").to(acc.device)
-        loss = distill_loss(dmodel(**enc), None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device), cfg.temperature, cfg.alpha)
+        teacher, y = None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device)
+        if cfg.loss == "pointwise":
+            loss = distill_loss(dmodel(**enc), teacher, y, cfg.temperature, cfg.alpha)
+        else:
+            loss = ranking_distill_loss(dmodel(**enc), teacher, y, self.g[b].to(acc.device), cfg.loss, cfg.temperature, cfg.alpha)
         acc.backward(loss)
         acc.clip_grad_norm_(dmodel.parameters(), cfg.max_grad_norm)
         self.opt.step()
@@ -257,10 +309,10 @@ class _Loop:
         """The rest of the current epoch (a resumed run skips the batches it already took); True: stop early."""
         cfg, state, world = self.cfg, self.state, self.world
         epoch = state["epoch"]
-        batches = bucketed_batches(self.lengths, cfg.batch_size, cfg.seed + epoch)[self.rank::world][: self.steps_per_epoch]
+        batches = self.batches(epoch)[self.rank::world][: self.epoch_steps[epoch]]
         stop = False
         t0 = time.perf_counter()
-        for b in batches[state["step"] - epoch * self.steps_per_epoch :]:
+        for b in batches[state["step"] - sum(self.epoch_steps[:epoch]) :]:
             loss = self.step(b)
             state["step"] += 1
             state["pairs_seen"] += len(b) * world

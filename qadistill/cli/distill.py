@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -8,6 +9,19 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
+
+
+class Mode(str, Enum):
+    gold = "gold"
+    single = "single"
+    avg = "avg"
+    mkdm = "mkdm"
+
+
+class Loss(str, Enum):
+    pointwise = "pointwise"
+    listwise = "listwise"
+    margin_mse = "margin-mse"
 
 
 @handle_errors
@@ -19,7 +33,9 @@ def distill(
     dev: Annotated[str | None, typer.Option(help="With a --data file: the dev file (early stopping); needs --test.")] = None,
     test: Annotated[str | None, typer.Option(help="With a --data file: the test file (reported metrics); needs --dev.")] = None,
     split_seed: Annotated[int | None, typer.Option(min=0, help="Seed of the by-query split of a single --data file.")] = None,
-    mode: Annotated[str | None, typer.Option(help="gold | single | avg | mkdm")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="gold: labels only; single: one teacher; avg: one head on the teachers' mean; mkdm: one head per teacher.")] = None,
+    loss: Annotated[Loss | None, typer.Option(help="Teacher objective: soft BCE per pair, KL over each query's candidates, or Margin-MSE.")] = None,
+    list_size: Annotated[int | None, typer.Option(min=2, help="Ranking losses: candidates per list (longer lists are cut).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
@@ -57,7 +73,7 @@ def distill(
     if student:
         base["student"] = student
     dd = base.setdefault("distill", {})
-    for k, v in {"mode": mode, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
+    for k, v in {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
                  "temperature": temperature, "alpha": alpha, "seed": seed, "pretrain_unlabelled": pretrain_unlabelled}.items():
         if v is not None:
             dd[k] = v
