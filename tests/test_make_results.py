@@ -1,0 +1,62 @@
+"""benchmarks/make_results.py renders RESULTS.md from the results' own reports (benchmarks/_report.py): heading, note
+and order from the report, a result without one at the end under its command. Fast: fake results in a temporary
+folder, nothing measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts import their helper so
+
+import _report  # noqa: E402
+import make_results  # noqa: E402
+
+STARTUP = {"command": "python benchmarks/cli_startup.py --runs 3", "loadavg_1m": 0.5, "cpu_count": 2,
+           "results": {"qadistill --help": {"median_s": 0.150, "min_s": 0.144, "max_s": 0.2, "runs": 3}}}
+
+
+def _write(path: Path, d) -> None:
+    path.write_text(json.dumps(d, indent=2) + "\n")
+
+
+def test_report_gives_heading_and_note_and_a_file_without_one_comes_last(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    res.mkdir()
+    _write(res / "a_bare.json", {"command": "python benchmarks/other.py --x 1", "value": 0.25})
+    _write(res / "z_startup.json", {"report": {"title": "CLI start-up", "note": "Measured warm.", "order": 10}, **STARTUP})
+    text = "\n".join(make_results.page(res))
+    assert "## CLI start-up\n\nMeasured warm.\n\n`python benchmarks/cli_startup.py --runs 3` (load average 0.50)" in text
+    assert "| `qadistill --help` | 150 ms | 144 ms |" in text
+    assert "## `python benchmarks/other.py --x 1`" in text and '"value": 0.25' in text  # the fallback: raw, under its command
+    assert text.index("## CLI start-up") < text.index("## `python benchmarks/other.py")
+    assert '"report"' not in text
+
+
+def test_order_sidecars_and_hidden_results(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    res.mkdir()
+    (tmp_path / "results.meta.json").write_text(json.dumps({"title": "Fake page", "note": "About the machine."}))
+    _write(res / "a_startup.json", {"report": {"title": "Second", "order": 20}, **STARTUP})
+    (res / "b_kernel.txt").write_text("fused / unfused time: 2.13x\n")
+    (res / "b_kernel.txt.meta.json").write_text(json.dumps({"title": "First", "note": "Kernel check:", "order": 10}))
+    (res / "c_log.txt").write_text("not on the page\n")
+    (res / "c_log.txt.meta.json").write_text(json.dumps({"title": "A log", "order": None}))
+    lines = make_results.page(res)
+    text = "\n".join(lines)
+    assert lines[:4] == ["# Fake page", "", "About the machine.", ""]
+    assert text.index("## First") < text.index("## Second")
+    assert "Kernel check:\n\n```\nfused / unfused time: 2.13x\n```" in text
+    assert "not on the page" not in text and "A log" not in text and "meta.json" not in text
+
+
+def test_a_rerun_keeps_the_report_a_result_has(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    _report.write_json(out, {"command": "first"}, {"title": "default", "order": 1})
+    _report.set_report(out, {"title": "edited", "order": 5})
+    _report.write_json(out, {"command": "second"}, {"title": "default", "order": 1})
+    assert json.loads(out.read_text()) == {"report": {"title": "edited", "order": 5}, "command": "second"}
+    txt = tmp_path / "t.txt"
+    _report.write_text(txt, "x\n", {"title": "t", "order": 2})
+    assert _report.read(txt) == {"title": "t", "order": 2} and txt.read_text() == "x\n"
