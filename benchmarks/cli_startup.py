@@ -8,7 +8,6 @@ median and the minimum of many runs, and the 1-minute load average at the start.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -18,7 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_json
+
 HERE = Path(__file__).resolve().parent
+REPORT = {"title": "CLI start-up", "order": 10}  # how RESULTS.md shows the file (benchmarks/_report.py)
 
 
 def time_cmd(argv: list[str], runs: int, env: dict) -> list[float]:
@@ -50,9 +52,8 @@ def main() -> None:
         print(f"{label:40s} median {statistics.median(ts)*1000:7.1f} ms   min {min(ts)*1000:7.1f} ms   (n={len(ts)})")
     print(f"load average (1 min) at start: {load:.2f} on {os.cpu_count()} cores")
     out = HERE / "results" / "cli_startup.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"command": "python benchmarks/cli_startup.py --runs %d" % args.runs, "loadavg_1m": load,
-                               "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "results": results}, indent=2) + "\n")
+    write_json(out, {"command": "python benchmarks/cli_startup.py --runs %d" % args.runs, "loadavg_1m": load,
+                     "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "results": results}, REPORT)
     shutil.rmtree(home, ignore_errors=True)
 
 

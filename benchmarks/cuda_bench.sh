@@ -5,7 +5,8 @@
 #                (plus the wheels that machine lacks in .gpu/whl; see benchmarks/README.md)
 # There:         bash benchmarks/cuda_bench.sh            (DEV=cpu for a dry run of the same steps on a CPU machine)
 #
-# Writes under $OUT: cuda_env.txt, bench_cuda_student.json (+ .png), bench_cuda_shapes.json, ort_cuda.txt.
+# Writes under $OUT: cuda_env.txt, bench_cuda_student.json (+ .png), bench_cuda_shapes.json, ort_cuda.txt, each with its
+# report (the heading and place RESULTS.md gives it: benchmarks/_report.py).
 set -u
 OUT=${OUT:-/tmp/cuda_out}
 DEV=${DEV:-cuda}
@@ -46,3 +47,12 @@ echo "== 3. ONNX Runtime on CUDA: only where this image's onnxruntime has the pr
 python3 -m qadistill bench "$S" --device "$DEV" --backends ort --batch-sizes 1 --no-accuracy --format json > "$OUT/ort_cuda.txt" 2>&1
 echo "rc $?" >> "$OUT/ort_cuda.txt"; cat "$OUT/ort_cuda.txt" | tail -3
 python3 "$REPO/benchmarks/cuda_summary.py" "$OUT/bench_cuda_student.json" "$OUT/bench_cuda_shapes.json" | tee "$OUT/cuda_summary.md"
+# how RESULTS.md shows each file once copied into benchmarks/results/cuda/ (benchmarks/_report.py; edit the titles there)
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); GPU=${GPU:-$DEV}
+R="python3 $REPO/benchmarks/_report.py"
+$R "$OUT/ort_cuda.txt" --order 5 --note "ONNX Runtime on CUDA (\`qadistill bench --backends ort --device $DEV\` on the $GPU):"
+$R "$OUT/bench_cuda_student.json" --order 10 --title "The student on the $GPU, every PyTorch CUDA backend, WikiQA test MAP measured per backend (plot: bench_cuda_student.png)"
+$R "$OUT/bench_cuda_shapes.json" --order 30 --title "Teacher architectures on the $GPU (speed only)"
+$R "$OUT/bench_cuda_student.png" --order null --title "Plot of bench_cuda_student.json (\`qadistill bench --plot\`)"
+$R "$OUT/cuda_env.txt" --order null --title "The $GPU machine: nvidia-smi, library versions, CPU count"
+$R "$OUT/cuda_summary.md" --order null --title "The tables, as cuda_summary.py printed them"

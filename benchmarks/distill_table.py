@@ -20,8 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+from _report import ensure_sidecar, write_text
+
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
+# how RESULTS.md shows the two files (benchmarks/_report.py); a file that has a report keeps it
+TABLE_REPORT = {"title": "Distillation (WikiQA train → student)", "order": 100,
+                "note": "Mean ± std over seeds where several; each row's command says how it was trained."}
+RUNS_REPORT = {"title": "Distillation runs, one line per arm and seed (`benchmarks/distill_table.py`)",
+               "note": "The rows distill_table.md is made from; the page shows that table.", "order": None}
 
 
 def qadistill(*args: str) -> dict:
@@ -80,6 +87,7 @@ def main() -> None:
                    "command": res["_command"], "threads": res["threads"], "stage1": res.get("stage1")}
             with runs_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
+            ensure_sidecar(runs_path, RUNS_REPORT)
             print(f"{name:28s} test MAP {row['test_map']:.4f} MRR {row['test_mrr']:.4f} | TREC MAP {row['trec_map']:.4f} "
                   f"| train {row['train_seconds']:.0f}s", flush=True)
     write_table(runs_path, teachers)
@@ -121,7 +129,7 @@ def write_table(runs_path: Path, teachers: list[str]) -> None:
             f"{ms([r['trec_map'] for r in rs])} | {ms([r['trec_mrr'] for r in rs])} | {share} | {rs[0]['parameters']} | "
             f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |"
         )
-    (RES / "distill_table.md").write_text("\n".join(lines) + "\n")
+    write_text(RES / "distill_table.md", "\n".join(lines) + "\n", TABLE_REPORT)
     print("\n".join(lines))
 
 

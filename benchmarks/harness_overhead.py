@@ -14,6 +14,10 @@ import statistics
 import time
 from pathlib import Path
 
+from _report import write_json
+
+REPORT = {"title": "Harness overhead", "order": 300}  # how RESULTS.md shows the file (benchmarks/_report.py)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -66,7 +70,7 @@ def main() -> None:
            "within_5_percent": abs(ratio - 1) <= 0.05, "loadavg_1m": os.getloadavg()[0], "rounds_bare": b_med, "rounds_bench": h_med}
     print(json.dumps(res, indent=2))
     out = Path(__file__).resolve().parent / "results" / "harness_overhead.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(out, res, REPORT)
 
 
 if __name__ == "__main__":

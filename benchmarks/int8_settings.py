@@ -10,10 +10,11 @@ weight scales — each scored with ONNX Runtime on the full dev and test splits.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
+
+from _report import write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,7 +78,7 @@ def main() -> None:
     out = {"command": "python benchmarks/int8_settings.py " + " ".join(args.students) + f" --max-length {args.max_length} --batch-sizes {args.batch_sizes} --out {args.out}",
            "note": "choose on dev; test is reported. Batches are formed in order of length (pairs sorted by characters).",
            "rows": rows}
-    (HERE / "results" / args.out).write_text(json.dumps(out, indent=2) + "\n")
+    write_json(HERE / "results" / args.out, out, {"title": f"int8 settings on dev (chosen there) and test: {', '.join(args.students)}", "order": 250})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _report import write_json
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -54,7 +56,10 @@ def main() -> None:
                             "speedup_vs_optimized_median": statistics.median(vs_opt[bs]), "speedups_vs_optimized": vs_opt[bs]})
     out = {"command": "python benchmarks/int8_speedup.py " + " ".join(sys.argv[1:]), "student": args.student,
            "threads": int(args.threads), "summary": summary, "runs": runs}
-    (HERE / "results" / args.out).write_text(json.dumps(out, indent=2) + "\n")
+    report = {"title": f"int8 dynamic vs ONNX Runtime fp32, repeated runs: {args.student}, lengths {args.lengths}", "order": 160,
+              "note": "each ratio is taken inside one `qadistill bench` run, padded to the length; the spread between runs is "
+                      "this machine's noise"}
+    write_json(HERE / "results" / args.out, out, report)
     for s in summary:
         print(f"length {s['max_length']:4d} batch {s['batch_size']:3d}: median speed-up {s['speedup_median']:.2f}x "
               f"({', '.join(f'{x:.2f}' for x in s['speedups'])}); vs fp32 O2 {s['speedup_vs_optimized_median']:.2f}x")

@@ -14,6 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from _report import write_json
+
+REPORT = {"title": "Where ONNX Runtime spends its time (per-operator share of kernel time)", "order": 140}  # benchmarks/_report.py
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -56,7 +60,7 @@ def main() -> None:
         print(f"{d}: {row['kernel_ms_per_run']:.0f} ms of kernels per run; "
               + ", ".join(f"{op} {100 * sh:.0f}%" for op, sh in list(row["share"].items())[:6]), flush=True)
     dest = Path(__file__).resolve().parent / "results" / "ort_op_profile.json"
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(dest, out, REPORT)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _report import write_json
+
 HERE = Path(__file__).resolve().parent
+REPORT = {"title": "ONNX Runtime session settings on the CPU (alternating processes)", "order": 230}  # benchmarks/_report.py
+
 
 def settings() -> dict[str, dict]:
     """ORT's defaults, each of qadistill's two CPU session settings alone, and both (what `qadistill export` records)."""
@@ -71,7 +75,7 @@ def main() -> None:
                       f"{base / statistics.median(t):.2f}x", flush=True)
     out = {"command": "python benchmarks/ort_session_ab.py " + " ".join(sys.argv[1:]), "threads": args.threads,
            "max_length": args.max_length, "loadavg_1m_end": os.getloadavg()[0], "rows": rows}
-    (HERE / "results" / "ort_session_ab.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_json(HERE / "results" / "ort_session_ab.json", out, REPORT)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 # Here, first: .gpu/quiet/student (config + tokenizer of the student), .gpu/quiet/data/wikiqa (for the parity sample),
 #              cp312 wheels of onnxruntime, onnx, ml_dtypes, optimum, optimum-onnx in .gpu/qwhl (+ .gpu/whl as for cuda_bench.sh)
 # There:       bash benchmarks/quiet_cpu_int8.sh        (PY=python DRY=1 to try the steps on this machine)
+# Writes under $OUT the files of benchmarks/results/quiet_cpu/ (copy them there), with their reports.
 set -u
 OUT=${OUT:-/tmp/quiet_out}
 PY=${PY:-python3}
@@ -31,8 +32,10 @@ echo "== export (onnx, O2, int8 dynamic)"
 timeout ${T1:-150} $PY -m qadistill export "$W/student" --optimize O2 --quantize dynamic --parity-queries 20 --format json > "$OUT/export.json" 2> "$OUT/export.err"
 echo "rc $?"
 echo "== fused vs unfused SkipLayerNorm kernel on this CPU"
-timeout ${T2:-60} $PY benchmarks/skip_layernorm.py --repeats 5 --out skip_layernorm_quiet.txt && cp benchmarks/results/skip_layernorm_quiet.txt "$OUT/"
+timeout ${T2:-60} $PY benchmarks/skip_layernorm.py --repeats 5 --out quiet_cpu/skip_layernorm_quiet.txt && cp benchmarks/results/quiet_cpu/skip_layernorm_quiet.txt "$OUT/"
 echo "== int8 vs fp32, repeated bench runs, 2 threads"
-timeout ${T3:-330} $PY benchmarks/int8_speedup.py student --lengths ${LENGTHS:-128,64} --repeats ${REPEATS:-3} --threads 2 --min-time ${MIN_TIME:-2} --out int8_speedup_quiet.json
-echo "rc $?"; cp benchmarks/results/int8_speedup_quiet.json "$OUT/" 2>/dev/null
+timeout ${T3:-330} $PY benchmarks/int8_speedup.py student --lengths ${LENGTHS:-128,64} --repeats ${REPEATS:-3} --threads 2 --min-time ${MIN_TIME:-2} --out quiet_cpu/int8_speedup_quiet.json
+echo "rc $?"; cp benchmarks/results/quiet_cpu/int8_speedup_quiet.json "$OUT/" 2>/dev/null
 uptime | tee -a "$OUT/env.txt"
+# how RESULTS.md shows each file (benchmarks/_report.py): the reports results/quiet_cpu already has travel with the files
+cp benchmarks/results/quiet_cpu/*.meta.json "$OUT/"

@@ -18,6 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_json
+
+REPORT = {"title": "`qadistill rank` wall time", "order": 310}  # how RESULTS.md shows the file (benchmarks/_report.py)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -51,7 +55,7 @@ def main() -> None:
            "backend": backend, "passages": args.passages, "median_s": statistics.median(times), "min_s": min(times),
            "max_s": max(times), "runs": len(times), "loadavg_1m": os.getloadavg()[0], "cpu_count": os.cpu_count()}
     print(json.dumps(res, indent=2))
-    (Path(__file__).resolve().parent / "results" / "rank_latency.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_json(Path(__file__).resolve().parent / "results" / "rank_latency.json", res, REPORT)
     shutil.rmtree(tmp)
 
 

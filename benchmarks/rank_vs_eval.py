@@ -2,7 +2,7 @@
 the same order within every question and the same MAP.
 
 Usage: python benchmarks/rank_vs_eval.py MODEL [--backend torch]
-Writes benchmarks/results/rank_vs_eval.json.
+Writes benchmarks/results/rank_vs_eval_BACKEND.json.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from _report import write_json
 
 
 def main() -> None:
@@ -43,7 +45,8 @@ def main() -> None:
         diff = max(abs(a - float(ev[i])) for a, i in zip(s_rank, order))
         res.update(eval_map=m_eval["map"], eval_mrr=m_eval["mrr"], max_abs_score_diff=diff)
     print(json.dumps(res, indent=2))
-    (Path(__file__).resolve().parent / "results" / f"rank_vs_eval_{args.backend}.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_json(Path(__file__).resolve().parent / "results" / f"rank_vs_eval_{args.backend}.json", res,
+               {"title": f"rank vs eval ({args.backend}) on WikiQA test", "order": 320})
 
 
 if __name__ == "__main__":

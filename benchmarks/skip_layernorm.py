@@ -17,7 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
+from _report import write_text
+
 HERE = Path(__file__).resolve().parent
+REPORT = {"title": "Fused SkipLayerNormalization vs Add + Add + LayerNormalization (ONNX Runtime CPU kernels)", "order": 240}  # benchmarks/_report.py
 
 
 def graphs(rows: int, hidden: int) -> dict[str, bytes]:
@@ -56,7 +59,7 @@ def main() -> None:
         lines += measure(rows, args.hidden, args.threads, args.repeats, max(args.calls, args.calls * 4096 // rows // 10))
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    (HERE / "results" / args.out).write_text(text)
+    write_text(HERE / "results" / args.out, text, REPORT)
 
 
 def measure(rows: int, hidden: int, threads: int, repeats: int, calls: int) -> list[str]:

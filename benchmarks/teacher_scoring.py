@@ -12,13 +12,15 @@ given. Writes benchmarks/results/teacher_scoring.json. Quote ratios and medians:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from _report import write_json
+
 HERE = Path(__file__).resolve().parent
+REPORT = {"title": "Teacher scoring throughput and the logit cache", "order": 90}  # benchmarks/_report.py
 
 
 def main() -> None:
@@ -73,11 +75,9 @@ def main() -> None:
         rows.append(row)
         print(f"{name:28s} {scorer.architecture:13s} cold {cold:7.1f}s  {row['pairs_per_s']:7.1f} pairs/s  "
               f"cached {warm*1000:7.1f} ms  speed-up {row['cache_speedup']:8.0f}x", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(exist_ok=True)
     cmd = "python benchmarks/teacher_scoring.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v)
-    out.write_text(json.dumps({"command": cmd, "split": args.split, "loadavg_1m_at_end": os.getloadavg()[0],
-                               "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=2) + "\n")
+    write_json(Path(args.out), {"command": cmd, "split": args.split, "loadavg_1m_at_end": os.getloadavg()[0],
+                                "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, REPORT)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _report import write_json
+
 RES = Path(__file__).resolve().parent / "results"
 
 
@@ -35,8 +37,8 @@ def main() -> None:
         rows.append({"model": a["model"], "wikiqa_map": a["map"], "wikiqa_mrr": a["mrr"], "trec_map": b["map"], "trec_mrr": b["mrr"],
                      "command": f"{wcmd} ; {tcmd}"})
         print(f"{a['model']:60s} WikiQA test MAP {a['map']:.4f} MRR {a['mrr']:.4f} | TREC-QA dev MAP {b['map']:.4f} MRR {b['mrr']:.4f}")
-    RES.mkdir(exist_ok=True)
-    (RES / f"{args.name}.json").write_text(json.dumps({"rows": rows, "wikiqa": w, "trecqa": t}, indent=2) + "\n")
+    report = {"title": f"Teachers {args.teachers.replace(',', ', ')} and their ensemble (mean calibrated logit)", "order": 30}
+    write_json(RES / f"{args.name}.json", {"rows": rows, "wikiqa": w, "trecqa": t}, report)
 
 
 if __name__ == "__main__":
