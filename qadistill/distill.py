@@ -221,13 +221,9 @@ def overlap(a: QADataset, b: QADataset) -> int:
 
 
 def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
-    """Teacher targets for the train pairs: the whole train split is scored (cached; bi-encoders calibrate on it
-    anyway), then the slice is taken."""
-    targets = teacher_targets(teachers, plan.splits.train, plan.pipeline.distill.mode, progress)
-    if targets is not None and plan.train is not plan.splits.train:
-        keep = {p.query_id for p in plan.train.pairs}
-        targets = targets[[i for i, p in enumerate(plan.splits.train.pairs) if p.query_id in keep]]
-    return targets
+    """Teacher targets for the train pairs that are trained on (a ``limit_train_queries`` slice scores the slice only;
+    bi-encoders calibrate on their recipe's calibration split, cached)."""
+    return teacher_targets(teachers, plan.train, plan.pipeline.distill.mode, progress)
 
 
 def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> tuple:

@@ -65,8 +65,8 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, bucket: int
 def grouped_batches(groups: list[int], lengths: list[int], batch_size: int, list_size: int, seed: int,
                     bucket: int = 50) -> list[list[int]]:
     """Batches that keep a query's candidates together, for the ranking losses. Each query's candidates are shuffled
-    and cut into lists of at most ``list_size``; the lists are shuffled, sorted by mean length within windows of
-    ``bucket`` batches, and packed whole into batches of at most ``batch_size`` pairs (a list longer than the batch is
+    and cut into lists of at most ``list_size``; the lists are shuffled, sorted by their longest pair within windows
+    of ``bucket`` batches (a batch is padded to its longest pair), and packed whole into batches of at most ``batch_size`` pairs (a list longer than the batch is
     cut to it). Every pair appears once per epoch. Seeded."""
     rng = random.Random(seed)
     by_q: dict[int, list[int]] = {}
@@ -82,7 +82,7 @@ def grouped_batches(groups: list[int], lengths: list[int], batch_size: int, list
     win = batch_size * bucket
     batches: list[list[int]] = []
     for s in range(0, len(lists), max(1, win // size)):
-        chunk = sorted(lists[s : s + max(1, win // size)], key=lambda m: sum(lengths[i] for i in m) / len(m))
+        chunk = sorted(lists[s : s + max(1, win // size)], key=lambda m: max(lengths[i] for i in m))
         cur: list[int] = []
         for m in chunk:
             if cur and len(cur) + len(m) > batch_size:
