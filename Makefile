@@ -35,7 +35,8 @@ demo: venv
 	@echo ""
 	@echo "plot: $(abspath $(DEMO_PLOT))   model folder: $$($(BIN)/python -c 'from qadistill import paths; print(paths.artifacts_dir() / "quickstart-mkdm-s42")')"
 	@echo "next: $(BIN)/qadistill rank quickstart-mkdm-s42 -q \"who wrote hamlet?\" -p passages.txt -k 3"
-	@echo "      $(BIN)/qadistill zoo push quickstart-mkdm-s42 you/wikiqa-minilm-l3 --dry-run"
+	@echo "      $(BIN)/qadistill zoo push quickstart-mkdm-s42 you/wikiqa-minilm-3l --dry-run"
+	@echo "      $(BIN)/python benchmarks/demo_check.py   # the student vs its start and its teachers' ensemble (about 2 min)"
 
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -80,7 +80,7 @@ def _accuracy(be, t: "Target", s: "BenchSettings", ds):
     if not s.accuracy:
         return None, None
     eds = ds.subset_queries(s.accuracy_limit_queries, scorable=True) if s.accuracy_limit_queries else ds
-    if t.accuracy_from_cache and not s.accuracy_limit_queries:
+    if t.accuracy_from_cache:  # content-addressed: a subset reuses every text already embedded
         from qadistill.registry import Registry
         from qadistill.store import Store
         from qadistill.teachers import load_scorer

@@ -112,21 +112,32 @@ class Calibration(_Strict):
     split: str = "train"
 
 
-class FinetuneSettings(_Strict):
+class TrainSettings(_Strict):
+    """The training loop's knobs a recipe may set: a subset of ``train.TrainConfig`` by name and meaning (validated
+    here; ``train.train_config`` maps them). ``[distill]`` and ``[finetune]`` extend it with their own fields and
+    defaults; nothing is copied between them."""
+
+    epochs: int = Field(default=1, ge=1, le=100)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
+    seed: int = Field(default=42, ge=0)
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the gold-label loss; 1-alpha goes to the teachers.")
+    eval_every: int = Field(default=0, ge=0, description="Dev evaluation every N steps (0: at epoch ends).")
+    patience: int = Field(default=2, ge=1, description="Dev evaluations without improvement before stopping.")
+
+
+class FinetuneSettings(TrainSettings):
     """How `qadistill teach` fine-tunes (and fine-tuned) a cross-encoder teacher: the defaults `teach` uses for this
     recipe, and, in a built teacher's own recipe.toml, what it was made with. Command-line options override them."""
 
-    data: str = Field(default="wikiqa", min_length=1)
     epochs: int = Field(default=2, ge=1, le=100)
     learning_rate: float = Field(default=3e-5, gt=0, lt=1)
     batch_size: int = Field(default=16, ge=1, le=4096)
-    seed: int = Field(default=42, ge=0)
-    eval_every: int = Field(default=0, ge=0, description="Dev evaluation every N steps (0: at epoch ends).")
-    patience: int = Field(default=2, ge=1)
+    alpha: float = Field(default=0.5, ge=0, le=1, description="With distill_from: weight of the gold label.")
+    data: str = Field(default="wikiqa", min_length=1)
     train_filter: Literal["with-positive", "all"] = "with-positive"
     limit_train_queries: int | None = Field(default=None, ge=1)
     distill_from: list[str] = Field(default_factory=list, description="Teachers whose mean logit is a soft target.")
-    alpha: float = Field(default=0.5, ge=0, le=1, description="With distill_from: weight of the gold label.")
 
 
 class TeacherRecipe(_RecipeBase):
@@ -233,16 +244,11 @@ DistillMode = Literal["gold", "single", "avg", "mkdm"]
 DistillLoss = Literal["pointwise", "listwise", "margin-mse"]  # losses.LOSSES
 
 
-class DistillSettings(_Strict):
+class DistillSettings(TrainSettings):
     mode: DistillMode = "mkdm"
-    epochs: int = Field(default=1, ge=1, le=100)
-    batch_size: int = Field(default=32, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     max_length: int = Field(default=128, ge=8, le=4096)
     temperature: float = Field(default=2.0, gt=0, le=100)
-    alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the gold-label loss; 1-alpha goes to the teachers.")
-    seed: int = Field(default=42, ge=0)
     pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")

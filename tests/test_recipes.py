@@ -94,3 +94,23 @@ def test_defaults_are_filled():
     r = parse_recipe({"kind": "pipeline", "name": "p", "teachers": ["a"], "student": "s"})
     assert r.distill.mode == "mkdm" and r.distill.alpha == 0.5 and r.data.name == "wikiqa"
     assert r.export.targets == ["onnx", "int8-dynamic"]
+
+
+def test_training_settings_are_composed_from_one_base_that_maps_onto_the_loop():
+    """[distill] and [finetune] extend one TrainSettings; every field they share with train.TrainConfig reaches the loop
+    through train_config, so a recipe knob is never silently dropped."""
+    from dataclasses import fields
+
+    from qadistill.recipes import DistillSettings, FinetuneSettings, TrainSettings
+    from qadistill.train import TrainConfig, train_config
+
+    loop = {f.name for f in fields(TrainConfig)}
+    assert set(TrainSettings.model_fields) <= loop
+    assert issubclass(DistillSettings, TrainSettings) and issubclass(FinetuneSettings, TrainSettings)
+    d = DistillSettings(epochs=3, patience=5, eval_every=7, loss="listwise", list_size=8, temperature=1.5)
+    cfg = train_config(d)
+    for k in set(DistillSettings.model_fields) & loop:
+        assert getattr(cfg, k) == getattr(d, k), k
+    assert (cfg.loss, cfg.list_size, cfg.patience) == ("listwise", 8, 5)
+    # teach's own defaults stay its own
+    assert (FinetuneSettings().epochs, FinetuneSettings().learning_rate, DistillSettings().epochs) == (2, 3e-5, 1)
