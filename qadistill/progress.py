@@ -27,26 +27,66 @@ class NullProgress:
         return _NullTask()
 
 
+class _PlainTask:
+    """Progress as a few plain lines (for a pipe or a log): the start, each quarter with its ETA, the end."""
+
+    def __init__(self, console, description: str, total: int) -> None:
+        import time
+
+        self._c, self._d, self._total, self._n, self._quarter = console, description, max(int(total), 0), 0, 0
+        self._t0 = time.perf_counter()
+        self._c.print(f"{description}: {self._total} to do", markup=False, highlight=False)
+
+    def advance(self, n: int = 1, **fields: object) -> None:
+        import time
+
+        self._n += n
+        if not self._total:
+            return
+        q = min(4, self._n * 4 // self._total)
+        if self._quarter < q < 4:
+            self._quarter = q
+            el = time.perf_counter() - self._t0
+            eta = el / self._n * (self._total - self._n)
+            info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+            self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {info}".rstrip(),
+                          markup=False, highlight=False)
+
+    def done(self) -> None:
+        import time
+
+        if self._quarter < 4:
+            self._quarter = 4
+            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s", markup=False, highlight=False)
+
+
 class RichProgress:
-    """Progress bars on stderr. Use as a context manager."""
+    """Progress bars on stderr (a terminal), or a few plain lines per task when stderr is a pipe or a file.
+    Use as a context manager."""
 
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self._console = Console(stderr=True)
+        self._plain = not self._console.is_terminal
         self._p = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=False,
         )
 
     def __enter__(self) -> "RichProgress":
-        self._p.start()
+        if not self._plain:
+            self._p.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._p.stop()
+        if not self._plain:
+            self._p.stop()
 
     def task(self, description: str, total: int):
+        if self._plain:
+            return _PlainTask(self._console, description, total)
         tid = self._p.add_task(description, total=total, info="")
         p = self._p
 

@@ -252,6 +252,7 @@ class DistillSettings(TrainSettings):
     pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
+    freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")
 
 
 # a recipe's [export] targets: the Variant vocabulary, with its recipe spelling (onnx-optimized for optimized)

@@ -39,6 +39,7 @@ class TrainConfig:
     select_on_dev: bool = True  # keep the best dev-MAP weights (else the last)
     loss: str = "pointwise"  # teacher objective: pointwise (soft BCE) | listwise (KL over a query's list) | margin-mse
     list_size: int = 16  # ranking losses: a query's candidates are cut into lists of at most this many
+    freeze_embeddings: bool = False  # keep the word embeddings (most of a small student's weights) as initialised
 
 
 def train_config(settings, **overrides) -> TrainConfig:
@@ -202,10 +203,15 @@ class _Loop:
         from transformers import get_linear_schedule_with_warmup
 
         cfg, model = self.cfg, self.model
+        if cfg.freeze_embeddings:  # about 15% less time per step for a 3-layer, hidden-384 student
+            for n, p in model.named_parameters():
+                if n.endswith("embeddings.word_embeddings.weight"):
+                    p.requires_grad_(False)
         no_decay = ("bias", "LayerNorm.weight")
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         groups = [
-            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-            {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+            {"params": [p for n, p in trained if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in trained if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
         self.opt = torch.optim.AdamW(groups, lr=cfg.learning_rate)
         self.sched = get_linear_schedule_with_warmup(self.opt, int(cfg.warmup_ratio * self.total), max(self.total, 1))
@@ -240,7 +246,7 @@ class _Loop:
             raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
         mine = {k: v for k, v in asdict(self.cfg).items() if k != "checkpoint_every"}
         theirs = {k: v for k, v in (saved.get("config") or {}).items() if k != "checkpoint_every"}
-        theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k in ("loss", "list_size")}, **theirs} if theirs else theirs
+        theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k in ("loss", "list_size", "freeze_embeddings")}, **theirs} if theirs else theirs
         changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
         if changed:
             raise UserInputError(f"checkpoint {self.ckpt} was made with other settings ({', '.join(changed[:4])})",

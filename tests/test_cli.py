@@ -143,3 +143,20 @@ def test_doctor_fails_when_a_required_piece_is_missing(cli, monkeypatch):
     r = cli("doctor")
     assert r.exit_code == 1
     assert "missing: lib:optimum" in r.stderr and "make venv" in r.stderr
+
+
+def test_progress_in_a_pipe_is_a_few_plain_lines_with_an_eta(capsys):
+    """Piped (`make demo > log`), rich's live bars printed nothing until the very end; now each task says when it
+    starts, each quarter with elapsed time and ETA, and when it is done."""
+    from qadistill.progress import RichProgress
+
+    with RichProgress() as prog:  # pytest's captured stderr is not a terminal
+        t = prog.task("distill mkdm", 100)
+        for _ in range(100):
+            t.advance(1, loss=0.5)
+        t.done()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[0] == "distill mkdm: 100 to do"
+    assert [line.split(" (")[1].split(")")[0] for line in lines[1:4]] == ["25%", "50%", "75%"]
+    assert all("ETA" in line and "loss=0.5" in line for line in lines[1:4])
+    assert lines[4].startswith("distill mkdm: done in") and len(lines) == 5
