@@ -31,7 +31,7 @@ demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill distill quickstart --eval-also trecqa:dev --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill export quickstart-mkdm-s42 --quantize dynamic --per-channel
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill bench all-minilm-l6-v2 quickstart-mkdm-s42 --backends torch,ort-int8 \
-		--batch-sizes 1,32 --min-time 1 --accuracy-queries 120 --plot $(DEMO_PLOT)
+		--batch-sizes 1,32 --min-time 1 --min-runs 3 --accuracy-queries 120 --plot $(DEMO_PLOT)
 	@echo ""
 	@echo "plot: $(abspath $(DEMO_PLOT))   model folder: $$($(BIN)/python -c 'from qadistill import paths; print(paths.artifacts_dir() / "quickstart-mkdm-s42")')"
 	@echo "next: $(BIN)/qadistill rank quickstart-mkdm-s42 -q \"who wrote hamlet?\" -p passages.txt -k 3"

@@ -35,7 +35,7 @@ class _PlainTask:
 
         self._c, self._d, self._total, self._n, self._quarter = console, description, max(int(total), 0), 0, 0
         self._t0 = time.perf_counter()
-        self._c.print(f"{description}: {self._total} to do", markup=False, highlight=False)
+        self._c.print(f"{description}: {self._total} to do", markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, n: int = 1, **fields: object) -> None:
         import time
@@ -50,14 +50,14 @@ class _PlainTask:
             eta = el / self._n * (self._total - self._n)
             info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
             self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {info}".rstrip(),
-                          markup=False, highlight=False)
+                          markup=False, highlight=False, soft_wrap=True)
 
     def done(self) -> None:
         import time
 
         if self._quarter < 4:
             self._quarter = 4
-            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s", markup=False, highlight=False)
+            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s", markup=False, highlight=False, soft_wrap=True)
 
 
 class RichProgress:

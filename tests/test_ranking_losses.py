@@ -113,3 +113,39 @@ def test_distill_with_a_ranking_loss_trains_and_records_it(cli, tiny_zoo, tmp_pa
 def test_an_unknown_loss_is_a_usage_error(cli):
     r = cli("distill", "--student", "tiny-random-student", "--teachers", "all-minilm-l6-v2", "--loss", "pairwise")
     assert r.exit_code == 2 and "pairwise" in r.stderr
+
+
+def test_freeze_embeddings_trains_everything_but_the_word_embeddings(tmp_path):
+    """``freeze_embeddings`` leaves the word embeddings exactly as initialised and still trains the rest."""
+    from transformers import BertConfig, BertModel
+
+    from qadistill.data import QAPair
+    from qadistill.student import make_student_class
+    from qadistill.train import TrainConfig, train
+
+    class Tok:  # a whitespace tokenizer over a 50-word vocabulary: the loop only needs __call__
+        def __call__(self, qs, ps, padding=False, truncation=True, max_length=16, return_tensors=None):
+            ids = [[1] + [2 + hash(w) % 48 for w in (q + " " + p).split()][: max_length - 1] for q, p in zip(qs, ps)]
+            if return_tensors is None:
+                return {"input_ids": ids}
+            n = max(len(x) for x in ids)
+            pad = torch.tensor([x + [0] * (n - len(x)) for x in ids])
+            return _Enc(input_ids=pad, attention_mask=(pad > 0).long())
+
+    class _Enc(dict):
+        def to(self, device):
+            return self
+
+    torch.manual_seed(0)
+    enc = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    model = make_student_class()(enc, 2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pairs = [QAPair(f"q{i // 4}", f"what is {i // 4}", f"p{i}", f"passage {i} text {i % 3}", int(i % 4 == 0)) for i in range(32)]
+    teacher = torch.randn(32, 2).numpy()
+    cfg = TrainConfig(epochs=1, batch_size=8, max_length=16, loss="listwise", list_size=4, freeze_embeddings=True, checkpoint_every=0)
+    train(model, Tok(), pairs, teacher, cfg, tmp_path / "work")
+    after = dict(model.named_parameters())
+    word = "encoder.embeddings.word_embeddings.weight"
+    assert torch.equal(after[word], before[word])
+    assert not torch.equal(after["heads.weight"], before["heads.weight"])
+    assert not torch.equal(after["encoder.encoder.layer.0.attention.self.query.weight"], before["encoder.encoder.layer.0.attention.self.query.weight"])
