@@ -53,7 +53,8 @@ def distill_loss(student, teacher, y, temperature: float, alpha: float):
 # ``group`` [B] (int) says which query each pair belongs to; the batches of a ranking loss keep a query's candidates
 # together (train.grouped_batches). A group of one pair carries no ranking signal and adds nothing.
 
-LOSSES = ("pointwise", "listwise", "margin-mse")
+LOSSES = ("pointwise", "listwise", "margin-mse")  # the teacher objectives (recipes.DistillLoss, distill --loss)
+MODES = ("gold", "single", "avg", "mkdm")  # how teachers map onto heads (recipes.DistillMode, distill --mode)
 
 
 def _groups(group):

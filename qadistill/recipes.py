@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qadistill.errors import RecipeError
+from qadistill.losses import LOSSES, MODES
 from qadistill.modelref import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -240,8 +241,8 @@ class DataSettings(_Strict):
         return self
 
 
-DistillMode = Literal["gold", "single", "avg", "mkdm"]
-DistillLoss = Literal["pointwise", "listwise", "margin-mse"]  # losses.LOSSES
+DistillMode = Literal[MODES]  # type: ignore[valid-type]
+DistillLoss = Literal[LOSSES]  # type: ignore[valid-type]
 
 
 class DistillSettings(TrainSettings):

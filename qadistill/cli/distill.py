@@ -9,19 +9,12 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
+from qadistill.losses import LOSSES, MODES
 
 
-class Mode(str, Enum):
-    gold = "gold"
-    single = "single"
-    avg = "avg"
-    mkdm = "mkdm"
-
-
-class Loss(str, Enum):
-    pointwise = "pointwise"
-    listwise = "listwise"
-    margin_mse = "margin-mse"
+# the recipe's vocabularies (losses.MODES / LOSSES), as the choices typer shows and validates
+Mode = Enum("Mode", {m.replace("-", "_"): m for m in MODES}, type=str)
+Loss = Enum("Loss", {m.replace("-", "_"): m for m in LOSSES}, type=str)
 
 
 @handle_errors
