@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,11 +41,11 @@ def zero_shot(student_recipe, reg, ds) -> dict:
     return ranking_metrics([p.query_id for p in ds.pairs], s.tolist(), ds.labels())
 
 
-def ensemble(teachers: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "qadistill", "eval", "--teachers", ",".join(teachers), "--data", "wikiqa", "--split", "test",
-           "--format", "json"]
-    rows = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["rows"]
-    return {r["model"]: r["map"] for r in rows}
+def ensemble(teachers: list[str], reg) -> dict:
+    """WikiQA test MAP of each teacher and of their ensemble (what `qadistill eval --teachers ...` prints)."""
+    from qadistill.evaluate import evaluate
+
+    return {r["model"]: r["map"] for r in evaluate(teachers, reg, "wikiqa", "test", ensemble=True)["rows"]}
 
 
 def main() -> None:
@@ -55,23 +54,21 @@ def main() -> None:
     ap.add_argument("--pipeline", default="quickstart")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "demo_check.json")
     a = ap.parse_args()
-    from qadistill import paths
+    from qadistill.compress import ties_reordered
     from qadistill.data import load_dataset
     from qadistill.registry import Registry
+    from qadistill.store import Store
 
-    reg = Registry()
+    reg = Registry(store=Store.open())
     pipe = reg.recipe(a.pipeline, "pipeline")
-    folder = paths.artifacts_dir() / a.artifact
-    m = json.loads((folder / "metrics.json").read_text())
+    ref = reg.resolve(a.artifact, "name the demo's student artifact", recipes=())
+    m = json.loads((ref.folder / "metrics.json").read_text())
     test = m["metrics"]["test"]["map"]
-    ds = load_dataset("wikiqa", "test")
-    zs = zero_shot(reg.recipe(pipe.student, "student"), reg, ds)["map"]
-    ens = ensemble(pipe.teachers)
+    zs = zero_shot(reg.recipe(pipe.student, "student"), reg, load_dataset("wikiqa", "test"))["map"]
+    ens = ensemble(pipe.teachers, reg)
     ens_map = next(v for k, v in ens.items() if k.startswith("ensemble("))
-    from qadistill.compress import ties_reordered
-
-    int8 = paths.artifacts_dir() / f"{a.artifact}-int8-dynamic" / "qadistill_export.json"
-    parity = json.loads(int8.read_text())["parity"] if int8.exists() else None
+    int8 = ref.built_exports().get("int8-dynamic")
+    parity = int8.parity if int8 else None
     out = {"command": "python benchmarks/demo_check.py " + " ".join(sys.argv[1:]), "artifact": a.artifact,
            "student_test_map": test, "student_trecqa_dev_map": (m["metrics"].get("trecqa:dev") or {}).get("map"),
            "init_zero_shot_test_map": zs, "teachers": ens, "ensemble_test_map": ens_map, "ratio_to_ensemble": test / ens_map,
@@ -86,4 +83,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from qadistill.errors import QadistillError
+
+    try:
+        main()
+    except QadistillError as exc:  # e.g. no demo artifact in this QADISTILL_HOME: one line, not a traceback
+        sys.exit(f"demo_check: {exc}")

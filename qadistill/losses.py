@@ -121,6 +121,8 @@ def ranking_distill_loss(student, teacher, y, group, loss: str, temperature: flo
     """The MKDM objective with a ranking-aware teacher term: ``loss`` "listwise" (listwise_kl, gold by gold_listwise)
     or "margin-mse" (margin_mse, gold by gold_bce). Shapes as in distill_loss, plus ``group`` [B]. Without teachers
     the gold term alone; on unlabelled pairs the teacher term alone."""
+    import torch
+
     gold = (lambda: gold_listwise(student, y, group)) if loss == "listwise" else (lambda: gold_bce(student, y))
     if teacher is None:
         return gold()
@@ -130,8 +132,6 @@ def ranking_distill_loss(student, teacher, y, group, loss: str, temperature: flo
         soft = margin_mse(student, teacher, group)
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    import torch
-
     if alpha == 0 or not bool((~torch.isnan(y)).any()):
         return soft
     return (1 - alpha) * soft + alpha * gold()

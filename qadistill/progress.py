@@ -27,6 +27,11 @@ class NullProgress:
         return _NullTask()
 
 
+def _fields_text(fields: dict) -> str:
+    """A task's extra fields as ``k=v`` (floats to 4 significant digits), for the bar and for plain lines alike."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
 class _PlainTask:
     """Progress as a few plain lines (for a pipe or a log): the start, each quarter with its ETA, the end."""
 
@@ -48,8 +53,7 @@ class _PlainTask:
             self._quarter = q
             el = time.perf_counter() - self._t0
             eta = el / self._n * (self._total - self._n)
-            info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-            self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {info}".rstrip(),
+            self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
                           markup=False, highlight=False, soft_wrap=True)
 
     def done(self) -> None:
@@ -92,8 +96,7 @@ class RichProgress:
 
         class _T:
             def advance(self, n: int = 1, **fields: object) -> None:
-                info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-                p.update(tid, advance=n, **({"info": info} if fields else {}))
+                p.update(tid, advance=n, **({"info": _fields_text(fields)} if fields else {}))
 
             def done(self) -> None:
                 p.update(tid, completed=total)

@@ -67,8 +67,8 @@ def grouped_batches(groups: list[int], lengths: list[int], batch_size: int, list
                     bucket: int = 50) -> list[list[int]]:
     """Batches that keep a query's candidates together, for the ranking losses. Each query's candidates are shuffled
     and cut into lists of at most ``list_size``; the lists are shuffled, sorted by their longest pair within windows
-    of ``bucket`` batches (a batch is padded to its longest pair), and packed whole into batches of at most ``batch_size`` pairs (a list longer than the batch is
-    cut to it). Every pair appears once per epoch. Seeded."""
+    of ``bucket`` batches (a batch is padded to its longest pair), and packed whole into batches of at most
+    ``batch_size`` pairs (a list longer than the batch is cut to it). Every pair appears once per epoch. Seeded."""
     rng = random.Random(seed)
     by_q: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
@@ -80,10 +80,10 @@ def grouped_batches(groups: list[int], lengths: list[int], batch_size: int, list
         rng.shuffle(members)
         lists += [members[s : s + size] for s in range(0, len(members), size)]
     rng.shuffle(lists)
-    win = batch_size * bucket
+    per_window = max(1, batch_size * bucket // size)  # lists per window of about ``bucket`` batches
     batches: list[list[int]] = []
-    for s in range(0, len(lists), max(1, win // size)):
-        chunk = sorted(lists[s : s + max(1, win // size)], key=lambda m: max(lengths[i] for i in m))
+    for s in range(0, len(lists), per_window):
+        chunk = sorted(lists[s : s + per_window], key=lambda m: max(lengths[i] for i in m))
         cur: list[int] = []
         for m in chunk:
             if cur and len(cur) + len(m) > batch_size:
@@ -246,7 +246,8 @@ class _Loop:
             raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
         mine = {k: v for k, v in asdict(self.cfg).items() if k != "checkpoint_every"}
         theirs = {k: v for k, v in (saved.get("config") or {}).items() if k != "checkpoint_every"}
-        theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k in ("loss", "list_size", "freeze_embeddings")}, **theirs} if theirs else theirs
+        if theirs:  # a setting added after the checkpoint was written ran with its default (the old behaviour)
+            theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k != "checkpoint_every"}, **theirs}
         changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
         if changed:
             raise UserInputError(f"checkpoint {self.ckpt} was made with other settings ({', '.join(changed[:4])})",
@@ -299,11 +300,11 @@ class _Loop:
         cfg, acc, dmodel, tl = self.cfg, self.acc, self.dmodel, self.tl
         enc = self.tokenizer([self.qs[i] for i in b], [self.ps[i] for i in b], padding=True, truncation=True,
                              max_length=cfg.max_length, return_tensors="pt").to(acc.device)
-        teacher, y = None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device)
+        out, teacher, y = dmodel(**enc), None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device)
         if cfg.loss == "pointwise":
-            loss = distill_loss(dmodel(**enc), teacher, y, cfg.temperature, cfg.alpha)
+            loss = distill_loss(out, teacher, y, cfg.temperature, cfg.alpha)
         else:
-            loss = ranking_distill_loss(dmodel(**enc), teacher, y, self.g[b].to(acc.device), cfg.loss, cfg.temperature, cfg.alpha)
+            loss = ranking_distill_loss(out, teacher, y, self.g[b].to(acc.device), cfg.loss, cfg.temperature, cfg.alpha)
         acc.backward(loss)
         acc.clip_grad_norm_(dmodel.parameters(), cfg.max_grad_norm)
         self.opt.step()
