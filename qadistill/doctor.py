@@ -70,6 +70,8 @@ def cpu_features() -> dict[str, bool]:
         "avx512f": "avx512f" in flags,
         "avx512_vnni": "avx512_vnni" in flags or "avx512vnni" in flags,
         "avx_vnni": "avx_vnni" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
         "arm64_dotprod": machine in ("aarch64", "arm64") and ("asimddp" in flags or platform.system() == "Darwin"),
     }
     return feats

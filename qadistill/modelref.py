@@ -18,6 +18,12 @@ def export_manifest(folder: Path) -> dict:
     return json.loads(man.read_text()) if man.exists() else {}
 
 
+# Dev queries an export's parity check scores (the first ones with a correct and a wrong candidate; all of them where
+# the split has fewer): on WikiQA dev (122 such queries) a 60-query sample moved an int8 export's MAP delta by up to
+# a point from one near-identical export to the next (benchmarks/int8_embeddings.py), as much as the bound itself.
+PARITY_QUERIES = 200
+
+
 class Variant(str, Enum):
     """An exported form of a model. Its value is what export writes into the manifest and the zoo (NAME-VALUE)."""
 

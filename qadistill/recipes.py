@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qadistill.errors import RecipeError
 from qadistill.losses import LOSSES, MODES
+from qadistill.train import PRECISIONS
 from qadistill.modelref import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -125,6 +126,8 @@ class TrainSettings(_Strict):
     alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the gold-label loss; 1-alpha goes to the teachers.")
     eval_every: int = Field(default=0, ge=0, description="Dev evaluation every N steps (0: at epoch ends).")
     patience: int = Field(default=2, ge=1, description="Dev evaluations without improvement before stopping.")
+    precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
+        default="fp32", description="Training arithmetic: bf16 autocast (weights stay fp32), or auto: bf16 where the device has it natively.")
 
 
 class FinetuneSettings(TrainSettings):

@@ -40,6 +40,28 @@ class TrainConfig:
     loss: str = "pointwise"  # teacher objective: pointwise (soft BCE) | listwise (KL over a query's list) | margin-mse
     list_size: int = 16  # ranking losses: a query's candidates are cut into lists of at most this many
     freeze_embeddings: bool = False  # keep the word embeddings (most of a small student's weights) as initialised
+    precision: str = "fp32"  # fp32 | bf16 (autocast; fp32 weights) | auto (bf16 where the device computes it natively)
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def resolve_precision(precision: str) -> str:
+    """What ``precision`` means on this machine: ``auto`` is bf16 on a CUDA GPU that supports it and on a CPU with
+    native bf16 arithmetic (AVX512-BF16 or AMX: a training step of the 3-layer student ran 1.5x faster than fp32 on
+    this 2-core AVX512-BF16 machine), else fp32 (emulated bf16 would be slower than fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    from qadistill.doctor import cpu_features
+
+    f = cpu_features()
+    return "bf16" if f["avx512_bf16"] or f["amx_bf16"] else "fp32"
 
 
 def train_config(settings, **overrides) -> TrainConfig:
@@ -150,7 +172,8 @@ class _Loop:
         import torch
         from accelerate import Accelerator
 
-        self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.precision = resolve_precision(cfg.precision)
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())  # autocast is ours (step): Accelerate's is once per process
         self.main = self.acc.is_main_process
         self.model, self.tokenizer, self.cfg, self.dev = model, tokenizer, cfg, dev
         self.ckpt, self.best_path = work / "checkpoint.pt", work / "best.pt"
@@ -295,12 +318,16 @@ class _Loop:
             state["evals_since_best"] += 1
 
     def step(self, b: list[int]) -> float:
+        import torch
+
         from qadistill.losses import distill_loss, ranking_distill_loss
 
         cfg, acc, dmodel, tl = self.cfg, self.acc, self.dmodel, self.tl
         enc = self.tokenizer([self.qs[i] for i in b], [self.ps[i] for i in b], padding=True, truncation=True,
                              max_length=cfg.max_length, return_tensors="pt").to(acc.device)
-        out, teacher, y = dmodel(**enc), None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device)
+        with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = dmodel(**enc)
+        out, teacher, y = out.float(), None if tl is None else tl[b].to(acc.device), self.y[b].to(acc.device)  # losses in fp32
         if cfg.loss == "pointwise":
             loss = distill_loss(out, teacher, y, cfg.temperature, cfg.alpha)
         else:
@@ -356,6 +383,7 @@ class _Loop:
         if self.cfg.select_on_dev and self.best_path.exists():
             self.raw.load_state_dict(torch.load(self.best_path, weights_only=True))
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
+        state["precision"] = self.precision
         return state
 
 

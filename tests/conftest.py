@@ -130,3 +130,21 @@ class ActAt:
                 pass
 
         return T()
+
+
+class WordTokenizer:
+    """A whitespace tokenizer over a 50-word vocabulary, for training loops on a tiny BERT (the loop only calls it)."""
+
+    class _Enc(dict):
+        def to(self, device):
+            return self
+
+    def __call__(self, qs, ps, padding=False, truncation=True, max_length=16, return_tensors=None):
+        import torch
+
+        ids = [[1] + [2 + hash(w) % 48 for w in (q + " " + p).split()][: max_length - 1] for q, p in zip(qs, ps)]
+        if return_tensors is None:
+            return {"input_ids": ids}
+        n = max(len(x) for x in ids)
+        pad = torch.tensor([x + [0] * (n - len(x)) for x in ids])
+        return self._Enc(input_ids=pad, attention_mask=(pad > 0).long())

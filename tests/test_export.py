@@ -45,6 +45,10 @@ def test_every_cpu_variant_exports_and_passes_parity(tiny, tmp_path):
     # is int8 too, and SkipLayerNormalization stays unfused on the CPU, in the graph and (manifest) in the session
     assert by["int8-dynamic"].details["graph"] == "O2" and "QAttention" in q and "MatMul" not in q
     assert "SkipLayerNormalization" not in q and "LayerNormalization" in q
+    # the embedding tables are int8 with one scale per row, not one scale per table (the quantizer's Gather)
+    g8 = __import__("onnx").load(str(Path(by["int8-dynamic"].path) / "model.onnx")).graph
+    assert any(t.name.endswith("word_embeddings.weight_int8_rows") and t.data_type == 3 for t in g8.initializer)
+    assert not any(t.name.endswith("word_embeddings.weight") for t in g8.initializer)
     man = json.loads((Path(by["int8-dynamic"].path) / "qadistill_export.json").read_text())
     assert man["ort_session"] == {"config": {"session.set_denormal_as_zero": "1"}, "disabled_optimizers": ["SkipLayerNormFusion"]}
     g = __import__("onnx").load(str(Path(by["int8-static"].path) / "model.onnx")).graph

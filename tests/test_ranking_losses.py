@@ -11,7 +11,7 @@ import torch
 from qadistill.losses import gold_listwise, listwise_kl, margin_mse, ranking_distill_loss
 from qadistill.train import grouped_batches
 
-from tests.conftest import requires_package
+from tests.conftest import WordTokenizer, requires_package
 from tests.test_distill import tiny_zoo  # noqa: F401  (the fixture: two tiny teachers and a data file)
 
 
@@ -123,19 +123,6 @@ def test_freeze_embeddings_trains_everything_but_the_word_embeddings(tmp_path):
     from qadistill.student import make_student_class
     from qadistill.train import TrainConfig, train
 
-    class Tok:  # a whitespace tokenizer over a 50-word vocabulary: the loop only needs __call__
-        def __call__(self, qs, ps, padding=False, truncation=True, max_length=16, return_tensors=None):
-            ids = [[1] + [2 + hash(w) % 48 for w in (q + " " + p).split()][: max_length - 1] for q, p in zip(qs, ps)]
-            if return_tensors is None:
-                return {"input_ids": ids}
-            n = max(len(x) for x in ids)
-            pad = torch.tensor([x + [0] * (n - len(x)) for x in ids])
-            return _Enc(input_ids=pad, attention_mask=(pad > 0).long())
-
-    class _Enc(dict):
-        def to(self, device):
-            return self
-
     torch.manual_seed(0)
     enc = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
     model = make_student_class()(enc, 2)
@@ -143,7 +130,7 @@ def test_freeze_embeddings_trains_everything_but_the_word_embeddings(tmp_path):
     pairs = [QAPair(f"q{i // 4}", f"what is {i // 4}", f"p{i}", f"passage {i} text {i % 3}", int(i % 4 == 0)) for i in range(32)]
     teacher = torch.randn(32, 2).numpy()
     cfg = TrainConfig(epochs=1, batch_size=8, max_length=16, loss="listwise", list_size=4, freeze_embeddings=True, checkpoint_every=0)
-    train(model, Tok(), pairs, teacher, cfg, tmp_path / "work")
+    train(model, WordTokenizer(), pairs, teacher, cfg, tmp_path / "work")
     after = dict(model.named_parameters())
     word = "encoder.embeddings.word_embeddings.weight"
     assert torch.equal(after[word], before[word])

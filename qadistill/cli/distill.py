@@ -10,11 +10,13 @@ import typer
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 from qadistill.losses import LOSSES, MODES
+from qadistill.train import PRECISIONS
 
 
 # the recipe's vocabularies (losses.MODES / LOSSES), as the choices typer shows and validates
 Mode = Enum("Mode", {m.replace("-", "_"): m for m in MODES}, type=str)
 Loss = Enum("Loss", {m.replace("-", "_"): m for m in LOSSES}, type=str)
+Precision = Enum("Precision", {m: m for m in PRECISIONS}, type=str)
 
 
 @handle_errors
@@ -29,6 +31,7 @@ def distill(
     mode: Annotated[Mode | None, typer.Option(help="gold: labels only; single: one teacher; avg: one head on the teachers' mean; mkdm: one head per teacher.")] = None,
     loss: Annotated[Loss | None, typer.Option(help="Teacher objective: soft BCE per pair, KL over each query's candidates, or Margin-MSE.")] = None,
     list_size: Annotated[int | None, typer.Option(min=2, help="Ranking losses: candidates per list (longer lists are cut).")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="Training arithmetic: fp32, bf16 autocast, or auto (bf16 where the CPU/GPU has it natively).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
@@ -66,7 +69,7 @@ def distill(
     if student:
         base["student"] = student
     dd = base.setdefault("distill", {})
-    for k, v in {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
+    for k, v in {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size, "precision": precision.value if precision else None, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
                  "temperature": temperature, "alpha": alpha, "seed": seed, "pretrain_unlabelled": pretrain_unlabelled}.items():
         if v is not None:
             dd[k] = v

@@ -8,7 +8,7 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-from qadistill.modelref import Variant
+from qadistill.modelref import PARITY_QUERIES, Variant
 
 
 class Optimize(str, Enum):
@@ -51,7 +51,7 @@ def export(
     calibration_method: Annotated[CalibrationMethod, typer.Option(help="Static int8: how activation ranges are chosen.")] = CalibrationMethod.percentile,
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
     data: Annotated[str, typer.Option(help="Data for calibration (train split) and parity (dev split).")] = "wikiqa",
-    parity_queries: Annotated[int, typer.Option(min=1, help="Dev queries in the parity sample.")] = 60,
+    parity_queries: Annotated[int, typer.Option(min=1, help="Dev queries in the parity sample (all of them where the split has fewer).")] = PARITY_QUERIES,
     max_map_drop: Annotated[float, typer.Option(min=0, help="MAP points a variant may lose before it is flagged.")] = 1.0,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     strict: Annotated[bool, typer.Option(help="Fail when a variant loses more than --max-map-drop.")] = False,
