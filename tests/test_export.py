@@ -221,3 +221,21 @@ def test_parity_flags_a_logit_error_comparable_to_the_logit_spread(tmp_path):
     flat = parity(-3.2 + 0.006 * spread, -3.2 + 0.006 * spread + noise, ds, 1.0)
     assert ok.reference_std == pytest.approx(np.std(spread)) and not ok.unstable
     assert flat.reference_std < 0.01 and flat.unstable and flat.max_abs_diff == pytest.approx(np.abs(noise).max(), rel=1e-5)
+
+
+@pytest.mark.parametrize("optimize", ["O2", "O1"])
+def test_fp32_first_attention_keeps_only_the_first_layers_attention_unquantized(tiny, tmp_path, optimize):
+    import onnx
+
+    (r,) = run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_first_attention": True, "optimize": optimize})
+    g = onnx.load(str(Path(r.path) / "model.onnx")).graph
+    ops = [n.op_type for n in g.node]
+    assert r.details["fp32_first_attention"] is True and r.parity.max_abs_diff < 0.05
+    if optimize == "O2":  # fused: the first Attention stays fp32, the other layers' become QAttention
+        assert ops.count("Attention") == 1 and ops.count("QAttention") >= 1
+        first = next(n for n in g.node if n.op_type in ("Attention", "QAttention"))
+        assert first.op_type == "Attention"
+    else:  # unfused: layer 0's query/key/value MatMuls stay fp32, every other weight MatMul is int8
+        fp32 = [n.name for n in g.node if n.op_type == "MatMul" and any(k in n.name for k in ("query", "key", "value"))]
+        assert fp32 and all("layer.0/attention/self/" in n for n in fp32)
+        assert any("layer.1/attention/self/query" in n.name for n in g.node if n.op_type == "MatMulInteger")

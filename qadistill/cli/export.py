@@ -47,6 +47,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Also an fp16 variant (CUDA only).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel of each weight (default: per tensor).")] = False,
+    fp32_first_attention: Annotated[bool, typer.Option("--fp32-first-attention", help="int8 dynamic: keep the first layer's attention in fp32 (it reads the embedding output, whose outlier channels cost int8 the most; slower at batch 1, same at batch 32).")] = False,
     fuse_skip_layernorm: Annotated[bool, typer.Option("--fuse-skip-layernorm", help="CPU: keep ONNX Runtime's fused SkipLayerNormalization (default: unfused; the fused kernel measured 2-3x slower here, benchmarks/skip_layernorm.py checks a machine).")] = False,
     calibration_method: Annotated[CalibrationMethod, typer.Option(help="Static int8: how activation ranges are chosen.")] = CalibrationMethod.percentile,
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
@@ -80,7 +81,8 @@ def export(
         variants = _variants(optimize, quantize, fp16)
     _check_data(data, parity_queries, Variant.int8_static in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
-                        calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm)
+                        calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm,
+                        fp32_first_attention=fp32_first_attention)
     from qadistill.locks import artifact_lock
 
     with artifact_lock(f"{label}.export", "exports of"), RichProgress() as prog:  # one export of a model at a time
