@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import App, Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 
-app = typer.Typer(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
+app = App(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="A zoo name (see `qadistill zoo list`).")]
 RecipeFileArg = Annotated[Path, typer.Argument(help="A recipe TOML file to validate and copy into your zoo.")]
