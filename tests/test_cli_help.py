@@ -42,6 +42,42 @@ def test_help_has_no_type_placeholders(cli, path):
     assert re.findall(r"<[^<>=\n]*>", out) == [], out  # `<str>`, `<bool>`, `<int range>`, `<a|b>`; not a range's `x<=1`
 
 
+def _choice_expectations() -> dict[str, str]:
+    from qadistill.api import BACKENDS
+    from qadistill.cli.export import Optimize, Preset, Quantize
+    from qadistill.losses import LOSSES, MODES
+
+    def bar(values) -> str:
+        return "[" + "|".join(getattr(v, "value", v) for v in values) + "]"
+
+    return {"--format": "[table|json]", "--device": "[cpu|cuda]", "--backend": bar(BACKENDS), "--quantize": bar(Quantize),
+            "--preset": bar(Preset), "--optimize": bar(Optimize), "--mode": bar(MODES), "--loss": bar(LOSSES)}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "root")
+def test_choices_are_shown(cli, path):
+    expected = {**_choice_expectations(), **({"--format": "[table|json|csv]"} if path == ("bench",) else {})}
+    opts = _options(path)
+    out = _help(cli, path)
+    for opt, choices in expected.items():
+        if opt in opts:
+            assert re.search(rf"{re.escape(opt)}\s.*{re.escape(choices)}", out), f"{' '.join(path)} {opt}: {choices} not shown\n{out}"
+
+
+def test_bench_help_lists_every_backend(cli):
+    from qadistill.bench import ALL_BACKENDS
+
+    words = set(re.findall(r"[\w-]+", _help(cli, ("bench",))))
+    assert [b for b in ALL_BACKENDS if b not in words] == []
+
+
+def test_choices_are_still_validated(cli):
+    r = cli("export", "some-model", "--quantize", "int4")
+    assert r.exit_code == 2 and "int4" in r.output
+    r = cli("bench", "some-model", "--device", "tpu")
+    assert r.exit_code == 2 and "tpu" in r.output
+
+
 def test_flags_show_no_metavar_and_values_an_upper_case_one(cli):
     out = _help(cli, ("export",))
     assert re.search(r"--fp16\s+Also an fp16", out)  # nothing between a flag and its help
