@@ -160,3 +160,34 @@ def test_progress_in_a_pipe_is_a_few_plain_lines_with_an_eta(capsys):
     assert [line.split(" (")[1].split(")")[0] for line in lines[1:4]] == ["25%", "50%", "75%"]
     assert all("ETA" in line and "loss=0.5" in line for line in lines[1:4])
     assert lines[4].startswith("distill mkdm: done in") and len(lines) == 5
+
+
+def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkeypatch):
+    """The command passes the artifact to the core functions and prints their result as JSON (core patched)."""
+    import qadistill.hub as hub
+    from qadistill.store import Store
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    Store.open().add_artifact("my-student", "student-model", folder, recipe="x", manifest={"max_length": 48})
+    seen = {}
+
+    def stage(name, path, exports, dest, repo_id):
+        seen.update(name=name, path=path, repo=repo_id)
+        write(dest / "README.md", "card")
+        write(dest / "onnx" / "model.onnx", "x")
+        return dest
+
+    monkeypatch.setattr(hub, "stage_for_push", stage)
+    monkeypatch.setattr(hub, "push", lambda staged, repo, private, token: f"https://hub.test/{repo}")
+    out = tmp_path / "staged"
+    r = cli("zoo", "push", "my-student", "me/s", "--dry-run", "--out", str(out), "--format", "json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d == {"name": "my-student", "repo": "me/s", "private": False, "dry_run": True, "folder": str(out),
+                 "files": ["README.md", "onnx/model.onnx"], "url": None}
+    assert seen["name"] == "my-student" and seen["repo"] == "me/s"
+    r = cli("zoo", "push", "my-student", "me/s", "--out", str(out), "--private", "-f", "json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["url"] == "https://hub.test/me/s" and d["private"] is True and d["dry_run"] is False

@@ -1,5 +1,5 @@
 """Every command's --help follows one convention: no `<type>` labels, choices shown as [a|b], flags without a metavar,
-value options with an upper-case one."""
+value options with an upper-case one; every command that prints data takes --format."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def _walk(cmd, path: tuple[str, ...] = ()):
 
 COMMANDS = dict(_walk(typer.main.get_command(app)))
 PATHS = sorted(COMMANDS)
+PRINTS_NOTHING = {("zoo", "add"), ("zoo", "remove")}  # a status line on stderr, no data
 
 
 def _help(cli, path: tuple[str, ...]) -> str:
@@ -87,3 +88,9 @@ def test_flags_show_no_metavar_and_values_an_upper_case_one(cli):
     assert re.search(r"--calibration-pairs\s+INTEGER \[x>=1\]", out) and re.search(r"--max-map-drop\s+FLOAT", out)
     assert "{NAME}" in out  # the usage line; the argument is listed as NAME
     assert re.search(r"MODELS\.\.\.\s+Zoo names", _help(cli, ("eval",)))
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p and p not in PRINTS_NOTHING and p != ("zoo",)],
+                         ids=lambda p: " ".join(p))
+def test_every_command_that_prints_data_takes_format(path):
+    assert "--format" in _options(path)
