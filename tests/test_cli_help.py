@@ -94,3 +94,13 @@ def test_flags_show_no_metavar_and_values_an_upper_case_one(cli):
                          ids=lambda p: " ".join(p))
 def test_every_command_that_prints_data_takes_format(path):
     assert "--format" in _options(path)
+
+
+def test_help_texts_survive_rich_markup():
+    """typer renders help through rich markup: a `[word]` in a help string vanished (teach's "the recipe's [finetune]")."""
+    from rich.text import Text
+
+    texts = [(p, c.help or "") for p, c in COMMANDS.items()] + [
+        (p, getattr(x, "help", None) or "") for p, c in COMMANDS.items() for x in c.params]
+    lost = [(" ".join(p), t) for p, t in texts if Text.from_markup(t).plain != t]
+    assert lost == []

@@ -158,7 +158,7 @@ def remove(name: NameArg, delete_files: DeleteFilesOpt = False) -> None:
 @app.command("pull")
 @handle_errors
 def pull(
-    ref: Annotated[str, typer.Argument(help="ORG/NAME[@REVISION] on the Hugging Face Hub (or in the local HF cache).")],
+    ref: Annotated[str, typer.Argument(help="ORG/NAME, or ORG/NAME@REVISION, on the Hugging Face Hub (or in the local HF cache).")],
     name: Annotated[str | None, typer.Option(help="Zoo name for it (default: from the repo name).")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Also accept pickle .bin weights (only for repos you trust).")] = False,
     fmt: FormatOpt = Format.table,
