@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -191,3 +192,37 @@ def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkey
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["url"] == "https://hub.test/me/s" and d["private"] is True and d["dry_run"] is False
+
+
+EVAL_RES = {"data": "wikiqa", "split": "test", "fingerprint": "f", "stats": {"pairs": 2341}, "rows": [
+    {"model": "quickstart-mkdm-s42", "map": 0.6626, "mrr": 0.6791, "p@1": 0.5432, "mrr@10": 0.6788, "ndcg@10": 0.7412,
+     "accuracy": 0.9012, "f1": 0.4321, "auc": 0.8123, "queries": 237, "pairs": 2341, "seconds": 12.3},
+    {"model": "ensemble(all-minilm-l6-v2+all-mpnet-base-v2)", "map": None, "mrr": None, "p@1": None, "mrr@10": None,
+     "ndcg@10": None, "accuracy": 0.5, "f1": 0.0, "auc": None, "queries": 0, "pairs": 2341, "seconds": 30.0}]}
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_eval_table_shows_mrr10_and_ndcg10_and_fits_the_terminal(cli, monkeypatch, width):
+    import qadistill.evaluate
+
+    seen = {}
+
+    def fake(names, registry, data, split, **kw):
+        seen.update(names=names, data=data, split=split)
+        return EVAL_RES
+
+    monkeypatch.setattr(qadistill.evaluate, "evaluate", fake)
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("eval", "quickstart-mkdm-s42", "--data", "wikiqa", "--split", "test")
+    assert r.exit_code == 0, r.output
+    assert seen == {"names": ["quickstart-mkdm-s42"], "data": "wikiqa", "split": "test"}
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "MAP" in line)
+    for col in ("MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "queries") + (("acc", "F1", "AUC", "seconds") if width >= 120 else ()):
+        assert re.search(rf"(^|\s){re.escape(col)}(\s|$)", header), (col, header)
+    assert "0.7412" in r.stdout and "0.6788" in r.stdout and "0.6626" in r.stdout
+    assert any("quickstart-mkdm-s42" in line for line in lines)  # the model name is not cut at 80 columns either
+    assert ("acc, F1, AUC, seconds not shown" in r.stderr) == (width < 120)
+    j = cli("eval", "quickstart-mkdm-s42", "--format", "json")
+    assert json.loads(j.stdout)["rows"][0]["ndcg@10"] == 0.7412
