@@ -226,3 +226,26 @@ def test_eval_table_shows_mrr10_and_ndcg10_and_fits_the_terminal(cli, monkeypatc
     assert ("acc, F1, AUC, seconds not shown" in r.stderr) == (width < 120)
     j = cli("eval", "quickstart-mkdm-s42", "--format", "json")
     assert json.loads(j.stdout)["rows"][0]["ndcg@10"] == 0.7412
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_distill_table_shows_mrr10_and_ndcg10(cli, monkeypatch, width):
+    import qadistill.distill
+    from qadistill.distill import DistillResult
+
+    m = {k: v for k, v in EVAL_RES["rows"][0].items() if k not in ("model", "seconds")}
+    metrics = {"metrics": {"test": {"data": "wikiqa:test", **m},
+                           "trecqa:dev": {"data": "trecqa:dev", **{k: v for k, v in m.items() if k not in ("mrr@10", "ndcg@10")}}},
+               "parameters": 17_400_000, "train_seconds": 60.0, "total_seconds": 90.0}
+    monkeypatch.setattr(qadistill.distill, "run_distill", lambda recipe, reg, store, **kw: DistillResult("stu", "/tmp/stu", metrics))
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("distill", "quickstart", "--name", "stu")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "MAP" in line)
+    assert all(c in header for c in ("MRR@10", "NDCG@10", "P@1", "AUC", "queries"))
+    test_row = next(line for line in lines if "wikiqa:test" in line)
+    assert "0.6788" in test_row and "0.7412" in test_row
+    trec = next(line for line in lines if "trecqa" in line)
+    assert trec.count(" - ") >= 2  # a metrics.json from before MRR@10/NDCG@10 shows '-' there
