@@ -90,8 +90,8 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
     query's labels, so correct candidates below the cut-off still lower it.
 
     A metric that the data cannot define is ``None`` (never NaN), and ``undefined`` maps it to the reason: with no
-    scorable query (every query all-correct, all-wrong or with one candidate — e.g. a pointwise relevance set) MAP, MRR
-    and P@1 are undefined while accuracy, F1 and ROC-AUC still are."""
+    scorable query (every query all-correct, all-wrong or with one candidate — e.g. a pointwise relevance set) the
+    ranking metrics (``RANKING``) are undefined while accuracy, F1 and ROC-AUC still are."""
     if not (len(query_ids) == len(scores) == len(labels)):
         raise ValueError("query_ids, scores and labels must have the same length")
     bad = [s for s in scores if not math.isfinite(float(s))]
