@@ -7,6 +7,9 @@ from pathlib import Path
 
 from qadistill.metrics import fmt
 
+INDEXED = ("map", "mrr", "mrr@10", "ndcg@10")  # the metrics a card's model-index lists
+TABLED = ("map", "mrr", "mrr@10", "ndcg@10", "p@1", "auc")  # the columns of its results table
+
 
 def model_card(info: dict) -> str:
     """The README.md of a distilled student (``info``: what distill writes to metrics.json): Hub metadata with a
@@ -20,7 +23,7 @@ def card_metadata(info: dict) -> str:
     base_models = [src["repo_id"] for src in ((t.get("source") or {}) for t in info["teachers"]) if src.get("type") == "hub"]
     test_ds, _, test_split = m["test"].get("data", "wikiqa:test").rpartition(":")
     is_wikiqa = test_ds == "wikiqa"
-    index = [f"    - type: {k}\n      value: {m['test'][k]:.4f}" for k in ("map", "mrr") if m["test"][k] is not None]
+    index = [f"    - type: {k}\n      value: {m['test'][k]:.4f}" for k in INDEXED if m["test"].get(k) is not None]
     yaml = [
         "---",
         "library_name: transformers",
@@ -60,7 +63,7 @@ def card_body(info: dict) -> str:
     m = info["metrics"]
     teachers = p.get("teachers", [])
     rows = "\n".join(
-        f"| {v.get('data', spec)} | {fmt(v['map'])} | {fmt(v['mrr'])} | {fmt(v['p@1'])} | {fmt(v['auc'])} | {v['queries']} |"
+        f"| {v.get('data', spec)} | {' | '.join(fmt(v.get(k)) for k in TABLED)} | {v['queries']} |"
         for spec, v in m.items() if "map" in v
     )
     sp = info.get("splits") or {}
@@ -89,11 +92,11 @@ score = model(**enc).logits[:, 0]
 
 ## Results (measured by qadistill at the end of training)
 
-| data | MAP | MRR | P@1 | ROC-AUC | queries |
-|---|---|---|---|---|---|
+| data | MAP | MRR | MRR@10 | NDCG@10 | P@1 | ROC-AUC | queries |
+|---|---|---|---|---|---|---|---|
 {rows}
 
-MAP/MRR/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
+MAP/MRR/MRR@10/NDCG@10/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
 Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev')}).{split_note}
 
 ## How it was made
@@ -122,7 +125,7 @@ def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], fold
             continue
         ds_name, split = ("WikiQA", "test") if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
         ds_type = "microsoft/wiki_qa" if ds_name == "WikiQA" else ds_name
-        for metric in ("map", "mrr"):
+        for metric in (k for k in INDEXED if vals.get(k) is not None):  # a student from before NDCG@10 has none
             evals.append(EvalResult(task_type="text-ranking", dataset_type=ds_type, dataset_name=ds_name, dataset_split=split,
                                     metric_type=metric, metric_value=round(float(vals[metric]), 4)))
     base = [t["source"]["repo_id"] for t in metrics.get("teachers", []) if (t.get("source") or {}).get("type") == "hub"]

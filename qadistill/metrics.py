@@ -2,6 +2,7 @@
 
 Ranking metrics follow the WikiQA convention: only queries with at least one correct and one wrong candidate count.
 Candidates are ranked by score, highest first; ties keep the input order (a stable sort), so results are deterministic.
+Relevance is binary: label 1 is a correct candidate, any other label a wrong one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ def _ranked_labels(scores: Sequence[float], labels: Sequence[int]) -> list[int]:
 
 
 def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
-    ranked = _ranked_labels(scores, labels)
+    return _ap(_ranked_labels(scores, labels))
+
+
+def _ap(ranked: list[int]) -> float:
     hits, total = 0, 0.0
     for rank, y in enumerate(ranked, start=1):
         if y == 1:
@@ -25,11 +29,29 @@ def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
     return total / hits if hits else 0.0
 
 
-def reciprocal_rank(scores: Sequence[float], labels: Sequence[int]) -> float:
-    for rank, y in enumerate(_ranked_labels(scores, labels), start=1):
+def reciprocal_rank(scores: Sequence[float], labels: Sequence[int], k: int | None = None) -> float:
+    """1 / rank of the first correct candidate; 0 when there is none, or (with ``k``) when it ranks below k."""
+    return _rr(_ranked_labels(scores, labels), k)
+
+
+def ndcg(scores: Sequence[float], labels: Sequence[int], k: int = 10) -> float:
+    """NDCG@k with binary gains and a log2 discount: DCG@k = sum over the top k of rel_i / log2(i + 1) (rank i from 1),
+    divided by the DCG@k of the ideal order of the same labels (every correct candidate first). 0 without a correct one."""
+    return _ndcg(_ranked_labels(scores, labels), k)
+
+
+def _rr(ranked: list[int], k: int | None = None) -> float:
+    for rank, y in enumerate(ranked if k is None else ranked[:k], start=1):
         if y == 1:
             return 1.0 / rank
     return 0.0
+
+
+def _ndcg(ranked: list[int], k: int) -> float:
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, sum(1 for y in ranked if y == 1)) + 1))
+    if ideal == 0.0:
+        return 0.0
+    return sum(1.0 / math.log2(i + 1) for i, y in enumerate(ranked[:k], start=1) if y == 1) / ideal
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -52,17 +74,24 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
 
 NO_SCORABLE_QUERY = "no query with both a correct and a wrong candidate"
 ONE_CLASS = "the labels hold one class only"
-RANKING = ("map", "mrr", "p@1")
-STORED = ("map", "mrr", "p@1", "accuracy", "f1", "auc")  # the metrics written to the store
+CUTOFF = 10  # the k of MRR@k and NDCG@k
+MRR_K, NDCG_K = f"mrr@{CUTOFF}", f"ndcg@{CUTOFF}"
+RANKING = ("map", "mrr", "p@1", MRR_K, NDCG_K)
+STORED = (*RANKING, "accuracy", "f1", "auc")  # the metrics written to the store
 
 
 def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], threshold: float = 0.0) -> dict:
-    """MAP, MRR, P@1 over queries with both a correct and a wrong candidate; accuracy, F1 at ``threshold`` and ROC-AUC
-    over all pairs. Scores are logits (threshold 0 = probability 0.5).
+    """MAP, MRR, P@1, MRR@10 and NDCG@10 over queries with both a correct and a wrong candidate; accuracy, F1 at
+    ``threshold`` and ROC-AUC over all pairs. Scores are logits (threshold 0 = probability 0.5).
+
+    Like MAP and MRR, MRR@10 and NDCG@10 leave out a query without a correct candidate (its NDCG has no ideal to divide
+    by) or without a wrong one (every order is perfect), and average over the rest. A query whose first correct
+    candidate ranks below 10 scores 0 on both (MRR still counts it, as 1/rank); NDCG@10's ideal is computed from the
+    query's labels, so correct candidates below the cut-off still lower it.
 
     A metric that the data cannot define is ``None`` (never NaN), and ``undefined`` maps it to the reason: with no
-    scorable query (every query all-correct, all-wrong or with one candidate — e.g. a pointwise relevance set) MAP, MRR
-    and P@1 are undefined while accuracy, F1 and ROC-AUC still are."""
+    scorable query (every query all-correct, all-wrong or with one candidate — e.g. a pointwise relevance set) the
+    ranking metrics (``RANKING``) are undefined while accuracy, F1 and ROC-AUC still are."""
     if not (len(query_ids) == len(scores) == len(labels)):
         raise ValueError("query_ids, scores and labels must have the same length")
     bad = [s for s in scores if not math.isfinite(float(s))]
@@ -74,16 +103,18 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(query_ids):
         groups.setdefault(q, []).append(i)
-    aps, rrs, p1 = [], [], []
+    aps, rrs, p1, rrs_k, ndcgs = [], [], [], [], []
     for idx in groups.values():
         ys = [labels[i] for i in idx]
         if 1 not in ys or 0 not in ys:
             continue
-        ss = [scores[i] for i in idx]
-        aps.append(average_precision(ss, ys))
-        rr = reciprocal_rank(ss, ys)
+        ranked = _ranked_labels([scores[i] for i in idx], ys)
+        aps.append(_ap(ranked))
+        rr = _rr(ranked)
         rrs.append(rr)
         p1.append(1.0 if rr == 1.0 else 0.0)
+        rrs_k.append(_rr(ranked, CUTOFF))
+        ndcgs.append(_ndcg(ranked, CUTOFF))
     pred = [1 if s > threshold else 0 for s in scores]
     tp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 1)
     fp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 0)
@@ -93,6 +124,8 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
         "map": sum(aps) / n if n else None,
         "mrr": sum(rrs) / n if n else None,
         "p@1": sum(p1) / n if n else None,
+        MRR_K: sum(rrs_k) / n if n else None,
+        NDCG_K: sum(ndcgs) / n if n else None,
         "accuracy": sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else None,
         "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
         "auc": roc_auc(scores, labels),
@@ -113,5 +146,6 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def stored(metrics: dict) -> dict:
-    """The metrics written to the store, with None for the undefined ones (the store keeps the reason)."""
-    return {k: metrics.get(k) for k in STORED}
+    """The metrics written to the store, with None for the undefined ones (the store keeps the reason). A metric the
+    dict does not hold at all (one computed before it existed, e.g. NDCG@10) is left out, not stored as undefined."""
+    return {k: metrics[k] for k in STORED if k in metrics}

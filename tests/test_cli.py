@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -160,3 +161,91 @@ def test_progress_in_a_pipe_is_a_few_plain_lines_with_an_eta(capsys):
     assert [line.split(" (")[1].split(")")[0] for line in lines[1:4]] == ["25%", "50%", "75%"]
     assert all("ETA" in line and "loss=0.5" in line for line in lines[1:4])
     assert lines[4].startswith("distill mkdm: done in") and len(lines) == 5
+
+
+def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkeypatch):
+    """The command passes the artifact to the core functions and prints their result as JSON (core patched)."""
+    import qadistill.hub as hub
+    from qadistill.store import Store
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    Store.open().add_artifact("my-student", "student-model", folder, recipe="x", manifest={"max_length": 48})
+    seen = {}
+
+    def stage(name, path, exports, dest, repo_id):
+        seen.update(name=name, path=path, repo=repo_id)
+        write(dest / "README.md", "card")
+        write(dest / "onnx" / "model.onnx", "x")
+        return dest
+
+    monkeypatch.setattr(hub, "stage_for_push", stage)
+    monkeypatch.setattr(hub, "push", lambda staged, repo, private, token: f"https://hub.test/{repo}")
+    out = tmp_path / "staged"
+    r = cli("zoo", "push", "my-student", "me/s", "--dry-run", "--out", str(out), "--format", "json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d == {"name": "my-student", "repo": "me/s", "private": False, "dry_run": True, "folder": str(out),
+                 "files": ["README.md", "onnx/model.onnx"], "url": None}
+    assert seen["name"] == "my-student" and seen["repo"] == "me/s"
+    r = cli("zoo", "push", "my-student", "me/s", "--out", str(out), "--private", "-f", "json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["url"] == "https://hub.test/me/s" and d["private"] is True and d["dry_run"] is False
+
+
+EVAL_RES = {"data": "wikiqa", "split": "test", "fingerprint": "f", "stats": {"pairs": 2341}, "rows": [
+    {"model": "quickstart-mkdm-s42", "map": 0.6626, "mrr": 0.6791, "p@1": 0.5432, "mrr@10": 0.6788, "ndcg@10": 0.7412,
+     "accuracy": 0.9012, "f1": 0.4321, "auc": 0.8123, "queries": 237, "pairs": 2341, "seconds": 12.3},
+    {"model": "ensemble(all-minilm-l6-v2+all-mpnet-base-v2)", "map": None, "mrr": None, "p@1": None, "mrr@10": None,
+     "ndcg@10": None, "accuracy": 0.5, "f1": 0.0, "auc": None, "queries": 0, "pairs": 2341, "seconds": 30.0}]}
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_eval_table_shows_mrr10_and_ndcg10_and_fits_the_terminal(cli, monkeypatch, width):
+    import qadistill.evaluate
+
+    seen = {}
+
+    def fake(names, registry, data, split, **kw):
+        seen.update(names=names, data=data, split=split)
+        return EVAL_RES
+
+    monkeypatch.setattr(qadistill.evaluate, "evaluate", fake)
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("eval", "quickstart-mkdm-s42", "--data", "wikiqa", "--split", "test")
+    assert r.exit_code == 0, r.output
+    assert seen == {"names": ["quickstart-mkdm-s42"], "data": "wikiqa", "split": "test"}
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "MAP" in line)
+    for col in ("MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "queries") + (("acc", "F1", "AUC", "seconds") if width >= 120 else ()):
+        assert re.search(rf"(^|\s){re.escape(col)}(\s|$)", header), (col, header)
+    assert "0.7412" in r.stdout and "0.6788" in r.stdout and "0.6626" in r.stdout
+    assert any("quickstart-mkdm-s42" in line for line in lines)  # the model name is not cut at 80 columns either
+    assert ("acc, F1, AUC, seconds not shown" in r.stderr) == (width < 120)
+    j = cli("eval", "quickstart-mkdm-s42", "--format", "json")
+    assert json.loads(j.stdout)["rows"][0]["ndcg@10"] == 0.7412
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_distill_table_shows_mrr10_and_ndcg10(cli, monkeypatch, width):
+    import qadistill.distill
+    from qadistill.distill import DistillResult
+
+    m = {k: v for k, v in EVAL_RES["rows"][0].items() if k not in ("model", "seconds")}
+    metrics = {"metrics": {"test": {"data": "wikiqa:test", **m},
+                           "trecqa:dev": {"data": "trecqa:dev", **{k: v for k, v in m.items() if k not in ("mrr@10", "ndcg@10")}}},
+               "parameters": 17_400_000, "train_seconds": 60.0, "total_seconds": 90.0}
+    monkeypatch.setattr(qadistill.distill, "run_distill", lambda recipe, reg, store, **kw: DistillResult("stu", "/tmp/stu", metrics))
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = cli("distill", "quickstart", "--name", "stu")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "MAP" in line)
+    assert all(c in header for c in ("MRR@10", "NDCG@10", "P@1", "AUC", "queries"))
+    test_row = next(line for line in lines if "wikiqa:test" in line)
+    assert "0.6788" in test_row and "0.7412" in test_row
+    trec = next(line for line in lines if "trecqa" in line)
+    assert trec.count(" - ") >= 2  # a metrics.json from before MRR@10/NDCG@10 shows '-' there

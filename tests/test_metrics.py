@@ -40,3 +40,94 @@ def test_auc_by_hand():
 def test_length_mismatch():
     with pytest.raises(ValueError):
         ranking_metrics(["a"], [1.0, 2.0], [1])
+
+
+# --- MRR@10 and NDCG@10 (binary gains, log2 discount: a correct candidate at rank i adds 1 / log2(i + 1)) -------------
+
+def _one_correct_at(rank: int, n: int = 12) -> tuple[list[float], list[int]]:
+    """n candidates scored n..1, the correct one at ``rank``."""
+    return [float(n - i) for i in range(n)], [1 if i == rank - 1 else 0 for i in range(n)]
+
+
+def test_mrr_at_10_and_ndcg_at_10_of_one_correct_candidate():
+    from qadistill.metrics import ndcg
+
+    s, y = _one_correct_at(1)
+    assert reciprocal_rank(s, y, k=10) == 1.0 and ndcg(s, y) == 1.0
+    s, y = _one_correct_at(3)
+    assert reciprocal_rank(s, y, k=10) == pytest.approx(1 / 3)
+    assert ndcg(s, y) == pytest.approx(0.5)  # DCG 1/log2(4) = 0.5, ideal 1/log2(2) = 1
+    s, y = _one_correct_at(10)
+    assert reciprocal_rank(s, y, k=10) == pytest.approx(0.1) and ndcg(s, y) == pytest.approx(1 / math.log2(11))
+    s, y = _one_correct_at(11)  # below the cut-off: zero on both, while the uncut MRR still counts it
+    assert reciprocal_rank(s, y, k=10) == 0.0 and ndcg(s, y) == 0.0
+    assert reciprocal_rank(s, y) == pytest.approx(1 / 11)
+
+
+def test_ndcg_with_several_correct_candidates():
+    from qadistill.metrics import ndcg
+
+    # ranked 1,0,1,0,0: DCG = 1 + 1/log2(4) = 1.5; ideal 1,1,0,0,0: 1 + 1/log2(3) = 1.6309 -> 0.91972
+    assert ndcg([5, 4, 3, 2, 1], [1, 0, 1, 0, 0]) == pytest.approx(0.919720, abs=1e-6)
+    # ranked 0,1,0,...,0,1 (12): only rank 2 is inside the top 10, but the ideal counts both correct candidates:
+    # DCG = 1/log2(3) = 0.63093; ideal = 1 + 1/log2(3) = 1.63093 -> 0.386853
+    s = [float(12 - i) for i in range(12)]
+    y = [0, 1] + [0] * 9 + [1]
+    assert ndcg(s, y) == pytest.approx(0.386853, abs=1e-6)
+    assert reciprocal_rank(s, y, k=10) == pytest.approx(0.5)
+    # more correct candidates than k: the ideal is the top 10 all correct; one wrong candidate first shifts them down
+    s, y = [float(13 - i) for i in range(13)], [0] + [1] * 12
+    dcg = sum(1 / math.log2(i + 1) for i in range(2, 11))
+    ideal = sum(1 / math.log2(i + 1) for i in range(1, 11))
+    assert ndcg(s, y) == pytest.approx(dcg / ideal)
+    assert ndcg([3, 2, 1], [1, 1, 0]) == 1.0  # every correct candidate first
+    assert ndcg([3, 2, 1], [0, 0, 0]) == 0.0  # no correct candidate: 0 (ranking_metrics leaves such a query out)
+
+
+def test_ties_keep_the_input_order_for_mrr_at_10_and_ndcg():
+    from qadistill.metrics import ndcg
+
+    # all scores equal: the stable order is the input order, so the correct candidate is at rank 2
+    assert reciprocal_rank([1, 1, 1], [0, 1, 0], k=10) == pytest.approx(0.5)
+    assert ndcg([1, 1, 1], [0, 1, 0]) == pytest.approx(1 / math.log2(3))
+    # a tie between the correct candidate and a wrong one listed before it: the wrong one ranks first
+    assert ndcg([2, 2, 1], [0, 1, 0]) == pytest.approx(1 / math.log2(3))
+    assert ndcg([2, 2, 1], [1, 0, 0]) == 1.0
+
+
+def test_ranking_metrics_mrr_at_10_and_ndcg_at_10_skip_what_map_skips():
+    # a: correct at rank 1; b: at rank 3; c: at rank 11; d: no correct candidate; e: no wrong one (both left out)
+    qids, scores, labels = [], [], []
+    for q, rank in (("a", 1), ("b", 3), ("c", 11)):
+        s, y = _one_correct_at(rank)
+        qids += [q] * len(s)
+        scores += s
+        labels += y
+    qids += ["d", "d", "e", "e"]
+    scores += [0.5, 0.4, 0.3, 0.2]
+    labels += [0, 0, 1, 1]
+    m = ranking_metrics(qids, scores, labels)
+    assert m["queries"] == 3
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert m["ndcg@10"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 11) / 3)  # the uncut MRR counts rank 11
+    assert "undefined" not in m
+
+
+def test_mrr_at_10_and_ndcg_at_10_are_undefined_without_a_scorable_query():
+    from qadistill.metrics import NO_SCORABLE_QUERY, RANKING, STORED
+
+    m = ranking_metrics(["q1", "q1", "q2"], [0.1, 0.2, 0.3], [1, 1, 0])  # all correct, one candidate
+    assert m["queries"] == 0 and m["mrr@10"] is None and m["ndcg@10"] is None
+    assert m["undefined"]["mrr@10"] == m["undefined"]["ndcg@10"] == NO_SCORABLE_QUERY
+    assert {"mrr@10", "ndcg@10"} <= set(RANKING) <= set(STORED)
+
+
+def test_stored_leaves_out_a_metric_the_dict_does_not_hold():
+    """A metrics dict from before NDCG@10 existed is stored without it, not with an 'undefined' NDCG@10."""
+    from qadistill.metrics import stored
+
+    old = {"map": 0.5, "mrr": 0.6, "p@1": 0.4, "accuracy": 0.7, "f1": 0.2, "auc": None, "queries": 3}
+    assert stored(old) == {"map": 0.5, "mrr": 0.6, "p@1": 0.4, "accuracy": 0.7, "f1": 0.2, "auc": None}
+    new = ranking_metrics(["a", "a"], [1.0, 0.0], [1, 0])
+    assert set(stored(new)) == {"map", "mrr", "p@1", "mrr@10", "ndcg@10", "accuracy", "f1", "auc"}

@@ -233,6 +233,23 @@ def test_results_migration_keeps_old_rows(tmp_path):
         assert s.best_metric("stu", dataset="wikiqa")["value"] == pytest.approx(0.6)
 
 
+def test_results_written_before_ndcg_existed_read_beside_new_ones(tmp_path):
+    """The results table is one row per metric: rows of an eval from before MRR@10/NDCG@10 simply lack those metrics."""
+    from qadistill.metrics import ranking_metrics, stored
+
+    old = {"map": 0.5, "mrr": 0.6, "p@1": 0.4, "accuracy": 0.7, "f1": 0.2, "auc": 0.8}  # the STORED of before
+    with Store(tmp_path / "s.db") as s:
+        s.add_results("stu", "wikiqa", "test", old)
+        assert s.best_metric("stu", metric="ndcg@10", dataset="wikiqa") is None
+        assert s.best_metric("stu", metric="map", dataset="wikiqa")["value"] == pytest.approx(0.5)
+        s.add_results("stu", "wikiqa", "test", stored(ranking_metrics(["a", "a", "a"], [3.0, 2.0, 1.0], [0, 0, 1])))
+        by = {}
+        for r in s.results("stu"):
+            by.setdefault(r["metric"], []).append(r["value"])
+    assert by["map"] == [pytest.approx(0.5), pytest.approx(1 / 3)] and by["ndcg@10"] == [pytest.approx(0.5)]
+    assert by["mrr@10"] == [pytest.approx(1 / 3)] and len(by["auc"]) == 2
+
+
 def test_best_metric_is_per_dataset_and_split(tmp_path):
     with Store(tmp_path / "s.db") as s:
         rid = s.start_run("distill", recipe="quickstart", params={"data": {"name": "wikiqa", "test_split": "test"}})

@@ -15,8 +15,9 @@ from qadistill.cli import export as _export
 from qadistill.cli import rank as _rank
 from qadistill.cli import teach as _teach
 from qadistill.cli import zoo as _zoo
+from qadistill.cli._common import App
 
-app = typer.Typer(
+app = App(
     name="qadistill",
     help="Distil QA relevance teachers into light students (MKDM), compress them, benchmark accuracy vs speed.",
     no_args_is_help=True,

@@ -1,12 +1,14 @@
-"""Shared option aliases and output helpers: data on stdout (rich table or JSON), logs on stderr."""
+"""Shared option aliases, the app class and output helpers: data on stdout (rich table or JSON), logs on stderr."""
 
 from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, get_args
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 class Format(str, Enum):
@@ -15,6 +17,79 @@ class Format(str, Enum):
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output as a rich table or as JSON for scripts.")]
+
+
+# --- help: plain metavars ------------------------------------------------------------------------------------------
+# typer 0.2x renders a label from each parameter's Python annotation in the help's type column (`<str>`, `<bool>`,
+# `<int range>`, `<list[str]>`, `<path>`, choices as `<a|b>`), flags and arguments included. A parameter's `metavar`
+# replaces the label for options; arguments always show it. The classes below give every command one convention,
+# in one place: flags show nothing, choices `[a|b]`, other options TEXT / INTEGER / FLOAT / PATH, arguments their
+# upper-case name (MODEL, MODELS...). An explicit `metavar=` on an option still wins.
+
+_TYPE_WORDS = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
+
+
+def _choices(param: TyperOption | TyperArgument) -> str | None:
+    """'[a|b|c]' for a choice (Enum or Literal) parameter, else None."""
+    choices = param.type_descriptor.choices
+    if not choices:
+        return None
+    return "[" + "|".join(str(c.value if isinstance(c, Enum) else c) for c in choices) + "]"
+
+
+def _option_metavar(param: TyperOption) -> str:
+    if param.is_flag or param.count:
+        return ""
+    chosen = _choices(param)
+    if chosen:
+        return chosen
+    desc = param.type_descriptor
+    ann = get_args(desc.annotation)[0] if desc.is_list and get_args(desc.annotation) else desc.annotation
+    if desc.is_path:
+        return "PATH"
+    return _TYPE_WORDS.get(ann, (param.name or "value").upper())
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as its upper-case name, with no type label (choices still shown)."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar if self.metavar is not None else (self.name or "arg").upper()
+
+    def display_type_rich(self, ctx) -> str | None:
+        return _choices(self)
+
+
+def plain_metavars(params: list) -> list:
+    """Give `params` the plain convention above (idempotent; leaves explicit metavars alone)."""
+    for p in params:
+        if isinstance(p, TyperOption) and p.metavar is None:
+            p.metavar = _option_metavar(p)
+        elif isinstance(p, TyperArgument) and not isinstance(p, _PlainArgument):
+            p.__class__ = _PlainArgument  # same object and state, one rendering method overridden (typer builds the instance)
+    return params
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx):  # covers the help option too, which click creates on first use
+        return plain_metavars(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx):
+        return plain_metavars(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """typer.Typer whose groups and commands render plain metavars; use it for every (sub-)app."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("cls", Group)
+        super().__init__(**kw)
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kw: Any):
+        return super().command(name, cls=cls or Command, **kw)
 
 
 def out_console():

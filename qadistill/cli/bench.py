@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,10 +10,21 @@ from qadistill.cli._common import err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class BenchFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 @handle_errors
 def bench(
     models: Annotated[list[str] | None, typer.Argument(help="Teachers, built students, export artifacts or folders.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda (never a silent fall back).")] = "cpu",
+    device: Annotated[Device, typer.Option(help="Where to run (never a silent fall back to the CPU).")] = Device.cpu,
     backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, torch-fp16, torch-bf16, torch-compile, torch-fp16-compile, torch-bf16-compile (CUDA), ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16, ort-trt.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     max_length: Annotated[int, typer.Option(min=8)] = 128,
@@ -26,7 +38,7 @@ def bench(
     baseline: Annotated[str | None, typer.Option(help="MODEL[:BACKEND] for speed-ups (default: best teacher, torch).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write accuracy-vs-throughput PNG here.")] = None,
     compare: Annotated[list[str] | None, typer.Option(help="Show two stored runs side by side: --compare RUN_A --compare RUN_B.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    fmt: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output as a rich table, or as JSON or CSV for scripts.")] = BenchFormat.table,
 ) -> None:
     """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
     from qadistill.bench import BenchSettings, check_device, plot as draw, resolve_targets, run_bench, to_csv
@@ -35,8 +47,7 @@ def bench(
     from qadistill.registry import Registry
     from qadistill.store import Store
 
-    if fmt not in ("table", "json", "csv"):
-        raise UserInputError(f"--format {fmt!r} is not allowed", "use table, json or csv")
+    device, fmt = device.value, fmt.value
     store = Store.open()
     if compare:
         if len(compare) != 2:

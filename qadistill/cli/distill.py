@@ -100,8 +100,9 @@ def distill(
     if fmt is Format.json:
         print_json({"name": res.name, "path": res.path, **res.metrics})
         return
-    rows = [[m.get("data", spec), *(fmt_metric(m[k]) for k in ("map", "mrr", "p@1", "auc")), m["queries"]]
+    rows = [[m.get("data", spec), *(fmt_metric(m.get(k)) for k in ("map", "mrr", "mrr@10", "ndcg@10", "p@1", "auc")), m["queries"]]
             for spec, m in res.metrics["metrics"].items() if "map" in m]
     out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {recipe.distill.mode})",
-                              ["data", "MAP", "MRR", "P@1", "AUC", "queries"], rows))
+                              ["data", "MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries"], rows,
+                              no_wrap=("MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries")))
     err_console().print(f"saved to {res.path}  (train {res.metrics['train_seconds']:.0f}s, total {res.metrics['total_seconds']:.0f}s)")

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 from qadistill.errors import UserInputError
 
@@ -19,7 +19,8 @@ def eval_(
     max_length: Annotated[int | None, typer.Option(min=8, help="Override the model's max length.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Ranking metrics (MAP, MRR, P@1, accuracy, F1, ROC-AUC) of models or a teacher ensemble; scores are cached."""
+    """Ranking metrics (MAP, MRR, MRR@10, NDCG@10, P@1, accuracy, F1, ROC-AUC) of models or a teacher ensemble; scores
+    are cached."""
     from qadistill.evaluate import evaluate
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -35,8 +36,36 @@ def eval_(
     if fmt is Format.json:
         print_json(res)
         return
-    cols = ["model", "MAP", "MRR", "P@1", "acc", "F1", "AUC", "queries", "seconds"]
+    _render(res)
+
+
+# (header, key) of the table; under FULL_WIDTH columns the classification metrics (acc, F1, AUC) and the time go, so
+# that an 80-column terminal keeps the ranking metrics and a 20-character model name (JSON keeps everything)
+COLUMNS = (("model", "model"), ("MAP", "map"), ("MRR", "mrr"), ("MRR@10", "mrr@10"), ("NDCG@10", "ndcg@10"), ("P@1", "p@1"),
+           ("acc", "accuracy"), ("F1", "f1"), ("AUC", "auc"), ("queries", "queries"), ("seconds", "seconds"))
+NARROW = ("model", "MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "queries")
+FULL_WIDTH = 120
+
+
+def _render(res: dict) -> None:
     from qadistill.metrics import fmt
 
-    rows = [[r["model"], *(fmt(r[k]) for k in ("map", "mrr", "p@1", "accuracy", "f1", "auc")), r["queries"], f"{r['seconds']:.1f}"] for r in res["rows"]]
-    out_console().print(table(f"{res['data']}/{res['split']} ({res['stats']['pairs']} pairs)", cols, rows, no_wrap=tuple(cols)))
+    def cell(r: dict, key: str) -> str:
+        if key == "model":
+            return r["model"]
+        if key == "queries":
+            return str(r["queries"])
+        if key == "seconds":
+            return f"{r['seconds']:.1f}"
+        return fmt(r.get(key))
+
+    con = out_console()
+    cols = [c for c in COLUMNS if con.width >= FULL_WIDTH or c[0] in NARROW]
+    rows = [[cell(r, key) for _, key in cols] for r in res["rows"]]
+    heads = [h for h, _ in cols]
+    con.print(table(f"{res['data']}/{res['split']} ({res['stats']['pairs']} pairs)", heads, rows,
+                    no_wrap=tuple(h for h in heads if h != "model")))  # a long model name wraps, the figures never do
+    hidden = [h for h, _ in COLUMNS if h not in heads]
+    if hidden:
+        err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
+                            "or --format json)[/]")

@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from qadistill.api import BACKENDS
 from qadistill.cli._common import Format, FormatOpt, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 from qadistill.errors import UserInputError
+
+Backend = Enum("Backend", {b.replace("-", "_"): b for b in BACKENDS}, type=str)  # the API's vocabulary, shown and validated
 
 
 def read_passages(source: str) -> tuple[list[str], list[str] | None]:
@@ -63,7 +67,7 @@ def rank(
     query: Annotated[str, typer.Option("--query", "-q", help="The question.")],
     passages: Annotated[str, typer.Option("--passages", "-p", help="File with one passage per line (or JSONL with ids); - for stdin.")] = "-",
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1)] = None,
-    backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
+    backend: Annotated[Backend, typer.Option(help="auto: the fastest built variant that passed its parity check.")] = Backend.auto,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -75,7 +79,7 @@ def rank(
     texts, ids = read_passages(passages)
     if not texts:
         raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
-    m = load(model, backend=backend, max_length=max_length)
+    m = load(model, backend=backend.value, max_length=max_length)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
     if fmt is Format.json:
         print_json({"model": m.name, "backend": m.backend_name, "query": query,

@@ -12,13 +12,13 @@ from qadistill.cli.errors import handle_errors
 @handle_errors
 def teach(
     recipe: Annotated[str, typer.Argument(help="A cross-encoder teacher recipe with `finetune_from` (e.g. minilm-l6-cross-wikiqa).")],
-    data: Annotated[str | None, typer.Option(help="Labelled data: wikiqa or a file path (a file alone is split by query; its dev part selects the weights). Default: the recipe's [finetune], else wikiqa.")] = None,
+    data: Annotated[str | None, typer.Option(help="Labelled data: wikiqa or a file path (a file alone is split by query; its dev part selects the weights). Default: the recipe's finetune table, else wikiqa.")] = None,
     dev: Annotated[str | None, typer.Option(help="With a --data file: the dev file that selects the weights (else a by-query split).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's [finetune], else 2.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", min=1e-7, max=1.0, help="Default: the recipe's [finetune], else 3e-5.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's [finetune], else 16.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's finetune table, else 2.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", min=1e-7, max=1.0, help="Default: the recipe's finetune table, else 3e-5.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's finetune table, else 16.")] = None,
     max_length: Annotated[int | None, typer.Option(min=8, help="Default: the recipe's max_length.")] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Default: the recipe's [finetune], else 42.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Default: the recipe's finetune table, else 42.")] = None,
     eval_every: Annotated[int | None, typer.Option(min=0, help="Dev evaluation every N steps (0: each epoch end).")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Stop after this many dev evaluations without improvement.")] = None,
     train_filter: Annotated[str | None, typer.Option(help="with-positive (questions that have an answer) or all.")] = None,

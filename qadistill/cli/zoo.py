@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import App, Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 
-app = typer.Typer(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
+app = App(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="A zoo name (see `qadistill zoo list`).")]
 RecipeFileArg = Annotated[Path, typer.Argument(help="A recipe TOML file to validate and copy into your zoo.")]
@@ -158,7 +158,7 @@ def remove(name: NameArg, delete_files: DeleteFilesOpt = False) -> None:
 @app.command("pull")
 @handle_errors
 def pull(
-    ref: Annotated[str, typer.Argument(help="ORG/NAME[@REVISION] on the Hugging Face Hub (or in the local HF cache).")],
+    ref: Annotated[str, typer.Argument(help="ORG/NAME, or ORG/NAME@REVISION, on the Hugging Face Hub (or in the local HF cache).")],
     name: Annotated[str | None, typer.Option(help="Zoo name for it (default: from the repo name).")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Also accept pickle .bin weights (only for repos you trust).")] = False,
     fmt: FormatOpt = Format.table,
@@ -193,6 +193,7 @@ def push(
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the exact folder that would be uploaded, and stop.")] = False,
     out: Annotated[Path | None, typer.Option(help="Where --dry-run writes the folder (default: $QADISTILL_HOME/push/NAME).")] = None,
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """Upload a built student with its ONNX variants and a Hub model card (model-index with the measured results)."""
     from qadistill import paths
@@ -211,13 +212,15 @@ def push(
     staged = stage_for_push(name, e.path, exports, Path(dest), repo)
     files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
     con = err_console()
-    if dry_run:
+    url = None if dry_run else core_push(staged, repo, private, _token())
+    if fmt is Format.json:
+        print_json({"name": name, "repo": repo, "private": private, "dry_run": dry_run, "folder": str(staged), "files": files, "url": url})
+    elif dry_run:
         con.print(f"dry run: would create {'private ' if private else ''}repo [bold]{repo}[/] and upload {len(files)} files from {staged}:")
         for f in files:
             typer.echo(f"  {f}")
-        return
-    url = core_push(staged, repo, private, _token())
-    con.print(f"uploaded {len(files)} files to {repo}: {url}")
+    else:
+        con.print(f"uploaded {len(files)} files to {repo}: {url}")
 
 
 def _token() -> str | None:
