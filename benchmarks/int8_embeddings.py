@@ -77,7 +77,8 @@ def measure(name: str, reg, max_length: int | None) -> tuple[list[dict], dict]:
                 vs = compress.scores_with(OrtBackend(dest, ml, session=compress.cpu_session()), ds)
                 r = compress.parity(refs[k], vs, ds, 1.0)
                 row[k] = {"queries": r.queries, "map_delta_points": round(r.map_delta_points, 2), "max_abs_diff": round(r.max_abs_diff, 3),
-                          "logit_std": round(r.reference_std, 3), "near_ties": r.unstable}
+                          "mean_abs_diff": round(float(abs(refs[k] - vs).mean()), 4), "logit_std": round(r.reference_std, 3),
+                          "near_ties": r.unstable}
             print(json.dumps(row), flush=True)
             rows.append(row)
         speed = timings({"int8 per channel": tmp / "per-row-True-False", "int8 per channel, fp32 first attention": tmp / "per-row-True-True"})
