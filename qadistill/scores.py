@@ -165,11 +165,13 @@ class ScoreStore:
             for k, v in zip(keys, raw):
                 self._index[k.tobytes()] = float(v)
 
-    def lookup(self, keys):
-        """(raw [n] float32, found [n] bool) for pairs by key, from every shard in the space."""
+    def lookup(self, keys, refresh: bool = True):
+        """(raw [n] float32, found [n] bool) for pairs by key, from every shard in the space (``refresh``: index the
+        shards written since the last lookup first)."""
         import numpy as np
 
-        self._refresh()
+        if refresh:
+            self._refresh()
         raw = np.zeros(len(keys), dtype=np.float32)
         found = np.zeros(len(keys), dtype=bool)
         for i, k in enumerate(keys):
