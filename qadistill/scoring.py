@@ -60,7 +60,7 @@ def default_out(stream: PairStream) -> Path:
 def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, shard_pairs: int | None = None,
               progress: Progress | None = None) -> ScoreSummary:
     """Score every pair of ``stream`` with every teacher into the shard store and write the manifest (process 0)."""
-    from qadistill.scores import content_sha, pair_keys, shard_pairs_default
+    from qadistill.scores import shard_pairs_default
 
     if not teachers:
         raise UserInputError("no teachers to score with", "name at least one, e.g. `qadistill score minilm-l6-cross --data FILE`")
@@ -78,32 +78,7 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
         n_shards = math.ceil(n / size)
         mine = set(parallel.share(range(n_shards)))
         my_pairs = sum(min(size, n - i * size) for i in mine)
-        tasks = {t.name: progress.task(f"{t.name}: scoring {stream.label}", my_pairs) for t in teachers}
-        for t in teachers:
-            t.scores()._refresh()  # the pairs scored before this run (another cut of the data): copied, not rescored
-        records: dict[str, list] = {t.name: [] for t in teachers}
-        data_sha = hashlib.sha256()
-        scored = done = 0
-        t_loop = time.perf_counter()
-        for i, (qs, ps) in enumerate(stream.chunks(size)):
-            if i not in mine and rank != 0:
-                continue
-            keys = pair_keys(qs, ps)
-            data_sha.update(content_sha(keys).encode())
-            if i in mine:
-                done += len(qs)
-            for t in teachers:
-                store = t.scores()
-                key = store.shard_key(keys)
-                if i in mine and store.read(key, keys) is None:
-                    store.write(key, keys, _shard_scores(t, store, keys, qs, ps))
-                    scored += len(qs)
-                if i in mine:
-                    rate = done / max(time.perf_counter() - t_loop, 1e-9)
-                    tasks[t.name].advance(len(qs), pairs_per_s=float(f"{rate:.4g}"))
-                records[t.name].append({"index": i, "key": key, "pairs": len(qs)})
-        for task in tasks.values():
-            task.done()
+        records, data_sha, scored = _score_shards(teachers, stream, size, mine, rank == 0, progress, my_pairs)
         if rank != 0:
             return ScoreSummary(n, n_shards, names, time.perf_counter() - t0, 0.0, scored, str(out), None, nproc)
         if sum(r["pairs"] for r in records[names[0]]) != n:
@@ -117,7 +92,7 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
     manifest = {
         "format": MANIFEST_FORMAT,
         "data": {"source": str(stream.path or stream.spec), "name": stream.name, "split": stream.split, "format": stream.format,
-                 "pairs": n, "sha256": data_sha.hexdigest()},
+                 "pairs": n, "sha256": data_sha},
         "shard_pairs": size,
         "teachers": [_teacher_entry(t, cals[t.name], records[t.name]) for t in teachers],
         "processes": nproc, "seconds": round(seconds, 3), "created": time.time(),
@@ -125,6 +100,39 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
     path = out / "manifest.json"
     _merge_write(path, manifest)
     return ScoreSummary(n, n_shards, names, seconds, n / seconds if seconds > 0 else 0.0, scored, str(out), str(path), nproc)
+
+
+def _score_shards(teachers: list, stream: PairStream, size: int, mine: set, main: bool, progress: Progress, my_pairs: int):
+    """Read the stream once; score this process's shards that the store lacks. Returns each teacher's shard records in
+    data order and the data's sha256 (on the main process, which hashes every shard), and the pair scores computed."""
+    from qadistill.scores import content_sha, pair_keys
+
+    for t in teachers:
+        t.scores()._refresh()  # the pairs scored before this run (another cut of the data): copied, not rescored
+    tasks = {t.name: progress.task(f"{t.name}: scoring {stream.label}", my_pairs) for t in teachers}
+    records: dict[str, list] = {t.name: [] for t in teachers}
+    data_sha = hashlib.sha256()
+    scored = done = 0
+    t0 = time.perf_counter()
+    for i, (qs, ps) in enumerate(stream.chunks(size)):
+        if i not in mine and not main:
+            continue
+        keys = pair_keys(qs, ps)
+        data_sha.update(content_sha(keys).encode())
+        done += len(qs) if i in mine else 0
+        for t in teachers:
+            store = t.scores()
+            key = store.shard_key(keys)
+            if i in mine:
+                if store.read(key, keys) is None:
+                    store.write(key, keys, _shard_scores(t, store, keys, qs, ps))
+                    scored += len(qs)
+                rate = done / max(time.perf_counter() - t0, 1e-9)
+                tasks[t.name].advance(len(qs), pairs_per_s=float(f"{rate:.4g}"))
+            records[t.name].append({"index": i, "key": key, "pairs": len(qs)})
+    for task in tasks.values():
+        task.done()
+    return records, data_sha.hexdigest(), scored
 
 
 def _shard_scores(teacher, store, keys, qs: list[str], ps: list[str]):

@@ -146,7 +146,7 @@ class Teacher:
         mine = parallel.share(shards)
         todo = []
         for s in mine:
-            hit = _stored(store, s)
+            hit = _found(store, s)
             if hit is None:
                 todo.append(s)
             else:
@@ -164,7 +164,7 @@ class Teacher:
         while pending:
             left = []
             for s in pending:
-                hit = _stored(store, s)
+                hit = _found(store, s)
                 if hit is None:
                     left.append(s)
                 else:
@@ -191,7 +191,7 @@ class Teacher:
 
 
 
-def _stored(store, shard):
+def _found(store, shard):
     """A shard's raw scores from the store: its own file, else every pair found in other shards; None if not all are."""
     hit = store.read(shard.key, shard.keys)
     if hit is None:

@@ -11,7 +11,6 @@ from qadistill.cli.errors import handle_errors
 
 
 class Device(str, Enum):
-    auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
@@ -24,7 +23,7 @@ def score(
     out: Annotated[Path | None, typer.Option(help="Folder of the manifest (default: $QADISTILL_HOME/scores/DATA).")] = None,
     shard_size: Annotated[int | None, typer.Option(min=1, help="Pairs per shard: the resume and data-parallel unit (default: QADISTILL_SHARD_PAIRS, else 4096).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs (or texts) per forward pass.")] = 32,
-    device: Annotated[Device, typer.Option(help="auto: this process's GPU when there is one (under torchrun: one per process), else the CPU.")] = Device.auto,
+    device: Annotated[Device | None, typer.Option(help="Default: this process's GPU when there is one (under torchrun: one per process), else the CPU.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Score data with teachers into the cache distill reads: sharded, resumable, data-parallel under torchrun."""
@@ -40,7 +39,7 @@ def score(
     reg = Registry(store=Store.open())
     recipes = [reg.recipe(n, "teacher") for n in names]  # unknown names fail before any data is read
     stream = open_pairs(data, split)
-    dev = _device(device.value)
+    dev = _device(device.value if device else None)
     scorers = [teacher_from_recipe(r, reg, batch_size) for r in recipes]  # type: ignore[arg-type]
     for t in scorers:
         t.device = dev
@@ -62,7 +61,7 @@ def score(
     err_console().print(f"next: qadistill distill --teachers {','.join(res.teachers)} --data {data} (reads these scores)")
 
 
-def _device(choice: str) -> str:
+def _device(choice: str | None) -> str:
     """The device this process scores on: under a launcher, its own GPU (accelerate's PartialState().device)."""
     import os
 
