@@ -224,3 +224,17 @@ def test_score_errors(cli, zoo, tmp_path):
     except ImportError:
         r = cli("score", "tiny-t0", "--data", str(pq))
         assert r.exit_code == 2 and "needs the pyarrow package" in r.stderr and "pip install pyarrow" in r.stderr
+
+
+def test_whole_data_cache_entries_from_before_the_shard_store_are_still_read(tmp_path, pool, monkeypatch):
+    from qadistill.cache import make_key
+    from qadistill.data import load_dataset
+    from qadistill.teachers import CrossEncoderTeacher
+
+    folder = make_tiny_model(tmp_path / "x", "cross")
+    ds = load_dataset(str(pool))
+    t = CrossEncoderTeacher("tiny", folder, 64)
+    old = np.arange(len(ds), dtype=np.float32)  # what an older qadistill cached for this teacher and data
+    t.cache.put(make_key("raw", t.fingerprint(), ds.fingerprint(), 64), old, {"kind": "raw"})
+    monkeypatch.setattr(CrossEncoderTeacher, "score_pairs", lambda *a: (_ for _ in ()).throw(AssertionError("model called")))
+    assert np.array_equal(t.logits(ds), old)
