@@ -222,8 +222,12 @@ def overlap(a: QADataset, b: QADataset) -> int:
 
 def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
     """Teacher targets for the train pairs that are trained on (a ``limit_train_queries`` slice scores the slice only;
-    bi-encoders calibrate on their recipe's calibration split, cached)."""
-    return teacher_targets(teachers, plan.train, plan.pipeline.distill.mode, progress)
+    bi-encoders calibrate on their recipe's calibration split, cached). Every process of a launch runs this: each
+    scores its share of the shards (``parallel.collective``), so a pair is scored once in all, not once per process."""
+    from qadistill import parallel
+
+    with parallel.collective():
+        return teacher_targets(teachers, plan.train, plan.pipeline.distill.mode, progress)
 
 
 def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> tuple:
@@ -232,10 +236,13 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
     from qadistill.train import TrainConfig, train
 
     mode = plan.pipeline.distill.mode
+    from qadistill import parallel
+
     embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
-    pool_ds = build_unlabelled_pool(plan.train, embedder, pool, progress)
-    t0 = time.perf_counter()
-    pool_targets = teacher_targets(teachers, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
+    with parallel.collective():  # every process builds the same pool: the embedding and scoring are shared out
+        pool_ds = build_unlabelled_pool(plan.train, embedder, pool, progress)
+        t0 = time.perf_counter()
+        pool_targets = teacher_targets(teachers, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
     if mode == "single":
         pool_targets = pool_targets[:, :1]
     seconds = time.perf_counter() - t0

@@ -5,6 +5,12 @@
 * ``CrossEncoderTeacher``: a sequence-classification model with one logit (two-logit models use logit1 − logit0).
 
 Every teacher tokenizes with its own tokenizer, and batches are sorted by length to cut padding.
+
+Raw scores live in the content-addressed shard store (``qadistill.scores``): a pair is scored once per teacher and max
+length, whichever command (`score`, `distill`, `eval`) asked first, and a run that stops keeps every finished shard.
+Inside ``parallel.collective()`` under `torchrun`/`accelerate launch`, each process scores its contiguous share of
+the shards and reads the others' files. Whole-data entries of the logit cache written before the shard store are
+still read first.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from qadistill import parallel
 from qadistill.cache import LogitCache, length_order, make_key
 from qadistill.data import QADataset, load_dataset, unique
 from qadistill.errors import QadistillError, UserInputError
@@ -60,14 +67,15 @@ def fit_logistic(x, y, l2: float = 1e-4, iters: int = 50) -> Calibration:
 
 
 class Teacher:
-    """Base: subclasses implement ``_raw_scores`` (uncalibrated) and may implement ``calibration``."""
+    """Base: subclasses implement ``_score_shard`` (raw, uncalibrated scores) and may implement ``calibration``."""
 
     name: str
     folder: Path
     max_length: int
     architecture: str
 
-    def __init__(self, name: str, folder: Path, max_length: int, batch_size: int = 32, cache: LogitCache | None = None) -> None:
+    def __init__(self, name: str, folder: Path, max_length: int, batch_size: int = 32, cache: LogitCache | None = None,
+                 device: str = "cpu") -> None:
         from qadistill.sources import check_max_length, check_model_folder
 
         check_model_folder(folder)
@@ -77,8 +85,10 @@ class Teacher:
         self.max_length = max_length
         self.batch_size = batch_size
         self.cache = cache or LogitCache()
+        self.device = device  # where the model scores: "cpu", "cuda", "cuda:1"
         self._model = None
         self._tok = None
+        self._scores = None
 
     def fingerprint(self) -> str:
         return make_key(self.architecture, self.name, folder_fingerprint(self.folder))
@@ -103,14 +113,70 @@ class Teacher:
         return self._model
 
     # -- scoring --------------------------------------------------------------------------------------------------------
+    def score_space(self) -> str:
+        """The shard store space of this teacher's raw scores (fingerprint + max length)."""
+        return make_key("scores", self.fingerprint(), self.max_length)
+
+    def scores(self):
+        """The content-addressed shard store of this teacher's raw scores (``qadistill.scores``)."""
+        from qadistill.scores import ScoreStore
+
+        if self._scores is None:
+            self._scores = ScoreStore(self.score_space(), self.cache.root.parent / "scores")
+        return self._scores
+
     def raw_scores(self, ds: QADataset, progress: Progress | None = None):
-        key = make_key("raw", self.fingerprint(), ds.fingerprint(), self.max_length)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        arr = self._raw_scores(ds, progress or NullProgress())
-        self.cache.put(key, arr, {"teacher": self.name, "data": f"{ds.name}/{ds.split}", "kind": "raw", "max_length": self.max_length})
-        return arr
+        old = self.cache.get(make_key("raw", self.fingerprint(), ds.fingerprint(), self.max_length))
+        if old is not None:  # a whole-data entry from before the shard store
+            return old
+        return self.pair_scores([p.query for p in ds.pairs], [p.passage for p in ds.pairs], progress, f"{ds.name}/{ds.split}")
+
+    def pair_scores(self, queries: list[str], passages: list[str], progress: Progress | None = None, label: str = "",
+                    shard_pairs: int | None = None):
+        """Raw scores of the pairs (float32, in their order), shard by shard through the shard store: a shard found
+        (by its key, else each of its pairs in any shard of the space) is read, the others are scored and written at
+        once. Inside ``parallel.collective()`` each process scores its contiguous share and waits for the rest."""
+        import numpy as np
+
+        from qadistill.scores import pair_keys, shard_pairs_default
+
+        store = self.scores()
+        shards = store.shards(pair_keys(queries, passages), shard_pairs or shard_pairs_default())
+        out = np.empty(len(queries), dtype=np.float32)
+        mine = parallel.share(shards)
+        todo = []
+        for s in mine:
+            hit = _found(store, s)
+            if hit is None:
+                todo.append(s)
+            else:
+                out[s.start : s.stop] = hit
+        if todo:
+            task = (progress or NullProgress()).task(f"{self.name}: scoring {label}".strip(), sum(s.pairs for s in todo))
+            for s in todo:
+                raw = np.asarray(self._score_shard(queries[s.start : s.stop], passages[s.start : s.stop]), dtype=np.float32)
+                store.write(s.key, s.keys, raw)
+                out[s.start : s.stop] = raw
+                task.advance(s.pairs)
+            task.done()
+        own = {s.index for s in mine}
+        pending = [s for s in shards if s.index not in own]  # the other processes' shares
+        while pending:
+            left = []
+            for s in pending:
+                hit = _found(store, s)
+                if hit is None:
+                    left.append(s)
+                else:
+                    out[s.start : s.stop] = hit
+            pending = left
+            if pending:
+                parallel.wait_until(lambda: any(store.has(s.key) for s in pending), f"{len(pending)} score shard(s) of {self.name}")
+        return out
+
+    def _score_shard(self, queries: list[str], passages: list[str]):
+        """Raw scores of one shard's pairs, in their order (this process only)."""
+        raise NotImplementedError
 
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
         return None
@@ -123,8 +189,16 @@ class Teacher:
         cal = self.calibration(progress)
         return (cal.apply(raw) if cal else raw).astype(np.float32)
 
-    def _raw_scores(self, ds: QADataset, progress: Progress):
-        raise NotImplementedError
+
+
+def _found(store, shard):
+    """A shard's raw scores from the store: its own file, else every pair found in other shards; None if not all are."""
+    hit = store.read(shard.key, shard.keys)
+    if hit is None:
+        raw, found = store.lookup(shard.keys)
+        if found.all():
+            hit = raw
+    return hit
 
 
 class BiEncoderTeacher(Teacher):
@@ -144,23 +218,28 @@ class BiEncoderTeacher(Teacher):
         from qadistill.backends import BiEncoderTorchBackend
 
         return BiEncoderTorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer,
-                                     pooling=self.pooling).load()
+                                     pooling=self.pooling, device=self.device).load()
 
-    def embed(self, texts: list[str], progress: Progress | None = None, label: str = ""):
+    def embed(self, texts: list[str], progress: Progress | None = None, label: str = "", share: bool = True):
         """L2-normalised embeddings of ``texts``. Each distinct text is embedded once per model, max length and pooling:
         content-addressed on disk (``qadistill.embcache``), so whatever split, pool or command asked first, and in
-        whichever process, a text is never embedded again. Finished chunks are kept: an interrupted run resumes."""
+        whichever process, a text is never embedded again. Finished chunks are kept: an interrupted run resumes.
+        Inside ``parallel.collective()`` (and with ``share``) each process embeds its contiguous share of the new texts
+        and waits for the others'."""
         import numpy as np
 
         missing = unique(t for t in texts if t not in self._memo)
         if missing:
             store = self._embeddings()
-            todo = store.missing(missing)
+            split = share and parallel.sharing()
+            todo = store.missing(parallel.share(missing) if split else missing)
             if todo:
                 task = (progress or NullProgress()).task(f"{self.name}: embedding {label}".strip(), len(todo))
                 ordered = [todo[i] for i in self._length_order(todo)]  # similar lengths per batch: little padding
                 store.fill(ordered, self._embed_batchwise, CHUNK, task.advance)
                 task.done()
+            if split:
+                parallel.wait_until(lambda: not store.missing(missing), f"embeddings of {self.name}")
             self._remember(missing, store.get(missing))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -187,14 +266,18 @@ class BiEncoderTeacher(Teacher):
     def _embed_batchwise(self, texts: list[str]):
         return self.model.embed(texts, self.batch_size)
 
-    def _raw_scores(self, ds: QADataset, progress: Progress):
+    def score_space(self) -> str:
+        return make_key("scores", self.fingerprint(), self.max_length, self.pooling)
+
+    def _score_shard(self, queries: list[str], passages: list[str]):
+        """Cosines of the pairs; their texts go through the embedding store, so a text is embedded once across shards."""
         import numpy as np
 
-        texts = self._split_texts(ds)
+        texts = unique(list(queries) + list(passages))
         index = {t: i for i, t in enumerate(texts)}
-        emb = self.embed(texts, progress, f"{ds.name}/{ds.split}")
-        q = emb[[index[p.query] for p in ds.pairs]]
-        d = emb[[index[p.passage] for p in ds.pairs]]
+        emb = self.embed(texts, share=False)  # this process's shard: never waits for the others
+        q = emb[[index[t] for t in queries]]
+        d = emb[[index[t] for t in passages]]
         return (q * d).sum(axis=1).astype(np.float32)
 
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
@@ -221,30 +304,19 @@ class CrossEncoderTeacher(Teacher):
     def _load(self):
         from qadistill.backends import TorchBackend
 
-        return TorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer).load()
+        return TorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer, device=self.device).load()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
-        """Logits of the pairs, in batches of ``batch_size`` in their order (``_raw_scores`` passes them length-sorted)."""
+        """Logits of the pairs, in batches of ``batch_size`` in their order (``_score_shard`` passes them length-sorted)."""
         return self.model.score(queries, passages, self.batch_size)
 
-    def _raw_scores(self, ds: QADataset, progress: Progress):
+    def _score_shard(self, queries: list[str], passages: list[str]):
         import numpy as np
 
-        qs = [p.query for p in ds.pairs]
-        ps = [p.passage for p in ds.pairs]
-        lengths = [len(x) for x in self.tokenizer(qs, ps, truncation=True, max_length=self.max_length)["input_ids"]]
+        lengths = [len(x) for x in self.tokenizer(list(queries), list(passages), truncation=True, max_length=self.max_length)["input_ids"]]
         order = length_order(lengths)
-        task = progress.task(f"{self.name}: scoring {ds.name}/{ds.split}", len(order))
-        key = make_key("xenc-sorted", self.fingerprint(), ds.fingerprint(), self.max_length)
-
-        def fn(start: int, stop: int):
-            idx = order[start:stop]
-            return self.score_pairs([qs[i] for i in idx], [ps[i] for i in idx])
-
-        sorted_scores = self.cache.compute(key, len(order), CHUNK, fn, {"teacher": self.name, "kind": "partial"}, task.advance)
-        task.done()
         out = np.empty(len(order), dtype=np.float32)
-        out[np.asarray(order, dtype=np.int64)] = sorted_scores
+        out[np.asarray(order, dtype=np.int64)] = self.score_pairs([queries[i] for i in order], [passages[i] for i in order])
         return out
 
 

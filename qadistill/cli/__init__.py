@@ -13,6 +13,7 @@ from qadistill.cli import doctor as _doctor
 from qadistill.cli import evaluate as _evaluate
 from qadistill.cli import export as _export
 from qadistill.cli import rank as _rank
+from qadistill.cli import score as _score
 from qadistill.cli import teach as _teach
 from qadistill.cli import zoo as _zoo
 from qadistill.cli._common import App
@@ -29,6 +30,7 @@ app.add_typer(_zoo.app, name="zoo")
 app.command("doctor")(_doctor.doctor)
 app.command("eval")(_evaluate.eval_)
 app.command("teach")(_teach.teach)
+app.command("score")(_score.score)
 app.command("distill")(_distill.distill)
 app.command("export")(_export.export)
 app.command("bench")(_bench.bench)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli.errors import handle_errors
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@handle_errors
+def score(
+    teachers: Annotated[str, typer.Argument(help="Comma-separated zoo teachers (the names distill takes).")],
+    data: Annotated[str, typer.Option(help="A .jsonl/.tsv/.csv/.parquet file (read as a stream), wikiqa, trecqa or hf:REPO.")],
+    split: Annotated[str | None, typer.Option(help="The split of a named dataset (default: test).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder of the manifest (default: $QADISTILL_HOME/scores/DATA).")] = None,
+    shard_size: Annotated[int | None, typer.Option(min=1, help="Pairs per shard: the resume and data-parallel unit (default: QADISTILL_SHARD_PAIRS, else 4096).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs (or texts) per forward pass.")] = 32,
+    device: Annotated[Device | None, typer.Option(help="Default: this process's GPU when there is one (under torchrun: one per process), else the CPU.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Score data with teachers into the cache distill reads: sharded, resumable, data-parallel under torchrun."""
+    from qadistill.errors import InterruptedRunError
+    from qadistill.progress import RichProgress
+    from qadistill.registry import Registry
+    from qadistill.scoring import run_score
+    from qadistill.store import Store
+    from qadistill.stream import open_pairs
+    from qadistill.teachers import teacher_from_recipe
+
+    names = [t.strip() for t in teachers.split(",") if t.strip()]
+    reg = Registry(store=Store.open())
+    recipes = [reg.recipe(n, "teacher") for n in names]  # unknown names fail before any data is read
+    stream = open_pairs(data, split)
+    dev = _device(device.value if device else None)
+    scorers = [teacher_from_recipe(r, reg, batch_size) for r in recipes]  # type: ignore[arg-type]
+    for t in scorers:
+        t.device = dev
+    try:
+        with RichProgress() as prog:
+            res = run_score(scorers, stream, out, shard_size, prog)
+    except KeyboardInterrupt as exc:
+        raise InterruptedRunError("interrupted: every finished shard is kept", "run the same command again: it scores only the rest", exc) from None
+    if res.manifest is None:  # a process other than 0 of a launch: process 0 reports
+        return
+    if fmt is Format.json:
+        print_json(res.to_dict())
+        return
+    out_console().print(table(f"score {stream.label}", ["field", "value"], [
+        ["teachers", ", ".join(res.teachers)], ["pairs", res.pairs], ["shards", f"{res.shards} per teacher"],
+        ["scored now", f"{res.scored} (the rest were cached)"], ["seconds", f"{res.seconds:.1f}"],
+        ["pairs/s", f"{res.pairs_per_s:.1f}"], ["processes", res.processes], ["manifest", res.manifest],
+    ]))
+    err_console().print(f"next: qadistill distill --teachers {','.join(res.teachers)} --data {data} (reads these scores)")
+
+
+def _device(choice: str | None) -> str:
+    """The device this process scores on: under a launcher, its own GPU (accelerate's PartialState().device)."""
+    import os
+
+    if choice == "cpu":
+        return "cpu"
+    import torch
+
+    from qadistill.errors import UserInputError
+
+    if not torch.cuda.is_available():
+        if choice == "cuda":
+            raise UserInputError("--device cuda: no CUDA GPU is visible", "use --device cpu (or auto)")
+        return "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from qadistill import parallel
+
+        return str(parallel.state().device)
+    return "cuda"

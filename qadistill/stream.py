@@ -1,0 +1,205 @@
+"""Query–passage pairs read as a stream, for scoring data sets of any size: a file is read row by row and handed out
+in chunks, never held whole in memory as Python objects. Rows are validated as `qadistill.data` validates them (the
+same messages, naming the file and line); checks that need the whole file (duplicate ids) are left to the loaders.
+
+Formats: JSONL (``.jsonl[.gz]``), WikiQA TSV, CSV/TSV with a header (``.csv``, ``.tsv``, ``[.gz]``), Parquet
+(``.parquet``, through pyarrow when it is installed). A named data set (wikiqa, trecqa) or ``hf:REPO`` is loaded as
+`qadistill.data` loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from qadistill import data as _data
+from qadistill.errors import DataError
+
+
+@dataclass
+class PairStream:
+    """Pairs of one data source: ``rows()`` yields (query, passage) in file order; ``count()`` reads it once through."""
+
+    spec: str
+    split: str
+    name: str
+    format: str  # jsonl | wikiqa-tsv | csv | tsv | parquet | dataset
+    path: Path | None = None
+    columns: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.split}" if self.split else self.name
+
+    def rows(self) -> Iterator[tuple[str, str]]:
+        if self.format == "dataset":
+            ds = _data.load_dataset(self.spec, self.split or "test", self.columns)
+            yield from ((p.query, p.passage) for p in ds.pairs)
+        elif self.format == "jsonl":
+            yield from _jsonl_rows(self.path)
+        elif self.format == "parquet":
+            yield from _parquet_rows(self.path, {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+        elif self.format == "wikiqa-tsv":
+            yield from _wikiqa_rows(self.path)
+        else:
+            yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",",
+                                       {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+
+    def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
+        """(queries, passages) of ``size`` pairs at a time (the last chunk may be shorter)."""
+        qs: list[str] = []
+        ps: list[str] = []
+        for q, p in self.rows():
+            qs.append(q)
+            ps.append(p)
+            if len(qs) == size:
+                yield qs, ps
+                qs, ps = [], []
+        if qs:
+            yield qs, ps
+
+    def count(self) -> int:
+        """The number of pairs: one validating pass (bad input fails here, before any scoring)."""
+        if self.format == "parquet":
+            pq = _pyarrow(self.path)
+            return int(pq.ParquetFile(str(self.path)).metadata.num_rows)
+        n = sum(1 for _ in self.rows())
+        if n == 0:
+            raise DataError(f"{self.path or self.spec}: no rows", "the file holds a header only or is empty")
+        return n
+
+
+def open_pairs(spec: str, split: str | None = None, columns: dict | None = None) -> PairStream:
+    """The pair stream of a file path, a named data set (wikiqa, trecqa) or hf:REPO."""
+    if spec.startswith("hf:") or spec in _data.NAMED:
+        return PairStream(spec, split or "test", spec[3:] if spec.startswith("hf:") else spec, "dataset", None, columns)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"{spec}: no such dataset or file",
+                        f"use one of {', '.join(_data.NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it")
+    suffixes = "".join(path.suffixes).lower()
+    stem = path.name.split(".")[0]
+    if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
+        fmt = "jsonl"
+    elif suffixes.endswith(".parquet"):
+        fmt = "parquet"
+        _pyarrow(path)  # a one-line error now, not after a count
+    elif columns is None and (path.name.lower().startswith("wikiqa") or _data._looks_like_wikiqa(path)):
+        fmt = "wikiqa-tsv"
+    else:
+        fmt = "tsv" if ".tsv" in path.suffixes else "csv"
+    return PairStream(spec, split or "", stem, fmt, path, columns)
+
+
+def _pyarrow(path: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs the pyarrow package, which is not installed",
+                        "pip install pyarrow (or convert the file to JSONL)") from None
+    return pq
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    r"""(line number, line) without its newline; \n, \r\n and \r end a line (as `qadistill.data` reads files)."""
+    import gzip
+    import io
+    import zlib
+
+    try:
+        fh = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig") if path.suffix == ".gz" else open(path, encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
+    ln = 0
+    with fh:
+        try:
+            for ln, line in enumerate(fh, start=1):
+                line = line[:-1] if line.endswith("\n") else line
+                if "\x00" in line:
+                    raise DataError(f"{path}:{ln}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
+                yield ln, line
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:{ln + 1}: not UTF-8 text", "convert the file to UTF-8") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
+
+
+def _checked(q: str, p: str, path, ln: int) -> tuple[str, str]:
+    if not q.strip():
+        raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
+    if not p.strip():
+        raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
+    return q, p
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, str]]:
+    for ln, line in _lines(path):
+        if not line.strip():
+            continue
+        row = _data._json_row(line, path, ln)
+        _data._label(row.get("label"), path, ln)
+        yield _checked(row["query"], row["passage"], path, ln)
+
+
+def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str, str]]:
+    it = _lines(path)
+    first = next(it, None)
+    if first is None:
+        raise DataError(f"{path}: empty file", "expected a header row")
+    header = [h.strip() for h in _data._csv_cells(first[1], delim, path, 1)]
+    for need in ("query", "passage"):
+        if columns[need] not in header:
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))
+    qi, pi = header.index(columns["query"]), header.index(columns["passage"])
+    li = header.index(columns["label"]) if columns.get("label") in header else None
+    for ln, line in it:
+        cells = _data._csv_cells(line, delim, path, ln) if line.strip() else []
+        if all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
+        if li is not None:
+            _data._label(cells[li], path, ln)
+        yield _checked(cells[qi], cells[pi], path, ln)
+
+
+def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
+    """WikiQA TSV: plain tab-separated cells (no quoting), as ``data.load_wikiqa_tsv`` reads them."""
+    it = _lines(path)
+    first = next(it, None)
+    if first is None:
+        raise DataError(f"{path}: empty file", "expected a WikiQA TSV with a header")
+    header = [c.strip() for c in first[1].split("\t")]
+    missing = [c for c in _data.WIKIQA_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(_data.WIKIQA_COLUMNS)}")
+    qi, pi, li = header.index("Question"), header.index("Sentence"), header.index("Label")
+    for ln, line in it:
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) < len(header) or any(c.strip() for c in cells[len(header):]):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}",
+                            "check for a truncated or mis-tabbed line (a tab inside a text?)")
+        _data._label(cells[li], path, ln)
+        yield _checked(cells[qi], cells[pi], path, ln)
+
+
+def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+    pq = _pyarrow(path)
+    f = pq.ParquetFile(str(path))
+    names = f.schema_arrow.names
+    for need in ("query", "passage"):
+        if columns[need] not in names:
+            raise DataError(f"{path}: missing column '{columns[need]}' (for {need})", f"the file has the columns {', '.join(names[:12])}")
+    row = 0
+    for rb in f.iter_batches(batch_size=batch, columns=[columns["query"], columns["passage"]]):
+        qs, ps = rb.column(0).to_pylist(), rb.column(1).to_pylist()
+        for q, p in zip(qs, ps):
+            row += 1
+            if not isinstance(q, str) or not isinstance(p, str):
+                raise DataError(f"{path}: row {row}: query and passage must be strings", "store the texts as string columns")
+            yield _checked(q, p, f"{path}: row", row)

@@ -1,0 +1,240 @@
+"""`qadistill score` (issue 20): teacher scoring as its own resumable, data-parallel step, into the cache distill reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_tiny_model, requires_package, tiny_jsonl, write
+
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
+WORKER = str(REPO / "tests" / "score_worker.py")
+TEACHER = """
+kind = "teacher"
+name = "{name}"
+architecture = "{arch}"
+max_length = 64
+source = {{ type = "local", path = "{path}" }}
+{extra}
+"""
+
+
+def _zoo(cli, models: Path) -> None:
+    """Register tiny-t0 (cross-encoder) and tiny-t1 (bi-encoder, uncalibrated) in the current QADISTILL_HOME."""
+    for i, arch in enumerate(("cross-encoder", "bi-encoder")):
+        folder = models / f"t{i}"
+        if not folder.exists():
+            make_tiny_model(folder, "cross" if arch == "cross-encoder" else "bi", seed=i)
+        extra = 'calibration = { method = "none" }' if arch == "bi-encoder" else ""
+        f = write(models / f"t{i}.toml", TEACHER.format(name=f"tiny-t{i}", arch=arch, path=folder, extra=extra))
+        r = cli("zoo", "add", str(f))
+        assert r.exit_code == 0, r.output
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A few hundred pairs: 60 queries x 5 passages."""
+    return tiny_jsonl(tmp_path / "pool.jsonl", n_queries=60, per_query=5, seed=3)
+
+
+@pytest.fixture
+def zoo(cli, tmp_path):
+    _zoo(cli, tmp_path / "models")
+    return tmp_path / "models"
+
+
+def _env(home: Path, counts: Path, **extra) -> dict:
+    env = {**os.environ, "QADISTILL_HOME": str(home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "SCORE_COUNT_DIR": str(counts), "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    env.pop("SCORE_KILL_AFTER", None)
+    return {**env, **{k: str(v) for k, v in extra.items()}}
+
+
+def _counts(folder: Path) -> dict[str, dict[str, int]]:
+    """{rank: {"cross": rows, "bi": rows}} from score_worker's count files."""
+    out: dict[str, dict[str, int]] = {}
+    for f in folder.glob("*.txt"):
+        for line in f.read_text().split("\n"):
+            if line:
+                kind, rows, rank = line.split()
+                out.setdefault(rank, {"cross": 0, "bi": 0})[kind] += int(rows)
+    return out
+
+
+def _torchrun() -> str:
+    exe = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("torchrun not installed")
+    return exe
+
+
+def test_score_writes_content_addressed_shards_and_a_manifest(cli, zoo, pool, isolated_home):
+    from qadistill.data import load_dataset
+    from qadistill.scoring import manifest_scores
+    from qadistill.teachers import BiEncoderTeacher, CrossEncoderTeacher
+
+    r = cli("score", "tiny-t0,tiny-t1", "--data", str(pool), "--shard-size", "64", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["pairs"] == 300 and res["shards"] == 5 and res["teachers"] == ["tiny-t0", "tiny-t1"]
+    assert res["scored"] == 600 and res["pairs_per_s"] > 0 and res["processes"] == 1
+    m = json.loads(Path(res["manifest"]).read_text())
+    assert m["data"]["pairs"] == 300 and m["shard_pairs"] == 64
+    for t in m["teachers"]:
+        assert [s["index"] for s in t["shards"]] == [0, 1, 2, 3, 4]
+        assert [s["pairs"] for s in t["shards"]] == [64, 64, 64, 64, 44]
+        for s in t["shards"]:
+            import hashlib
+
+            assert hashlib.sha256(Path(s["file"]).read_bytes()).hexdigest() == s["sha256"]
+    got = manifest_scores(res["manifest"])
+    # the same scores as the teachers give the whole data set scored at once, elsewhere (another cache)
+    ds = load_dataset(str(pool))
+    from qadistill.cache import LogitCache
+
+    other = LogitCache(isolated_home.parent / "elsewhere" / "logits")
+    ref0 = CrossEncoderTeacher("tiny-t0", zoo / "t0", 64, cache=other).logits(ds)
+    ref1 = BiEncoderTeacher("tiny-t1", zoo / "t1", 64, cache=other, calibrate=False).logits(ds)
+    assert np.abs(got["tiny-t0"] - ref0).max() <= 1e-5 and np.abs(got["tiny-t1"] - ref1).max() <= 1e-5
+    # a second run finds every shard: nothing scored, the manifest is rewritten the same
+    r2 = cli("score", "tiny-t0,tiny-t1", "--data", str(pool), "--shard-size", "64", "--format", "json")
+    assert r2.exit_code == 0 and json.loads(r2.stdout)["scored"] == 0
+    assert all(np.array_equal(manifest_scores(res["manifest"])[k], v) for k, v in got.items())
+
+
+def test_bi_encoder_score_embeds_each_distinct_text_once_across_shards(cli, zoo, pool, monkeypatch):
+    from qadistill.data import load_dataset
+    from qadistill.teachers import BiEncoderTeacher
+
+    seen: list[str] = []
+    orig = BiEncoderTeacher._embed_batchwise
+    monkeypatch.setattr(BiEncoderTeacher, "_embed_batchwise", lambda self, texts: (seen.extend(texts), orig(self, texts))[1])
+    r = cli("score", "tiny-t1", "--data", str(pool), "--shard-size", "7", "--format", "json")  # a query's pairs straddle shards
+    assert r.exit_code == 0, r.output
+    ds = load_dataset(str(pool))
+    assert sorted(seen) == sorted({p.query for p in ds.pairs} | {p.passage for p in ds.pairs})
+
+
+@requires_package("all-minilm-l6-v2")
+@pytest.mark.parametrize("split", ["named", "by-query"])
+def test_distill_after_score_scores_nothing(cli, zoo, pool, monkeypatch, split):
+    """With the same teachers and data, distill reads what score wrote: no teacher forward pass. "by-query": distill
+    splits the file into train/dev/test and trains on a subset cut into other shards: found pair by pair."""
+    from qadistill import backends
+
+    r = cli("score", "tiny-t0,tiny-t1", "--data", str(pool), "--shard-size", "64", "--format", "json")
+    assert r.exit_code == 0, r.output
+    calls = []
+    for cls in (backends.TorchBackend, backends.BiEncoderTorchBackend):
+        orig = cls.run if cls is backends.TorchBackend else cls._vectors
+        name = "run" if cls is backends.TorchBackend else "_vectors"
+        monkeypatch.setattr(cls, name, lambda self, enc, orig=orig, cls=cls: (calls.append(cls.__name__), orig(self, enc))[1])
+    extra = ["--dev", str(pool), "--test", str(pool)] if split == "named" else []
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(pool), *extra,
+            "--max-length", "32", "--batch-size", "16", "--epochs", "1", "--name", f"after-score-{split}", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert calls == []
+    assert json.loads(r.stdout)["train_pairs"] == (300 if split == "named" else json.loads(r.stdout)["train_pairs"])
+
+
+def test_score_killed_mid_way_resumes_by_shard_with_identical_scores(cli, zoo, pool, isolated_home, tmp_path, monkeypatch):
+    from qadistill.scoring import manifest_scores
+
+    args = [sys.executable, WORKER, "score", "tiny-t0,tiny-t1", "--data", str(pool), "--shard-size", "32", "--format", "json"]
+    killed = subprocess.run(args, capture_output=True, text=True, env=_env(isolated_home, tmp_path / "c1", SCORE_KILL_AFTER=5), timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not list((tmp_path / "qadistill-home" / "scores").rglob("manifest.json"))  # only a finished run writes one
+    done = subprocess.run(args, capture_output=True, text=True, env=_env(isolated_home, tmp_path / "c2"), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads(done.stdout)
+    # 5 shards were written before the kill (t0 and t1 of shards 0 and 1, t0 of shard 2): 3 of t0's 10 shards kept
+    assert _counts(tmp_path / "c2")["0"]["cross"] == 300 - 3 * 32
+    assert res["scored"] == 600 - 5 * 32
+    # bit-identical to an uninterrupted run in a fresh home
+    fresh = tmp_path / "fresh-home"
+    monkeypatch.setenv("QADISTILL_HOME", str(fresh))
+    _zoo(cli, zoo)
+    whole = subprocess.run(args, capture_output=True, text=True, env=_env(fresh, tmp_path / "c3"), timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a, b = manifest_scores(res["manifest"]), manifest_scores(json.loads(whole.stdout)["manifest"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_two_processes_score_each_pair_once_with_the_same_scores(cli, zoo, pool, isolated_home, tmp_path, monkeypatch):
+    from qadistill.data import load_dataset
+    from qadistill.scoring import manifest_scores
+
+    args = ["score", "tiny-t0,tiny-t1", "--data", str(pool), "--shard-size", "40", "--format", "json"]
+    one = subprocess.run([sys.executable, WORKER, *args], capture_output=True, text=True, env=_env(isolated_home, tmp_path / "c1"), timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two_home = tmp_path / "two-home"
+    monkeypatch.setenv("QADISTILL_HOME", str(two_home))
+    _zoo(cli, zoo)
+    two = subprocess.run([_torchrun(), "--nproc_per_node", "2", WORKER, *args], capture_output=True, text=True,
+                         env=_env(two_home, tmp_path / "c2"), timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    res = json.loads(two.stdout[two.stdout.index("{"):])
+    assert res["processes"] == 2 and res["pairs"] == 300 and res["shards"] == 8
+    a, b = manifest_scores(json.loads(one.stdout)["manifest"]), manifest_scores(res["manifest"])
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-5
+    counts = _counts(tmp_path / "c2")
+    # shards 0-3 on rank 0 (160 pairs), 4-7 on rank 1 (140): each pair through the cross-encoder once in all
+    assert {r: c["cross"] for r, c in counts.items()} == {"0": 160, "1": 140}
+    ds = load_dataset(str(pool))  # every text embedded once (no query straddles the share boundary at pair 160)
+    assert sum(c["bi"] for c in counts.values()) == len({p.query for p in ds.pairs} | {p.passage for p in ds.pairs})
+
+
+@requires_package("all-minilm-l6-v2")
+def test_distill_under_torchrun_scores_each_pair_once_split_between_processes(cli, zoo, pool, isolated_home, tmp_path):
+    """Before: every rank scored every pair itself (or waited for another rank's whole-data entry). Now each scores
+    its contiguous share of the shards and reads the others'."""
+    env = _env(isolated_home, tmp_path / "c", QADISTILL_SHARD_PAIRS=50)
+    cmd = [_torchrun(), "--nproc_per_node", "2", WORKER, "distill", "--teachers", "tiny-t0,tiny-t1", "--student",
+           "tiny-random-student", "--data", str(pool), "--dev", str(pool), "--test", str(pool), "--max-length", "32",
+           "--batch-size", "32", "--epochs", "1", "--name", "ddp-score", "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = _counts(tmp_path / "c")
+    assert {r: c["cross"] for r, c in counts.items()} == {"0": 150, "1": 150}  # 300 pairs, 6 shards, 3 per rank
+    from qadistill.data import load_dataset
+
+    ds = load_dataset(str(pool))
+    assert sum(c["bi"] for c in counts.values()) == len({p.query for p in ds.pairs} | {p.passage for p in ds.pairs})
+
+
+def test_score_errors(cli, zoo, tmp_path):
+    r = cli("score", "nope-teacher", "--data", str(tmp_path / "x.jsonl"))
+    assert r.exit_code == 2 and "unknown" in r.stderr
+    r = cli("score", "tiny-t0", "--data", str(tmp_path / "missing.jsonl"))
+    assert r.exit_code == 2 and "no such dataset or file" in r.stderr
+    bad = write(tmp_path / "bad.jsonl", '{"query": "a?", "passage": "b."}\n{"query": "", "passage": "c."}\n')
+    r = cli("score", "tiny-t0", "--data", str(bad))
+    assert r.exit_code == 2 and "bad.jsonl:2: empty query" in r.stderr
+    pq = write(tmp_path / "p.parquet", "PAR1")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        r = cli("score", "tiny-t0", "--data", str(pq))
+        assert r.exit_code == 2 and "needs the pyarrow package" in r.stderr and "pip install pyarrow" in r.stderr
+
+
+def test_whole_data_cache_entries_from_before_the_shard_store_are_still_read(tmp_path, pool, monkeypatch):
+    from qadistill.cache import make_key
+    from qadistill.data import load_dataset
+    from qadistill.teachers import CrossEncoderTeacher
+
+    folder = make_tiny_model(tmp_path / "x", "cross")
+    ds = load_dataset(str(pool))
+    t = CrossEncoderTeacher("tiny", folder, 64)
+    old = np.arange(len(ds), dtype=np.float32)  # what an older qadistill cached for this teacher and data
+    t.cache.put(make_key("raw", t.fingerprint(), ds.fingerprint(), 64), old, {"kind": "raw"})
+    monkeypatch.setattr(CrossEncoderTeacher, "score_pairs", lambda *a: (_ for _ in ()).throw(AssertionError("model called")))
+    assert np.array_equal(t.logits(ds), old)
