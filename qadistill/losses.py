@@ -54,6 +54,7 @@ def distill_loss(student, teacher, y, temperature: float, alpha: float):
 # together (train.grouped_batches). A group of one pair carries no ranking signal and adds nothing.
 
 LOSSES = ("pointwise", "listwise", "margin-mse")  # the teacher objectives (recipes.DistillLoss, distill --loss)
+PRECISIONS = ("fp32", "bf16", "auto")  # training arithmetic (train.resolve_precision); the recipe and CLI choices
 MODES = ("gold", "single", "avg", "mkdm")  # how teachers map onto heads (recipes.DistillMode, distill --mode)
 
 

@@ -20,8 +20,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qadistill.errors import RecipeError
-from qadistill.losses import LOSSES, MODES
-from qadistill.train import PRECISIONS
+from qadistill.losses import LOSSES, MODES, PRECISIONS
 from qadistill.modelref import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

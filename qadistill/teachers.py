@@ -144,13 +144,7 @@ class Teacher:
         shards = store.shards(pair_keys(queries, passages), shard_pairs or shard_pairs_default())
         out = np.empty(len(queries), dtype=np.float32)
         mine = parallel.share(shards)
-        todo = []
-        for s in mine:
-            hit = _found(store, s)
-            if hit is None:
-                todo.append(s)
-            else:
-                out[s.start : s.stop] = hit
+        todo = _fill_found(store, mine, out)
         if todo:
             task = (progress or NullProgress()).task(f"{self.name}: scoring {label}".strip(), sum(s.pairs for s in todo))
             for s in todo:
@@ -162,14 +156,7 @@ class Teacher:
         own = {s.index for s in mine}
         pending = [s for s in shards if s.index not in own]  # the other processes' shares
         while pending:
-            left = []
-            for s in pending:
-                hit = _found(store, s)
-                if hit is None:
-                    left.append(s)
-                else:
-                    out[s.start : s.stop] = hit
-            pending = left
+            pending = _fill_found(store, pending, out)
             if pending:
                 parallel.wait_until(lambda: any(store.has(s.key) for s in pending), f"{len(pending)} score shard(s) of {self.name}")
         return out
@@ -189,6 +176,18 @@ class Teacher:
         cal = self.calibration(progress)
         return (cal.apply(raw) if cal else raw).astype(np.float32)
 
+
+
+def _fill_found(store, shards: list, out) -> list:
+    """Copy the scores of every shard the store already has into ``out``; returns the shards it does not have."""
+    missing = []
+    for s in shards:
+        hit = _found(store, s)
+        if hit is None:
+            missing.append(s)
+        else:
+            out[s.start : s.stop] = hit
+    return missing
 
 
 def _found(store, shard):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from qadistill.data import QAPair, QADataset
+from qadistill.losses import PRECISIONS
 from qadistill.metrics import ranking_metrics
 from qadistill.progress import NullProgress, Progress
 
@@ -42,8 +43,6 @@ class TrainConfig:
     freeze_embeddings: bool = False  # keep the word embeddings (most of a small student's weights) as initialised
     precision: str = "fp32"  # fp32 | bf16 (autocast; fp32 weights) | auto (bf16 where the device computes it natively)
 
-
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def resolve_precision(precision: str) -> str:

@@ -17,14 +17,7 @@ from conftest import REPO, make_tiny_model, requires_package, tiny_jsonl, write
 pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
 
 WORKER = str(REPO / "tests" / "score_worker.py")
-TEACHER = """
-kind = "teacher"
-name = "{name}"
-architecture = "{arch}"
-max_length = 64
-source = {{ type = "local", path = "{path}" }}
-{extra}
-"""
+from tests.test_distill import TEACHER  # noqa: E402  (the teacher recipe template)
 
 
 def _zoo(cli, models: Path) -> None:

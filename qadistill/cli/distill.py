@@ -9,8 +9,7 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-from qadistill.losses import LOSSES, MODES
-from qadistill.train import PRECISIONS
+from qadistill.losses import LOSSES, MODES, PRECISIONS
 
 
 # the recipe's vocabularies (losses.MODES / LOSSES), as the choices typer shows and validates
