@@ -174,23 +174,36 @@ def _check(pairs: list[QAPair], lines: list[int], path) -> None:
         raise DataError(f"{path}: no rows", "the file holds a header only or is empty")
 
 
-def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QADataset:
-    lines = _read_lines(path)
-    if not lines:
+def wikiqa_columns(header_line: str | None, path: Path) -> tuple[dict[str, int], int]:
+    """A WikiQA TSV header: each of WIKIQA_COLUMNS' index, and the number of columns."""
+    if header_line is None:
         raise DataError(f"{path}: empty file", "expected a WikiQA TSV with a header")
-    header = [c.strip() for c in lines[0].split("\t")]
+    header = [c.strip() for c in header_line.split("\t")]
     missing = [c for c in WIKIQA_COLUMNS if c not in header]
     if missing:
         raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}")
-    col = {c: header.index(c) for c in WIKIQA_COLUMNS}
+    return {c: header.index(c) for c in WIKIQA_COLUMNS}, len(header)
+
+
+def wikiqa_cells(line: str, width: int, path: Path, ln: int) -> list[str] | None:
+    """One WikiQA TSV line as its cells (plain tabs, no quoting); None for a blank line."""
+    if not line.strip():
+        return None
+    cells = line.split("\t")
+    if len(cells) < width or any(c.strip() for c in cells[width:]):
+        raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {width}",
+                        "check for a truncated or mis-tabbed line (a tab inside a text?)")
+    return cells
+
+
+def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QADataset:
+    lines = _read_lines(path)
+    col, width = wikiqa_columns(lines[0] if lines else None, path)
     pairs, lns = [], []
     for ln, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+        cells = wikiqa_cells(line, width, path, ln)
+        if cells is None:
             continue
-        cells = line.split("\t")
-        if len(cells) < len(header) or any(c.strip() for c in cells[len(header) :]):
-            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}",
-                            "check for a truncated or mis-tabbed line (a tab inside a text?)")
         pairs.append(
             QAPair(
                 cells[col["QuestionID"]], cells[col["Question"]], cells[col["SentenceID"]], cells[col["Sentence"]],

@@ -41,7 +41,7 @@ def bench(
     fmt: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output as a rich table, or as JSON or CSV for scripts.")] = BenchFormat.table,
 ) -> None:
     """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
-    from qadistill.bench import BenchSettings, check_device, plot as draw, resolve_targets, run_bench, to_csv
+    from qadistill.bench import BenchSettings, check_device, plot as draw, resolve_targets, run_bench
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -50,24 +50,11 @@ def bench(
     device, fmt = device.value, fmt.value
     store = Store.open()
     if compare:
-        if len(compare) != 2:
-            raise UserInputError("--compare needs exactly two run ids", "list them with `qadistill bench --compare` ids from the store")
-        runs = [store.bench_run(r) for r in compare]
-        for rid, r in zip(compare, runs):
-            if r is None:
-                have = ", ".join(x["id"] for x in store.bench_runs(5)) or "none yet"
-                raise UserInputError(f"no stored bench run {rid!r}", f"recent runs: {have}")
-        _compare(runs, fmt)
+        _compare(_stored_runs(store, compare), fmt)
         return
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
-    try:
-        bss = [int(x) for x in batch_sizes.split(",")]
-    except ValueError:
-        raise UserInputError(f"--batch-sizes {batch_sizes!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
-    bad = [b for b in bss if b < 1]
-    if bad or not bss or len(set(bss)) != len(bss):
-        raise UserInputError(f"--batch-sizes {batch_sizes!r}: give distinct positive integers", "e.g. --batch-sizes 1,8,32")
+    bss = _batch_sizes(batch_sizes)
     bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     if backends is not None and not bl:
         raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
@@ -91,6 +78,40 @@ def bench(
     if plot and res["rows"]:
         draw(res["rows"], plot)
         err_console().print(f"plot written to {plot}")
+    _report(res, fmt)
+
+
+def _stored_runs(store, ids: list[str]) -> list[dict]:
+    """The two stored bench runs of --compare, or a one-line error naming the recent ones."""
+    from qadistill.errors import UserInputError
+
+    if len(ids) != 2:
+        raise UserInputError("--compare needs exactly two run ids", "list them with `qadistill bench --compare` ids from the store")
+    runs = [store.bench_run(r) for r in ids]
+    for rid, r in zip(ids, runs):
+        if r is None:
+            have = ", ".join(x["id"] for x in store.bench_runs(5)) or "none yet"
+            raise UserInputError(f"no stored bench run {rid!r}", f"recent runs: {have}")
+    return runs
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """--batch-sizes as distinct positive integers."""
+    from qadistill.errors import UserInputError
+
+    try:
+        bss = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UserInputError(f"--batch-sizes {text!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
+    if any(b < 1 for b in bss) or not bss or len(set(bss)) != len(bss):
+        raise UserInputError(f"--batch-sizes {text!r}: give distinct positive integers", "e.g. --batch-sizes 1,8,32")
+    return bss
+
+
+def _report(res: dict, fmt: str) -> None:
+    """Failures on stderr; the rows as a table, JSON or CSV on stdout."""
+    from qadistill.bench import to_csv
+
     for e in res["errors"]:
         err_console().print(f"[red]failed[/] {e['target']['model']}:{e['target']['backend']}: {e['error']}")
     if fmt == "json":

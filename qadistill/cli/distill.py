@@ -50,9 +50,7 @@ def distill(
     """Distil teachers into a student (MKDM and baselines), evaluate it and save a Hub-style folder in the zoo."""
     from qadistill.distill import run_distill
     from qadistill.errors import InterruptedRunError
-    from qadistill.metrics import fmt as fmt_metric
     from qadistill.progress import RichProgress
-    from qadistill.recipes import parse_recipe, recipe_to_dict
     from qadistill.registry import Registry
     from qadistill.store import Store
 
@@ -62,28 +60,12 @@ def distill(
         check_name(name)  # before anything else: the name becomes a folder under the home
     store = Store.open()
     reg = Registry(store=store)
-    base: dict = recipe_to_dict(reg.recipe(pipeline, "pipeline")) if pipeline else {"kind": "pipeline", "name": "custom", "teachers": []}
-    if teachers is not None:
-        base["teachers"] = [t.strip() for t in teachers.split(",") if t.strip()]
-    if student:
-        base["student"] = student
-    dd = base.setdefault("distill", {})
-    for k, v in {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size, "precision": precision.value if precision else None, "epochs": epochs, "max_length": max_length, "batch_size": batch_size, "learning_rate": lr,
-                 "temperature": temperature, "alpha": alpha, "seed": seed, "pretrain_unlabelled": pretrain_unlabelled}.items():
-        if v is not None:
-            dd[k] = v
-    if dd.get("mode") == "gold":
-        base["teachers"] = []
-    ds = base.setdefault("data", {})
-    if data:
-        ds["name"] = data
-    if limit_train_queries:
-        ds["limit_train_queries"] = limit_train_queries
-    for k, v in {"dev": dev, "test": test, "split_seed": split_seed}.items():
-        if v is not None:
-            ds[k] = v
-    recipe = parse_recipe(base, "command line" if not pipeline else f"pipeline '{pipeline}' + options")
-    reg.check_references(recipe, "command line")
+    recipe = _recipe(reg, pipeline, teachers, student,
+                     {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size,
+                      "precision": precision.value if precision else None, "epochs": epochs, "max_length": max_length,
+                      "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed,
+                      "pretrain_unlabelled": pretrain_unlabelled},
+                     {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed})
     cmd = "qadistill " + " ".join(sys.argv[1:]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"
     try:
         with RichProgress() as prog:
@@ -96,12 +78,37 @@ def distill(
                                   "run the same command again: the teacher scores computed so far are reused", exc) from None
     if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
         return
+    _report(res, recipe.distill.mode, fmt)
+
+
+def _recipe(reg, pipeline: str | None, teachers: str | None, student: str | None, distill: dict, data: dict):
+    """The pipeline recipe (or an empty one) with the command line's options over it, parsed and its references checked."""
+    from qadistill.recipes import parse_recipe, recipe_to_dict
+
+    base: dict = recipe_to_dict(reg.recipe(pipeline, "pipeline")) if pipeline else {"kind": "pipeline", "name": "custom", "teachers": []}
+    if teachers is not None:
+        base["teachers"] = [t.strip() for t in teachers.split(",") if t.strip()]
+    if student:
+        base["student"] = student
+    base.setdefault("distill", {}).update({k: v for k, v in distill.items() if v is not None})
+    if base["distill"].get("mode") == "gold":
+        base["teachers"] = []
+    base.setdefault("data", {}).update({k: v for k, v in data.items() if v is not None})
+    recipe = parse_recipe(base, "command line" if not pipeline else f"pipeline '{pipeline}' + options")
+    reg.check_references(recipe, "command line")
+    return recipe
+
+
+def _report(res, mode: str, fmt: Format) -> None:
+    """The metrics per data set as a table (or JSON), where the model was saved on stderr."""
+    from qadistill.metrics import fmt as fmt_metric
+
     if fmt is Format.json:
         print_json({"name": res.name, "path": res.path, **res.metrics})
         return
     rows = [[m.get("data", spec), *(fmt_metric(m.get(k)) for k in ("map", "mrr", "mrr@10", "ndcg@10", "p@1", "auc")), m["queries"]]
             for spec, m in res.metrics["metrics"].items() if "map" in m]
-    out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {recipe.distill.mode})",
+    out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {mode})",
                               ["data", "MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries"], rows,
                               no_wrap=("MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries")))
     err_console().print(f"saved to {res.path}  (train {res.metrics['train_seconds']:.0f}s, total {res.metrics['total_seconds']:.0f}s)")

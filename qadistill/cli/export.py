@@ -92,6 +92,10 @@ def export(
     if fmt is Format.json:
         print_json([r.to_dict() for r in results])
         return
+    _render(results, label, max_map_drop)
+
+def _render(results: list, label: str, max_map_drop: float) -> None:
+    """Each variant's size and parity (red past the bound), and the warnings."""
     rows = []
     for r in results:
         p = r.parity
@@ -107,6 +111,7 @@ def export(
         err_console().print(f"[yellow]{', '.join(shaky)}: max |Δlogit| is at least half the spread of the model's own logits "
                             f"(σ {results[0].parity.reference_std:.2e}): the MAP delta mostly reflects near-ties broken differently, not the "
                             "variant; a longer-trained model's logits spread further[/]")
+
 
 
 def _variants(optimize: str | None, quantize: str, fp16: bool) -> list[str]:
