@@ -33,13 +33,16 @@ class Ranked:
 
 
 class Reranker:
-    """A loaded relevance model. ``score`` and ``rank`` batch, sort by length and truncate internally."""
+    """A loaded relevance model. ``score`` and ``rank`` tokenize to the pairs' real lengths (truncated to max_length),
+    sort them by length into batches of at most ``batch_size`` pairs (and ``batch_tokens`` padded tokens, when given),
+    pad each batch to its longest pair only, and return the scores in the caller's order."""
 
-    def __init__(self, name: str, backend_name: str, backend, batch_size: int = 32) -> None:
+    def __init__(self, name: str, backend_name: str, backend, batch_size: int = 32, batch_tokens: int | None = None) -> None:
         self.name = name
         self.backend_name = backend_name
         self._backend = backend
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
 
     def __repr__(self) -> str:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
@@ -48,10 +51,8 @@ class Reranker:
         pairs = list(pairs)
         if not pairs:
             return []
-        from qadistill.backends import char_length_order
-
         qs, ps = [q for q, _ in pairs], [p for _, p in pairs]
-        return self._backend.score(qs, ps, self.batch_size, order=char_length_order(qs, ps)).tolist()
+        return self._backend.score_real_lengths(qs, ps, self.batch_size, self.batch_tokens).tolist()
 
     def rank(self, query: str, passages: Sequence[str], top_k: int | None = None, ids: Sequence[str] | None = None) -> list[Ranked]:
         if not query or not query.strip():
@@ -132,9 +133,14 @@ def _pick_variant(ref, backend: str) -> tuple[Path, str]:
 
 
 def load(name_or_path: str, backend: str = "auto", max_length: int | None = None, threads: int | None = None,
-         batch_size: int = 32, registry=None) -> Reranker:
-    """Load a model for scoring and ranking (see the module docstring)."""
+         batch_size: int = 32, registry=None, batch_tokens: int | None = None) -> Reranker:
+    """Load a model for scoring and ranking (see the module docstring). ``batch_tokens``: at most this many tokens per
+    batch once padded (with ``batch_size`` pairs at most); default: ``batch_size`` alone bounds a batch."""
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
+
+    if batch_size < 1 or (batch_tokens is not None and batch_tokens < 1):
+        raise UserInputError(f"batch_size {batch_size} / batch_tokens {batch_tokens}: both must be positive",
+                             "e.g. batch_size=32, batch_tokens=4096 (or None)")
 
     label, folder, kind, ml, arch = resolve_model(name_or_path, backend, registry)
     ml = max_length or ml
@@ -144,4 +150,4 @@ def load(name_or_path: str, backend: str = "auto", max_length: int | None = None
         be = BiEncoderTorchBackend(folder, ml, threads=threads)
     else:
         be = TorchBackend(folder, ml, threads=threads)
-    return Reranker(label, kind, be.load(), batch_size)
+    return Reranker(label, kind, be.load(), batch_size, batch_tokens)

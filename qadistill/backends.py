@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from qadistill.errors import UserInputError
 from qadistill.modelref import export_manifest  # noqa: F401  (re-exported: the one reader of an export's manifest)
@@ -52,11 +53,15 @@ class PairTokenizer:
 
             self.fast = None
             self.hf = AutoTokenizer.from_pretrained(str(self.folder))
+        if self.fast is None:
+            self.pad_id = self.hf.pad_token_id or 0
 
-    def _pad(self, encs, pad_to_max: bool) -> dict:
+    def _pad(self, encs, pad_to_max: bool, length: int | None = None) -> dict:
+        """int64 input_ids / attention_mask / token_type_ids [B, T] of encodings (objects with .ids and .type_ids):
+        T is ``length`` when given, else max_length with ``pad_to_max``, else the longest encoding in the batch."""
         import numpy as np
 
-        n = self.max_length if pad_to_max else max((len(e.ids) for e in encs), default=0)
+        n = length or (self.max_length if pad_to_max else max((len(e.ids) for e in encs), default=0))
         ids = np.full((len(encs), n), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encs), n), dtype=np.int64)
         types = np.zeros((len(encs), n), dtype=np.int64)
@@ -66,6 +71,19 @@ class PairTokenizer:
             mask[i, :k] = 1
             types[i, :k] = e.type_ids
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+    def unpadded(self, queries: list[str], passages: list[str] | None = None) -> list:
+        """One encoding per pair (.ids, .type_ids), or per text without ``passages``, truncated to max_length and not
+        padded: the real lengths, for ``collate`` to pad each batch only as far as it needs."""
+        if self.fast is not None:
+            return self.fast.encode_batch(list(zip(queries, passages)) if passages is not None else list(queries))
+        args = (queries, passages) if passages is not None else (queries,)
+        enc = self.hf(*args, truncation=True, max_length=self.max_length, return_token_type_ids=True)
+        return [Encoded(ids, types) for ids, types in zip(enc["input_ids"], enc["token_type_ids"])]
+
+    def collate(self, encs: list, length: int | None = None) -> dict:
+        """A batch of ``unpadded`` encodings padded to its longest, or to ``length`` (a graph with a fixed length)."""
+        return self._pad(encs, False, length)
 
     def pairs(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
         if self.fast is not None:
@@ -79,6 +97,13 @@ class PairTokenizer:
         return dict(self.hf(texts, padding="max_length" if pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np"))
 
 
+class Encoded(NamedTuple):
+    """One tokenized pair, unpadded (the transformers tokenizer's output in the shape of a ``tokenizers`` Encoding)."""
+
+    ids: list[int]
+    type_ids: list[int]
+
+
 def in_batches(order, batch_size: int):
     """Consecutive runs of ``batch_size`` indices along ``order`` (a list of indices): the batches of every scoring
     and embedding loop."""
@@ -87,9 +112,18 @@ def in_batches(order, batch_size: int):
         yield order[i : i + batch_size]
 
 
-def char_length_order(queries: list[str], passages: list[str]) -> list[int]:
-    """Pair indices by the characters of query + passage, shortest first (stable): similar lengths per batch."""
-    return sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
+def length_batches(lengths: list[int], batch_size: int, batch_tokens: int | None = None) -> list[list[int]]:
+    """Batches of pair indices, shortest first (stable), each at most ``batch_size`` pairs and, with ``batch_tokens``,
+    at most that many tokens once padded to its longest pair (a longer pair alone still makes a batch): the batches
+    of real-length scoring, where similar lengths share a batch and nothing is padded beyond its batch's longest."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda j: lengths[j]):
+        if cur and (len(cur) >= batch_size or (batch_tokens is not None and (len(cur) + 1) * lengths[i] > batch_tokens)):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    return batches + [cur] if cur else batches
 
 
 class Backend:
@@ -104,13 +138,36 @@ class Backend:
         self.device = device
         self.hf_tokenizer = hf_tokenizer
         self.tokenizer = None
+        self.fixed_length: int | None = None  # a graph that takes only this sequence length (a static ONNX axis)
 
     def load(self) -> "Backend":
         self.tokenizer = PairTokenizer(self.folder, self.max_length, hf=self.hf_tokenizer)
         return self
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
+        if self.fixed_length:
+            return self.tokenizer.collate(self.tokenizer.unpadded(queries, passages), self.fixed_length)
         return self.tokenizer.pairs(queries, passages, pad_to_max)
+
+    def real_length_batches(self, queries: list[str], passages: list[str], batch_size: int = 32,
+                            batch_tokens: int | None = None) -> list[tuple[list[int], dict]]:
+        """(pair indices, model inputs) per batch: every pair tokenized once to its real length (truncated to
+        max_length), sorted by length, cut by ``length_batches`` and padded to the batch's longest pair only (or to the
+        graph's fixed length)."""
+        encs = self.tokenizer.unpadded(queries, passages)
+        return [(idx, self.tokenizer.collate([encs[j] for j in idx], self.fixed_length))
+                for idx in length_batches([len(e.ids) for e in encs], batch_size, batch_tokens)]
+
+    def score_real_lengths(self, queries: list[str], passages: list[str], batch_size: int = 32,
+                           batch_tokens: int | None = None):
+        """float32 logits [N] of N pairs, in the pairs' own order, scored at their real lengths
+        (``real_length_batches``): what ``rank``, ``load().score`` and bench's real-length mode run."""
+        import numpy as np
+
+        out = np.empty(len(queries), dtype=np.float32)
+        for idx, enc in self.real_length_batches(queries, passages, batch_size, batch_tokens):
+            out[idx] = self.run(enc)
+        return out
 
     def run(self, enc: dict):
         raise NotImplementedError
@@ -208,7 +265,20 @@ class OrtBackend(Backend):
         so, disabled = self.session_options()
         self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.fixed_length = self._static_length()
         return self
+
+    def _static_length(self) -> int | None:
+        """The sequence length the graph was exported with when that axis is static (it takes nothing else), else None
+        (a dynamic axis: Optimum's exports have one). max_length may not exceed it."""
+        dims = {i.shape[1] for i in self.session.get_inputs() if len(i.shape) == 2 and isinstance(i.shape[1], int)}
+        if not dims:
+            return None
+        n = max(dims)
+        if self.max_length > n:
+            raise UserInputError(f"{self.folder / self.file_name} takes sequences of exactly {n} tokens, not up to {self.max_length}",
+                                 f"pass --max-length {n} (or max_length={n}), or re-export with a dynamic sequence axis")
+        return n
 
     def session_options(self):
         """(SessionOptions, disabled optimizers) this backend runs its variant with: the thread count and, on the CPU
@@ -232,10 +302,8 @@ class OrtBackend(Backend):
 
 
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
-    """Logits for ``pairs`` (objects with .query and .passage), scored in batches of similar length (less padding), in
-    the pairs' own order."""
-    qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
-    return backend.score(qs, ps, batch_size, order=char_length_order(qs, ps))
+    """Logits for ``pairs`` (objects with .query and .passage) at their real lengths, in the pairs' own order."""
+    return backend.score_real_lengths([p.query for p in pairs], [p.passage for p in pairs], batch_size)
 
 
 def mean_pool(hidden, attention_mask):
@@ -283,6 +351,14 @@ class BiEncoderTorchBackend(_PyTorchBackend):
 
     def encode(self, queries: list[str], passages: list[str], pad_to_max: bool = False) -> dict:
         return {"q": self.tokenizer.singles(queries, pad_to_max), "p": self.tokenizer.singles(passages, pad_to_max)}
+
+    def real_length_batches(self, queries: list[str], passages: list[str], batch_size: int = 32,
+                            batch_tokens: int | None = None) -> list[tuple[list[int], dict]]:
+        """As ``Backend``'s, with the query and the passage tokenized apart; a pair's length is its longer text's."""
+        q, p = self.tokenizer.unpadded(queries), self.tokenizer.unpadded(passages)
+        lengths = [max(len(a.ids), len(b.ids)) for a, b in zip(q, p)]
+        return [(idx, {"q": self.tokenizer.collate([q[j] for j in idx]), "p": self.tokenizer.collate([p[j] for j in idx])})
+                for idx in length_batches(lengths, batch_size, batch_tokens)]
 
     def _vectors(self, enc: dict):
         import torch

@@ -68,7 +68,9 @@ def rank(
     passages: Annotated[str, typer.Option("--passages", "-p", help="File with one passage per line (or JSONL with ids); - for stdin.")] = "-",
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1)] = None,
     backend: Annotated[Backend, typer.Option(help="auto: the fastest built variant that passed its parity check.")] = Backend.auto,
-    max_length: Annotated[int | None, typer.Option(min=8)] = None,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Truncate pairs to this many tokens (default: the model's).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per batch at most (pairs are sorted by length; each batch is padded to its longest only).")] = 32,
+    batch_tokens: Annotated[int | None, typer.Option(min=1, help="Padded tokens per batch at most (default: no bound but --batch-size).")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Rank passages for a query with a model (fastest built variant by default)."""
@@ -79,7 +81,7 @@ def rank(
     texts, ids = read_passages(passages)
     if not texts:
         raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
-    m = load(model, backend=backend.value, max_length=max_length)
+    m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
     if fmt is Format.json:
         print_json({"model": m.name, "backend": m.backend_name, "query": query,
