@@ -42,8 +42,15 @@ class Target:
     accuracy_from_cache: str | None = None  # a zoo name whose cached scores give the accuracy (fp32 torch only)
 
 
+LENGTHS = ("padded", "real", "both")
+
+
 @dataclass
 class BenchSettings:
+    """``lengths``: padded (a timed unit is one batch of ``batch_size`` pairs padded to max_length), real (one query's
+    full candidate list, tokenized to its real lengths, batches of at most ``batch_size`` pairs each padded to its
+    longest) or both (the padded rows, then the real ones)."""
+
     device: str = "cpu"
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     max_length: int = 128
@@ -56,6 +63,11 @@ class BenchSettings:
     warmup: int = 3
     accuracy: bool = True
     accuracy_limit_queries: int | None = None
+    lengths: str = "padded"
+
+    def __post_init__(self) -> None:
+        if self.lengths not in LENGTHS:
+            raise UserInputError(f"lengths {self.lengths!r} is not a mode", f"use one of {', '.join(LENGTHS)}")
 
 
 def percentiles(times_s: list[float]) -> dict:
@@ -214,7 +226,7 @@ def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
 
 def finalize(rows: list[dict], baseline: str | None = None) -> list[dict]:
     """Add speed-ups against a baseline row family (default: the teacher with the best MAP under torch fp32) measured
-    in the same run, and Pareto flags per batch size."""
+    in the same run, and Pareto flags, per batch size and lengths mode."""
     fams = {(r["model"], r["backend"]) for r in rows if "error" not in r}
     if baseline:
         m, _, b = baseline.partition(":")
@@ -224,12 +236,12 @@ def finalize(rows: list[dict], baseline: str | None = None) -> list[dict]:
     else:
         cands = [r for r in rows if r.get("teacher") and r["backend"] == "torch" and r.get("map") is not None]
         base = (max(cands, key=lambda r: r["map"])["model"], "torch") if cands else None
-    by_bs: dict[int, list[dict]] = {}
+    by_bs: dict[tuple[int, str], list[dict]] = {}  # rows compare at the same batch size and the same lengths mode
     for r in rows:
         if "error" in r:
             continue
-        by_bs.setdefault(r["batch_size"], []).append(r)
-    for bs, rs in by_bs.items():
+        by_bs.setdefault((r["batch_size"], r.get("lengths", "padded")), []).append(r)
+    for rs in by_bs.values():
         ref = next((r for r in rs if base and (r["model"], r["backend"]) == base), None)
         for r in rs:
             r["baseline"] = f"{base[0]}:{base[1]}" if base else None
@@ -276,20 +288,21 @@ def to_csv(rows: list[dict]) -> str:
     import io
 
     buf = io.StringIO()
-    cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "p50_ms", "p90_ms", "p99_ms", "min_ms",
+    cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "lengths", "p50_ms", "p90_ms", "p99_ms", "min_ms",
             "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
             "gpu_mem_mb", "size_mb", "map", "mrr", "accuracy", "auc", "speedup", "pareto"]
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:
-        w.writerow({**{k: r.get(k) for k in cols}, "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
+        w.writerow({**{k: r.get(k) for k in cols}, "lengths": r.get("lengths", "padded"), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
                     "p99_ms": r["latency_ms"]["p99"], "min_ms": r["latency_ms"]["min"], "tokenize_p50_ms": r["tokenize_ms"]["p50"],
                     "e2e_p50_ms": r["e2e_ms"]["p50"]})
     return buf.getvalue()
 
 
 def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
-    """Accuracy (MAP) against throughput (log scale), one marker per row, Pareto front drawn."""
+    """Accuracy (MAP) against throughput (log scale), one marker per row, Pareto front drawn; one lengths mode (the
+    first row's: padded when a run has both), as Pareto flags are per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,7 +310,8 @@ def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
 
     rs = [r for r in rows if r.get("map") is not None]
     bs = batch_size or max(r["batch_size"] for r in rs)
-    rs = [r for r in rs if r["batch_size"] == bs]
+    mode = rs[0].get("lengths", "padded") if rs else "padded"
+    rs = [r for r in rs if r["batch_size"] == bs and r.get("lengths", "padded") == mode]
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     # colour = model, marker = backend; a legend instead of labels, which overlap when variants sit close together
     models = list(dict.fromkeys(r["model"] for r in rs))
@@ -317,7 +331,8 @@ def plot(rows: list[dict], path: Path, batch_size: int | None = None) -> Path:
     if hi - lo < 0.02:  # at least 2 MAP points tall: rounding-level differences must not look like a gap
         mid = (hi + lo) / 2
         ax.set_ylim(mid - 0.01, mid + 0.01)
-    ax.set_xlabel(f"throughput, pairs/s (batch {bs}, length {rs[0]['max_length'] if rs else '?'}; log scale)")
+    size = f"padded to {rs[0]['max_length'] if rs else '?'}" if mode == "padded" else f"real lengths up to {rs[0]['max_length']}"
+    ax.set_xlabel(f"throughput, pairs/s (batch {bs}, {size}; log scale)")
     ax.set_ylabel("MAP")
     ax.set_title("qadistill bench: accuracy vs speed (★, black edge = Pareto-optimal)")
     ax.grid(True, which="both", alpha=0.3)

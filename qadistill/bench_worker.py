@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,16 +59,64 @@ def _time_batch(be, t: "Target", s: "BenchSettings", pairs, bs: int, sync) -> di
     return {"model": model_t, "tokenize": tok_t, "e2e": e2e_t}
 
 
-def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb) -> dict:
+def query_lists(ds) -> list[tuple[list[str], list[str]]]:
+    """(queries, passages) of each query's full candidate list, in the dataset's order: the units of real-length mode."""
+    return [([ds.pairs[i].query for i in idx], [ds.pairs[i].passage for i in idx]) for idx in ds.query_groups().values()]
+
+
+class Cycle:
+    """The lists in turn, forever, counting the pairs of each one handed out (``time_loop`` times every call after its
+    warm-up ones, so the last len(times) counts are the timed units' pairs)."""
+
+    def __init__(self, lists: list) -> None:
+        self.lists, self.i, self.pairs = lists, 0, []
+
+    def next(self):
+        item = self.lists[self.i % len(self.lists)]
+        self.i += 1
+        self.pairs.append(len(item[0]))
+        return item
+
+    def timed_pairs(self, times: list[float]) -> list[int]:
+        return self.pairs[len(self.pairs) - len(times):]
+
+
+def _time_lists(be, s: "BenchSettings", lists, bs: int, sync) -> dict:
+    """Real-length mode: latency of one query's candidate list (batches of at most ``bs`` pairs, each padded to its
+    longest): the model alone on the lists tokenized beforehand, tokenization alone and both (``score_real_lengths``,
+    end to end). Each loop cycles through the lists from the first; the timed units' pair counts come back with it."""
+    from qadistill.bench import time_loop
+
+    loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
+    pre = [(lst[0], be.real_length_batches(*lst, bs)) for lst in lists]  # (its queries, its model inputs)
+    out, pairs = {}, {}
+    for key, fn, items in (("model", lambda x: [be.run(enc) for _, enc in x[1]], pre),
+                           ("tokenize", lambda x: be.real_length_batches(*x, bs), lists),
+                           ("e2e", lambda x: be.score_real_lengths(*x, bs), lists)):
+        cyc = Cycle(items)
+        out[key] = time_loop(lambda: fn(cyc.next()), sync=sync if key != "tokenize" else None, **loop)
+        pairs[key] = cyc.timed_pairs(out[key])
+    return {**out, "pairs": pairs}
+
+
+def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb, lengths: str = "padded") -> dict:
+    """One row. Padded: a timed unit is one batch of ``bs`` pairs at max_length, pairs/s = bs / p50. Real: a unit is
+    one query's candidate list at its real lengths, pairs/s = the timed pairs / the time they took (all units)."""
     from qadistill.bench import percentiles
 
     lat = percentiles(times["model"])
     e2e = percentiles(times["e2e"])
+    if lengths == "real":
+        rate = {k: sum(times["pairs"][k]) / sum(times[k]) for k in ("model", "e2e")}
+        n = times["pairs"]["e2e"]
+        unit = {"unit": "query list", "pairs_per_unit": {"p50": statistics.median(n), "mean": statistics.fmean(n), "max": max(n)}}
+    else:
+        rate, unit = {"model": bs / (lat["p50"] / 1000), "e2e": bs / (e2e["p50"] / 1000)}, {"unit": "batch"}
     return {
         "model": t.model, "backend": t.backend, "device": s.device, "threads": threads, "batch_size": bs,
-        "max_length": s.max_length, "latency_ms": lat, "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
-        "throughput_pairs_s": bs / (lat["p50"] / 1000), "e2e_throughput_pairs_s": bs / (e2e["p50"] / 1000),
-        "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
+        "max_length": s.max_length, "lengths": lengths, **unit, "latency_ms": lat,
+        "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
+        "throughput_pairs_s": rate["model"], "e2e_throughput_pairs_s": rate["e2e"], "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
         "size_mb": _size_mb(Path(t.folder), t.file_name if t.backend.startswith("ort") else None),
         "teacher": t.teacher, "architecture": t.architecture,
     }
@@ -120,11 +169,13 @@ def main() -> None:
     be, load_s = _load(t, s)
     ds = load_split(s.data, s.split)
     rows = []
-    for bs in s.batch_sizes:
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        times = _time_batch(be, t, s, ds.pairs, bs, sync)
-        rows.append(_row(t, s, bs, times, threads, load_s, (torch.cuda.max_memory_allocated() / 1e6) if cuda else None))
+    lists = query_lists(ds) if s.lengths != "padded" else None
+    for mode in (("padded", "real") if s.lengths == "both" else (s.lengths,)):
+        for bs in s.batch_sizes:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            times = _time_batch(be, t, s, ds.pairs, bs, sync) if mode == "padded" else _time_lists(be, s, lists, bs, sync)
+            rows.append(_row(t, s, bs, times, threads, load_s, (torch.cuda.max_memory_allocated() / 1e6) if cuda else None, mode))
     metrics, source = _accuracy(be, t, s, ds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for r in rows:

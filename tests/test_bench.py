@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import make_tiny_model, tiny_jsonl
-from qadistill.bench import BenchSettings, check_device, finalize, pareto_flags, percentiles, time_loop
+from qadistill.bench import BenchSettings, Target, check_device, finalize, pareto_flags, percentiles, time_loop
 from qadistill.errors import UserInputError
 
 pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
@@ -165,3 +165,52 @@ def test_bench_table_fits_the_terminal(cli, tiny_bench, monkeypatch, width):
 def test_settings_defaults():
     s = BenchSettings()
     assert s.batch_sizes == [1, 8, 32] and s.max_length == 128 and s.device == "cpu"
+
+
+def test_lengths_mode_is_validated_and_crosses_the_process_boundary():
+    from dataclasses import asdict
+
+    from qadistill.bench_worker import read_spec
+
+    with pytest.raises(UserInputError, match="not a mode"):
+        BenchSettings(lengths="dynamic")
+    t = Target("m", "torch", "/x", "cross-encoder")
+    _, s = read_spec(json.dumps({"target": asdict(t), "settings": asdict(BenchSettings(lengths="both", batch_sizes=[2]))}))
+    assert isinstance(s, BenchSettings) and s.lengths == "both" and s.batch_sizes == [2]
+
+
+def test_cycle_counts_the_pairs_of_the_timed_units():
+    from qadistill.bench_worker import Cycle
+
+    lists = [(["q"] * n, ["p"] * n) for n in (1, 2, 3)]
+    cyc = Cycle(lists)
+    times = time_loop(cyc.next, min_time=0, min_runs=4, max_runs=4, warmup=2)
+    assert len(times) == 4 and cyc.timed_pairs(times) == [3, 1, 2, 3]  # warm-up took lists 1 and 2
+
+
+def test_bench_real_lengths_rows_beside_padded(cli, tiny_bench):
+    folder, data = tiny_bench
+    r = cli("bench", str(folder), "--data", str(data), "--batch-sizes", "1,4", "--max-length", "32", "--min-time", "0",
+            "--min-runs", "3", "--threads", "1", "--backends", "torch", "--lengths", "both", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["rows"]
+    assert [(x["lengths"], x["batch_size"], x["unit"]) for x in rows] == [
+        ("padded", 1, "batch"), ("padded", 4, "batch"), ("real", 1, "query list"), ("real", 4, "query list")]
+    for x in rows[2:]:
+        assert x["pairs_per_unit"] == {"p50": 4, "mean": 4, "max": 4}  # every tiny query has 4 candidates
+        assert x["latency_ms"]["runs"] >= 3 and x["e2e_throughput_pairs_s"] > 0 and x["map"] == rows[0]["map"]
+    csv = cli("bench", str(folder), "--data", str(data), "--batch-sizes", "2", "--max-length", "32", "--min-time", "0",
+              "--min-runs", "3", "--threads", "1", "--backends", "torch", "--lengths", "real", "--no-accuracy", "--format", "csv")
+    head, line = csv.stdout.splitlines()[:2]
+    assert line.split(",")[head.split(",").index("lengths")] == "real"
+    bad = cli("bench", str(folder), "--lengths", "dynamic")
+    assert bad.exit_code == 2 and "dynamic" in bad.stderr
+
+
+def test_speedups_and_pareto_compare_rows_of_the_same_lengths_mode():
+    row = lambda m, b, lengths, tput: {"model": m, "backend": b, "batch_size": 8, "lengths": lengths, "teacher": m == "t",  # noqa: E731
+                                       "map": 0.7, "throughput_pairs_s": tput}
+    rows = finalize([row("t", "torch", "padded", 100.0), row("s", "ort-int8", "padded", 400.0),
+                     row("t", "torch", "real", 300.0), row("s", "ort-int8", "real", 1500.0)])
+    assert [r["speedup"] for r in rows] == [1.0, 4.0, 1.0, 5.0]
+    assert [r["pareto"] for r in rows] == [False, True, False, True]

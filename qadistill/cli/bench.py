@@ -15,6 +15,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Lengths(str, Enum):
+    padded = "padded"
+    real = "real"
+    both = "both"
+
+
 class BenchFormat(str, Enum):
     table = "table"
     json = "json"
@@ -28,6 +34,7 @@ def bench(
     backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, torch-fp16, torch-bf16, torch-compile, torch-fp16-compile, torch-bf16-compile (CUDA), ort, ort-optimized, ort-int8, ort-int8-static, ort-fp16, ort-trt.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     max_length: Annotated[int, typer.Option(min=8)] = 128,
+    lengths: Annotated[Lengths, typer.Option(help="padded: a timed unit is a batch padded to --max-length; real: one query's full candidate list at its real lengths (tokenization in e2e; batches of at most --batch-sizes pairs); both.")] = Lengths.padded,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
     data: Annotated[str, typer.Option()] = "wikiqa",
     split: Annotated[str | None, typer.Option(help="A named dataset's split (default test); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
@@ -71,7 +78,8 @@ def bench(
         require_labelled(ds, f"--data {data} --split {split} (the accuracy pass)")
     check_device(device, bl or [])
     settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
-                             min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries)
+                             min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
+                             lengths=lengths.value)
     targets = resolve_targets(models, bl, Registry(store=store), device)
     with RichProgress() as prog:
         res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
@@ -130,10 +138,10 @@ NARROW_COLUMNS = ("model", "backend", "batch", "p50 ms", "pairs/s", "speed-up", 
 def _render(res: dict) -> None:
     env = res["env"]
     rows = []
-    for r in sorted(res["rows"], key=lambda r: (r["batch_size"], -r["throughput_pairs_s"])):
+    for r in sorted(res["rows"], key=lambda r: (r.get("lengths", "padded"), r["batch_size"], -r["throughput_pairs_s"])):
         l = r["latency_ms"]
         rows.append([
-            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"], r["backend"], r["batch_size"],
+            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"], r["backend"], _batch_cell(r),
             f"{l['p50']:.1f}", f"{l['p90']:.1f}", f"{l['p99']:.1f}", f"{l['min']:.1f}", f"{r['tokenize_ms']['p50']:.1f}",
             f"{r['throughput_pairs_s']:.1f}", f"{r['e2e_throughput_pairs_s']:.1f}",
             f"{r['speedup']:.1f}x" if r.get("speedup") else "-", f"{r['size_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
@@ -149,9 +157,13 @@ def _render(res: dict) -> None:
         idx = [cols.index(c) for c in keep]
         cols, rows = [cols[i] for i in idx], [[row[i] for i in idx] for row in rows]
     s = res["settings"]
-    title = (f"{res['run_id']}: {s['device']} · length {s['max_length']} · {s['data']}/{s['split']} · threads "
+    mode = "" if s.get("lengths", "padded") == "padded" else f" · lengths {s['lengths']}"
+    title = (f"{res['run_id']}: {s['device']} · length {s['max_length']}{mode} · {s['data']}/{s['split']} · threads "
              f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
     con.print(table(title, cols, rows, no_wrap=tuple(c for c in cols if c != "model")))
+    if any(r.get("lengths") == "real" for r in res["rows"]):
+        err_console().print("[dim]batch 'N real': a timed unit is one query's full candidate list at its real lengths, in "
+                            "batches of at most N pairs (p50 ms per list; pairs/s over all timed lists)[/]")
     base = res["rows"][0].get("baseline") if res["rows"] else None
     speed = (f"speed-up vs {base} at the same batch" if base else
              "no speed-up: no teacher ran under torch here (add one, or --baseline MODEL[:BACKEND])")
@@ -165,17 +177,22 @@ def _render(res: dict) -> None:
                             "or --format json / csv)[/]")
 
 
+def _batch_cell(r: dict) -> str:
+    """The batch column: the batch size, and "real" for a real-lengths row (its unit is a query's candidate list)."""
+    return f"{r['batch_size']} real" if r.get("lengths") == "real" else str(r["batch_size"])
+
+
 def _compare(runs: list[dict], fmt: str) -> None:
-    key = lambda r: (r["model"], r["backend"], r["batch_size"])  # noqa: E731
+    key = lambda r: (r["model"], r["backend"], r["batch_size"], r.get("lengths", "padded"))  # noqa: E731
     a = {key(r): r for r in runs[0]["rows"]}
     b = {key(r): r for r in runs[1]["rows"]}
-    keys = sorted(set(a) | set(b), key=lambda k: (k[2], k[0], k[1]))
+    keys = sorted(set(a) | set(b), key=lambda k: (k[3], k[2], k[0], k[1]))
     out = []
     for k in keys:
         ra, rb = a.get(k), b.get(k)
         ta = ra["throughput_pairs_s"] if ra else None
         tb = rb["throughput_pairs_s"] if rb else None
-        out.append({"model": k[0], "backend": k[1], "batch_size": k[2], "a_pairs_s": ta, "b_pairs_s": tb,
+        out.append({"model": k[0], "backend": k[1], "batch_size": k[2], "lengths": k[3], "a_pairs_s": ta, "b_pairs_s": tb,
                     "ratio_b_over_a": (tb / ta) if ta and tb else None,
                     "a_map": ra.get("map") if ra else None, "b_map": rb.get("map") if rb else None})
     if fmt == "json":
@@ -184,5 +201,5 @@ def _compare(runs: list[dict], fmt: str) -> None:
     f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     out_console().print(table(f"{runs[0]['run_id']} (A) vs {runs[1]['run_id']} (B)",
                               ["model", "backend", "batch", "A pairs/s", "B pairs/s", "B/A", "A MAP", "B MAP"],
-                              [[o["model"], o["backend"], o["batch_size"], f(o["a_pairs_s"]), f(o["b_pairs_s"]), f(o["ratio_b_over_a"], 2),
+                              [[o["model"], o["backend"], _batch_cell(o), f(o["a_pairs_s"]), f(o["b_pairs_s"]), f(o["ratio_b_over_a"], 2),
                                 f(o["a_map"], 4), f(o["b_map"], 4)] for o in out]))
