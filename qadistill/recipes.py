@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qadistill.errors import RecipeError
 from qadistill.losses import LOSSES, MODES, PRECISIONS
-from qadistill.modelref import Variant
+from qadistill.variants import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Hub repo ids: "name" or "namespace/name"; letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
