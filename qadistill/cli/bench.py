@@ -50,7 +50,7 @@ def bench(
     device, fmt = device.value, fmt.value
     store = Store.open()
     if compare:
-        _compare(_stored_runs(store, compare), fmt)
+        _compare(_saved_runs(store, compare), fmt)
         return
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
@@ -81,7 +81,7 @@ def bench(
     _report(res, fmt)
 
 
-def _stored_runs(store, ids: list[str]) -> list[dict]:
+def _saved_runs(store, ids: list[str]) -> list[dict]:
     """The two stored bench runs of --compare, or a one-line error naming the recent ones."""
     from qadistill.errors import UserInputError
 
