@@ -126,6 +126,7 @@ class _Cluster:
             raise UserInputError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                                  "start one (`ray start --head`) and pass its address: --ray-address HOST:PORT or RAY_ADDRESS") from None
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours show it
         self.plan = plan(ray.cluster_resources(), self.opts.workers, self.opts.device, where)
 
     def close(self) -> None:

@@ -83,6 +83,20 @@ def test_a_shard_block_carries_any_text_unchanged():
     assert [b.decode("utf-8", "surrogatepass") for b in row["passages"]] == ps
 
 
+def test_doctor_lists_ray_as_optional(cli, monkeypatch):
+    from qadistill import doctor as core
+
+    real = core._version
+    monkeypatch.setattr(core, "_version", lambda d: None if d == "ray" else real(d))
+    rep = core.run_doctor(probe_gpu=False)
+    ray = next(c for c in rep.checks if c.name == "lib:ray")
+    assert (ray.ok, ray.required, ray.value) == (False, False, "not installed")
+    assert ray.fix == "pip install 'qadistill[ray]' (for `qadistill score --engine ray`)"
+    assert rep.ok == all(c.ok for c in rep.checks if c.name != "lib:ray" and c.required)  # ray never fails doctor
+    monkeypatch.setattr(core, "_version", lambda d: "2.60.0" if d == "ray" else real(d))
+    assert next(c for c in core.run_doctor(probe_gpu=False).checks if c.name == "lib:ray").ok
+
+
 # -- on a local Ray cluster --------------------------------------------------------------------------------------------
 def _score(cli, *args):
     r = cli("score", "tiny-t0,tiny-t1", *args, "--format", "json")
