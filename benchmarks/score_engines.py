@@ -8,11 +8,12 @@ The pool: WikiQA train (the data dir), each question against its own candidate s
 from the other questions' (seed --seed), grouped by question, --pairs pairs in all, written as JSONL.
 
 Each run is one `qadistill score` subprocess in a fresh QADISTILL_HOME, so nothing is cached: the bi-encoder's
-calibration split (WikiQA dev, 2,733 pairs) is scored in every run too. Wall seconds run from the start of the command
+calibration split (WikiQA dev, 2,733 pairs, cut into shards of --shard-size too) is scored in every run. Wall seconds run from the start of the command
 to its exit (Python start, model load, Ray's cluster start included): what a user waits for. Threads: the one process
 gets every core (OMP_NUM_THREADS = cores); torchrun's processes cores / P each; Ray's actors get cores / P CPUs, and Ray
 sets their OMP_NUM_THREADS to that. Reported: wall seconds and pairs/s (pool pairs / wall seconds) of each run, the
-seconds the command itself reports, and the max |diff| of the raw scores between every two runs (from their manifests).
+seconds the command itself reports, the pairs the reporting process scored (under torchrun: process 0's share), and
+the max |diff| of the raw scores between every two runs (from their manifests).
 
 With --cross-pairs N > 0: the same on the first N pairs with a cross-encoder, to compare P processes x 1 thread with
 1 process x P threads. The cross-encoder is MiniLM-L6 (the packaged all-minilm-l6-v2 weights) with a freshly
@@ -91,8 +92,9 @@ def make_cross(folder: Path) -> Path:
     return recipe
 
 
-def _env(home: Path, threads: int | None) -> dict:
-    env = {**os.environ, "QADISTILL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def _env(home: Path, threads: int | None, shard_size: int) -> dict:
+    env = {**os.environ, "QADISTILL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "QADISTILL_SHARD_PAIRS": str(shard_size)}  # the calibration split is cut like the pool
     env.pop("QADISTILL_THREADS", None)
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
@@ -105,7 +107,7 @@ def run(engine: str, teacher: str, pool: Path, procs: int, args, tmp: Path, reci
     home = Path(tempfile.mkdtemp(prefix=f"home-{engine}-", dir=tmp))
     cores = os.cpu_count() or 1
     threads = {"one": cores, "torchrun": max(1, cores // procs), "ray": None}[engine]
-    env = _env(home, threads)
+    env = _env(home, threads, args.shard_size)
     if recipe is not None:
         subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", str(recipe)], env=env, check=True, capture_output=True)
     score = ["score", teacher, "--data", str(pool), "--shard-size", str(args.shard_size), "--batch-size", str(args.batch_size), "--format", "json"]
@@ -157,12 +159,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=100000)
     ap.add_argument("--procs", type=int, default=2, help="torchrun processes and Ray workers")
     ap.add_argument("--teacher", default="all-minilm-l6-v2")
-    ap.add_argument("--shard-size", type=int, default=4096)
+    ap.add_argument("--shard-size", type=int, default=0, help="0: pairs / (8 x procs), at most 4096, so every engine has shards to share")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--cross-pairs", type=int, default=10000, help="0: no cross-encoder runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results" / "score_engines.json"))
     args = ap.parse_args()
+    args.shard_size = args.shard_size or max(1, min(4096, args.pairs // (8 * args.procs)))
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="score-engines-") as d:
         tmp = Path(d)

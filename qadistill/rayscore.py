@@ -74,7 +74,9 @@ def require_ray():
 
 def check_launch() -> None:
     """Ray starts its own workers: under torchrun every process would start another pool."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    from qadistill import parallel
+
+    if parallel._launched():
         raise UserInputError("--engine ray under torchrun / accelerate launch: every process would start its own Ray pool",
                              "run it as one process (qadistill score ... --engine ray --workers N)")
 
@@ -142,17 +144,17 @@ def score_with_ray(teachers: list, stream: PairStream, out: Path, size: int, pro
         raise QadistillError("RayOptions.recipes must be the recipes of the teachers, in their order", "pass both from the same list")
     t0 = time.perf_counter()
     cluster = _Cluster(ray, opts)
-    jobs, todo = _calibration_jobs(teachers, cluster)  # first: a missing calibration split fails now
-    n = stream.count()
     records: dict[str, list] = {t.name: [] for t in teachers}
     data_sha = hashlib.sha256()
-    for i, _keys, qs, ps, shard_keys in data_shards(teachers, stream, size, records, data_sha):
-        names = [t.name for t in teachers if not t.scores().has(shard_keys[t.name])]
-        if names:
-            jobs.append(cluster.put(_block(i, True, names, qs, ps)))
-            for name in names:
-                todo[(name, True)] = todo.get((name, True), 0) + len(qs)
     try:
+        jobs, todo = _calibration_jobs(teachers, cluster)  # first: a missing calibration split fails now
+        n = stream.count()
+        for i, keys, qs, ps, shard_keys in data_shards(teachers, stream, size, records, data_sha):
+            names = [t.name for t in teachers if t.scores().read(shard_keys[t.name], keys) is None]  # (a bad file is deleted)
+            if names:
+                jobs.append(cluster.put(_block(i, True, names, qs, ps)))
+                for name in names:
+                    todo[(name, True)] = todo.get((name, True), 0) + len(qs)
         scored = _run(cluster, jobs, teachers, opts, progress, todo, stream.label) if jobs else 0
         cals = {t.name: calibration_entry(t, progress) for t in teachers}  # the calibration split is in the store now
     finally:
@@ -179,7 +181,7 @@ def _calibration_jobs(teachers: list, cluster: _Cluster) -> tuple[list, dict]:
             continue
         qs, ps = [p.query for p in ds.pairs], [p.passage for p in ds.pairs]
         for s in t.scores().shards(pair_keys(qs, ps), shard_pairs_default()):
-            if not t.scores().has(s.key):
+            if t.scores().read(s.key, s.keys) is None:
                 jobs.append(cluster.put(_block(s.index, False, [t.name], qs[s.start : s.stop], ps[s.start : s.stop])))
                 todo[(t.name, False)] = todo.get((t.name, False), 0) + s.pairs
     return jobs, todo
