@@ -30,6 +30,7 @@ from qadistill.scoring import ScoreSummary, calibration_entry, data_shards, scor
 from qadistill.stream import PairStream
 
 INSTALL_HINT = "pip install 'qadistill[ray]' (or use --engine local)"
+CONNECT_HINT = "start one (`ray start --head`) and pass its address (--ray-address HOST:PORT, or RAY_ADDRESS)"
 RETRY_HINT = "every finished shard is kept: fix the cause, then run the same command again"
 
 
@@ -81,6 +82,21 @@ def check_launch() -> None:
                              "run it as one process (qadistill score ... --engine ray --workers N)")
 
 
+def check_address(address: str | None) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that nothing answers on -> one line now: ray.init would retry for minutes.
+    ``None``: RAY_ADDRESS, if set. "auto" and the like are left to ray.init, which fails at once when nothing runs."""
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    host, sep, port = (address or "").split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserInputError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})", CONNECT_HINT) from None
+
+
 def plan(resources: dict, workers: int | None, device: str | None, where: str) -> Plan:
     """Actors and their resources on a cluster with ``resources`` (ray.cluster_resources()); too many -> one line."""
     cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
@@ -126,7 +142,7 @@ class _Cluster:
                 ray.init(num_cpus=max(os.cpu_count() or 1, self.opts.workers or 1), include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserInputError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                                 "start one (`ray start --head`) and pass its address: --ray-address HOST:PORT or RAY_ADDRESS") from None
+                                 CONNECT_HINT) from None
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours show it
         self.plan = plan(ray.cluster_resources(), self.opts.workers, self.opts.device, where)
@@ -140,6 +156,7 @@ def score_with_ray(teachers: list, stream: PairStream, out: Path, size: int, pro
     """``scoring.run_score`` on a Ray actor pool: the same shards, store and manifest as the local engine."""
     ray = require_ray()
     check_launch()
+    check_address(opts.address)
     if [r.name for r in opts.recipes] != [t.name for t in teachers]:
         raise QadistillError("RayOptions.recipes must be the recipes of the teachers, in their order", "pass both from the same list")
     t0 = time.perf_counter()

@@ -29,6 +29,14 @@ def test_engine_ray_without_ray_names_the_extra_before_anything_else(cli, monkey
     _one_line_error(r, "--engine ray needs ray[data], which is not installed", "pip install 'qadistill[ray]'")
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ray_options_are_checked_before_any_work(cli, monkeypatch, tmp_path):
     data = str(tmp_path / "missing.jsonl")
     r = cli("score", "no-such-teacher", "--data", data, "--workers", "2")
@@ -40,6 +48,13 @@ def test_ray_options_are_checked_before_any_work(cli, monkeypatch, tmp_path):
     r = cli("score", "no-such-teacher", "--data", data, "--engine", "spark")
     assert r.exit_code == 2 and "--engine" in r.output
     monkeypatch.setattr("qadistill.rayscore.require_ray", lambda: None)  # Ray "installed"
+    port = _closed_port()
+    for flag, env in (([], f"127.0.0.1:{port}"), (["--ray-address", f"ray://127.0.0.1:{port}"], None)):
+        if env:
+            monkeypatch.setenv("RAY_ADDRESS", env)
+        r = cli("score", "no-such-teacher", "--data", data, "--engine", "ray", *flag)  # at once, not after minutes of retries
+        _one_line_error(r, "cannot reach the Ray cluster at", f"127.0.0.1:{port}", "ray start --head")
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     r = cli("score", "no-such-teacher", "--data", data, "--engine", "ray")
     _one_line_error(r, "--engine ray under torchrun", "run it as one process")

@@ -79,10 +79,11 @@ def _check_engine(engine: Engine, workers: int | None, ray_address: str | None) 
     from qadistill.errors import UserInputError
 
     if engine is Engine.ray:
-        from qadistill.rayscore import check_launch, require_ray
+        from qadistill.rayscore import check_address, check_launch, require_ray
 
         require_ray()
         check_launch()
+        check_address(ray_address)
     elif workers is not None or ray_address is not None:
         flag = "--workers" if workers is not None else "--ray-address"
         raise UserInputError(f"{flag} is an option of --engine ray", f"add --engine ray (or drop {flag}; under torchrun --nproc_per_node sets the processes)")
