@@ -141,8 +141,11 @@ class _Cluster:
                 self.started = True
                 ray.init(num_cpus=max(os.cpu_count() or 1, self.opts.workers or 1), include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserInputError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                                 CONNECT_HINT) from None
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            auth = address and "RAY_AUTH_MODE" not in os.environ  # Ray sends its token to an explicit address only when told
+            raise UserInputError(f"cannot reach the Ray cluster at {address} ({why})",
+                                 "if the cluster uses token authentication (`ray start`'s default), set RAY_AUTH_MODE=token"
+                                 if auth else CONNECT_HINT) from None
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours show it
         self.plan = plan(ray.cluster_resources(), self.opts.workers, self.opts.device, where)
