@@ -29,7 +29,7 @@ def score(
     shard_size: Annotated[int | None, typer.Option(min=1, help="Pairs per shard: the resume and data-parallel unit (default: QADISTILL_SHARD_PAIRS, else 4096).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs (or texts) per forward pass.")] = 32,
     device: Annotated[Device | None, typer.Option(help="Default: this process's GPU when there is one (under torchrun: one per process), else the CPU.")] = None,
-    engine: Annotated[Engine, typer.Option(help="local: this process (under torchrun, each process its share); ray: a pool of Ray actors (pip install 'qadistill[ray]').")] = Engine.local,
+    engine: Annotated[Engine, typer.Option(help="local: this process (under torchrun, each process its share); ray: a pool of Ray actors (needs the package's ray extra).")] = Engine.local,
     workers: Annotated[int | None, typer.Option(min=1, help="--engine ray: actors (default: one per GPU of the cluster, else one per CPU).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local one started for the run).")] = None,
     fmt: FormatOpt = Format.table,
