@@ -139,7 +139,8 @@ class _Cluster:
                 ray.init(address=address, **quiet)
             else:
                 self.started = True
-                ray.init(num_cpus=max(os.cpu_count() or 1, self.opts.workers or 1), include_dashboard=False, **quiet)
+                # "local": always a new cluster, never one `ray start` left running (or its stale address file)
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, self.opts.workers or 1), include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             auth = address and "RAY_AUTH_MODE" not in os.environ  # Ray sends its token to an explicit address only when told
