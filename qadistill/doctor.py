@@ -16,9 +16,10 @@ _REQUIRED = {
     "onnxruntime": "onnxruntime", "pydantic": "pydantic", "typer": "typer", "rich": "rich",
 }
 # (distribution, import name, required?)
-LIBRARIES: list[tuple[str, str, bool]] = [(dist, mod, True) for dist, mod in _REQUIRED.items()]
+LIBRARIES: list[tuple[str, str, bool]] = [(dist, mod, True) for dist, mod in _REQUIRED.items()] + [("ray", "ray", False)]
 
 FIX = "run `make venv` in a checkout, or `pip install -c requirements/constraints.txt -e .`"
+OPTIONAL_FIX = {"ray": "pip install 'qadistill[ray]' (for `qadistill score --engine ray`)"}
 
 
 @dataclass
@@ -94,7 +95,7 @@ def run_doctor(probe_gpu: bool = True) -> DoctorReport:
     rep = DoctorReport()
     for dist, mod, req in LIBRARIES:
         v = _version(dist)
-        rep.checks.append(Check(f"lib:{dist}", v is not None, v or "not installed", req, None if v else FIX))
+        rep.checks.append(Check(f"lib:{dist}", v is not None, v or "not installed", req, None if v else OPTIONAL_FIX.get(dist, FIX)))
 
     # ONNX Runtime providers and CUDA: these import the libraries (doctor is allowed to be slow-ish).
     providers: list[str] = []

@@ -168,6 +168,10 @@ class Teacher:
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
         return None
 
+    def calibration_data(self) -> QADataset | None:
+        """The labelled pairs ``calibration()`` still has to score and fit on (None: nothing to fit, or fitted before)."""
+        return None
+
     def logits(self, ds: QADataset, progress: Progress | None = None):
         """One calibrated logit per pair (float32 numpy array, in dataset order)."""
         import numpy as np
@@ -279,6 +283,15 @@ class BiEncoderTeacher(Teacher):
         d = emb[[index[t] for t in passages]]
         return (q * d).sum(axis=1).astype(np.float32)
 
+    def _calib_key(self, train: QADataset) -> str:
+        return make_key("calib", self.fingerprint(), train.fingerprint(), self.max_length)
+
+    def calibration_data(self) -> QADataset | None:
+        if not self.calibrate or self._cal is not None:
+            return None
+        train = load_dataset(self.calib_data, self.calib_split)
+        return None if self.cache.get(self._calib_key(train)) is not None else train
+
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
         if not self.calibrate:
             return None
@@ -286,7 +299,7 @@ class BiEncoderTeacher(Teacher):
             import numpy as np
 
             train = load_dataset(self.calib_data, self.calib_split)
-            key = make_key("calib", self.fingerprint(), train.fingerprint(), self.max_length)
+            key = self._calib_key(train)
             hit = self.cache.get(key)
             if hit is None:
                 raw = self.raw_scores(train, progress)
