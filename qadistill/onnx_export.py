@@ -129,11 +129,10 @@ def torch_export(folder: Path, dest: Path, opset: int = OPSET) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from qadistill.integrity import load_pretrained
+
     tok = AutoTokenizer.from_pretrained(str(folder))
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), attn_implementation="eager").eval()
-    except (ValueError, KeyError, OSError) as exc:
-        raise ExportError(f"cannot load {folder} for export: {str(exc).splitlines()[0]}", "use a BERT-family student (all built-in students are)") from None
+    model = load_pretrained(AutoModelForSequenceClassification, folder, attn_implementation="eager").eval()
     names = export_input_names(model, tok)
     enc = tok(["what is exported here?", "who wrote it?"], ["a passage of a few words", "a shorter one"], padding=True, return_tensors="pt")
     feeds = {n: enc[n] for n in names}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qadistill.errors import UserInputError
-from qadistill.integrity import write_checksums
+from qadistill.integrity import QuietTransformers, write_checksums
 from qadistill.recipes import ConfigInit, PretrainedInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
@@ -128,7 +128,8 @@ SCORE_CONFIG = {"sentence_transformers": {"activation_fn": "torch.nn.modules.lin
 def save_student(student, tokenizer, folder: Path, extra_config: dict | None = None) -> None:
     cls = student.to_sequence_classifier()
     cls.config.update({**SCORE_CONFIG, **(extra_config or {})})
-    cls.save_pretrained(str(folder), safe_serialization=True)
+    with QuietTransformers():
+        cls.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     write_checksums(folder)
 
