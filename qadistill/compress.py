@@ -171,12 +171,11 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     import onnx
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    from qadistill.onnx_export import PRESETS as FACTORIES
+    from qadistill.onnx_export import PRESETS as SETTINGS
 
-    factory = FACTORIES.get(preset)
-    if factory is None:
+    cfg = SETTINGS.get(preset)
+    if cfg is None:
         raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
-    cfg = factory()
     copy_side_files(onnx_dir, dest)
     ort_quantize_dynamic(
         str(onnx_dir / "model.onnx"), str(dest / "model.onnx"),

@@ -245,22 +245,6 @@ class QuantPreset:
     weights_symmetric: bool = True
     activations_symmetric: bool = False
 
-    @staticmethod
-    def avx2() -> "QuantPreset":
-        return QuantPreset("avx2", "QUInt8")
-
-    @staticmethod
-    def avx512() -> "QuantPreset":
-        return QuantPreset("avx512", "QInt8")
-
-    @staticmethod
-    def avx512_vnni() -> "QuantPreset":
-        return QuantPreset("avx512_vnni", "QInt8")
-
-    @staticmethod
-    def arm64() -> "QuantPreset":
-        return QuantPreset("arm64", "QInt8")
-
     def quant_type(self):
         from onnxruntime.quantization import QuantType
 
@@ -274,4 +258,6 @@ class QuantPreset:
         return list(IntegerOpsRegistry)
 
 
-PRESETS = {"avx2": QuantPreset.avx2, "avx512": QuantPreset.avx512, "avx512_vnni": QuantPreset.avx512_vnni, "arm64": QuantPreset.arm64}
+# avx2: u8 weights (its u8·u8 kernel); the others s8
+PRESETS = {p.name: p for p in (QuantPreset("avx2", "QUInt8"), QuantPreset("avx512", "QInt8"), QuantPreset("avx512_vnni", "QInt8"),
+                               QuantPreset("arm64", "QInt8"))}

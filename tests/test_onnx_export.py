@@ -100,7 +100,7 @@ def test_int8_presets_are_optimums(name):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     want = getattr(AutoQuantizationConfig, name)(is_static=False, per_channel=False)
-    got = onnx_export.PRESETS[name]()
+    got = onnx_export.PRESETS[name]
     assert (got.quant_type(), got.reduce_range, got.weights_symmetric, got.activations_symmetric) == \
         (want.weights_dtype, want.reduce_range, want.weights_symmetric, want.activations_symmetric)
     assert got.operators() == [str(o) for o in want.operators_to_quantize]
