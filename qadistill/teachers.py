@@ -318,11 +318,15 @@ def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress
 
     if mode == "gold" or not teachers:
         return None
-    cols = [t.logits(ds, progress) for t in teachers]
+    return stack_targets([t.logits(ds, progress) for t in teachers], mode)
+
+
+def stack_targets(cols: list, mode: str):
+    """Per-teacher logit columns [N] as the mode's targets: [N, K] (mkdm, single), or their mean [N, 1] (avg)."""
+    import numpy as np
+
     mat = np.stack(cols, axis=1).astype(np.float32)
-    if mode == "avg":
-        return mat.mean(axis=1, keepdims=True)
-    return mat
+    return mat.mean(axis=1, keepdims=True) if mode == "avg" else mat
 
 
 # ---------------------------------------------------------------------------------------------------------------------
