@@ -6,7 +6,9 @@ Usage:
 
 Pools are built from WikiQA train texts (each train question against sentences sampled from all train sentences,
 rows grouped by query, seed 0) and written as JSONL. Per size, in a fresh QADISTILL_HOME:
-  score    `qadistill score all-minilm-l6-v2 --data POOL` (embeds the pool's texts, writes its score shards);
+  score    `qadistill score all-minilm-l6-v2 --data POOL` (embeds the pool's texts, writes its score shards; with
+           --warm the texts' embeddings are copied in from a warm-up run, so the figure leaves out the teacher model,
+           which is the same at every size);
   rescore  then the same with --shard-size 5000 in that home: no shard is found by its key, so every pair is looked up
            in the by-pair index of the 4096-pair shards (the path where the old index held every pair as a Python
            dict entry); with --compare-with DIR, the qadistill in DIR (e.g. the code before this change) runs the
@@ -99,7 +101,7 @@ def main() -> None:
     ap.add_argument("--runs", default="score,rescore,distill")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sentences", type=int, default=0, help="sample from the first N distinct train sentences (0: all)")
-    ap.add_argument("--warm", action="store_true", help="embed the texts once (score the smallest pool in a warm-up home, "
+    ap.add_argument("--warm", action="store_true", help="embed the texts once (score the largest pool in a warm-up home, "
                     "not measured) and copy those embeddings into each fresh home: the embedding step does not grow with "
                     "the pool, and on a busy machine it dominates the time")
     ap.add_argument("--compare-with", default="", help="a checkout whose qadistill also runs `rescore` (e.g. main)")
@@ -112,7 +114,7 @@ def main() -> None:
     sizes = [int(s) for s in a.sizes.split(",")]
     if a.warm:
         warm = work / "home-warm"
-        build_pool(work / "pool-warm.jsonl", min(sizes), a.seed, a.sentences)
+        build_pool(work / "pool-warm.jsonl", max(sizes), a.seed, a.sentences)  # every text of every pool
         warm_run = measure(["score", "all-minilm-l6-v2", "--data", str(work / "pool-warm.jsonl"), "--format", "json"], warm, REPO)
     for size in sizes:
         pool = work / f"pool-{size}.jsonl"

@@ -157,7 +157,7 @@ class ScoreStore:
         from qadistill.shardindex import ShardIndex
 
         if self._index is None:
-            self._index = ShardIndex(self.dir, "*.npz", self._load)
+            self._index = ShardIndex(self.dir, "*.npz", self._load, default_mb=16)  # a lookup reads a few shards at a time
         self._index.refresh()
 
     def lookup(self, keys, refresh: bool = True):

@@ -4,9 +4,10 @@ text embeddings, ``qadistill.embcache``), in memory that stays small however muc
 A store is a folder of ``.npz`` files, each a few thousand sha256 keys ([n, 32] uint8) with their values (a score
 each, or an embedding row each), written atomically and never rewritten. The index keeps, per stored key, only its
 first 8 bytes, the file and the row (16 bytes; a dict of Python bytes and floats took ~200), in a few sorted runs
-that ``np.searchsorted`` reads (merged as they grow, like a log-structured tree, so adding n files costs n log n).
+that ``np.searchsorted`` reads (merged as they grow, like a log-structured tree, up to 2^18 keys a run).
 A prefix hit is checked against the full key in the file itself. The files' keys and values are read when asked for,
-through a cache of whole loaded files bounded in bytes (QADISTILL_SHARD_CACHE_MB, default 128), never all held.
+through a cache of whole loaded files bounded in bytes (QADISTILL_SHARD_CACHE_MB; by default 128 for embeddings,
+16 for scores), never all held.
 
 A file that does not load (truncated, corrupt) or fails the store's own check is deleted, so its keys are computed
 again; files another process adds are picked up by the next ``refresh``.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 DEFAULT_CACHE_MB = 128
+MAX_RUN = 1 << 18  # keys per sorted run: merging stops there, so a merge never holds more than ~10 MB extra
 
 
 def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
@@ -44,14 +46,15 @@ class ShardIndex:
     """Keys -> (file, row) over the files ``pattern`` matches in ``folder``; ``load(path)`` reads and checks one file,
     returning (keys [n, 32] uint8, values [n, ...]) or None for a bad file."""
 
-    def __init__(self, folder: Path, pattern: str, load: Callable[[Path], tuple | None], cache_mb: float | None = None) -> None:
+    def __init__(self, folder: Path, pattern: str, load: Callable[[Path], tuple | None], cache_mb: float | None = None,
+                 default_mb: float = DEFAULT_CACHE_MB) -> None:
         self.folder, self.pattern, self._load = Path(folder), pattern, load
         self._names: list[str] = []  # file id -> file name
         self._seen: set[str] = set()
         self._runs: list[tuple] = []  # (sorted prefixes uint64, file ids int32, rows int32), largest first
         self._cache: OrderedDict = OrderedDict()  # file id -> (keys, values), least recently used first
         self._cached = 0
-        mb = cache_mb if cache_mb is not None else float(os.environ.get("QADISTILL_SHARD_CACHE_MB") or DEFAULT_CACHE_MB)
+        mb = cache_mb if cache_mb is not None else float(os.environ.get("QADISTILL_SHARD_CACHE_MB") or default_mb)
         self._budget = int(mb * (1 << 20))
 
     def __len__(self) -> int:
@@ -77,7 +80,8 @@ class ShardIndex:
         prefix = _prefix(keys)
         order = np.argsort(prefix, kind="stable")
         self._runs.append((prefix[order], np.full(len(order), fid, dtype=np.int32), order.astype(np.int32)))
-        while len(self._runs) > 1 and len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]) and \
+                len(self._runs[-1][0]) + len(self._runs[-2][0]) <= MAX_RUN:
             b, a = self._runs.pop(), self._runs.pop()
             cat = [np.concatenate([x, y]) for x, y in zip(a, b)]
             o = np.argsort(cat[0], kind="stable")
