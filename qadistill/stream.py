@@ -145,6 +145,31 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str, str]]:
+    """CSV/TSV with a header: the query and passage columns named by ``columns``; a label column, where there is one,
+    must hold 0/1."""
+    it = _lines(path)
+    first = next(it, None)
+    if first is None:
+        raise DataError(f"{path}: empty file", "expected a header row")
+    header = [h.strip() for h in _data._csv_cells(first[1], delim, path, 1)]
+    for need in ("query", "passage"):
+        if columns[need] not in header:
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))
+    qi, pi = header.index(columns["query"]), header.index(columns["passage"])
+    li = header.index(columns["label"]) if columns.get("label") in header else None
+    for ln, line in it:
+        cells = _data._csv_cells(line, delim, path, ln) if line.strip() else []
+        if all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
+        if li is not None:
+            _data._label(cells[li], path, ln)
+        yield _checked(cells[qi], cells[pi], path, ln)
+
+
+def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
+    """WikiQA TSV: plain tab-separated cells (no quoting), as ``data.load_wikiqa_tsv`` reads them."""
     it = _lines(path)
     first = next(it, None)
     col, width = _data.wikiqa_columns(first[1] if first else None, path)
@@ -154,6 +179,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str
             continue
         _data._label(cells[col["Label"]], path, ln)
         yield _checked(cells[col["Question"]], cells[col["Sentence"]], path, ln)
+
 
 def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
     pq = _pyarrow(path)

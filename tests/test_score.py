@@ -231,3 +231,35 @@ def test_whole_data_cache_entries_from_before_the_shard_store_are_still_read(tmp
     t.cache.put(make_key("raw", t.fingerprint(), ds.fingerprint(), 64), old, {"kind": "raw"})
     monkeypatch.setattr(CrossEncoderTeacher, "score_pairs", lambda *a: (_ for _ in ()).throw(AssertionError("model called")))
     assert np.array_equal(t.logits(ds), old)
+
+
+def test_stream_reads_delimited_files_by_their_header_and_wikiqa_tsv_by_its_own(tmp_path):
+    """A plain `query,passage[,label]` CSV/TSV is read by its header (a refactor once sent it through the WikiQA TSV
+    reader, which asked for QuestionID/Question/... and refused every such file); WikiQA TSVs still read as WikiQA."""
+    from qadistill.errors import DataError
+    from qadistill.stream import open_pairs
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text('query,passage,label\nwho wrote hamlet?,"Shakespeare, in 1600",1\nwho wrote hamlet?,a play,0\n\nwhat is ice?,frozen water,1\n')
+    s = open_pairs(str(csv))
+    assert s.format == "csv" and list(s.rows()) == [("who wrote hamlet?", "Shakespeare, in 1600"), ("who wrote hamlet?", "a play"),
+                                                   ("what is ice?", "frozen water")]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("query\tpassage\nq one\tp one\nq two\tp two\n")
+    assert list(open_pairs(str(tsv)).rows()) == [("q one", "p one"), ("q two", "p two")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,text\nq,p\n")
+    with pytest.raises(DataError, match=r"bad.csv:1: missing column 'query'"):
+        list(open_pairs(str(bad)).rows())
+    label = tmp_path / "label.csv"
+    label.write_text("query,passage,label\nq,p,maybe\n")
+    with pytest.raises(DataError, match=r"label.csv:2"):
+        list(open_pairs(str(label)).rows())
+    wiki = tmp_path / "WikiQA-x.tsv"
+    wiki.write_text("QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"
+                    "Q1\twho?\tD1\tT\tD1-0\tsomeone\t1\n\nQ1\twho?\tD1\tT\tD1-1\tno one\t0\n")
+    w = open_pairs(str(wiki))
+    assert w.format == "wikiqa-tsv" and list(w.rows()) == [("who?", "someone"), ("who?", "no one")]
+    with pytest.raises(DataError, match=r"WikiQA-y.tsv:2: 3 fields, expected 7"):
+        (tmp_path / "WikiQA-y.tsv").write_text(wiki.read_text().splitlines()[0] + "\nQ1\twho?\tD1\n")
+        list(open_pairs(str(tmp_path / "WikiQA-y.tsv")).rows())

@@ -6,13 +6,8 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import err_console, out_console, print_json, table
+from qadistill.cli._common import Device, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class BenchFormat(str, Enum):
