@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--cross-pairs", type=int, default=10000, help="0: no cross-encoder runs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-bi-encoder", action="store_true", help="only the cross-encoder runs (processes x threads)")
     ap.add_argument("--out", default=str(HERE / "results" / "score_engines.json"))
     args = ap.parse_args()
     args.shard_size = args.shard_size or max(1, min(4096, args.pairs // (8 * args.procs)))
@@ -171,7 +172,7 @@ def main() -> None:
         tmp = Path(d)
         pool = tmp / "pool.jsonl"
         questions = build_pool(args.pairs, args.seed, pool)
-        sections = {"bi_encoder": measure(args.teacher, pool, args.pairs, args, tmp, None)}
+        sections = {} if args.no_bi_encoder else {"bi_encoder": measure(args.teacher, pool, args.pairs, args, tmp, None)}
         if args.cross_pairs > 0:
             small = tmp / "pool-cross.jsonl"
             with open(pool) as src, open(small, "w") as dst:
@@ -179,8 +180,9 @@ def main() -> None:
             recipe = make_cross(tmp / CROSS_NAME)
             sections["cross_encoder"] = measure(CROSS_NAME, small, min(args.cross_pairs, args.pairs), args, tmp, recipe)
             sections["cross_encoder"]["note"] = "MiniLM-L6 with an untrained one-logit head: throughput and agreement only"
-    cmd = "python benchmarks/score_engines.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")
-    report = {"title": f"qadistill score: one process, torchrun and Ray ({args.pairs:,} pairs)", "order": 95,
+    cmd = "python benchmarks/score_engines.py " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items() if k != "out" and v is not False)
+    size = f"{args.cross_pairs:,} pairs, cross-encoder" if args.no_bi_encoder else f"{args.pairs:,} pairs"
+    report = {"title": f"qadistill score: one process, torchrun and Ray ({size})", "order": 95 if not args.no_bi_encoder else 96,
               "note": "Each run a fresh QADISTILL_HOME, wall-clock from start to exit (model load, Ray start and the "
                       "bi-encoder's calibration split included); one run each on a shared machine."}
     write_json(Path(args.out), {"command": cmd, "pool": {"source": "wikiqa train", "pairs": args.pairs, "questions": questions, "seed": args.seed},
