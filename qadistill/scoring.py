@@ -80,8 +80,8 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
     progress = progress if (progress is not None and rank == 0) else NullProgress()
     t0 = time.perf_counter()
     with parallel.collective():
-        cals = {t.name: calibration_entry(t, progress) for t in teachers}  # first: a missing calibration split fails now
-        n = stream.count()
+        n = stream.count()  # a validating pass: bad input fails before any model work
+        cals = {t.name: calibration_entry(t, progress) for t in teachers}  # then a missing calibration split
         n_shards = math.ceil(n / size)
         mine = set(parallel.share(range(n_shards)))
         my_pairs = sum(min(size, n - i * size) for i in mine)

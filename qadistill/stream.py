@@ -39,12 +39,12 @@ class PairStream:
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path)
         elif self.format == "parquet":
-            yield from _parquet_rows(self.path, {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+            yield from _parquet_rows(self.path, _columns(self.columns))
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path)
         else:
             yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",",
-                                       {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+                                       _columns(self.columns))
 
     def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(queries, passages) of ``size`` pairs at a time (the last chunk may be shorter)."""
@@ -61,13 +61,15 @@ class PairStream:
 
     def count(self) -> int:
         """The number of pairs: one validating pass (bad input fails here, before any scoring)."""
-        if self.format == "parquet":
-            pq = _pyarrow(self.path)
-            return int(pq.ParquetFile(str(self.path)).metadata.num_rows)
         n = sum(1 for _ in self.rows())
         if n == 0:
             raise DataError(f"{self.path or self.spec}: no rows", "the file holds a header only or is empty")
         return n
+
+
+def _columns(columns: dict | None) -> dict:
+    """Field -> column name: the JSONL field names, with the caller's renames."""
+    return {**{f: f for f in _data.JSONL_FIELDS}, **(columns or {})}
 
 
 def open_pairs(spec: str, split: str | None = None, columns: dict | None = None) -> PairStream:
@@ -86,7 +88,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None)
         fmt = "jsonl"
     elif suffixes.endswith(".parquet"):
         fmt = "parquet"
-        _pyarrow(path)  # a one-line error now, not after a count
+        _parquet_file(path, _columns(columns))  # not Parquet, or no such columns: a one-line error now
     elif columns is None and (path.name.lower().startswith("wikiqa") or _data._looks_like_wikiqa(path)):
         fmt = "wikiqa-tsv"
     else:
@@ -181,13 +183,23 @@ def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
         yield _checked(cells[col["Question"]], cells[col["Sentence"]], path, ln)
 
 
-def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+def _parquet_file(path: Path, columns: dict):
+    """The opened ParquetFile, checked: readable as Parquet, with the query and passage columns."""
     pq = _pyarrow(path)
-    f = pq.ParquetFile(str(path))
+    try:
+        f = pq.ParquetFile(str(path))
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, truncated
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:120]})",
+                        "check the file (a truncated copy?), or give it the extension of its real format") from None
     names = f.schema_arrow.names
     for need in ("query", "passage"):
         if columns[need] not in names:
             raise DataError(f"{path}: missing column '{columns[need]}' (for {need})", f"the file has the columns {', '.join(names[:12])}")
+    return f
+
+
+def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+    f = _parquet_file(path, columns)
     row = 0
     for rb in f.iter_batches(batch_size=batch, columns=[columns["query"], columns["passage"]]):
         qs, ps = rb.column(0).to_pylist(), rb.column(1).to_pylist()
