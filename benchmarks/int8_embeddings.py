@@ -42,11 +42,12 @@ def quantize(fused: Path, dest: Path, embeddings: str, per_channel: bool, fp32_f
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from qadistill import compress
+    from qadistill.onnx_export import copy_side_files
 
     if embeddings == "per-row":
         compress.quantize_dynamic(fused, dest, compress.auto_preset(), per_channel, fp32_first_attention)
         return
-    compress._copy_side_files(fused, dest)
+    copy_side_files(fused, dest)
     ops = PRESET_OPS if embeddings == "per-table" else [o for o in PRESET_OPS if o != "Gather"]
     quantize_dynamic(str(fused / "model.onnx"), str(dest / "model.onnx"), op_types_to_quantize=ops, per_channel=per_channel,
                      weight_type=QuantType.QInt8, extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,

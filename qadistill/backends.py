@@ -247,6 +247,7 @@ class OrtBackend(Backend):
         self.file_name = file_name
         self.provider = provider
         self.session_settings = session
+        self._flush = False  # the session flushes denormals (its settings say so)
 
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
@@ -263,7 +264,11 @@ class OrtBackend(Backend):
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",
                                  "install onnxruntime-gpu for CUDA, or use --device cpu")
         so, disabled = self.session_options()
+        before = denormals_flushed()
         self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
+        self._flush = self._flushes(so)
+        if denormals_flushed() != before:  # making the session set it on this (the caller's) thread: undo that
+            set_flush_denormals(before)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.fixed_length = self._static_length()
         return self
@@ -279,6 +284,13 @@ class OrtBackend(Backend):
             raise UserInputError(f"{self.folder / self.file_name} takes sequences of exactly {n} tokens, not up to {self.max_length}",
                                  f"pass --max-length {n} (or max_length={n}), or re-export with a dynamic sequence axis")
         return n
+
+    @staticmethod
+    def _flushes(so) -> bool:
+        try:
+            return so.get_session_config_entry("session.set_denormal_as_zero") == "1"
+        except RuntimeError:  # not set
+            return False
 
     def session_options(self):
         """(SessionOptions, disabled optimizers) this backend runs its variant with: the thread count and, on the CPU
@@ -298,7 +310,28 @@ class OrtBackend(Backend):
 
     def run(self, enc: dict):
         feeds = {k: enc[k].astype("int64") for k in self.inputs if k in enc}
-        return one_logit(self.session.run(None, feeds)[0])
+        if not self._flush or denormals_flushed():
+            return one_logit(self.session.run(None, feeds)[0])
+        set_flush_denormals(True)  # this thread works in ONNX Runtime's pool too: flushed for the run, as its own threads are
+        try:
+            return one_logit(self.session.run(None, feeds)[0])
+        finally:
+            set_flush_denormals(False)
+
+
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread flushes denormal floats to zero (x86 FTZ/DAZ): the smallest normal double over 3 is 0."""
+    return _SMALLEST_NORMAL / 3.0 == 0.0
+
+
+def set_flush_denormals(on: bool) -> None:
+    """Flush denormals to zero on this thread, or not (what ONNX Runtime's ``session.set_denormal_as_zero`` does)."""
+    import torch
+
+    torch.set_flush_denormal(on)
 
 
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):

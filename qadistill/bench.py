@@ -290,7 +290,7 @@ def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "lengths", "p50_ms", "p90_ms", "p99_ms", "min_ms",
             "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
-            "gpu_mem_mb", "size_mb", "map", "mrr", "accuracy", "auc", "speedup", "pareto"]
+            "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto"]
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:

@@ -118,7 +118,7 @@ def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: 
         "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
         "throughput_pairs_s": rate["model"], "e2e_throughput_pairs_s": rate["e2e"], "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
         "size_mb": _size_mb(Path(t.folder), t.file_name if t.backend.startswith("ort") else None),
-        "teacher": t.teacher, "architecture": t.architecture,
+        "teacher": t.teacher, "architecture": t.architecture, "folder": t.folder,
     }
 
 
@@ -181,8 +181,8 @@ def main() -> None:
     for r in rows:
         r["peak_rss_mb"] = peak
         r["accuracy_from"] = source
-        for k in ("map", "mrr", "accuracy", "auc"):
-            r[k] = metrics[k] if metrics else None
+        for k in ("map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc"):
+            r[k] = metrics.get(k) if metrics else None
     be.close()
     print(json.dumps({"rows": rows}))
 

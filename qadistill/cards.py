@@ -70,6 +70,9 @@ def card_body(info: dict) -> str:
     split_note = (f"\n{sp['dataset']} was split by query with seed {sp['seed']} (train/dev/test fractions "
                   f"{'/'.join(str(f) for f in sp['fractions'])}): test metrics never saw a training query."
                   if sp.get("how") == "split-by-query" else "")
+    u = info.get("unlabelled")
+    pool_note = (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
+                 f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}" if u else "")
     licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
                if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
     body = f"""
@@ -103,7 +106,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 
 - teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
-  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled')}
+  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}
 - command: `{info['command']}`

@@ -1,4 +1,5 @@
-"""Export and compress a student or teacher: Optimum ONNX export, ORTOptimizer graph optimization, int8 quantization
+"""Export and compress a student or teacher: ONNX export and graph optimization (Optimum + ORTOptimizer, or torch.onnx +
+the ONNX Runtime optimizer where optimum-onnx is absent: qadistill.onnx_export), int8 quantization
 (dynamic with ORTQuantizer presets; static with ONNX Runtime's calibrators), fp16 for GPU — each followed by a parity
 check against PyTorch (max |Δlogit| and the MAP delta on a fixed sample of the dev split).
 
@@ -23,9 +24,9 @@ from qadistill.errors import ExportError, ExportInputError, ParityError, UserInp
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
 from qadistill.modelref import PARITY_QUERIES, Variant
+from qadistill.onnx_export import copy_side_files
 
 PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
-OPT_LEVELS = ("O1", "O2", "O3", "O4")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -132,41 +133,23 @@ def check_model_folder(folder: Path) -> None:
 
 
 def export_onnx(folder: Path, dest: Path) -> None:
-    """Optimum ONNX export (opset chosen by Optimum) + tokenizer."""
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from transformers import AutoTokenizer
+    """fp32 ONNX export + config + tokenizer, through Optimum where it imports, else torch.onnx (qadistill.onnx_export)."""
+    from qadistill import onnx_export
 
-    try:
-        m = ORTModelForSequenceClassification.from_pretrained(str(folder), export=True, provider="CPUExecutionProvider")
-    except (ValueError, KeyError, NotImplementedError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(f"Optimum cannot export {folder}: {msg}", "use a BERT-family student (all built-in students are)") from None
-    m.save_pretrained(str(dest))
-    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(dest))
+    onnx_export.export(folder, dest)
 
 
 def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False, fuse_skip_layernorm: bool = True) -> None:
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+    """Graph optimization at one of Optimum's levels (ORTOptimizer, or the ONNX Runtime optimizer with the same fusion
+    options where Optimum is absent: qadistill.onnx_export)."""
+    from qadistill import onnx_export
 
-    if level not in OPT_LEVELS:
-        raise UserInputError(f"--optimize {level!r} is not a level", f"use one of {', '.join(OPT_LEVELS)}")
-    if level == "O4" and not for_gpu:
-        raise ExportError("O4 (mixed fp16) only runs fast on a CUDA GPU", "use --optimize O2 or O3 on the CPU, or run on a GPU machine")
-    unfuse = {} if fuse_skip_layernorm else {"disable_skip_layer_norm_fusion": True, "disable_bias_skip_layer_norm_fusion": True}
-    cfg = AutoOptimizationConfig.with_optimization_level(level, for_gpu=for_gpu, **unfuse)
-    try:
-        opt = ORTOptimizer.from_pretrained(str(onnx_dir))
-        opt.optimize(save_dir=str(dest), optimization_config=cfg)
-    except (KeyError, NotImplementedError) as exc:  # Optimum's "model type is not supported" errors
-        msg = str(exc.args[0] if exc.args else exc).split(". ")[0]
-        raise ExportError(f"ONNX Runtime cannot optimize this graph: {msg}", "keep the onnx and int8-dynamic variants (--quantize dynamic, without --optimize)") from None
-    _rename_to_model_onnx(dest, "model_optimized.onnx")
+    onnx_export.optimize(onnx_dir, dest, level, for_gpu=for_gpu, fuse_skip_layernorm=fuse_skip_layernorm)
 
 
 def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool = False, fp32_first_attention: bool = False) -> None:
     """Dynamic int8 of ``onnx_dir/model.onnx`` with the settings of Optimum's ``preset`` (weight type, symmetry, which
-    operators), run through ONNX Runtime's quantizer directly: Optimum's ORTQuantizer cannot quantize a fused graph
+    operators: :class:`qadistill.onnx_export.QuantPreset`, so no Optimum is needed), run through ONNX Runtime's quantizer directly: Optimum's ORTQuantizer cannot quantize a fused graph
     (its shape inference stops at the com.microsoft ops), and quantizing the fused graph is what makes int8 fast — a
     fused Attention becomes QAttention (int8 Q/K/V projection inside the fused kernel) instead of a dozen small ops.
     Only MatMuls with a constant operand are quantized (``MatMulConstBOnly``): quantizing the attention products of an
@@ -187,19 +170,18 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     batch 1 (length 128), 1.3 MB more (benchmarks/int8_embeddings.py)."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    factory = {"avx2": AutoQuantizationConfig.avx2, "avx512": AutoQuantizationConfig.avx512,
-               "avx512_vnni": AutoQuantizationConfig.avx512_vnni, "arm64": AutoQuantizationConfig.arm64}.get(preset)
-    if factory is None:
+    from qadistill.onnx_export import PRESETS as SETTINGS
+
+    cfg = SETTINGS.get(preset)
+    if cfg is None:
         raise UserInputError(f"--preset {preset!r} is not a preset", f"use auto or one of {', '.join(PRESETS)}")
-    cfg = factory(is_static=False, per_channel=per_channel)
-    _copy_side_files(onnx_dir, dest)
+    copy_side_files(onnx_dir, dest)
     ort_quantize_dynamic(
         str(onnx_dir / "model.onnx"), str(dest / "model.onnx"),
-        op_types_to_quantize=[str(o) for o in cfg.operators_to_quantize if str(o) != "Gather"],
+        op_types_to_quantize=[o for o in cfg.operators() if o != "Gather"],
         nodes_to_exclude=first_attention_nodes(onnx_dir / "model.onnx") if fp32_first_attention else [],
-        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, weight_type=cfg.weights_dtype,
+        per_channel=per_channel, reduce_range=cfg.reduce_range, weight_type=cfg.quant_type(),
         extra_options={"WeightSymmetric": cfg.weights_symmetric, "ActivationSymmetric": cfg.activations_symmetric,
                        "MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -300,7 +282,7 @@ def quantize_static(onnx_dir: Path, dest: Path, calib_batches: list[dict], metho
         def get_next(self):
             return next(self.it, None)
 
-    _copy_side_files(onnx_dir, dest)
+    copy_side_files(onnx_dir, dest)
     # ONNX Runtime's calibrators print progress to stdout, which belongs to `--format json`: drop it (kept on stderr
     # with QADISTILL_DEBUG=1); our own progress bar says how far it is
     sink = sys.stderr if os.environ.get("QADISTILL_DEBUG") else open(os.devnull, "w")
@@ -325,20 +307,6 @@ class _quiet_root_logger:
 
     def __exit__(self, *exc):
         self.logger.setLevel(self.level)
-
-
-def _copy_side_files(onnx_dir: Path, dest: Path) -> None:
-    """Config, tokenizer and the rest of an ONNX folder, without its graph (the quantizer writes the new one)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in onnx_dir.iterdir():
-        if f.is_file() and f.suffix != ".onnx":
-            shutil.copy2(f, dest / f.name)
-
-
-def _rename_to_model_onnx(dest: Path, produced: str) -> None:
-    src = dest / produced
-    if src.exists():
-        src.replace(dest / "model.onnx")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -386,6 +354,9 @@ VARIANTS = tuple(v.value for v in Variant)
 
 def check_export_request(variants: list[str], req: ExportRequest) -> bool:
     """Errors a request can be refused with before any export work is done; returns whether CUDA is here."""
+    from qadistill.onnx_export import active_exporter
+
+    active_exporter()  # a QADISTILL_EXPORTER that names no usable exporter
     for v in variants:
         if v not in VARIANTS:
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")

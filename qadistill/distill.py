@@ -4,7 +4,8 @@ Hub-style model folder (config, tokenizer, safetensors, model card, metrics.json
 Modes (``DistillSettings.mode``): ``gold`` (labels only), ``single`` (one teacher), ``avg`` (the teachers' mean logit as
 one target, one head — TextBrewer's MultiTeacherDistiller), ``mkdm`` (one head per teacher). Optional TMKD stage 1
 (``pretrain_unlabelled``): soft-label-only training on a pool of teacher-scored unlabelled pairs built from the train
-texts, before the labelled stage.
+texts, before the labelled stage; or, with ``[data] unlabelled = FILE``, on the user's own pairs, streamed shard by
+shard (``qadistill.stage1``).
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ class _Plan:
     splits: Splits
     train: QADataset
     extra: dict  # spec -> labelled QADataset, evaluated at the end (never trained on)
+    unlabelled: object = None  # stage1.UnlabelledPool of [data] unlabelled, validated and hashed
+
+    @property
+    def stage1(self) -> bool:
+        return self.pipeline.distill.pretrain_unlabelled or self.unlabelled is not None
 
 
 def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, out_dir: Path | None = None,
@@ -141,11 +147,15 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     student_recipe = registry.recipe(pipeline.student, "student")
     assert isinstance(student_recipe, StudentRecipe)
     teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
-    name = paths.check_name(name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if d.pretrain_unlabelled else "") + f"-s{d.seed}")
+    tmkd = d.pretrain_unlabelled or s.unlabelled is not None
+    name = paths.check_name(name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if tmkd else "") + f"-s{d.seed}")
     _check_name_free(registry, name, overwrite or resume)
     splits = resolve_splits(s.name, s.train_split, s.dev_split, s.test_split, s.dev, s.test, s.split_seed, tuple(s.split_fractions))
     for which, ds in (("dev", splits.dev), ("test", splits.test)):
         require_labelled(ds, f"{splits.label(which)} ({which} data)")
+    if tmkd and not pipeline.teachers:
+        raise UserInputError("TMKD stage 1 (--pretrain-unlabelled / --unlabelled) needs teachers to score its pairs",
+                             "add --teachers, or drop --pretrain-unlabelled and --unlabelled")
     if d.mode == "gold" or (d.alpha > 0 and not d.pretrain_unlabelled and not pipeline.teachers):
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     _check_student_length(student_recipe, registry, d.max_length)
@@ -153,7 +163,15 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
-    return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra)
+    pool = _unlabelled_pool(s.unlabelled) if s.unlabelled else None  # read through once: a bad row fails now
+    return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra, pool)
+
+
+def _unlabelled_pool(spec: str):
+    from qadistill.scores import shard_pairs_default
+    from qadistill.stage1 import scan_pool
+
+    return scan_pool(spec, shard_pairs_default())  # shards cut as `qadistill score` cuts them: its scores are found
 
 
 def plan_notes(plan: _Plan, resume: bool) -> list[str]:
@@ -233,7 +251,7 @@ def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
 def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> tuple:
     """TMKD stage 1: soft-label-only training on teacher-scored unlabelled pairs built from the train texts."""
     from qadistill.teachers import BiEncoderTeacher
-    from qadistill.train import TrainConfig, train
+    from qadistill.train import train
 
     mode = plan.pipeline.distill.mode
     from qadistill import parallel
@@ -246,11 +264,29 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
     if mode == "single":
         pool_targets = pool_targets[:, :1]
     seconds = time.perf_counter() - t0
-    cfg1 = TrainConfig(**{**base.__dict__, "epochs": 1, "alpha": 0.0, "select_on_dev": False})
-    state = train(model, tok, pool_ds.pairs, pool_targets, cfg1, work / "stage1", dev=plan.splits.dev, resume=resume,
-                  progress=progress, label="stage 1 (unlabelled)")
+    state = train(model, tok, pool_ds.pairs, pool_targets, _stage1_config(base, 1), work / "stage1", dev=plan.splits.dev,
+                  resume=resume, progress=progress, label="stage 1 (unlabelled)")
     state["pool_pairs"] = len(pool_ds)
     return state, seconds
+
+
+def _stage1_config(base, passes: int):
+    """Stage 1 trains on the teachers only (alpha 0) and keeps its last weights for stage 2."""
+    from qadistill.train import TrainConfig
+
+    return TrainConfig(**{**base.__dict__, "epochs": passes, "alpha": 0.0, "select_on_dev": False})
+
+
+def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress) -> tuple:
+    """TMKD stage 1 on the [data] unlabelled file, streamed shard by shard (``qadistill.stage1``)."""
+    from qadistill.stage1 import ShardTargets, train_stream
+
+    d, pool = plan.pipeline.distill, plan.unlabelled
+    targets = ShardTargets(teachers, d.mode, pool.shard_pairs, progress)
+    state = train_stream(model, tok, pool, targets, _stage1_config(base, d.unlabelled_passes), work / "stage1",
+                         dev=plan.splits.dev, resume=resume, progress=progress, label=f"stage 1 ({Path(pool.path).name})")
+    state["pool_pairs"] = pool.pairs
+    return state, targets.seconds
 
 
 def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> dict:
@@ -272,10 +308,11 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     model = make_student_class()(encoder, K, learned_weights=plan.student_recipe.head_combine == "learned")
     base = train_config(d)
     stage1 = None
-    if d.pretrain_unlabelled:
-        if not teachers:
-            raise UserInputError("pretrain_unlabelled needs teachers", "drop --pretrain-unlabelled or add --teachers")
-        stage1, secs = _stage1(plan, model, tok, teachers, base, work, resume, progress, pool)
+    if plan.stage1:
+        if plan.unlabelled is not None:
+            stage1, secs = _stage1_stream(plan, model, tok, teachers, base, work, resume, progress)
+        else:
+            stage1, secs = _stage1(plan, model, tok, teachers, base, work, resume, progress, pool)
         teacher_seconds += secs
     stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
                    progress=progress, label=f"distill {d.mode}")
@@ -303,6 +340,7 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
         "splits": plan.splits.info, "metrics": metrics,
         "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),
+        "unlabelled": plan.unlabelled.info(d.unlabelled_passes) if plan.unlabelled is not None else None,
         "stage1": _slim(stage1), "stage2": _slim(stage2), "teacher_scoring_seconds": t["teacher_seconds"],
         "train_seconds": stage2["train_seconds"] + (stage1["train_seconds"] if stage1 else 0.0),
         "total_seconds": total_seconds, "threads": torch.get_num_threads(),

@@ -12,13 +12,17 @@ from qadistill import paths
 # distribution -> import name, every one required
 _REQUIRED = {
     "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers", "safetensors": "safetensors",
-    "huggingface-hub": "huggingface_hub", "optimum": "optimum", "optimum-onnx": "optimum.onnxruntime", "onnx": "onnx",
-    "onnxruntime": "onnxruntime", "pydantic": "pydantic", "typer": "typer", "rich": "rich",
+    "huggingface-hub": "huggingface_hub", "onnx": "onnx", "onnxruntime": "onnxruntime", "pydantic": "pydantic",
+    "typer": "typer", "rich": "rich",
 }
+# optional: Optimum's exporter (transformers 4.x line; export falls back to torch.onnx), sentence-transformers, Ray
+_OPTIONAL = {"optimum": "optimum", "optimum-onnx": "optimum.onnxruntime", "sentence-transformers": "sentence_transformers",
+             "ray": "ray"}
 # (distribution, import name, required?)
-LIBRARIES: list[tuple[str, str, bool]] = [(dist, mod, True) for dist, mod in _REQUIRED.items()]
+LIBRARIES: list[tuple[str, str, bool]] = [(d, m, True) for d, m in _REQUIRED.items()] + [(d, m, False) for d, m in _OPTIONAL.items()]
 
 FIX = "run `make venv` in a checkout, or `pip install -c requirements/constraints.txt -e .`"
+OPTIONAL_FIX = {"ray": "pip install 'qadistill[ray]' (for `qadistill score --engine ray`)"}
 
 
 @dataclass
@@ -88,13 +92,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def exporter_check() -> Check:
+    """Which ONNX exporter `qadistill export` will use, and why (qadistill.onnx_export.active_exporter)."""
+    from qadistill.errors import QadistillError
+    from qadistill.onnx_export import active_exporter
+
+    try:
+        return Check("exporter", True, active_exporter().describe())
+    except QadistillError as exc:  # QADISTILL_EXPORTER names one that is not there
+        return Check("exporter", False, exc.message, True, exc.hint)
+
+
 def run_doctor(probe_gpu: bool = True) -> DoctorReport:
     from qadistill.sources import PACKAGES, packaged_files
 
     rep = DoctorReport()
     for dist, mod, req in LIBRARIES:
         v = _version(dist)
-        rep.checks.append(Check(f"lib:{dist}", v is not None, v or "not installed", req, None if v else FIX))
+        rep.checks.append(Check(f"lib:{dist}", v is not None, v or "not installed", req, None if v else OPTIONAL_FIX.get(dist, FIX if req else None)))
+    rep.checks.append(exporter_check())
 
     # ONNX Runtime providers and CUDA: these import the libraries (doctor is allowed to be slow-ish).
     providers: list[str] = []

@@ -5,6 +5,9 @@ Layout: ``$QADISTILL_HOME/cache/embeddings/<space>/shard-*.npz``, one shard per 
 sha256 of its texts and their rows. Shards are written atomically under unique names and never rewritten, so two
 processes can add to one space at once without a shared manifest to corrupt; an interrupted run keeps every finished
 chunk; a shard that does not load (truncated, corrupt) is deleted and its texts are embedded again.
+
+Rows are not all held in memory: a compact index (``qadistill.shardindex``) says which shard holds a text, and rows are
+read from their shards when asked for, through a cache of loaded shards bounded in bytes.
 """
 
 from __future__ import annotations
@@ -24,58 +27,72 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+def text_keys(texts: list[str]):
+    """[n, 32] uint8: the keys of n texts."""
+    import numpy as np
+
+    return np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 32)
+
+
+def _load(f: Path):
+    """(keys, rows float32) of one shard, or None when its arrays do not fit together."""
+    import numpy as np
+
+    with np.load(f, allow_pickle=False) as z:
+        keys, emb = z["keys"], z["emb"]
+    if keys.ndim != 2 or keys.shape[1] != 32 or emb.ndim != 2 or emb.shape[0] != keys.shape[0]:
+        return None
+    return keys, emb.astype(np.float32, copy=False)
+
+
 class EmbeddingStore:
     """Embeddings of one model space (``space`` names the model, max length and pooling)."""
 
     def __init__(self, space: str, root: Path | None = None) -> None:
+        from qadistill.shardindex import ShardIndex
+
         self.dir = (Path(root) if root else paths.home() / "cache" / "embeddings") / space
-        self._rows: dict[bytes, object] = {}
-        self._seen: set[str] = set()
+        self._index = ShardIndex(self.dir, "shard-*.npz", _load)
 
     def _refresh(self) -> None:
-        """Read the shards this process has not read yet (another process may have added some)."""
-        import numpy as np
-
-        if not self.dir.is_dir():
-            return
-        for f in sorted(self.dir.glob("shard-*.npz")):
-            if f.name in self._seen:
-                continue
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    keys, emb = z["keys"], z["emb"]
-                if keys.ndim != 2 or keys.shape[1] != 32 or emb.shape[0] != keys.shape[0]:
-                    raise ValueError("bad shapes")
-            except Exception:  # a truncated or corrupt shard: drop it, its texts are embedded again
-                f.unlink(missing_ok=True)
-                continue
-            self._seen.add(f.name)
-            for k, row in zip(keys, emb):
-                self._rows[k.tobytes()] = row
+        """Index the shards this process has not read yet (another process may have added some)."""
+        self._index.refresh()
 
     def missing(self, texts: Iterable[str]) -> list[str]:
         """The distinct texts with no stored embedding, in first-seen order."""
         self._refresh()
-        return list(dict.fromkeys(t for t in texts if text_key(t) not in self._rows))
+        distinct = list(dict.fromkeys(texts))
+        if not distinct:
+            return []
+        found = self._index.lookup(text_keys(distinct))
+        return [t for t, f in zip(distinct, found) if not f]
 
     def add(self, texts: list[str], emb) -> None:
         """Store rows for ``texts`` as one new shard (atomic, unique name)."""
         import numpy as np
 
-        keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 32)
+        keys = text_keys(texts)
+        emb = np.asarray(emb, dtype=np.float32)
         buf = io.BytesIO()
-        np.savez(buf, keys=keys, emb=np.asarray(emb, dtype=np.float32))
+        np.savez(buf, keys=keys, emb=emb)
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.npz"
         atomic_write_bytes(self.dir / name, buf.getvalue())
-        self._seen.add(name)
-        for k, row in zip(keys, np.asarray(emb, dtype=np.float32)):
-            self._rows[k.tobytes()] = row
+        self._index.add(name, keys, emb)
 
     def get(self, texts: list[str]):
-        """Rows for ``texts`` (every one must be stored), as a [len(texts), dim] array."""
+        """Rows for ``texts`` (every one must be stored), as a [len(texts), dim] array, read from their shards."""
         import numpy as np
 
-        return np.stack([self._rows[text_key(t)] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        out, found = None, np.zeros(len(texts), dtype=bool)
+        for sel, rows in self._index.hits(text_keys(texts)):
+            if out is None:
+                out = np.empty((len(texts), rows.shape[1]), dtype=np.float32)
+            out[sel], found[sel] = rows, True
+        if not found.all():
+            raise KeyError(f"no stored embedding for {texts[int(np.argmin(found))][:60]!r}")
+        return out
 
     def fill(self, texts: list[str], embed: Callable[[list[str]], object], chunk: int, on_chunk: Callable[[int], None] | None = None) -> None:
         """Embed every text not stored yet, ``chunk`` at a time, each finished chunk stored at once (resumable)."""

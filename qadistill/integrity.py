@@ -166,14 +166,15 @@ def loading_problems(folder: Path, info: dict, allow_missing: tuple[str, ...] = 
                      model_shapes: dict | None = None) -> list[str]:
     """What disagrees between config.json and the weights, from ``from_pretrained``'s loading info."""
     w = weights_file(folder)
-    missing = [k for k in info.get("missing_keys") or [] if not _allowed(k, allow_missing)]
-    unexpected = [k for k in info.get("unexpected_keys") or [] if not _allowed(k, allow_unexpected)]
+    # lists in transformers 4, sets in 5: sorted, so the message is the same on every run
+    missing = sorted(k for k in info.get("missing_keys") or [] if not _allowed(k, allow_missing))
+    unexpected = sorted(k for k in info.get("unexpected_keys") or [] if not _allowed(k, allow_unexpected))
     out = []
     if missing:
         out.append(f"missing from {w} (config.json expects them; they would be random): {_names(missing)}")
     if unexpected:
         out.append(f"unexpected in {w} (config.json has no place for them; they would be dropped): {_names(unexpected)}")
-    mism = info.get("mismatched_keys") or []
+    mism = sorted(info.get("mismatched_keys") or [], key=str)
     if mism:
         shown = "; ".join(_mismatch(folder, m, model_shapes or {}) for m in mism[:SHOW])
         out.append(f"shape mismatch: {shown}" + (f" (… {len(mism)} in all)" if len(mism) > SHOW else ""))
@@ -181,19 +182,24 @@ def loading_problems(folder: Path, info: dict, allow_missing: tuple[str, ...] = 
     return out
 
 
-class _QuietTransformers:
-    """transformers' own 'newly initialized' / 'not used' warnings are silenced: ``load_pretrained`` decides."""
+class QuietTransformers:
+    """transformers' own 'newly initialized' / 'not used' warnings and its per-load progress bars (transformers 5's
+    "Loading weights" / "Writing model shards") are silenced: ``load_pretrained`` decides and reports."""
 
     def __enter__(self) -> None:
         from transformers.utils import logging
 
         self._level = logging.get_verbosity()
+        self._bars = logging.is_progress_bar_enabled()
         logging.set_verbosity_error()
+        logging.disable_progress_bar()
 
     def __exit__(self, *exc) -> None:
         from transformers.utils import logging
 
         logging.set_verbosity(self._level)
+        if self._bars:
+            logging.enable_progress_bar()
 
 
 def load_pretrained(model_cls, folder: Path, allow_missing: tuple[str, ...] = (), allow_unexpected: tuple[str, ...] = (), **kwargs):
@@ -203,7 +209,7 @@ def load_pretrained(model_cls, folder: Path, allow_missing: tuple[str, ...] = ()
     folder = Path(folder)
     verify_checksums(folder)
     try:
-        with _QuietTransformers():
+        with QuietTransformers():
             model, info = model_cls.from_pretrained(str(folder), output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     except (QadistillError, ImportError, MemoryError):  # not the folder's fault
         raise

@@ -1,13 +1,14 @@
 """What a model name means once resolved: ``ModelRef`` (made only by ``Registry.resolve``), its exported variants
-(``ExportRef``), the one reader of an export's manifest (``qadistill_export.json``) and the one vocabulary of variants
-(``Variant``) that export, bench, rank and recipes share. Light: no heavy import, no I/O at import time."""
+(``ExportRef``) and the one reader of an export's manifest (``qadistill_export.json``); it re-exports the variant
+vocabulary (``qadistill.variants.Variant``) that export, bench, rank and recipes share. Light: no heavy import, no I/O at import time."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
+
+from qadistill.variants import API_FAMILY, AUTO_ORDER, BENCH_BACKEND, Variant  # noqa: F401  (re-exported)
 
 EXPORT_MANIFEST = "qadistill_export.json"
 
@@ -22,51 +23,6 @@ def export_manifest(folder: Path) -> dict:
 # the split has fewer): on WikiQA dev (122 such queries) a 60-query sample moved an int8 export's MAP delta by up to
 # a point from one near-identical export to the next (benchmarks/int8_embeddings.py), as much as the bound itself.
 PARITY_QUERIES = 200
-
-
-class Variant(str, Enum):
-    """An exported form of a model. Its value is what export writes into the manifest and the zoo (NAME-VALUE)."""
-
-    onnx = "onnx"
-    optimized = "optimized"
-    int8_dynamic = "int8-dynamic"
-    int8_static = "int8-static"
-    fp16 = "fp16"
-
-    @property
-    def bench_backend(self) -> str:
-        """The `qadistill bench --backends` name that runs this variant."""
-        return BENCH_BACKEND[self]
-
-    @property
-    def is_int8(self) -> bool:
-        return self in (Variant.int8_dynamic, Variant.int8_static)
-
-    @property
-    def api_backend(self) -> str:
-        """The ``qadistill.load(backend=...)`` family this variant belongs to: onnx-int8 or onnx."""
-        return "onnx-int8" if self.is_int8 else "onnx"
-
-    @property
-    def hub_file(self) -> str:
-        """Its file name under onnx/ in a folder `zoo push` uploads."""
-        return "model.onnx" if self is Variant.onnx else f"model_{self.value.replace('-', '_')}.onnx"
-
-    @property
-    def recipe_target(self) -> str:
-        """Its name in a recipe's ``[export] targets``."""
-        return "onnx-optimized" if self is Variant.optimized else self.value
-
-    @classmethod
-    def of_bench_backend(cls, backend: str) -> "Variant | None":
-        return next((v for v, b in BENCH_BACKEND.items() if b == backend), None)
-
-
-BENCH_BACKEND = {Variant.onnx: "ort", Variant.optimized: "ort-optimized", Variant.int8_dynamic: "ort-int8",
-                 Variant.int8_static: "ort-int8-static", Variant.fp16: "ort-fp16"}
-# `auto` serves the first of these that passed its parity check; a named onnx family tries its own in this order
-AUTO_ORDER = (Variant.int8_dynamic, Variant.int8_static, Variant.onnx)
-API_FAMILY = {"onnx-int8": (Variant.int8_dynamic, Variant.int8_static), "onnx": (Variant.onnx, Variant.optimized)}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qadistill.errors import RecipeError
 from qadistill.losses import LOSSES, MODES, PRECISIONS
-from qadistill.modelref import Variant
+from qadistill.variants import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Hub repo ids: "name" or "namespace/name"; letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
@@ -232,6 +232,9 @@ class DataSettings(_Strict):
     test: str | None = Field(default=None, min_length=1, description="A test file (with `dev`) when `name` is a file.")
     split_seed: int = Field(default=0, ge=0, description="Seed of the by-query split of a single file.")
     split_fractions: tuple[float, float, float] = Field(default=(0.8, 0.1, 0.1), description="train/dev/test share of the queries.")
+    unlabelled: str | None = Field(default=None, min_length=1, description=(
+        "A file of unlabelled query-passage pairs (JSONL/TSV/CSV/Parquet; labels ignored; consecutive rows with one "
+        "query are its candidates) for TMKD stage 1, streamed; replaces the pool built from the train texts."))
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataSettings":
@@ -252,7 +255,8 @@ class DistillSettings(TrainSettings):
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     max_length: int = Field(default=128, ge=8, le=4096)
     temperature: float = Field(default=2.0, gt=0, le=100)
-    pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage.")
+    pretrain_unlabelled: bool = Field(default=False, description="TMKD stage 1 before the MKDM stage (on by itself with [data] unlabelled).")
+    unlabelled_passes: int = Field(default=1, ge=1, le=100, description="Stage 1: passes over the [data] unlabelled file.")
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
     freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")

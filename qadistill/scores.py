@@ -11,6 +11,8 @@ other pairs than its key says, is deleted and scored again.
 
 Lookups go by shard key first (the same data cut the same way: a file read per shard), then by pair through an index
 of every shard in the space (the data cut another way: a subset, a split of a scored file, another --shard-size).
+That index is compact (``qadistill.shardindex``: 16 bytes a stored pair, the scores read from their files when asked
+for), so memory stays flat however many pairs the space holds.
 """
 
 from __future__ import annotations
@@ -89,8 +91,7 @@ class ScoreStore:
     def __init__(self, space: str, root: Path | None = None) -> None:
         self.space = space
         self.dir = (Path(root) if root else scores_root()) / space
-        self._index: dict[bytes, float] = {}
-        self._indexed: set[str] = set()
+        self._index = None  # the by-pair index (``qadistill.shardindex``), made on the first lookup
 
     def shard_key(self, keys) -> str:
         return make_key("shard", self.space, content_sha(keys))
@@ -113,21 +114,25 @@ class ScoreStore:
         """The shard's raw scores, or None when absent or bad (a bad file is deleted). ``keys``: the pairs it must hold."""
         import numpy as np
 
+        from qadistill.shardindex import load_or_drop
+
         p = self.path(key)
         if not p.is_file():
             return None
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                got, raw = z["keys"], z["raw"]
-            ok = got.ndim == 2 and got.shape[1] == 32 and raw.shape == (got.shape[0],) and self.shard_key(got) == key
-            if ok and keys is not None:
-                ok = np.array_equal(got, keys)
-        except Exception:
-            ok = False
-        if not ok:
+        got = load_or_drop(p, self._load)
+        if got is not None and keys is not None and not np.array_equal(got[0], keys):
             p.unlink(missing_ok=True)
-            return None
-        return raw.astype(np.float32, copy=False)
+            got = None
+        return None if got is None else got[1]
+
+    def _load(self, p: Path):
+        """(keys, raw float32) of a shard file, or None when it holds other pairs than its name says."""
+        import numpy as np
+
+        with np.load(p, allow_pickle=False) as z:
+            got, raw = z["keys"], z["raw"]
+        ok = got.ndim == 2 and got.shape[1] == 32 and raw.shape == (got.shape[0],) and self.shard_key(got) == p.stem
+        return (got, raw.astype(np.float32, copy=False)) if ok else None
 
     def write(self, key: str, keys, raw) -> str:
         """Store one shard (atomically); returns the sha256 of the file written."""
@@ -148,36 +153,22 @@ class ScoreStore:
 
     # -- by pair ------------------------------------------------------------------------------------------------------
     def _refresh(self) -> None:
-        """Index the shards not indexed yet (pair key -> raw score)."""
-        import numpy as np
+        """Index the shards not indexed yet (pair key -> shard file and row; ``qadistill.shardindex``)."""
+        from qadistill.shardindex import ShardIndex
 
-        if not self.dir.is_dir():
-            return
-        for f in sorted(self.dir.glob("*.npz")):
-            if f.name in self._indexed:
-                continue
-            raw = self.read(f.stem)
-            if raw is None:
-                continue
-            with np.load(f, allow_pickle=False) as z:
-                keys = z["keys"]
-            self._indexed.add(f.name)
-            for k, v in zip(keys, raw):
-                self._index[k.tobytes()] = float(v)
+        if self._index is None:
+            self._index = ShardIndex(self.dir, "*.npz", self._load, default_mb=16)  # a lookup reads a few shards at a time
+        self._index.refresh()
 
     def lookup(self, keys, refresh: bool = True):
         """(raw [n] float32, found [n] bool) for pairs by key, from every shard in the space (``refresh``: index the
         shards written since the last lookup first)."""
         import numpy as np
 
-        if refresh:
+        if refresh or self._index is None:
             self._refresh()
         raw = np.zeros(len(keys), dtype=np.float32)
-        found = np.zeros(len(keys), dtype=bool)
-        for i, k in enumerate(keys):
-            v = self._index.get(k.tobytes())
-            if v is not None:
-                raw[i], found[i] = v, True
+        found = self._index.lookup(np.asarray(keys, dtype=np.uint8), raw)
         return raw, found
 
 

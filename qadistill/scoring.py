@@ -44,7 +44,8 @@ class ScoreSummary:
     scored: int  # pair scores computed now by this process (the rest were in the store)
     out: str  # the folder of the manifest
     manifest: str | None  # its path (None on processes other than 0)
-    processes: int
+    processes: int  # the processes of a launch, or the Ray workers
+    engine: str = "local"  # local (this process, or the processes of a launch) | ray
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,8 +59,10 @@ def default_out(stream: PairStream) -> Path:
 
 
 def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, shard_pairs: int | None = None,
-              progress: Progress | None = None) -> ScoreSummary:
-    """Score every pair of ``stream`` with every teacher into the shard store and write the manifest (process 0)."""
+              progress: Progress | None = None, ray=None) -> ScoreSummary:
+    """Score every pair of ``stream`` with every teacher into the shard store and write the manifest (process 0).
+    ``ray``: a ``qadistill.rayscore.RayOptions`` to score the shards on a Ray cluster instead of in this process (and
+    its torchrun peers); the shards, their keys and the manifest are the same."""
     from qadistill.scores import shard_pairs_default
 
     if not teachers:
@@ -68,26 +71,38 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
     if len(set(names)) != len(names):
         raise UserInputError(f"a teacher is named twice in {','.join(names)}", "name each teacher once")
     size = shard_pairs or shard_pairs_default()
+    out = Path(out_dir) if out_dir else default_out(stream)
+    if ray is not None:
+        from qadistill.rayscore import score_with_ray
+
+        return score_with_ray(teachers, stream, out, size, progress or NullProgress(), ray)
     rank, nproc = parallel.world()
     progress = progress if (progress is not None and rank == 0) else NullProgress()
-    out = Path(out_dir) if out_dir else default_out(stream)
     t0 = time.perf_counter()
     with parallel.collective():
-        cals = {t.name: _calibration(t, progress) for t in teachers}  # first: a missing calibration split fails now
-        n = stream.count()
+        n = stream.count()  # a validating pass: bad input fails before any model work
+        cals = {t.name: calibration_entry(t, progress) for t in teachers}  # then a missing calibration split
         n_shards = math.ceil(n / size)
         mine = set(parallel.share(range(n_shards)))
         my_pairs = sum(min(size, n - i * size) for i in mine)
         records, data_sha, scored = _score_shards(teachers, stream, size, mine, rank == 0, progress, my_pairs)
         if rank != 0:
             return ScoreSummary(n, n_shards, names, time.perf_counter() - t0, 0.0, scored, str(out), None, nproc)
-        if sum(r["pairs"] for r in records[names[0]]) != n:
-            raise QadistillError(f"{stream.label} changed while it was scored ({n} pairs counted, "
-                                 f"{sum(r['pairs'] for r in records[names[0]])} read)", "run the command again on a file no one is writing")
         for t in teachers:
             store = t.scores()
             missing = lambda: [r for r in records[t.name] if not store.has(r["key"])]  # noqa: E731
             parallel.wait_until(lambda: not missing(), f"the score shards of {t.name}")
+    return write_manifest(teachers, stream, out, size, cals, records, data_sha, n, t0, scored, nproc, "local")
+
+
+def write_manifest(teachers: list, stream: PairStream, out: Path, size: int, cals: dict, records: dict, data_sha: str,
+                   n: int, t0: float, scored: int, nproc: int, engine: str) -> ScoreSummary:
+    """Once every shard file is present: write ``<out>/manifest.json`` and sum the run up."""
+    names = [t.name for t in teachers]
+    read = sum(r["pairs"] for r in records[names[0]])
+    if read != n:
+        raise QadistillError(f"{stream.label} changed while it was scored ({n} pairs counted, {read} read)",
+                             "run the command again on a file no one is writing")
     seconds = time.perf_counter() - t0
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -95,18 +110,34 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
                  "pairs": n, "sha256": data_sha},
         "shard_pairs": size,
         "teachers": [_teacher_entry(t, cals[t.name], records[t.name]) for t in teachers],
-        "processes": nproc, "seconds": round(seconds, 3), "created": time.time(),
+        "engine": engine, "processes": nproc, "seconds": round(seconds, 3), "created": time.time(),
     }
     path = out / "manifest.json"
     _merge_write(path, manifest)
-    return ScoreSummary(n, n_shards, names, seconds, n / seconds if seconds > 0 else 0.0, scored, str(out), str(path), nproc)
+    return ScoreSummary(n, len(records[names[0]]), names, seconds, n / seconds if seconds > 0 else 0.0, scored, str(out),
+                        str(path), nproc, engine)
+
+
+def data_shards(teachers: list, stream: PairStream, size: int, records: dict, data_sha, skip=lambda i: False):
+    """The stream cut into shards of ``size`` consecutive pairs, in data order: (index, pair keys, queries, passages,
+    {teacher: shard key}). Every shard not skipped is hashed into ``data_sha`` and recorded per teacher in ``records``
+    (index, key, pairs) first. Both engines cut the data here, so their shards and keys are the same."""
+    from qadistill.scores import content_sha, pair_keys
+
+    for i, (qs, ps) in enumerate(stream.chunks(size)):
+        if skip(i):
+            continue
+        keys = pair_keys(qs, ps)
+        data_sha.update(content_sha(keys).encode())
+        shard_keys = {t.name: t.scores().shard_key(keys) for t in teachers}
+        for t in teachers:
+            records[t.name].append({"index": i, "key": shard_keys[t.name], "pairs": len(qs)})
+        yield i, keys, qs, ps, shard_keys
 
 
 def _score_shards(teachers: list, stream: PairStream, size: int, mine: set, main: bool, progress: Progress, my_pairs: int):
     """Read the stream once; score this process's shards that the store lacks. Returns each teacher's shard records in
     data order and the data's sha256 (on the main process, which hashes every shard), and the pair scores computed."""
-    from qadistill.scores import content_sha, pair_keys
-
     for t in teachers:
         t.scores()._refresh()  # the pairs scored before this run (another cut of the data): copied, not rescored
     tasks = {t.name: progress.task(f"{t.name}: scoring {stream.label}", my_pairs) for t in teachers}
@@ -114,25 +145,26 @@ def _score_shards(teachers: list, stream: PairStream, size: int, mine: set, main
     data_sha = hashlib.sha256()
     scored = done = 0
     t0 = time.perf_counter()
-    for i, (qs, ps) in enumerate(stream.chunks(size)):
-        if i not in mine and not main:
+    for i, keys, qs, ps, shard_keys in data_shards(teachers, stream, size, records, data_sha, lambda i: i not in mine and not main):
+        if i not in mine:
             continue
-        keys = pair_keys(qs, ps)
-        data_sha.update(content_sha(keys).encode())
-        done += len(qs) if i in mine else 0
+        done += len(qs)
         for t in teachers:
-            store = t.scores()
-            key = store.shard_key(keys)
-            if i in mine:
-                if store.read(key, keys) is None:
-                    store.write(key, keys, _shard_scores(t, store, keys, qs, ps))
-                    scored += len(qs)
-                rate = done / max(time.perf_counter() - t0, 1e-9)
-                tasks[t.name].advance(len(qs), pairs_per_s=float(f"{rate:.4g}"))
-            records[t.name].append({"index": i, "key": key, "pairs": len(qs)})
+            scored += score_shard(t, shard_keys[t.name], keys, qs, ps)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            tasks[t.name].advance(len(qs), pairs_per_s=float(f"{rate:.4g}"))
     for task in tasks.values():
         task.done()
     return records, data_sha.hexdigest(), scored
+
+
+def score_shard(teacher, key: str, keys, qs: list[str], ps: list[str]) -> int:
+    """Score one shard into the teacher's store unless its file is there; returns the pairs scored (0 or all)."""
+    store = teacher.scores()
+    if store.read(key, keys) is not None:
+        return 0
+    store.write(key, keys, _shard_scores(teacher, store, keys, qs, ps))
+    return len(qs)
 
 
 def _shard_scores(teacher, store, keys, qs: list[str], ps: list[str]):
@@ -143,7 +175,8 @@ def _shard_scores(teacher, store, keys, qs: list[str], ps: list[str]):
     return teacher._score_shard(qs, ps)
 
 
-def _calibration(teacher, progress: Progress):
+def calibration_entry(teacher, progress: Progress):
+    """The calibration the manifest records (fitting it first, which scores the calibration split, if need be)."""
     cal = teacher.calibration(progress)
     return None if cal is None else {"a": cal.a, "b": cal.b}
 

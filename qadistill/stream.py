@@ -39,12 +39,12 @@ class PairStream:
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path)
         elif self.format == "parquet":
-            yield from _parquet_rows(self.path, {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+            yield from _parquet_rows(self.path, _columns(self.columns))
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path)
         else:
             yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",",
-                                       {**{f: f for f in _data.JSONL_FIELDS}, **(self.columns or {})})
+                                       _columns(self.columns))
 
     def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(queries, passages) of ``size`` pairs at a time (the last chunk may be shorter)."""
@@ -61,13 +61,15 @@ class PairStream:
 
     def count(self) -> int:
         """The number of pairs: one validating pass (bad input fails here, before any scoring)."""
-        if self.format == "parquet":
-            pq = _pyarrow(self.path)
-            return int(pq.ParquetFile(str(self.path)).metadata.num_rows)
         n = sum(1 for _ in self.rows())
         if n == 0:
             raise DataError(f"{self.path or self.spec}: no rows", "the file holds a header only or is empty")
         return n
+
+
+def _columns(columns: dict | None) -> dict:
+    """Field -> column name: the JSONL field names, with the caller's renames."""
+    return {**{f: f for f in _data.JSONL_FIELDS}, **(columns or {})}
 
 
 def open_pairs(spec: str, split: str | None = None, columns: dict | None = None) -> PairStream:
@@ -86,7 +88,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None)
         fmt = "jsonl"
     elif suffixes.endswith(".parquet"):
         fmt = "parquet"
-        _pyarrow(path)  # a one-line error now, not after a count
+        _parquet_file(path, _columns(columns))  # not Parquet, or no such columns: a one-line error now
     elif columns is None and (path.name.lower().startswith("wikiqa") or _data._looks_like_wikiqa(path)):
         fmt = "wikiqa-tsv"
     else:
@@ -145,6 +147,31 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str, str]]:
+    """CSV/TSV with a header: the query and passage columns named by ``columns``; a label column, where there is one,
+    must hold 0/1."""
+    it = _lines(path)
+    first = next(it, None)
+    if first is None:
+        raise DataError(f"{path}: empty file", "expected a header row")
+    header = [h.strip() for h in _data._csv_cells(first[1], delim, path, 1)]
+    for need in ("query", "passage"):
+        if columns[need] not in header:
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))
+    qi, pi = header.index(columns["query"]), header.index(columns["passage"])
+    li = header.index(columns["label"]) if columns.get("label") in header else None
+    for ln, line in it:
+        cells = _data._csv_cells(line, delim, path, ln) if line.strip() else []
+        if all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
+        if li is not None:
+            _data._label(cells[li], path, ln)
+        yield _checked(cells[qi], cells[pi], path, ln)
+
+
+def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
+    """WikiQA TSV: plain tab-separated cells (no quoting), as ``data.load_wikiqa_tsv`` reads them."""
     it = _lines(path)
     first = next(it, None)
     col, width = _data.wikiqa_columns(first[1] if first else None, path)
@@ -155,13 +182,24 @@ def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str
         _data._label(cells[col["Label"]], path, ln)
         yield _checked(cells[col["Question"]], cells[col["Sentence"]], path, ln)
 
-def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+
+def _parquet_file(path: Path, columns: dict):
+    """The opened ParquetFile, checked: readable as Parquet, with the query and passage columns."""
     pq = _pyarrow(path)
-    f = pq.ParquetFile(str(path))
+    try:
+        f = pq.ParquetFile(str(path))
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, truncated
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:120]})",
+                        "check the file (a truncated copy?), or give it the extension of its real format") from None
     names = f.schema_arrow.names
     for need in ("query", "passage"):
         if columns[need] not in names:
             raise DataError(f"{path}: missing column '{columns[need]}' (for {need})", f"the file has the columns {', '.join(names[:12])}")
+    return f
+
+
+def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+    f = _parquet_file(path, columns)
     row = 0
     for rb in f.iter_batches(batch_size=batch, columns=[columns["query"], columns["passage"]]):
         qs, ps = rb.column(0).to_pylist(), rb.column(1).to_pylist()

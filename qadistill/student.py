@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qadistill.errors import UserInputError
-from qadistill.integrity import write_checksums
+from qadistill.integrity import QuietTransformers, write_checksums
 from qadistill.recipes import ConfigInit, PretrainedInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
@@ -119,10 +119,17 @@ def make_student_class():
     return _MultiHeadStudent
 
 
+# What a saved model's score is: its raw logit (the heads' weighted mean, no sigmoid), which qadistill ranks by and its
+# parity checks compare. sentence-transformers' CrossEncoder reads ``config.sentence_transformers["activation_fn"]``
+# (a ``torch.`` path is trusted without remote code) and would otherwise put a sigmoid on a one-label model.
+SCORE_CONFIG = {"sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"}}
+
+
 def save_student(student, tokenizer, folder: Path, extra_config: dict | None = None) -> None:
     cls = student.to_sequence_classifier()
-    cls.config.update(extra_config or {})
-    cls.save_pretrained(str(folder), safe_serialization=True)
+    cls.config.update({**SCORE_CONFIG, **(extra_config or {})})
+    with QuietTransformers():
+        cls.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     write_checksums(folder)
 

@@ -168,6 +168,10 @@ class Teacher:
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
         return None
 
+    def calibration_data(self) -> QADataset | None:
+        """The labelled pairs ``calibration()`` still has to score and fit on (None: nothing to fit, or fitted before)."""
+        return None
+
     def logits(self, ds: QADataset, progress: Progress | None = None):
         """One calibrated logit per pair (float32 numpy array, in dataset order)."""
         import numpy as np
@@ -210,7 +214,6 @@ class BiEncoderTeacher(Teacher):
         self.calib_data = calib_data
         self.calib_split = calib_split
         self._cal: Calibration | None = None
-        self._memo: dict = {}  # text -> embedding row, filled by every embed() in this process
         self._emb = None  # the on-disk, content-addressed embedding store
 
     def _load(self):
@@ -227,22 +230,20 @@ class BiEncoderTeacher(Teacher):
         and waits for the others'."""
         import numpy as np
 
-        missing = unique(t for t in texts if t not in self._memo)
-        if missing:
-            store = self._embeddings()
-            split = share and parallel.sharing()
-            todo = store.missing(parallel.share(missing) if split else missing)
-            if todo:
-                task = (progress or NullProgress()).task(f"{self.name}: embedding {label}".strip(), len(todo))
-                ordered = [todo[i] for i in self._length_order(todo)]  # similar lengths per batch: little padding
-                store.fill(ordered, self._embed_batchwise, CHUNK, task.advance)
-                task.done()
-            if split:
-                parallel.wait_until(lambda: not store.missing(missing), f"embeddings of {self.name}")
-            self._remember(missing, store.get(missing))
+        store = self._embeddings()
+        wanted = unique(texts)  # the same list in every process: each shares it out the same way
+        split = share and parallel.sharing()
+        todo = store.missing(parallel.share(wanted) if split else wanted)
+        if todo:
+            task = (progress or NullProgress()).task(f"{self.name}: embedding {label}".strip(), len(todo))
+            ordered = [todo[i] for i in self._length_order(todo)]  # similar lengths per batch: little padding
+            store.fill(ordered, self._embed_batchwise, CHUNK, task.advance)
+            task.done()
+        if split:
+            parallel.wait_until(lambda: not store.missing(wanted), f"embeddings of {self.name}")
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._memo[t] for t in texts])
+        return store.get(list(texts))  # rows read from the store's shards (a bounded cache), not held per process
 
     def _embeddings(self):
         from qadistill.embcache import EmbeddingStore
@@ -250,10 +251,6 @@ class BiEncoderTeacher(Teacher):
         if self._emb is None:
             self._emb = EmbeddingStore(make_key("emb", self.fingerprint(), self.max_length, self.pooling), self.cache.root.parent / "embeddings")
         return self._emb
-
-    def _remember(self, texts: list[str], emb) -> None:
-        for t, row in zip(texts, emb):
-            self._memo[t] = row
 
     def _split_texts(self, ds: QADataset) -> list[str]:
         return unique([p.query for p in ds.pairs] + [p.passage for p in ds.pairs])
@@ -279,6 +276,15 @@ class BiEncoderTeacher(Teacher):
         d = emb[[index[t] for t in passages]]
         return (q * d).sum(axis=1).astype(np.float32)
 
+    def _calib_key(self, train: QADataset) -> str:
+        return make_key("calib", self.fingerprint(), train.fingerprint(), self.max_length)
+
+    def calibration_data(self) -> QADataset | None:
+        if not self.calibrate or self._cal is not None:
+            return None
+        train = load_dataset(self.calib_data, self.calib_split)
+        return None if self.cache.get(self._calib_key(train)) is not None else train
+
     def calibration(self, progress: Progress | None = None) -> Calibration | None:
         if not self.calibrate:
             return None
@@ -286,7 +292,7 @@ class BiEncoderTeacher(Teacher):
             import numpy as np
 
             train = load_dataset(self.calib_data, self.calib_split)
-            key = make_key("calib", self.fingerprint(), train.fingerprint(), self.max_length)
+            key = self._calib_key(train)
             hit = self.cache.get(key)
             if hit is None:
                 raw = self.raw_scores(train, progress)
@@ -325,11 +331,15 @@ def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress
 
     if mode == "gold" or not teachers:
         return None
-    cols = [t.logits(ds, progress) for t in teachers]
+    return stack_targets([t.logits(ds, progress) for t in teachers], mode)
+
+
+def stack_targets(cols: list, mode: str):
+    """Per-teacher logit columns [N] as the mode's targets: [N, K] (mkdm, single), or their mean [N, 1] (avg)."""
+    import numpy as np
+
     mat = np.stack(cols, axis=1).astype(np.float32)
-    if mode == "avg":
-        return mat.mean(axis=1, keepdims=True)
-    return mat
+    return mat.mean(axis=1, keepdims=True) if mode == "avg" else mat
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -146,17 +146,21 @@ def train(
 ) -> dict:
     """Train ``model`` (a MultiHeadStudent) in place; returns the run state. The best (or last) weights are loaded
     into ``model`` at the end. ``work`` holds the checkpoint and the best weights while training."""
+    return run_loop(_Loop(model, tokenizer, pairs, teacher_logits, cfg, Path(work), dev), resume, progress, label)
+
+
+def run_loop(loop: "_Loop", resume: bool, progress: Progress | None, label: str) -> dict:
+    """Drive a loop (this module's, or ``qadistill.stage1``'s over a stream) to its end; returns the run state."""
     from qadistill.interrupts import deferred
 
     progress = progress or NullProgress()
-    loop = _Loop(model, tokenizer, pairs, teacher_logits, cfg, Path(work), dev)
     loop.restore(resume)
     task = progress.task(label, loop.total)
     task.advance(loop.state["step"])
     loop.dmodel.train()
     stop = False
     with deferred() as interrupt:
-        while loop.state["epoch"] < cfg.epochs and not stop:
+        while loop.state["epoch"] < loop.cfg.epochs and not stop:
             stop = loop.epoch(task, interrupt)
     task.done()
     return loop.finish(stop)
@@ -168,6 +172,18 @@ class _Loop:
 
     def __init__(self, model, tokenizer, pairs: list[QAPair], teacher_logits, cfg: TrainConfig, work: Path,
                  dev: QADataset | None) -> None:
+        self._setup(model, tokenizer, cfg, work, dev)
+        self._seed()
+        self._tensors(pairs, teacher_logits)
+        self.data_fp = data_fingerprint(self.qs, self.ps, self.y, self.tl)  # what the checkpoint was trained on
+        # per-epoch step counts (a ranking loss packs whole lists, so an epoch's batch count can vary with its seed)
+        self.epoch_steps = [math.ceil(len(self.batches(e)) / self.world) for e in range(cfg.epochs)]
+        self.steps_per_epoch = self.epoch_steps[0]
+        self.total = sum(self.epoch_steps)
+        self._optimizer()
+
+    def _setup(self, model, tokenizer, cfg: TrainConfig, work: Path, dev: QADataset | None) -> None:
+        """Accelerate, the precision, the work folder's files and a fresh run state."""
         import torch
         from accelerate import Accelerator
 
@@ -177,25 +193,24 @@ class _Loop:
         self.model, self.tokenizer, self.cfg, self.dev = model, tokenizer, cfg, dev
         self.ckpt, self.best_path = work / "checkpoint.pt", work / "best.pt"
         work.mkdir(parents=True, exist_ok=True)
-        self._tensors(pairs, teacher_logits)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
-        # per-epoch step counts (a ranking loss packs whole lists, so an epoch's batch count can vary with its seed)
-        self.epoch_steps = [math.ceil(len(self.batches(e)) / self.world) for e in range(cfg.epochs)]
-        self.steps_per_epoch = self.epoch_steps[0]
-        self.total = sum(self.epoch_steps)
-        self._optimizer()
         self.state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [],
                       "train_seconds": 0.0, "pairs_seen": 0}
 
+    def _seed(self) -> None:
+        import numpy as np
+        import torch
+
+        torch.manual_seed(self.cfg.seed)
+        random.seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed)
+
     def _tensors(self, pairs: list[QAPair], teacher_logits) -> None:
-        """Seed every RNG, then the texts, gold labels [N] (NaN: none), teacher logits [N, K] and token lengths."""
+        """The texts, gold labels [N] (NaN: none), teacher logits [N, K], query groups and token lengths."""
         import numpy as np
         import torch
 
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
         self.qs, self.ps = [p.query for p in pairs], [p.passage for p in pairs]
         self.y = torch.tensor([float("nan") if p.label is None else float(p.label) for p in pairs])
         qindex: dict[str, int] = {}
@@ -206,23 +221,21 @@ class _Loop:
             tl = tl[:, None]
         self.tl = tl
         self.lengths = [len(x) for x in self.tokenizer(self.qs, self.ps, truncation=True, max_length=cfg.max_length)["input_ids"]]
-        h = hashlib.sha256()
-        for q, p in zip(self.qs, self.ps):
-            h.update(q.encode("utf-8", "surrogatepass") + b"\x00" + p.encode("utf-8", "surrogatepass") + b"\x01")
-        h.update(self.y.numpy().tobytes() + (b"" if tl is None else tl.numpy().tobytes()))
-        self.data_fp = h.hexdigest()  # what the checkpoint was trained on
 
     def batches(self, epoch: int) -> list[list[int]]:
-        """The epoch's batches: length-bucketed pairs, or whole query lists for a ranking loss. Seeded by epoch."""
+        """The epoch's batches, seeded by epoch."""
+        return self.seeded_batches(self.cfg.seed + epoch)
+
+    def seeded_batches(self, seed: int) -> list[list[int]]:
+        """Length-bucketed batches of the pairs held, or whole query lists for a ranking loss."""
         cfg = self.cfg
         if cfg.loss == "pointwise":
-            return bucketed_batches(self.lengths, cfg.batch_size, cfg.seed + epoch)
-        return grouped_batches(self.groups, self.lengths, cfg.batch_size, cfg.list_size, cfg.seed + epoch)
+            return bucketed_batches(self.lengths, cfg.batch_size, seed)
+        return grouped_batches(self.groups, self.lengths, cfg.batch_size, cfg.list_size, seed)
 
     def _optimizer(self) -> None:
         """AdamW without weight decay on biases and LayerNorm weights; linear warm-up then decay."""
         import torch
-        from transformers import get_linear_schedule_with_warmup
 
         cfg, model = self.cfg, self.model
         if cfg.freeze_embeddings:  # about 15% less time per step for a 3-layer, hidden-384 student
@@ -236,7 +249,12 @@ class _Loop:
             {"params": [p for n, p in trained if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
         self.opt = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-        self.sched = get_linear_schedule_with_warmup(self.opt, int(cfg.warmup_ratio * self.total), max(self.total, 1))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        self.sched = get_linear_schedule_with_warmup(self.opt, int(self.cfg.warmup_ratio * self.total), max(self.total, 1))
 
     def restore(self, resume: bool) -> None:
         """Continue from the checkpoint when asked (weights, optimizer, schedule, state, RNGs), then hand the model to
@@ -340,12 +358,17 @@ class _Loop:
 
     def epoch(self, task, interrupt) -> bool:
         """The rest of the current epoch (a resumed run skips the batches it already took); True: stop early."""
+        epoch = self.state["epoch"]
+        batches = self.batches(epoch)[self.rank :: self.world][: self.epoch_steps[epoch]]
+        stop = self.run(batches[self.state["step"] - sum(self.epoch_steps[:epoch]) :], task, interrupt)
+        return self.end_epoch(stop, interrupt)
+
+    def run(self, batches: list[list[int]], task, interrupt) -> bool:
+        """Train on ``batches`` in order, checkpointing as set and on Ctrl-C; True: stop early (no dev improvement)."""
         cfg, state, world = self.cfg, self.state, self.world
-        epoch = state["epoch"]
-        batches = self.batches(epoch)[self.rank::world][: self.epoch_steps[epoch]]
         stop = False
         t0 = time.perf_counter()
-        for b in batches[state["step"] - sum(self.epoch_steps[:epoch]) :]:
+        for b in batches:
             loss = self.step(b)
             state["step"] += 1
             state["pairs_seen"] += len(b) * world
@@ -366,9 +389,14 @@ class _Loop:
                 self.save_checkpoint()
                 raise
             t0 = time.perf_counter()
+        return stop
+
+    def end_epoch(self, stop: bool, interrupt) -> bool:
+        """Evaluate (unless just done), count the epoch, checkpoint; True: stop (early, or out of patience)."""
+        cfg, state = self.cfg, self.state
         if not stop and (not cfg.eval_every or state["step"] % cfg.eval_every):
             self.evaluate()
-        state["epoch"] = epoch + 1
+        state["epoch"] += 1
         self.save_checkpoint()
         interrupt.check()
         return stop or state["evals_since_best"] >= cfg.patience
@@ -384,6 +412,15 @@ class _Loop:
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
         state["precision"] = self.precision
         return state
+
+
+def data_fingerprint(qs: list[str], ps: list[str], y, tl) -> str:
+    """sha256 of the training texts, gold labels [N] and teacher logits [N, K] (tensors; ``tl`` may be None)."""
+    h = hashlib.sha256()
+    for q, p in zip(qs, ps):
+        h.update(q.encode("utf-8", "surrogatepass") + b"\x00" + p.encode("utf-8", "surrogatepass") + b"\x01")
+    h.update(y.numpy().tobytes() + (b"" if tl is None else tl.numpy().tobytes()))
+    return h.hexdigest()
 
 
 def rng_states() -> dict:

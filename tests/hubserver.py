@@ -1,5 +1,5 @@
 """A tiny stand-in for the Hugging Face Hub HTTP API on 127.0.0.1, answering the few endpoints huggingface_hub's own
-client calls for snapshot_download, create_repo and upload_folder. Requests are bounded (one test's worth)."""
+client calls for snapshot_download, create_repo and upload_folder (huggingface_hub 0.x and >= 1). Requests are bounded (one test's worth)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ class FakeHub:
                         return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
                     return self._json(200, {"id": repo, "modelId": repo, "sha": hub.commits[repo], "private": False,
                                             "siblings": [{"rfilename": f} for f in sorted(hub.repos[repo])]})
+                if parts[:2] == ["api", "models"] and "tree" in parts:  # huggingface_hub >= 1 lists files here
+                    repo = "/".join(parts[2:parts.index("tree")])
+                    if repo not in hub.repos:
+                        return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+                    return self._json(200, [hub.tree_entry(f, d) for f, d in sorted(hub.repos[repo].items())])
                 if "resolve" in parts:
                     i = parts.index("resolve")
                     repo, fname = "/".join(parts[:i]), "/".join(parts[i + 2:])
@@ -99,6 +104,13 @@ class FakeHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @staticmethod
+    def tree_entry(path: str, data: bytes) -> dict:
+        """A file as the Hub's tree API lists it: every file stored as LFS (its ETag below is the sha256)."""
+        git = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+        return {"type": "file", "path": path, "size": len(data), "oid": git,
+                "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
 
     def add_repo(self, repo: str, files: dict[str, bytes], commit: str = "c" * 40) -> None:
         self.repos[repo] = dict(files)

@@ -126,6 +126,7 @@ def test_bench_json_schema_store_round_trip_and_compare(cli, tiny_bench, tmp_pat
     for row in res["rows"]:
         assert set(row["latency_ms"]) == {"p50", "p90", "p99", "min", "mean", "runs"} and row["latency_ms"]["runs"] >= 3
         assert row["threads"] == 1 and row["throughput_pairs_s"] > 0 and 0 <= row["map"] <= 1
+        assert 0 <= row["mrr@10"] <= row["mrr"] + 1e-9 and 0 <= row["ndcg@10"] <= 1  # the reranking metrics users compare on
         assert row["accuracy_from"] == "measured (this backend)" and row["size_mb"] > 0
     assert (tmp_path / "p.png").stat().st_size > 1000
     from qadistill.store import Store

@@ -129,7 +129,9 @@ def test_doctor_json(cli):
     r = cli("doctor", "--format", "json")
     rep = json.loads(r.stdout)
     names = {c["name"] for c in rep["checks"]}
-    assert {"lib:torch", "lib:transformers", "lib:optimum", "lib:onnxruntime", "cuda"} <= names
+    assert {"lib:torch", "lib:transformers", "lib:optimum", "lib:onnxruntime", "cuda", "exporter"} <= names
+    optional = {c["name"] for c in rep["checks"] if not c["required"]}
+    assert {"lib:optimum", "lib:optimum-onnx", "lib:sentence-transformers"} <= optional  # export works without Optimum
     assert "CPUExecutionProvider" in rep["info"]["onnxruntime_providers"]
     assert set(rep["info"]["cpu_features"]) >= {"avx2", "avx512f", "avx512_vnni", "arm64_dotprod"}
     assert rep["info"]["hf_offline"] is True
@@ -140,10 +142,28 @@ def test_doctor_fails_when_a_required_piece_is_missing(cli, monkeypatch):
     from qadistill import doctor as core
 
     real = core._version
-    monkeypatch.setattr(core, "_version", lambda d: None if d == "optimum" else real(d))
+    monkeypatch.setattr(core, "_version", lambda d: None if d == "onnx" else real(d))
     r = cli("doctor")
     assert r.exit_code == 1
-    assert "missing: lib:optimum" in r.stderr and "make venv" in r.stderr
+    assert "missing: lib:onnx" in r.stderr and "make venv" in r.stderr
+
+
+def test_doctor_says_which_exporter_is_active_and_why(cli, monkeypatch):
+    from qadistill import onnx_export
+
+    monkeypatch.setenv("QADISTILL_EXPORTER", "torch")
+    rep = json.loads(cli("doctor", "--format", "json").stdout)
+    row = next(c for c in rep["checks"] if c["name"] == "exporter")
+    assert row["ok"] and row["value"] == "torch.onnx + ORT optimizer (QADISTILL_EXPORTER=torch)"
+    monkeypatch.delenv("QADISTILL_EXPORTER")
+    monkeypatch.setattr(onnx_export, "_optimum_status", lambda: "optimum-onnx not installed")
+    row = next(c for c in json.loads(cli("doctor", "--format", "json").stdout)["checks"] if c["name"] == "exporter")
+    assert row["value"] == "torch.onnx + ORT optimizer (optimum-onnx not installed)"
+    assert "exporter" in cli("doctor").stdout  # the table shows the row too
+    monkeypatch.setenv("QADISTILL_EXPORTER", "optimum")  # asked for, but not there: a failed required check
+    r = cli("doctor", "--format", "json")
+    row = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "exporter")
+    assert r.exit_code == 1 and not row["ok"] and "optimum-onnx not installed" in row["value"] and "qadistill[optimum]" in row["fix"]
 
 
 def test_progress_in_a_pipe_is_a_few_plain_lines_with_an_eta(capsys):

@@ -186,6 +186,38 @@ def test_ort_backend_applies_the_manifest_session_settings(tiny, tmp_path, monke
     assert seen == [(["SkipLayerNormFusion"], "1"), (None, None)]
 
 
+_DENORMAL_PROBE = """
+import json, sys
+from pathlib import Path
+from qadistill.backends import OrtBackend
+kept = lambda: (2.2250738585072014e-308 / 3.0) != 0.0  # the smallest normal double over 3: a subnormal, or 0 when flushed
+seen = [kept()]
+be = OrtBackend(Path(sys.argv[1]), 48).load()
+seen.append(kept())
+s = be.score(["who wrote hamlet?"] * 2, ["shakespeare wrote it", "a play"], 2)
+seen.append(kept())
+print(json.dumps({"kept": seen, "scores": s.tolist()}))
+"""
+
+
+def test_flushing_denormals_for_onnx_runtime_leaves_the_callers_floats_alone(tiny, tmp_path):
+    """A CPU variant's session flushes denormals to zero; making it set that on the calling thread (in a fresh process,
+    with ONNX Runtime's default thread count), so every float operation of the user's program after
+    `qadistill.load(...)` flushed too (hypothesis, run after the export tests, failed: "can't represent subnormal
+    floats"). The flush stays on ONNX Runtime's own runs."""
+    import subprocess
+    import sys
+
+    res = run(tiny, tmp_path, ["optimized"])
+    out = subprocess.run([sys.executable, "-c", _DENORMAL_PROBE, res[0].path], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["kept"] == [True, True, True], "before load, after load, after a run"
+    from qadistill.backends import OrtBackend
+
+    plain = OrtBackend(Path(res[0].path), 48, session={}).load().score(["who wrote hamlet?"] * 2, ["shakespeare wrote it", "a play"], 2)
+    assert max(abs(a - b) for a, b in zip(got["scores"], plain.tolist())) < 1e-5
+
+
 def test_an_architecture_the_optimizer_cannot_fuse(tmp_path):
     """RoFormer exports to ONNX but ONNX Runtime's transformer optimizer does not know it: the optimized variant is a
     one-line error, and int8 dynamic quantizes the plain graph instead."""

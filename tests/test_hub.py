@@ -136,7 +136,6 @@ def built_student(cli, tmp_path):
 
 def test_push_dry_run_folder_is_a_valid_hub_repo(cli, built_student, tmp_path):
     from huggingface_hub import ModelCard
-    from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoModelForSequenceClassification
 
     out = tmp_path / "staged"
@@ -151,8 +150,16 @@ def test_push_dry_run_folder_is_a_valid_hub_repo(cli, built_student, tmp_path):
     assert "## ONNX variants" in card.text and "## Recipe" in card.text
     m = AutoModelForSequenceClassification.from_pretrained(str(out))
     assert m.config.num_labels == 1
-    ort = ORTModelForSequenceClassification.from_pretrained(str(out), subfolder="onnx", file_name="model_int8_dynamic.onnx")
-    assert ort is not None
+    try:  # how a Hub user loads the ONNX variant: through Optimum where it is installed, else ONNX Runtime itself
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+    except ImportError:
+        import onnxruntime
+
+        sess = onnxruntime.InferenceSession(str(out / "onnx" / "model_int8_dynamic.onnx"), providers=["CPUExecutionProvider"])
+        assert [o.name for o in sess.get_outputs()] == ["logits"] and "input_ids" in {i.name for i in sess.get_inputs()}
+    else:
+        ort = ORTModelForSequenceClassification.from_pretrained(str(out), subfolder="onnx", file_name="model_int8_dynamic.onnx")
+        assert ort is not None
 
 
 def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built_student, monkeypatch):
@@ -162,7 +169,8 @@ def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         r = cli("zoo", "push", "my-student", "me/my-student", "--private")
         assert r.exit_code == 0, r.output
-        assert hub.created and hub.created[0]["private"] is True
+        # huggingface_hub 0.x asks for {"private": true}, >= 1 for {"visibility": "private"}
+        assert hub.created and (hub.created[0].get("private") is True or hub.created[0].get("visibility") == "private")
         up = hub.repos["me/my-student"]
         assert {"README.md", "config.json", "model.safetensors", "onnx/model_int8_dynamic.onnx"} <= set(up)
         assert "hf_secretTOKEN123" not in r.output

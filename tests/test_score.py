@@ -231,3 +231,78 @@ def test_whole_data_cache_entries_from_before_the_shard_store_are_still_read(tmp
     t.cache.put(make_key("raw", t.fingerprint(), ds.fingerprint(), 64), old, {"kind": "raw"})
     monkeypatch.setattr(CrossEncoderTeacher, "score_pairs", lambda *a: (_ for _ in ()).throw(AssertionError("model called")))
     assert np.array_equal(t.logits(ds), old)
+
+
+def test_stream_reads_delimited_files_by_their_header_and_wikiqa_tsv_by_its_own(tmp_path):
+    """A plain `query,passage[,label]` CSV/TSV is read by its header (a refactor once sent it through the WikiQA TSV
+    reader, which asked for QuestionID/Question/... and refused every such file); WikiQA TSVs still read as WikiQA."""
+    from qadistill.errors import DataError
+    from qadistill.stream import open_pairs
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text('query,passage,label\nwho wrote hamlet?,"Shakespeare, in 1600",1\nwho wrote hamlet?,a play,0\n\nwhat is ice?,frozen water,1\n')
+    s = open_pairs(str(csv))
+    assert s.format == "csv" and list(s.rows()) == [("who wrote hamlet?", "Shakespeare, in 1600"), ("who wrote hamlet?", "a play"),
+                                                   ("what is ice?", "frozen water")]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("query\tpassage\nq one\tp one\nq two\tp two\n")
+    assert list(open_pairs(str(tsv)).rows()) == [("q one", "p one"), ("q two", "p two")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,text\nq,p\n")
+    with pytest.raises(DataError, match=r"bad.csv:1: missing column 'query'"):
+        list(open_pairs(str(bad)).rows())
+    label = tmp_path / "label.csv"
+    label.write_text("query,passage,label\nq,p,maybe\n")
+    with pytest.raises(DataError, match=r"label.csv:2"):
+        list(open_pairs(str(label)).rows())
+    wiki = tmp_path / "WikiQA-x.tsv"
+    wiki.write_text("QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"
+                    "Q1\twho?\tD1\tT\tD1-0\tsomeone\t1\n\nQ1\twho?\tD1\tT\tD1-1\tno one\t0\n")
+    w = open_pairs(str(wiki))
+    assert w.format == "wikiqa-tsv" and list(w.rows()) == [("who?", "someone"), ("who?", "no one")]
+    with pytest.raises(DataError, match=r"WikiQA-y.tsv:2: 3 fields, expected 7"):
+        (tmp_path / "WikiQA-y.tsv").write_text(wiki.read_text().splitlines()[0] + "\nQ1\twho?\tD1\n")
+        list(open_pairs(str(tmp_path / "WikiQA-y.tsv")).rows())
+
+
+def test_parquet_pairs_stream_by_batch_and_bad_parquet_is_one_line(cli, zoo, tmp_path):
+    """Parquet input (pyarrow): read in record batches, the same pairs as the JSONL of the same rows, and a missing
+    column, a non-string cell or a file that is not Parquet named in one line."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from qadistill.errors import DataError
+    from qadistill.stream import open_pairs
+
+    rows = [(f"question {i // 3}?", f"passage {i} text") for i in range(50)]
+    good = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"query": [q for q, _ in rows], "passage": [p for _, p in rows], "label": [i % 2 for i in range(50)]}),
+                   str(good), row_group_size=7)
+    s = open_pairs(str(good))
+    assert s.format == "parquet" and s.count() == 50 and list(s.rows()) == rows
+    assert [len(q) for q, _ in s.chunks(16)] == [16, 16, 16, 2]
+    nocol = tmp_path / "nocol.parquet"
+    pq.write_table(pa.table({"question": ["a?"], "passage": ["b"]}), str(nocol))
+    with pytest.raises(DataError, match="missing column 'query'"):
+        list(open_pairs(str(nocol)).rows())
+    nums = tmp_path / "nums.parquet"
+    pq.write_table(pa.table({"query": ["a?", "b?"], "passage": pa.array([None, "x"], pa.string())}), str(nums))
+    with pytest.raises(DataError, match="row 1"):
+        list(open_pairs(str(nums)).rows())
+    junk = write(tmp_path / "junk.parquet", "not parquet at all")
+    r = cli("score", "tiny-t0", "--data", str(junk))
+    assert r.exit_code == 2 and "junk.parquet" in r.stderr and "Traceback" not in r.output
+
+
+def test_bad_rows_fail_before_any_teacher_calibrates(cli, zoo, tmp_path, monkeypatch):
+    """A bi-encoder's calibration scores a whole split (a minute with a real model): a bad row further down the data
+    once failed only after it."""
+    from qadistill import scoring
+
+    def calibrated(*a, **kw):
+        raise AssertionError("calibrated before the data was checked")
+
+    monkeypatch.setattr(scoring, "calibration_entry", calibrated)
+    bad = write(tmp_path / "late.jsonl", '{"query": "a?", "passage": "b."}\n' * 5 + '{"query": "a?", "passage": ""}\n')
+    r = cli("score", "tiny-t0", "--data", str(bad))
+    assert r.exit_code == 2 and "late.jsonl:6: empty passage" in r.stderr, r.output

@@ -11,6 +11,13 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
+class Device(str, Enum):
+    """Where a command runs models."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"

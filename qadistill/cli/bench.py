@@ -6,13 +6,8 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import err_console, out_console, print_json, table
+from qadistill.cli._common import Device, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Lengths(str, Enum):
@@ -57,7 +52,7 @@ def bench(
     device, fmt = device.value, fmt.value
     store = Store.open()
     if compare:
-        _compare(_stored_runs(store, compare), fmt)
+        _compare(_saved_runs(store, compare), fmt)
         return
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
@@ -89,7 +84,7 @@ def bench(
     _report(res, fmt)
 
 
-def _stored_runs(store, ids: list[str]) -> list[dict]:
+def _saved_runs(store, ids: list[str]) -> list[dict]:
     """The two stored bench runs of --compare, or a one-line error naming the recent ones."""
     from qadistill.errors import UserInputError
 
@@ -141,14 +136,14 @@ def _render(res: dict) -> None:
     for r in sorted(res["rows"], key=lambda r: (r.get("lengths", "padded"), r["batch_size"], -r["throughput_pairs_s"])):
         l = r["latency_ms"]
         rows.append([
-            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"], r["backend"], _batch_cell(r),
+            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"] + (" ²" if r.get("architecture") == "bi-encoder" else ""), r["backend"], _batch_cell(r),
             f"{l['p50']:.1f}", f"{l['p90']:.1f}", f"{l['p99']:.1f}", f"{l['min']:.1f}", f"{r['tokenize_ms']['p50']:.1f}",
             f"{r['throughput_pairs_s']:.1f}", f"{r['e2e_throughput_pairs_s']:.1f}",
             f"{r['speedup']:.1f}x" if r.get("speedup") else "-", f"{r['size_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
-            f"{r['map']:.4f}" if r.get("map") is not None else "-", f"{r['mrr']:.4f}" if r.get("mrr") is not None else "-",
+            *(f"{r[k]:.4f}" if r.get(k) is not None else "-" for k in ("map", "mrr", "mrr@10", "ndcg@10")),
         ])
     cols = ["model", "backend", "batch", "p50 ms", "p90", "p99", "min", "tok ms", "pairs/s", "e2e pairs/s", "speed-up",
-            "MB", "RSS MB", "MAP", "MRR"]
+            "MB", "RSS MB", "MAP", "MRR", "MRR@10", "NDCG@10"]
     con = out_console()
     hidden: list[str] = []
     if con.width < FULL_WIDTH:  # a narrow terminal (or a pipe, 80) squeezed every column to nothing: keep those that fit
@@ -172,6 +167,9 @@ def _render(res: dict) -> None:
     if env.get("cpu_count") and busy >= env["cpu_count"]:
         err_console().print(f"[yellow]the machine was busy (load {busy:.1f} on {env['cpu_count']} cores): absolute times are noisy; "
                             "compare rows within this run, or rerun when it is idle[/]")
+    if any(r.get("architecture") == "bi-encoder" for r in res["rows"]):
+        err_console().print("[dim]² a bi-encoder: each pair costs two encodes (query and passage, no embedding reused), "
+                            "as when it reranks fresh candidates[/]")
     if hidden:
         err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
                             "or --format json / csv)[/]")

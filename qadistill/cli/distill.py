@@ -39,6 +39,8 @@ def distill(
     alpha: Annotated[float | None, typer.Option(help="Weight of the gold loss (0..1).")] = None,
     seed: Annotated[int | None, typer.Option(min=0)] = None,
     pretrain_unlabelled: Annotated[bool | None, typer.Option("--pretrain-unlabelled/--no-pretrain-unlabelled", help="TMKD stage 1 on teacher-scored unlabelled pairs.")] = None,
+    unlabelled: Annotated[str | None, typer.Option(help="TMKD stage 1 on this file of unlabelled pairs (JSONL/TSV/CSV/Parquet; consecutive rows with one query are its candidates), streamed; replaces the built-in pool.")] = None,
+    unlabelled_passes: Annotated[int | None, typer.Option(min=1, help="Stage 1: passes over the --unlabelled file (default 1).")] = None,
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
     eval_also: Annotated[list[str] | None, typer.Option("--eval-also", help="Extra validation data, e.g. trecqa:dev (never trained on).")] = None,
     name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
@@ -48,13 +50,9 @@ def distill(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Distil teachers into a student (MKDM and baselines), evaluate it and save a Hub-style folder in the zoo."""
-    from qadistill.distill import run_distill
-    from qadistill.errors import InterruptedRunError
-    from qadistill.progress import RichProgress
+    from qadistill.paths import check_name
     from qadistill.registry import Registry
     from qadistill.store import Store
-
-    from qadistill.paths import check_name
 
     if name is not None:
         check_name(name)  # before anything else: the name becomes a folder under the home
@@ -64,21 +62,30 @@ def distill(
                      {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size,
                       "precision": precision.value if precision else None, "epochs": epochs, "max_length": max_length,
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed,
-                      "pretrain_unlabelled": pretrain_unlabelled},
-                     {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed})
+                      "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes},
+                     {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
+                      "unlabelled": unlabelled})
+    res = _run(recipe, reg, store, name=name, out_dir=out, resume=resume, extra_evals=eval_also or [], overwrite=overwrite)
+    if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
+        return
+    _report(res, recipe.distill.mode, fmt)
+
+
+def _run(recipe, reg, store, **options):
+    """run_distill under a progress display; Ctrl-C becomes one line saying what was kept and how to continue."""
+    from qadistill.distill import run_distill
+    from qadistill.errors import InterruptedRunError
+    from qadistill.progress import RichProgress
+
     cmd = "qadistill " + " ".join(sys.argv[1:]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"
     try:
         with RichProgress() as prog:
-            res = run_distill(recipe, reg, store, name=name, out_dir=out, resume=resume, progress=prog,
-                              extra_evals=eval_also or [], command=cmd, notify=lambda msg: err_console().print(msg), overwrite=overwrite)
+            return run_distill(recipe, reg, store, progress=prog, command=cmd, notify=lambda msg: err_console().print(msg), **options)
     except KeyboardInterrupt as exc:
         if getattr(exc, "checkpoint", True):
             raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None
         raise InterruptedRunError("interrupted before training started: finished teacher scores are cached",
                                   "run the same command again: the teacher scores computed so far are reused", exc) from None
-    if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
-        return
-    _report(res, recipe.distill.mode, fmt)
 
 
 def _recipe(reg, pipeline: str | None, teachers: str | None, student: str | None, distill: dict, data: dict):

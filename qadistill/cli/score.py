@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import Device, Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 
 
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 @handle_errors
@@ -24,6 +24,9 @@ def score(
     shard_size: Annotated[int | None, typer.Option(min=1, help="Pairs per shard: the resume and data-parallel unit (default: QADISTILL_SHARD_PAIRS, else 4096).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs (or texts) per forward pass.")] = 32,
     device: Annotated[Device | None, typer.Option(help="Default: this process's GPU when there is one (under torchrun: one per process), else the CPU.")] = None,
+    engine: Annotated[Engine, typer.Option(help="local: this process (under torchrun, each process its share); ray: a pool of Ray actors (needs the package's ray extra).")] = Engine.local,
+    workers: Annotated[int | None, typer.Option(min=1, help="--engine ray: actors (default: one per GPU of the cluster, else one per CPU).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local one started for the run).")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Score data with teachers into the cache distill reads: sharded, resumable, data-parallel under torchrun."""
@@ -35,17 +38,23 @@ def score(
     from qadistill.stream import open_pairs
     from qadistill.teachers import teacher_from_recipe
 
+    _check_engine(engine, workers, ray_address)  # --engine ray without Ray fails here, before any name or model
     names = [t.strip() for t in teachers.split(",") if t.strip()]
     reg = Registry(store=Store.open())
     recipes = [reg.recipe(n, "teacher") for n in names]  # unknown names fail before any data is read
     stream = open_pairs(data, split)
-    dev = _device(device.value if device else None)
+    ray = None
+    if engine is Engine.ray:  # the actors pick their devices; the driver only reads and writes the store
+        from qadistill.rayscore import RayOptions
+
+        ray = RayOptions(tuple(recipes), batch_size, workers, ray_address, device.value if device else None)
+    dev = "cpu" if ray else _device(device.value if device else None)
     scorers = [teacher_from_recipe(r, reg, batch_size) for r in recipes]  # type: ignore[arg-type]
     for t in scorers:
         t.device = dev
     try:
         with RichProgress() as prog:
-            res = run_score(scorers, stream, out, shard_size, prog)
+            res = run_score(scorers, stream, out, shard_size, prog, ray)
     except KeyboardInterrupt as exc:
         raise InterruptedRunError("interrupted: every finished shard is kept", "run the same command again: it scores only the rest", exc) from None
     if res.manifest is None:  # a process other than 0 of a launch: process 0 reports
@@ -56,9 +65,23 @@ def score(
     out_console().print(table(f"score {stream.label}", ["field", "value"], [
         ["teachers", ", ".join(res.teachers)], ["pairs", res.pairs], ["shards", f"{res.shards} per teacher"],
         ["scored now", f"{res.scored} (the rest were cached)"], ["seconds", f"{res.seconds:.1f}"],
-        ["pairs/s", f"{res.pairs_per_s:.1f}"], ["processes", res.processes], ["manifest", res.manifest],
+        ["pairs/s", f"{res.pairs_per_s:.1f}"], ["processes", f"{res.processes} ({res.engine})"], ["manifest", res.manifest],
     ]))
     err_console().print(f"next: qadistill distill --teachers {','.join(res.teachers)} --data {data} (reads these scores)")
+
+
+def _check_engine(engine: Engine, workers: int | None, ray_address: str | None) -> None:
+    from qadistill.errors import UserInputError
+
+    if engine is Engine.ray:
+        from qadistill.rayscore import check_address, check_launch, require_ray
+
+        require_ray()
+        check_launch()
+        check_address(ray_address)
+    elif workers is not None or ray_address is not None:
+        flag = "--workers" if workers is not None else "--ray-address"
+        raise UserInputError(f"{flag} is an option of --engine ray", f"add --engine ray (or drop {flag}; under torchrun --nproc_per_node sets the processes)")
 
 
 def _device(choice: str | None) -> str:

@@ -1,0 +1,135 @@
+"""`distill --unlabelled FILE` (issue 20): TMKD stage 1 on a user's pool, streamed shard by shard through the score
+store, recorded in the model, resumable to identical weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import requires_package, tiny_jsonl, write
+from test_score import _zoo
+
+pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
+
+
+@pytest.fixture
+def setup(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("QADISTILL_SHARD_PAIRS", "64")  # 300 pool pairs: 5 shards (4 of 64, one of 44)
+    _zoo(cli, tmp_path / "models")
+    data = tiny_jsonl(tmp_path / "data.jsonl", n_queries=12, per_query=4)
+    pool = tiny_jsonl(tmp_path / "pool.jsonl", n_queries=60, per_query=5, seed=3)
+    return data, pool
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _args(data, pool, name: str) -> list[str]:
+    return ["distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(data),
+            "--dev", str(data), "--test", str(data), "--unlabelled", str(pool), "--loss", "listwise", "--max-length", "32",
+            "--batch-size", "8", "--name", name, "--format", "json"]
+
+
+@requires_package("all-minilm-l6-v2")
+def test_score_then_distill_unlabelled_streams_every_pair_and_scores_nothing(cli, setup, isolated_home, monkeypatch):
+    from qadistill import backends
+
+    data, pool = setup
+    r = cli("score", "tiny-t0,tiny-t1", "--data", str(pool), "--format", "json")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads(Path(json.loads(r.stdout)["manifest"]).read_text())
+    cli("score", "tiny-t0,tiny-t1", "--data", str(data))  # and the labelled file: distill then runs no teacher at all
+    calls = []
+    for cls, attr in ((backends.TorchBackend, "run"), (backends.BiEncoderTorchBackend, "_vectors")):
+        orig = getattr(cls, attr)
+        monkeypatch.setattr(cls, attr, lambda self, enc, orig=orig, cls=cls: (calls.append(cls.__name__), orig(self, enc))[1])
+    r = cli(*_args(data, pool, "pooled"), "--unlabelled-passes", "2")
+    assert r.exit_code == 0, r.output
+    assert calls == []  # every shard of the pool (and the train file) came from the score store
+    res = json.loads(r.stdout)
+    assert res["stage1"]["pool_pairs"] == 300 and res["stage1"]["pairs_seen"] == 600  # both passes read every pair
+    u = res["unlabelled"]
+    assert (u["pairs"], u["passes"], u["shard_pairs"], u["queries"], u["format"]) == (300, 2, 64, 60, "jsonl")
+    assert u["sha256"] == manifest["data"]["sha256"] and u["path"] == str(pool)
+    folder = isolated_home / "artifacts" / "pooled"
+    assert f"`{pool}` (300 unlabelled pairs, 60 queries" in (folder / "README.md").read_text()
+    assert 'unlabelled = "' in (folder / "recipe.toml").read_text() and "unlabelled_passes = 2" in (folder / "recipe.toml").read_text()
+    assert json.loads((folder / "metrics.json").read_text())["unlabelled"] == u
+
+
+@pytest.mark.slow  # three distill runs: ~3 minutes on 2 busy cores
+@requires_package("all-minilm-l6-v2")
+def test_stage1_interrupted_mid_shard_resumes_to_identical_weights(cli, setup, tmp_path):
+    from test_finetune import _InterruptAt
+
+    from qadistill.distill import run_distill
+    from qadistill.recipes import parse_recipe
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    data, pool = setup
+    recipe = parse_recipe({"kind": "pipeline", "name": "p", "teachers": ["tiny-t0", "tiny-t1"], "student": "tiny-random-student",
+                           "data": {"name": str(data), "dev": str(data), "test": str(data), "unlabelled": str(pool)},
+                           "distill": {"batch_size": 8, "max_length": 32, "seed": 7, "loss": "listwise", "unlabelled_passes": 2}})
+    store = Store.open()
+    reg = Registry(store=store)
+    full = run_distill(recipe, reg, store, name="full", out_dir=tmp_path / "full")
+    per_pass = full.metrics["stage1"]["step"] // 2
+    cut_at = per_pass + 20  # the second pass, in its second shard (a 64-pair shard of 5-candidate lists: ~13 steps)
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(recipe, reg, store, name="cut", out_dir=tmp_path / "cut", progress=_InterruptAt(cut_at))
+    ckpt = __import__("torch").load(tmp_path / "cut.work" / "stage1" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == 1 and ckpt["state"]["shard"] >= 1 and ckpt["state"]["step"] == cut_at
+    assert ckpt["state"]["step"] > ckpt["state"]["shard_start"]  # mid-shard
+    resumed = run_distill(recipe, reg, store, name="cut", out_dir=tmp_path / "cut", resume=True)
+    assert resumed.metrics["stage1"]["step"] == full.metrics["stage1"]["step"]
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_unlabelled_errors_fail_before_any_model_loads(cli, setup, tmp_path, monkeypatch):
+    import qadistill.student
+
+    data, pool = setup
+    monkeypatch.setattr(qadistill.student, "build_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+    base = _args(data, pool, "bad")
+    at = base.index("--unlabelled") + 1
+    run = lambda spec, *more: cli(*base[:at], spec, *base[at + 1 :], *more)  # noqa: E731
+    r = run(str(tmp_path / "missing.jsonl"))
+    assert r.exit_code == 2 and "missing.jsonl: no such dataset or file" in r.stderr
+    bad = write(tmp_path / "bad.jsonl", '{"query": "a?", "passage": "b."}\n{"query": "c?", "passage": ""}\n')
+    r = run(str(bad))
+    assert r.exit_code == 2 and "bad.jsonl:2: empty passage" in r.stderr
+    r = run("wikiqa")
+    assert r.exit_code == 2 and "not a named data set" in r.stderr
+    r = run(str(write(tmp_path / "empty.jsonl", "\n")))
+    assert r.exit_code == 2 and "empty.jsonl: no rows" in r.stderr
+    r = run(str(pool), "--unlabelled-passes", "0")
+    assert r.exit_code == 2 and "unlabelled-passes" in r.stderr
+    r = cli("distill", "--mode", "gold", "--student", "tiny-random-student", "--data", str(data), "--unlabelled", str(pool))
+    assert r.exit_code == 2 and "needs teachers" in r.stderr
+
+
+def test_recipe_unlabelled_fields_are_validated():
+    from qadistill.errors import RecipeError
+    from qadistill.recipes import parse_recipe
+
+    base = {"kind": "pipeline", "name": "p", "teachers": ["t"], "student": "s"}
+    r = parse_recipe({**base, "data": {"unlabelled": "pairs.jsonl"}, "distill": {"unlabelled_passes": 3}})
+    assert r.data.unlabelled == "pairs.jsonl" and r.distill.unlabelled_passes == 3
+    with pytest.raises(RecipeError, match="unlabelled_passes"):
+        parse_recipe({**base, "distill": {"unlabelled_passes": 0}})
+    with pytest.raises(RecipeError, match="unlabelled"):
+        parse_recipe({**base, "data": {"unlabelled": ""}})
+
+
+def test_consecutive_rows_of_one_query_form_its_list():
+    from qadistill.stage1 import grouped_pairs
+
+    got = grouped_pairs(3, ["a", "a", "b", "a", "a"], ["p1", "p2", "p3", "p4", "p5"])
+    assert [p.query_id for p in got] == ["u3-0", "u3-0", "u3-1", "u3-2", "u3-2"] and all(p.label is None for p in got)
