@@ -10,10 +10,7 @@ from qadistill.cli._common import Device, err_console, out_console, print_json, 
 from qadistill.cli.errors import handle_errors
 
 
-class Lengths(str, Enum):
-    padded = "padded"
-    real = "real"
-    both = "both"
+Lengths = Enum("Lengths", {m: m for m in ("padded", "real", "both")}, type=str)  # padded to --max-length, real lengths, or both
 
 
 class BenchFormat(str, Enum):
