@@ -247,7 +247,7 @@ class OrtBackend(Backend):
         self.file_name = file_name
         self.provider = provider
         self.session_settings = session
-        self._flush = False  # the session flushes denormals (its settings say so)
+        self._run_env: FloatEnv | None = None  # the floating-point state the session set on the caller's thread
 
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
@@ -264,11 +264,11 @@ class OrtBackend(Backend):
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",
                                  "install onnxruntime-gpu for CUDA, or use --device cpu")
         so, disabled = self.session_options()
-        before = denormals_flushed()
+        caller = FloatEnv.save()
         self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
-        self._flush = self._flushes(so)
-        if denormals_flushed() != before:  # making the session set it on this (the caller's) thread: undo that
-            set_flush_denormals(before)
+        if caller is not None and denormals_flushed() != caller.flushed:  # making the session flushed this thread
+            self._run_env = FloatEnv.save()  # what ONNX Runtime set: kept for its runs on this thread
+            caller.restore()
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.fixed_length = self._static_length()
         return self
@@ -284,13 +284,6 @@ class OrtBackend(Backend):
             raise UserInputError(f"{self.folder / self.file_name} takes sequences of exactly {n} tokens, not up to {self.max_length}",
                                  f"pass --max-length {n} (or max_length={n}), or re-export with a dynamic sequence axis")
         return n
-
-    @staticmethod
-    def _flushes(so) -> bool:
-        try:
-            return so.get_session_config_entry("session.set_denormal_as_zero") == "1"
-        except RuntimeError:  # not set
-            return False
 
     def session_options(self):
         """(SessionOptions, disabled optimizers) this backend runs its variant with: the thread count and, on the CPU
@@ -310,13 +303,14 @@ class OrtBackend(Backend):
 
     def run(self, enc: dict):
         feeds = {k: enc[k].astype("int64") for k in self.inputs if k in enc}
-        if not self._flush or denormals_flushed():
+        if self._run_env is None:
             return one_logit(self.session.run(None, feeds)[0])
-        set_flush_denormals(True)  # this thread works in ONNX Runtime's pool too: flushed for the run, as its own threads are
+        caller = FloatEnv.save()  # this thread works in ONNX Runtime's pool too: flushed for the run, as its own threads are
+        self._run_env.restore()
         try:
             return one_logit(self.session.run(None, feeds)[0])
         finally:
-            set_flush_denormals(False)
+            caller.restore()
 
 
 _SMALLEST_NORMAL = 2.2250738585072014e-308
@@ -327,11 +321,32 @@ def denormals_flushed() -> bool:
     return _SMALLEST_NORMAL / 3.0 == 0.0
 
 
-def set_flush_denormals(on: bool) -> None:
-    """Flush denormals to zero on this thread, or not (what ONNX Runtime's ``session.set_denormal_as_zero`` does)."""
-    import torch
+class FloatEnv:
+    """This thread's floating-point environment (C ``fegetenv``: rounding, exception masks and, on x86-64 and arm64,
+    the flush-to-zero bits), saved to be restored later. ONNX Runtime's ``session.set_denormal_as_zero`` sets
+    flush-to-zero on the thread that makes the session; this puts the caller's state back, without importing torch."""
 
-    torch.set_flush_denormal(on)
+    def __init__(self, buf, flushed: bool) -> None:
+        self.buf, self.flushed = buf, flushed
+
+    @staticmethod
+    def save() -> "FloatEnv | None":
+        """The current environment, or None where the C library offers no fegetenv."""
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None)
+            buf = ctypes.create_string_buffer(512)  # larger than any platform's fenv_t
+            if libc.fegetenv(buf) != 0:
+                return None
+        except (OSError, AttributeError):
+            return None
+        return FloatEnv(buf, denormals_flushed())
+
+    def restore(self) -> None:
+        import ctypes
+
+        ctypes.CDLL(None).fesetenv(self.buf)
 
 
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
