@@ -305,7 +305,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     encoder, tok = _build(plan.student_recipe, registry, d.seed)
     K = n_heads(d.mode, len(teachers))
     torch.manual_seed(d.seed)
-    model = make_student_class()(encoder, K, learned_weights=plan.student_recipe.head_combine == "learned")
+    model = make_student_class()(encoder, K, heads=d.heads)
     base = train_config(d)
     stage1 = None
     if plan.stage1:
@@ -316,14 +316,45 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
         teacher_seconds += secs
     stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
                    progress=progress, label=f"distill {d.mode}")
-    return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds}
+    combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
+    return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
+            "combination": combination}
 
 
-def _evaluate_all(plan: _Plan, model, tok) -> dict:
-    ml = plan.pipeline.distill.max_length
-    metrics = {"test": evaluate_student(model, tok, plan.splits.test, ml, plan.splits.label("test"))}
-    for spec, ds in plan.extra.items():
-        metrics[spec] = evaluate_student(model, tok, ds, ml, spec if ":" in spec else f"{spec}:dev")
+def head_combine(plan: _Plan) -> str:
+    """The pipeline's [distill] head_combine, else the student recipe's."""
+    return plan.pipeline.distill.head_combine or plan.student_recipe.head_combine
+
+
+def _fit_combination(plan: _Plan, model, tok) -> dict:
+    """Convex head weights fitted on the dev split (``qadistill.heads``); the model serves them where they beat the mean."""
+    from qadistill.heads import fit_head_weights, head_logits
+
+    dev = plan.splits.dev
+    fit = fit_head_weights(head_logits(model, tok, dev.pairs, plan.pipeline.distill.max_length),
+                           [p.query_id for p in dev.pairs], dev.labels())
+    model.set_head_weights(fit["weights"])
+    return {**fit, "fitted_on": plan.splits.label("dev")}
+
+
+def _evaluate_all(plan: _Plan, t: dict) -> dict:
+    """Metrics of the served student on test and every --eval-also set. With learned head weights, the same run's
+    per-head logits also give the plain mean's metrics (``t["combination"]["mean_metrics"]``), so both are reported."""
+    model, tok, ml = t["model"], t["tok"], plan.pipeline.distill.max_length
+    sets = {"test": (plan.splits.test, plan.splits.label("test"))}
+    sets.update({spec: (ds, spec if ":" in spec else f"{spec}:dev") for spec, ds in plan.extra.items()})
+    if t.get("combination") is None:
+        return {key: evaluate_student(model, tok, ds, ml, label) for key, (ds, label) in sets.items()}
+    from qadistill.heads import combined_metrics, head_logits
+
+    metrics, mean_metrics = {}, {}
+    k = t["heads"]
+    for key, (ds, label) in sets.items():
+        require_labelled(ds, label)
+        logits = head_logits(model, tok, ds.pairs, ml)
+        metrics[key] = {"data": label, **combined_metrics(logits, ds, t["combination"]["weights"])}
+        mean_metrics[key] = {"data": label, **combined_metrics(logits, ds, [1.0 / k] * k)}
+    t["combination"]["mean_metrics"] = mean_metrics
     return metrics
 
 
@@ -337,6 +368,8 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "name": plan.name, "qadistill_version": __version__, "pipeline": recipe_to_dict(plan.pipeline),
         "student": recipe_to_dict(plan.student_recipe), "teachers": [recipe_to_dict(r) for r in plan.teacher_recipes],
         "parameters": parameter_count(t["model"].to_sequence_classifier()), "heads": t["heads"],
+        "head_kind": d.heads, "head_combine": head_combine(plan), "head_weights": [float(x) for x in t["model"].head_weights()],
+        "head_combination": t.get("combination"),
         "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
         "splits": plan.splits.info, "metrics": metrics,
         "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),
@@ -358,7 +391,8 @@ def _save(plan: _Plan, t: dict, info: dict, work: Path) -> None:
         if final_tmp.exists():
             shutil.rmtree(final_tmp)
         save_student(t["model"], t["tok"], final_tmp, {"qadistill": {"mode": d.mode, "teachers": plan.pipeline.teachers,
-                                                                     "heads_folded": t["heads"]}})
+                                                                     "heads_folded": t["heads"], "head_kind": d.heads,
+                                                                     "head_weights": [float(x) for x in t["model"].head_weights()]}})
         atomic_write_text(final_tmp / "metrics.json", json.dumps(info, indent=2))
         atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(plan.pipeline))
         atomic_write_text(final_tmp / "README.md", model_card(info))
@@ -431,7 +465,7 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
     t_start, started_at = time.perf_counter(), time.time()
     try:
         t = _train_student(plan, registry, work, resume, progress, pool)
-        metrics = _evaluate_all(plan, t["model"], t["tok"])
+        metrics = _evaluate_all(plan, t)
         if store is not None:  # results first: nothing that fails later can lose them
             store.drop_stale_results(plan.name, started_at)
             _record_results(store, plan, metrics, run_id)

@@ -56,6 +56,8 @@ def distill_loss(student, teacher, y, temperature: float, alpha: float):
 LOSSES = ("pointwise", "listwise", "margin-mse")  # the teacher objectives (recipes.DistillLoss, distill --loss)
 PRECISIONS = ("fp32", "bf16", "auto")  # training arithmetic (train.resolve_precision); the recipe and CLI choices
 MODES = ("gold", "single", "avg", "mkdm")  # how teachers map onto heads (recipes.DistillMode, distill --mode)
+HEAD_KINDS = ("linear", "mlp")  # per-teacher heads (student.make_student_class, distill --heads)
+HEAD_COMBINES = ("mean", "learned")  # how the heads give the served score (qadistill.heads, distill --head-combine)
 
 
 def _groups(group):

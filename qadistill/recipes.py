@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qadistill.errors import RecipeError
-from qadistill.losses import LOSSES, MODES, PRECISIONS
+from qadistill.losses import HEAD_COMBINES, HEAD_KINDS, LOSSES, MODES, PRECISIONS
 from qadistill.variants import Variant
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -213,12 +213,16 @@ class ConfigInit(_Strict):
 StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit], Field(discriminator="type")]
 
 
+HeadKind = Literal[HEAD_KINDS]  # type: ignore[valid-type]  (distill --heads)
+HeadCombine = Literal[HEAD_COMBINES]  # type: ignore[valid-type]  (distill --head-combine)
+
+
 class StudentRecipe(_RecipeBase):
     kind: Literal["student"]
     init: StudentInit
     max_length: int = Field(default=128, ge=8, le=4096)
-    head_combine: Literal["mean", "learned"] = Field(
-        default="mean", description="How the per-teacher heads give the inference score (mean is exact to fold)."
+    head_combine: HeadCombine = Field(
+        default="mean", description="How the per-teacher heads give the inference score (both fold exactly); a pipeline's [distill] head_combine overrides it."
     )
 
 
@@ -260,6 +264,12 @@ class DistillSettings(TrainSettings):
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
     freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")
+    heads: HeadKind = Field(default="linear", description=(
+        "Per-teacher heads: linear (one linear head per teacher on the shared pooler) or mlp (each teacher's head has a "
+        "hidden layer of its own, hidden/K wide, on the [CLS] state; folds exactly into the pooler, so no inference cost)."))
+    head_combine: HeadCombine | None = Field(default=None, description=(
+        "How the heads give the served score: mean, or learned (convex weights fitted on the dev split after training, "
+        "kept only where they beat the mean on dev). Default: the student recipe's head_combine."))
 
 
 # a recipe's [export] targets: the Variant vocabulary, with its recipe spelling (onnx-optimized for optimized)

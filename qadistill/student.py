@@ -3,9 +3,10 @@
 Initialisations: ``pretrained`` (a small encoder as it is, e.g. paraphrase-MiniLM-L3), ``truncate`` (the embeddings and
 first k layers of a teacher such as MiniLM-L6) or ``config`` (random, for tests only).
 
-The saved student is a plain Hugging Face ``BertForSequenceClassification`` with one logit: the mean (or learned
-weighted mean) of K linear heads is itself a linear head, so folding is exact and the folder loads without qadistill
-(transformers, Optimum's ORTModel, sentence-transformers' CrossEncoder).
+The saved student is a plain Hugging Face ``BertForSequenceClassification`` with one logit: a convex combination of K
+linear heads is itself a linear head, and K private hidden layers of hidden/K units (``heads="mlp"``) stack into the
+pooler, so folding is exact and the folder loads without qadistill (transformers, Optimum's ORTModel,
+sentence-transformers' CrossEncoder).
 """
 
 from __future__ import annotations
@@ -75,48 +76,107 @@ def make_student_class():
     from torch import nn
 
     class _MultiHeadStudent(nn.Module):
-        """Shared encoder → pooled [CLS] → dropout → K linear heads. ``forward`` returns logits of shape [B, K]."""
+        """Shared encoder → K heads, one per teacher; ``forward`` gives [B, K] logits. ``heads``: linear (on the pooler)
+        or mlp (a hidden layer of hidden // K units per head on [CLS], from its slice of the pooler); both fold exactly
+        into ``BertForSequenceClassification``. The served score is a convex combination of the heads: the mean unless
+        ``set_head_weights`` was given others (``qadistill.heads.fit_head_weights`` fits them on dev)."""
 
-        def __init__(self, encoder, n_heads: int, learned_weights: bool = False, dropout: float = 0.1) -> None:
+        def __init__(self, encoder, n_heads: int, dropout: float = 0.1, heads: str = "linear") -> None:
             super().__init__()
+            if heads not in ("linear", "mlp"):
+                raise ValueError(f"heads must be linear or mlp, not {heads!r}")
             self.encoder = encoder
-            h = encoder.config.hidden_size
+            self.kind = heads
+            k = n_heads
             self.dropout = nn.Dropout(dropout)
-            self.heads = nn.Linear(h, n_heads)
-            nn.init.normal_(self.heads.weight, std=encoder.config.initializer_range)
-            nn.init.zeros_(self.heads.bias)
-            self.head_logits = nn.Parameter(torch.zeros(n_heads)) if learned_weights else None
+            _add_heads(self, encoder, k, heads)
+            self.n_heads = k
+            # the served combination; not in checkpoints (it is fitted after training, never trained)
+            self.register_buffer("combine", torch.full((k,), 1.0 / k), persistent=False)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-            return self.heads(self.dropout(out.pooler_output))
+            if self.kind == "linear":
+                return self.heads(self.dropout(out.pooler_output))
+            x = torch.tanh(self.hidden(out.last_hidden_state[:, 0]))  # [B, K*m]
+            x = self.dropout(x).view(x.shape[0], self.n_heads, -1)  # [B, K, m]
+            return (x * self.out_weight).sum(-1) + self.out_bias
 
         def head_weights(self):
-            k = self.heads.out_features
-            if self.head_logits is None:
-                return torch.full((k,), 1.0 / k)
-            return torch.softmax(self.head_logits.detach(), dim=0)
+            return self.combine.detach().cpu()
+
+        def set_head_weights(self, weights) -> None:
+            """Serve a convex combination of the heads (``weights`` [K], non-negative, summing to 1)."""
+            w = torch.as_tensor(weights, dtype=torch.float32)
+            if w.shape != (self.n_heads,) or bool((w < 0).any()) or abs(float(w.sum()) - 1) > 1e-5:
+                raise ValueError(f"head weights must be {self.n_heads} non-negative numbers summing to 1, not {w.tolist()}")
+            self.combine.copy_(w.to(self.combine.device))
 
         def score(self, logits):
             """[B, K] head logits → [B] inference score (weighted mean of the heads)."""
-            return logits @ self.head_weights().to(logits.dtype)
+            return logits @ self.combine.to(logits.dtype)
 
         def to_sequence_classifier(self):
-            """An equivalent ``BertForSequenceClassification`` (one logit): heads folded into one linear layer."""
+            """An equivalent ``BertForSequenceClassification`` (one logit): heads folded into the pooler and classifier."""
             from transformers import BertForSequenceClassification
 
             cfg = self.encoder.config.__class__(**self.encoder.config.to_dict())
             cfg.num_labels = 1
             cfg.architectures = ["BertForSequenceClassification"]
             cls = BertForSequenceClassification(cfg)
-            cls.bert.load_state_dict(self.encoder.state_dict())
-            w = self.head_weights()
-            with torch.no_grad():
-                cls.classifier.weight.copy_((w[:, None] * self.heads.weight).sum(0, keepdim=True))
-                cls.classifier.bias.copy_((w * self.heads.bias).sum().reshape(1))
+            missing, _ = cls.bert.load_state_dict(self.encoder.state_dict(), strict=False)
+            assert not [k for k in missing if not k.startswith("pooler.")], missing
+            _fold_heads(self, cls)
             return cls
 
     return _MultiHeadStudent
+
+
+def _add_heads(module, encoder, k: int, heads: str) -> None:
+    """The K heads of ``module`` (see ``_MultiHeadStudent``): linear on the pooler, or mlp (private hidden layers)."""
+    import torch
+    from torch import nn
+
+    h, std = encoder.config.hidden_size, encoder.config.initializer_range
+    if heads == "linear":
+        module.heads = nn.Linear(h, k)
+        nn.init.normal_(module.heads.weight, std=std)
+        nn.init.zeros_(module.heads.bias)
+        return
+    m = h // k
+    if m < 1:
+        raise ValueError(f"mlp heads need hidden_size ({h}) >= number of heads ({k})")
+    module.hidden = nn.Linear(h, k * m)
+    pooler = getattr(encoder, "pooler", None)
+    with torch.no_grad():
+        if pooler is not None:  # each teacher's layer starts as its slice of the pretrained pooler
+            module.hidden.weight.copy_(pooler.dense.weight[: k * m])
+            module.hidden.bias.copy_(pooler.dense.bias[: k * m])
+    module.out_weight = nn.Parameter(torch.randn(k, m) * std)
+    module.out_bias = nn.Parameter(torch.zeros(k))
+
+
+def _fold_heads(module, cls) -> None:
+    """Write ``module``'s heads, combined with its head weights, into ``cls`` (a one-label BertForSequenceClassification
+    whose encoder is already loaded): the classifier, and for mlp heads the pooler too."""
+    import torch
+
+    w = module.head_weights()
+    with torch.no_grad():
+        if module.kind == "linear":
+            cls.classifier.weight.copy_((w[:, None] * module.heads.weight.detach().cpu()).sum(0, keepdim=True))
+            cls.classifier.bias.copy_((w * module.heads.bias.detach().cpu()).sum().reshape(1))
+            return
+        # the K hidden layers become the pooler's first K*m rows; spare rows are 0 (tanh(0) = 0, weight 0)
+        km, dense = module.hidden.out_features, cls.bert.pooler.dense
+        dense.weight.zero_()
+        dense.bias.zero_()
+        dense.weight[:km].copy_(module.hidden.weight.detach().cpu())
+        dense.bias[:km].copy_(module.hidden.bias.detach().cpu())
+        row = torch.zeros(1, dense.weight.shape[0])
+        row[0, :km] = (w[:, None] * module.out_weight.detach().cpu()).reshape(-1)
+        cls.classifier.weight.copy_(row)
+        cls.classifier.bias.copy_((w * module.out_bias.detach().cpu()).sum().reshape(1))
 
 
 # What a saved model's score is: its raw logit (the heads' weighted mean, no sigmoid), which qadistill ranks by and its

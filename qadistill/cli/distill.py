@@ -9,13 +9,15 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-from qadistill.losses import LOSSES, MODES, PRECISIONS
+from qadistill.losses import HEAD_COMBINES, HEAD_KINDS, LOSSES, MODES, PRECISIONS
 
 
 # the recipe's vocabularies (losses.MODES / LOSSES), as the choices typer shows and validates
 Mode = Enum("Mode", {m.replace("-", "_"): m for m in MODES}, type=str)
 Loss = Enum("Loss", {m.replace("-", "_"): m for m in LOSSES}, type=str)
 Precision = Enum("Precision", {m: m for m in PRECISIONS}, type=str)
+Heads = Enum("Heads", {m: m for m in HEAD_KINDS}, type=str)
+HeadCombineOpt = Enum("HeadCombine", {m: m for m in HEAD_COMBINES}, type=str)
 
 
 @handle_errors
@@ -30,6 +32,8 @@ def distill(
     mode: Annotated[Mode | None, typer.Option(help="gold: labels only; single: one teacher; avg: one head on the teachers' mean; mkdm: one head per teacher.")] = None,
     loss: Annotated[Loss | None, typer.Option(help="Teacher objective: soft BCE per pair, KL over each query's candidates, or Margin-MSE.")] = None,
     list_size: Annotated[int | None, typer.Option(min=2, help="Ranking losses: candidates per list (longer lists are cut).")] = None,
+    heads: Annotated[Heads | None, typer.Option(help="mkdm heads: linear per teacher, or mlp (a hidden layer per teacher; folds, no inference cost).")] = None,
+    head_combine: Annotated[HeadCombineOpt | None, typer.Option(help="Served score: mean of the heads, or learned (convex weights fitted on dev; kept where they beat the mean).")] = None,
     precision: Annotated[Precision | None, typer.Option(help="Training arithmetic: fp32, bf16 autocast, or auto (bf16 where the CPU/GPU has it natively).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
@@ -60,7 +64,8 @@ def distill(
     reg = Registry(store=store)
     recipe = _recipe(reg, pipeline, teachers, student,
                      {"mode": mode.value if mode else None, "loss": loss.value if loss else None, "list_size": list_size,
-                      "precision": precision.value if precision else None, "epochs": epochs, "max_length": max_length,
+                      "precision": precision.value if precision else None, "heads": heads.value if heads else None,
+                      "head_combine": head_combine.value if head_combine else None, "epochs": epochs, "max_length": max_length,
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed,
                       "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes},
                      {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
