@@ -40,7 +40,13 @@ class PoolSettings:
     hard_k: int = 5  # top-k most similar sentences from other documents (by the first bi-encoder teacher)
     random_k: int = 3  # random sentences from other documents
     titles: bool = True  # each document title as a query against its own sentences
+    pseudo_queries: int = 0  # per document, this many of its sentences as queries against its other sentences
     seed: int = 0
+
+    @classmethod
+    def from_recipe(cls, d) -> "PoolSettings":
+        """The pool a pipeline's [distill] asks for (``pool_hard_negatives``, ``pool_pseudo_queries``)."""
+        return cls(hard_k=d.pool_hard_negatives, pseudo_queries=d.pool_pseudo_queries)
 
 
 @dataclass
@@ -98,14 +104,29 @@ def build_unlabelled_pool(train: QADataset, embedder=None, settings: PoolSetting
             for pid in rng.sample(pids, min(len(pids), s.random_k + 3)):
                 if sentences[pid][0] != doc_of_q[qid]:
                     add(qid, q, pid)
+    by_doc: dict[str, list[str]] = {}
+    for pid, (doc, _) in sentences.items():
+        by_doc.setdefault(doc, []).append(pid)
     if s.titles:
-        by_doc: dict[str, list[str]] = {}
-        for pid, (doc, _) in sentences.items():
-            by_doc.setdefault(doc, []).append(pid)
         for doc, title in titles.items():
             for pid in by_doc.get(doc, []):
                 add(f"title:{doc}", title, pid)
+    if s.pseudo_queries:
+        _add_pseudo_queries(by_doc, sentences, s.pseudo_queries, rng, add)
     return QADataset(train.name, f"{train.split}-pool", out, train.path)
+
+
+def _add_pseudo_queries(by_doc: dict, sentences: dict, k: int, rng: random.Random, add) -> None:
+    """Inverse-cloze pairs: in each document of two or more sentences, ``k`` sentences (seeded) become queries against
+    the document's other sentences, one candidate list each (the teachers say which neighbour answers it best)."""
+    for doc, pids in by_doc.items():
+        if len(pids) < 2:
+            continue
+        for q in rng.sample(pids, min(k, len(pids))):
+            qtext = sentences[q][1]
+            for pid in pids:
+                if pid != q:
+                    add(f"sent:{q}", qtext, pid)
 
 
 def n_heads(mode: str, n_teachers: int) -> int:
@@ -258,13 +279,14 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
 
     embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
     with parallel.collective():  # every process builds the same pool: the embedding and scoring are shared out
-        pool_ds = build_unlabelled_pool(plan.train, embedder, pool, progress)
+        pool_ds = build_unlabelled_pool(plan.train, embedder, pool or PoolSettings.from_recipe(plan.pipeline.distill), progress)
         t0 = time.perf_counter()
         pool_targets = teacher_targets(teachers, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
     if mode == "single":
         pool_targets = pool_targets[:, :1]
     seconds = time.perf_counter() - t0
-    state = train(model, tok, pool_ds.pairs, pool_targets, _stage1_config(base, 1), work / "stage1", dev=plan.splits.dev,
+    state = train(model, tok, pool_ds.pairs, pool_targets, _stage1_config(base, plan.pipeline.distill.unlabelled_passes),
+                  work / "stage1", dev=plan.splits.dev,
                   resume=resume, progress=progress, label="stage 1 (unlabelled)")
     state["pool_pairs"] = len(pool_ds)
     return state, seconds

@@ -147,6 +147,26 @@ def test_unlabelled_pool_uses_train_texts_only():
     assert len(pool) > 15 + 15
 
 
+
+def test_unlabelled_pool_pseudo_queries_are_sentences_against_their_own_documents_other_sentences():
+    from qadistill.data import QADataset, QAPair
+    from qadistill.distill import PoolSettings, build_unlabelled_pool
+
+    pairs = [QAPair(f"Q{q}", f"question {q}?", f"D{q}-{k}", f"sentence {q} {k}.", int(k == 0)) for q in range(4) for k in range(3)]
+    base = PoolSettings(own=False, hard_k=0, random_k=0, titles=False)
+    assert len(build_unlabelled_pool(QADataset("x", "train", pairs), None, base)) == 0
+    pool = build_unlabelled_pool(QADataset("x", "train", pairs), None, PoolSettings(own=False, hard_k=0, random_k=0, titles=False, pseudo_queries=2))
+    by_q: dict = {}
+    for p in pool.pairs:
+        assert p.query_id.startswith("sent:") and p.label is None
+        q = p.query_id.removeprefix("sent:")
+        assert p.passage_id != q and p.passage_id.split("-")[0] == q.split("-")[0]  # another sentence, same document
+        by_q.setdefault(q, []).append(p.passage_id)
+    assert len(by_q) == 4 * 2 and all(len(v) == 2 for v in by_q.values())  # 2 queries per document, 2 neighbours each
+    again = build_unlabelled_pool(QADataset("x", "train", pairs), None, PoolSettings(own=False, hard_k=0, random_k=0, titles=False, pseudo_queries=2))
+    assert [(p.query_id, p.passage_id) for p in again.pairs] == [(p.query_id, p.passage_id) for p in pool.pairs]
+
+
 @pytest.mark.slow
 @requires_package("all-minilm-l6-v2")
 def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_home):

@@ -44,7 +44,9 @@ def distill(
     seed: Annotated[int | None, typer.Option(min=0)] = None,
     pretrain_unlabelled: Annotated[bool | None, typer.Option("--pretrain-unlabelled/--no-pretrain-unlabelled", help="TMKD stage 1 on teacher-scored unlabelled pairs.")] = None,
     unlabelled: Annotated[str | None, typer.Option(help="TMKD stage 1 on this file of unlabelled pairs (JSONL/TSV/CSV/Parquet; consecutive rows with one query are its candidates), streamed; replaces the built-in pool.")] = None,
-    unlabelled_passes: Annotated[int | None, typer.Option(min=1, help="Stage 1: passes over the --unlabelled file (default 1).")] = None,
+    unlabelled_passes: Annotated[int | None, typer.Option(min=1, help="Stage 1: passes over its pool, built-in or --unlabelled (default 1).")] = None,
+    pool_hard_negatives: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: similar sentences of other documents per train question (default 5).")] = None,
+    pool_pseudo_queries: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: sentences per document used as queries against its other sentences (default 0).")] = None,
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
     eval_also: Annotated[list[str] | None, typer.Option("--eval-also", help="Extra validation data, e.g. trecqa:dev (never trained on).")] = None,
     name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
@@ -67,7 +69,8 @@ def distill(
                       "precision": precision.value if precision else None, "heads": heads.value if heads else None,
                       "head_combine": head_combine.value if head_combine else None, "epochs": epochs, "max_length": max_length,
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed,
-                      "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes},
+                      "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes,
+                      "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries},
                      {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
                       "unlabelled": unlabelled})
     res = _run(recipe, reg, store, name=name, out_dir=out, resume=resume, extra_evals=eval_also or [], overwrite=overwrite)

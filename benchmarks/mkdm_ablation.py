@@ -1,0 +1,132 @@
+"""MKDM ablation at the quickstart budget: objectives, head combination, head capacity, avg vs mkdm, teacher count and
+TMKD stage 1, each arm over several seeds, all on one budget (the `quickstart` pipeline: teachers all-MiniLM-L6-v2 +
+paraphrase-MiniLM-L3-v2, student minilm-l6-first3-student, the first 1,150 WikiQA train questions, 1 epoch, batch 32,
+lr 3e-4, max length 64, frozen word embeddings). MAP/MRR on WikiQA test and TREC-QA dev (validation only); the head
+combination is chosen on WikiQA dev only.
+
+Usage:
+  python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,3-teachers]
+      [--seeds 1,2,3] [--skip-done]
+  python benchmarks/mkdm_ablation.py --table-only
+
+Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
+finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
+`--head-combine learned` also give the plain mean's metrics from the same run (the "(mean)" rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from _report import ensure_sidecar, write_text
+from distill_table import qadistill
+
+HERE = Path(__file__).resolve().parent
+RES = HERE / "results"
+RUNS = RES / "mkdm_ablation.jsonl"
+TEACHERS = "all-minilm-l6-v2,paraphrase-minilm-l3-v2"
+ENSEMBLE = RES / "teachers_eval_quickstart.json"
+LEARNED = ["--head-combine", "learned"]
+ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, linear heads unless said)
+    "gold": ["--mode", "gold"],
+    "avg": ["--mode", "avg"],
+    "pointwise": ["--loss", "pointwise", *LEARNED],
+    "margin-mse": ["--loss", "margin-mse", *LEARNED],
+    "listwise": LEARNED,
+    "listwise-mlp": ["--heads", "mlp", *LEARNED],
+    "two-stage": ["--pretrain-unlabelled", *LEARNED],
+    "3-teachers": ["--teachers", f"{TEACHERS},all-mpnet-base-v2", *LEARNED],
+}
+TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
+                "note": "Mean ± std over seeds. One budget for every arm: the quickstart pipeline (1,150 WikiQA train "
+                        "questions, 1 epoch, lr 3e-4, max length 64, 3-layer 17.4M student); the head combination is "
+                        "fitted on WikiQA dev. '(mean)' rows are the same runs served with the plain mean of the heads."}
+RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
+               "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
+
+
+def ensemble() -> dict:
+    if not ENSEMBLE.exists():
+        subprocess.run([sys.executable, str(HERE / "teachers_eval.py"), "--teachers", TEACHERS, "--name", ENSEMBLE.stem], check=True)
+    rows = json.loads(ENSEMBLE.read_text())["rows"]
+    return {"teachers": rows, "ensemble": next(r for r in rows if r["model"].startswith("ensemble("))}
+
+
+def run_arm(arm: str, seed: int) -> dict:
+    name = f"abl-{arm}-s{seed}"
+    res = qadistill("distill", "quickstart", "--eval-also", "trecqa:dev", *ARMS[arm], "--seed", str(seed), "--name", name, "--overwrite")
+    m, comb = res["metrics"], res.get("head_combination") or {}
+    row = {"name": name, "arm": arm, "seed": seed, "test_map": m["test"]["map"], "test_mrr": m["test"]["mrr"],
+           "trec_map": m["trecqa:dev"]["map"], "trec_mrr": m["trecqa:dev"]["mrr"], "dev_map": res["dev_map"],
+           "head_kind": res.get("head_kind"), "head_weights": res.get("head_weights"), "learned_kept": comb.get("kept"),
+           "dev_map_mean": comb.get("map_mean"), "dev_map_learned": comb.get("map_learned"),
+           "parameters": res["parameters"], "train_seconds": res["train_seconds"], "wall_seconds": res["_wall_seconds"],
+           "threads": res["threads"], "command": res["_command"],
+           "stage1_pool_pairs": (res.get("stage1") or {}).get("pool_pairs")}
+    if comb.get("mean_metrics"):
+        mm = comb["mean_metrics"]
+        row.update(mean_test_map=mm["test"]["map"], mean_test_mrr=mm["test"]["mrr"], mean_trec_map=mm["trecqa:dev"]["map"],
+                   mean_trec_mrr=mm["trecqa:dev"]["mrr"])
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--skip-done", action="store_true")
+    ap.add_argument("--table-only", action="store_true")
+    a = ap.parse_args()
+    if not a.table_only:
+        ensemble()
+        done = {json.loads(x)["name"] for x in RUNS.read_text().splitlines() if x.strip()} if a.skip_done and RUNS.exists() else set()
+        for seed in [int(s) for s in a.seeds.split(",")]:  # seed-major: every arm has a first seed early
+            for arm in a.arms.split(","):
+                if f"abl-{arm}-s{seed}" in done:
+                    continue
+                row = run_arm(arm, seed)
+                with RUNS.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                ensure_sidecar(RUNS, RUNS_REPORT)
+                print(f"{row['name']:24s} test MAP {row['test_map']:.4f} | TREC {row['trec_map']:.4f} | weights {row['head_weights']} "
+                      f"| train {row['train_seconds']:.0f}s", flush=True)
+    write_table()
+
+
+def _ms(v: list[float]) -> str:
+    return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+
+
+def write_table() -> None:
+    ens = ensemble()
+    e = ens["ensemble"]
+    rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
+    lines = ["| model | seeds | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of ensemble MAP (WikiQA / TREC) | head weights (mean) | params | train s (median) | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ens["teachers"]:
+        lines.append(f"| {r['model']} | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} "
+                     f"| - | - | - | - | `{r['command']}` |")
+    arms: dict[str, list[dict]] = {}
+    for r in rows:
+        arms.setdefault(r["arm"], []).append(r)
+    for arm, rs in arms.items():
+        variants = [("", "")] + ([("mean_", " (mean)")] if all("mean_test_map" in r for r in rs) else [])
+        for pre, tag in variants:
+            tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]
+            w = "-" if pre or not rs[0].get("head_weights") or len(rs[0]["head_weights"]) < 2 else \
+                "/".join(f"{statistics.mean(r['head_weights'][i] for r in rs):.2f}" for i in range(len(rs[0]["head_weights"])))
+            lines.append(f"| `{arm}`{tag} | {len(rs)} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
+                         f"{_ms([r[f'{pre}trec_mrr'] for r in rs])} | {100 * statistics.mean(tm) / e['wikiqa_map']:.1f}% / "
+                         f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {rs[0]['parameters']} | "
+                         f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |")
+    write_text(RES / "mkdm_ablation.md", "\n".join(lines) + "\n", TABLE_REPORT)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
