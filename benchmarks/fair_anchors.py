@@ -148,16 +148,26 @@ def main() -> None:
               f"{s['vs_best']:.1f}x at its best ({s['best_backend']})")
 
 
+def anchor_of(model: str, anchors: dict, student: str) -> str:
+    """Which anchor a bench row belongs to: bench names a folder's rows by its path (torch) or by its folder's name (its
+    exports), so both spellings of every anchor member count; a row of no anchor and not the student is an error."""
+    for a, ms in anchors.items():
+        if model in ms or model in {Path(m).name for m in ms}:
+            return a
+    if model == student:
+        return "student"
+    raise SystemExit(f"bench row {model!r} belongs to no anchor and is not the student {student!r}")
+
+
 def summarise(bench_rows: list[dict], anchors: dict, args, peak: float) -> list[dict]:
-    group = {m: a for a, ms in anchors.items() for m in ms}
     out = []
     for r in bench_rows:
         ops = ops_per_pair(Path(r["folder"]), args.max_length)
         gops = ops * r["throughput_pairs_s"] / 1e9
-        out.append({"model": r["model"], "anchor": group.get(r["model"], "student"), "backend": r["backend"],
+        out.append({"model": r["model"], "anchor": anchor_of(r["model"], anchors, args.student), "backend": r["backend"],
                     "batch_size": r["batch_size"], "pairs_per_s": r["throughput_pairs_s"], "p50_ms": r["latency_ms"]["p50"],
                     "gops": round(gops, 1), "share_of_int8_peak": round(gops / peak, 3),
-                    "size_mb": r["size_mb"], "speedup_vs_bert_base_torch": r.get("speedup")})
+                    "size_mb": r["size_mb"], "speedup_vs_bert_base_torch": r.get("speedup"), "folder": r["folder"]})
     return out
 
 
