@@ -11,6 +11,16 @@ INDEXED = ("map", "mrr", "mrr@10", "ndcg@10")  # the metrics a card's model-inde
 TABLED = ("map", "mrr", "mrr@10", "ndcg@10", "p@1", "auc")  # the columns of its results table
 
 
+def _combination(info: dict) -> str:
+    """How the card says the heads give the score: the mean, or the learned weights and what they did on dev."""
+    w, c = info.get("head_weights"), info.get("head_combination")
+    if not c:
+        return "the mean of the heads"
+    kept = "kept" if c.get("kept") else "not better than the mean, so the mean is served"
+    return (f"weights {', '.join(f'{x:.2f}' for x in (w or c['weights']))} fitted on {c.get('fitted_on', 'dev')} "
+            f"(dev MAP {fmt(c.get('map_learned'))} vs mean {fmt(c.get('map_mean'))}: {kept})")
+
+
 def model_card(info: dict) -> str:
     """The README.md of a distilled student (``info``: what distill writes to metrics.json): Hub metadata with a
     model-index of its test metrics, then how to load it, its results and how it was made."""
@@ -107,6 +117,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 - teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
   temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
+- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}
 - command: `{info['command']}`

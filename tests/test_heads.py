@@ -118,6 +118,8 @@ def test_distill_with_mlp_heads_and_a_learned_combination_reports_both_and_serve
     assert res["head_weights"] == pytest.approx(comb_["weights"])
     folder = tmp_path / "qadistill-home" / "artifacts" / "stu-mlp"
     assert 'heads = "mlp"' in (folder / "recipe.toml").read_text()
+    card = (folder / "README.md").read_text()
+    assert "objective pointwise; heads mlp x 2, served as " in card and "fitted on" in card
     model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()  # plain transformers, no qadistill
     tok = AutoTokenizer.from_pretrained(str(folder))
     from qadistill.metrics import ranking_metrics
