@@ -106,11 +106,12 @@ def write_table() -> None:
     ens = ensemble()
     e = ens["ensemble"]
     rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
-    lines = ["| model | seeds | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of ensemble MAP (WikiQA / TREC) | head weights (mean) | params | train s (median) | command |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | seeds | WikiQA dev MAP | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of ensemble MAP (WikiQA / TREC) | "
+             "head weights (mean; learned kept) | stage-1 pool pairs | params | train s (median) | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ens["teachers"]:
-        lines.append(f"| {r['model']} | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} "
-                     f"| - | - | - | - | `{r['command']}` |")
+        lines.append(f"| {r['model']} | - | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} "
+                     f"| - | - | - | - | - | `{r['command']}` |")
     arms: dict[str, list[dict]] = {}
     for r in rows:
         arms.setdefault(r["arm"], []).append(r)
@@ -119,10 +120,13 @@ def write_table() -> None:
         for pre, tag in variants:
             tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]
             w = "-" if pre or not rs[0].get("head_weights") or len(rs[0]["head_weights"]) < 2 else \
-                "/".join(f"{statistics.mean(r['head_weights'][i] for r in rs):.2f}" for i in range(len(rs[0]["head_weights"])))
-            lines.append(f"| `{arm}`{tag} | {len(rs)} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
+                "/".join(f"{statistics.mean(r['head_weights'][i] for r in rs):.2f}" for i in range(len(rs[0]["head_weights"]))) + \
+                f"; {sum(bool(r.get('learned_kept')) for r in rs)}/{len(rs)}"
+            dev = _ms([r["dev_map_mean"] for r in rs]) if pre else _ms([r.get("dev_map_learned") or r["dev_map"] for r in rs])
+            pool = rs[0].get("stage1_pool_pairs") or "-"
+            lines.append(f"| `{arm}`{tag} | {len(rs)} | {dev} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
                          f"{_ms([r[f'{pre}trec_mrr'] for r in rs])} | {100 * statistics.mean(tm) / e['wikiqa_map']:.1f}% / "
-                         f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {rs[0]['parameters']} | "
+                         f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {pool} | {rs[0]['parameters']} | "
                          f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |")
     write_text(RES / "mkdm_ablation.md", "\n".join(lines) + "\n", TABLE_REPORT)
     print("\n".join(lines))
