@@ -5,7 +5,7 @@ lr 3e-4, max length 64, frozen word embeddings). MAP/MRR on WikiQA test and TREC
 combination is chosen on WikiQA dev only.
 
 Usage:
-  python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,3-teachers]
+  python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,3-teachers]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -40,6 +40,7 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "listwise": LEARNED,
     "listwise-mlp": ["--heads", "mlp", *LEARNED],
     "two-stage": ["--pretrain-unlabelled", *LEARNED],
+    "two-stage-avg": ["--mode", "avg", "--pretrain-unlabelled"],
     "3-teachers": ["--teachers", f"{TEACHERS},all-mpnet-base-v2", *LEARNED],
 }
 TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
