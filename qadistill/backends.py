@@ -184,7 +184,10 @@ class Backend:
 
         out = np.empty(len(queries), dtype=np.float32)
         for idx in in_batches(range(len(queries)) if order is None else order, batch_size):
-            out[idx] = self.logits([queries[j] for j in idx], [passages[j] for j in idx])
+            r = self.logits([queries[j] for j in idx], [passages[j] for j in idx])
+            if r.ndim > 1 and out.ndim == 1:  # a backend with several outputs per pair (StudentBackend heads=True)
+                out = np.empty((len(queries), *r.shape[1:]), dtype=np.float32)
+            out[idx] = r
         return out
 
     def close(self) -> None:
@@ -440,9 +443,11 @@ class StudentBackend(Backend):
 
     name = "student"
 
-    def __init__(self, model, hf_tokenizer, max_length: int) -> None:
+    def __init__(self, model, hf_tokenizer, max_length: int, heads: bool = False) -> None:
+        """``heads``: score gives every head's logits [N, K] instead of the served combination [N]."""
         super().__init__(Path("."), max_length, hf_tokenizer=hf_tokenizer)
         self.model = model
+        self.heads = heads
 
     def run(self, enc: dict):
         import torch
@@ -450,7 +455,8 @@ class StudentBackend(Backend):
         device = next(self.model.parameters()).device
         with torch.inference_mode():
             t = {k: torch.from_numpy(v).to(device) for k, v in enc.items()}
-            return self.model.score(self.model(**t)).float().cpu().numpy()
+            out = self.model(**t)
+            return (out if self.heads else self.model.score(out)).float().cpu().numpy()
 
     def score(self, queries: list[str], passages: list[str], batch_size: int = 32, order=None):
         if self.tokenizer is None:

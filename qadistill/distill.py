@@ -414,7 +414,7 @@ def _save(plan: _Plan, t: dict, info: dict, work: Path) -> None:
             shutil.rmtree(final_tmp)
         save_student(t["model"], t["tok"], final_tmp, {"qadistill": {"mode": d.mode, "teachers": plan.pipeline.teachers,
                                                                      "heads_folded": t["heads"], "head_kind": d.heads,
-                                                                     "head_weights": [float(x) for x in t["model"].head_weights()]}})
+                                                                     "head_weights": info["head_weights"]}})
         atomic_write_text(final_tmp / "metrics.json", json.dumps(info, indent=2))
         atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(plan.pipeline))
         atomic_write_text(final_tmp / "README.md", model_card(info))

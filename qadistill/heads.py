@@ -13,31 +13,14 @@ from qadistill.data import QAPair
 
 
 def head_logits(model, tokenizer, pairs: list[QAPair], max_length: int, batch_size: int = 64):
-    """[N, K] float32 logits of every head for ``pairs`` (in their order), length-sorted batches, eval mode."""
-    import numpy as np
-    import torch
-
+    """[N, K] float32 logits of every head for ``pairs`` (in their order), length-sorted batches, eval mode: what
+    ``train.score_pairs`` scores, before the heads are combined."""
     from qadistill.backends import StudentBackend
+    from qadistill.train import length_order
 
-    be = StudentBackend(model, tokenizer, max_length)
-    be.load()
     qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
-    lengths = [len(x) for x in tokenizer(qs, ps, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(qs)), key=lambda i: lengths[i])
-    out = np.empty((len(pairs), model.n_heads), dtype=np.float32)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for s in range(0, len(order), batch_size):
-                idx = order[s: s + batch_size]
-                enc = be.encode([qs[j] for j in idx], [ps[j] for j in idx])
-                t = {k: torch.from_numpy(v).to(device) for k, v in enc.items()}
-                out[idx] = model(**t).float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    be = StudentBackend(model, tokenizer, max_length, heads=True)
+    return be.score(qs, ps, batch_size, length_order(tokenizer, qs, ps, max_length))
 
 
 def simplex_grid(k: int, steps: int):

@@ -122,9 +122,13 @@ def score_pairs(model, tokenizer, pairs: list[QAPair], max_length: int, batch_si
     from qadistill.backends import StudentBackend
 
     qs, ps = [p.query for p in pairs], [p.passage for p in pairs]
+    return StudentBackend(model, tokenizer, max_length).score(qs, ps, batch_size, length_order(tokenizer, qs, ps, max_length))
+
+
+def length_order(tokenizer, qs: list[str], ps: list[str], max_length: int) -> list[int]:
+    """Pair indices sorted by tokenized length (batches of neighbours pad little)."""
     lengths = [len(x) for x in tokenizer(qs, ps, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(qs)), key=lambda i: lengths[i])
-    return StudentBackend(model, tokenizer, max_length).score(qs, ps, batch_size, order)
+    return sorted(range(len(qs)), key=lambda i: lengths[i])
 
 
 def dev_map(model, tokenizer, dev: QADataset, max_length: int) -> dict:
