@@ -12,23 +12,15 @@ import argparse
 import json
 import shlex
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from _report import write_json
+from fair_anchors import qadistill  # the one-JSON-result runner
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
 REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runtime int8 (`benchmarks/best_student.py`)",
           "order": 102, "note": "Arm chosen by mean WikiQA dev MAP, seed by its dev MAP; test and TREC-QA only report."}
-
-
-def qadistill(*args: str):
-    out = subprocess.run([sys.executable, "-m", "qadistill", *args, "--format", "json"], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"qadistill {' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout)
 
 
 def main() -> None:
