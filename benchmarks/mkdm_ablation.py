@@ -5,9 +5,13 @@ lr 3e-4, max length 64, frozen word embeddings). MAP/MRR on WikiQA test and TREC
 combination is chosen on WikiQA dev only.
 
 Usage:
-  python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,3-teachers]
-      [--seeds 1,2,3] [--skip-done]
+  python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
+      two-stage-3t,two-stage-3t-avg,two-stage-2pass] [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
+
+Arms `*-3t` add a third, heterogeneous teacher: the MiniLM-L6 cross-encoder fine-tuned on WikiQA train by
+`qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from ""` (gold only; build it
+first), beside the two bi-encoders; each arm's "% of ensemble" is against the ensemble of its own teachers.
 
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
@@ -30,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
 RUNS = RES / "mkdm_ablation.jsonl"
 TEACHERS = "all-minilm-l6-v2,paraphrase-minilm-l3-v2"
-ENSEMBLE = RES / "teachers_eval_quickstart.json"
+TEACHERS_3T = f"{TEACHERS},minilm-l6-cross-wikiqa"
+ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json"}
 LEARNED = ["--head-combine", "learned"]
 ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, linear heads unless said)
     "gold": ["--mode", "gold"],
@@ -41,7 +46,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "listwise-mlp": ["--heads", "mlp", *LEARNED],
     "two-stage": ["--pretrain-unlabelled", *LEARNED],
     "two-stage-avg": ["--mode", "avg", "--pretrain-unlabelled"],
-    "3-teachers": ["--teachers", f"{TEACHERS},all-mpnet-base-v2", *LEARNED],
+    "two-stage-3t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", *LEARNED],
+    "two-stage-3t-avg": ["--teachers", TEACHERS_3T, "--mode", "avg", "--pretrain-unlabelled"],
+    "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
 }
 TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
                 "note": "Mean ± std over seeds. One budget for every arm: the quickstart pipeline (1,150 WikiQA train "
@@ -51,10 +58,16 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
 
 
-def ensemble() -> dict:
-    if not ENSEMBLE.exists():
-        subprocess.run([sys.executable, str(HERE / "teachers_eval.py"), "--teachers", TEACHERS, "--name", ENSEMBLE.stem], check=True)
-    rows = json.loads(ENSEMBLE.read_text())["rows"]
+def arm_teachers(arm: str) -> str:
+    opts = ARMS[arm]
+    return opts[opts.index("--teachers") + 1] if "--teachers" in opts else TEACHERS
+
+
+def ensemble(teachers: str = TEACHERS) -> dict:
+    path = ENSEMBLES[teachers]
+    if not path.exists():
+        subprocess.run([sys.executable, str(HERE / "teachers_eval.py"), "--teachers", teachers, "--name", path.stem], check=True)
+    rows = json.loads(path.read_text())["rows"]
     return {"teachers": rows, "ensemble": next(r for r in rows if r["model"].startswith("ensemble("))}
 
 
@@ -84,7 +97,8 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     a = ap.parse_args()
     if not a.table_only:
-        ensemble()
+        for t in {arm_teachers(arm) for arm in a.arms.split(",")}:
+            ensemble(t)
         done = {json.loads(x)["name"] for x in RUNS.read_text().splitlines() if x.strip()} if a.skip_done and RUNS.exists() else set()
         for seed in [int(s) for s in a.seeds.split(",")]:  # seed-major: every arm has a first seed early
             for arm in a.arms.split(","):
@@ -104,19 +118,25 @@ def _ms(v: list[float]) -> str:
 
 
 def write_table() -> None:
-    ens = ensemble()
-    e = ens["ensemble"]
     rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
-    lines = ["| model | seeds | WikiQA dev MAP | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of ensemble MAP (WikiQA / TREC) | "
+    sets = [TEACHERS] + [t for t in ENSEMBLES if t != TEACHERS and any(arm_teachers(r["arm"]) == t for r in rows if r["arm"] in ARMS)]
+    lines = ["| model | teachers | seeds | WikiQA dev MAP | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of its teachers' ensemble MAP (WikiQA / TREC) | "
              "head weights (mean; learned kept) | stage-1 pool pairs | params | train s (median) | command |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in ens["teachers"]:
-        lines.append(f"| {r['model']} | - | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | {r['trec_mrr']:.4f} "
-                     f"| - | - | - | - | - | `{r['command']}` |")
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    shown: set[str] = set()
+    for t in sets:
+        for r in ensemble(t)["teachers"]:
+            if r["model"] in shown:
+                continue
+            shown.add(r["model"])
+            lines.append(f"| {r['model']} | - | - | - | {r['wikiqa_map']:.4f} | {r['wikiqa_mrr']:.4f} | {r['trec_map']:.4f} | "
+                         f"{r['trec_mrr']:.4f} | - | - | - | - | - | `{r['command']}` |")
     arms: dict[str, list[dict]] = {}
     for r in rows:
         arms.setdefault(r["arm"], []).append(r)
     for arm, rs in arms.items():
+        e = ensemble(arm_teachers(arm) if arm in ARMS else TEACHERS)["ensemble"]
+        n_teachers = 0 if arm == "gold" else len((arm_teachers(arm) if arm in ARMS else TEACHERS).split(","))
         variants = [("", "")] + ([("mean_", " (mean)")] if all("mean_test_map" in r for r in rs) else [])
         for pre, tag in variants:
             tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]
@@ -125,7 +145,7 @@ def write_table() -> None:
                 f"; {sum(bool(r.get('learned_kept')) for r in rs)}/{len(rs)}"
             dev = _ms([r["dev_map_mean"] for r in rs]) if pre else _ms([r.get("dev_map_learned") or r["dev_map"] for r in rs])
             pool = rs[0].get("stage1_pool_pairs") or "-"
-            lines.append(f"| `{arm}`{tag} | {len(rs)} | {dev} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
+            lines.append(f"| `{arm}`{tag} | {n_teachers} | {len(rs)} | {dev} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
                          f"{_ms([r[f'{pre}trec_mrr'] for r in rs])} | {100 * statistics.mean(tm) / e['wikiqa_map']:.1f}% / "
                          f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {pool} | {rs[0]['parameters']} | "
                          f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |")

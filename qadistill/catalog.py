@@ -10,6 +10,7 @@ from qadistill.recipes import (
     PipelineRecipe,
     PrebuiltRecipe,
     PretrainedInit,
+    PruneInit,
     StudentRecipe,
     TeacherRecipe,
     TruncateInit,
@@ -67,6 +68,13 @@ def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Source
         init = r.init
         if isinstance(init, PretrainedInit):
             return f"init:{init.source.describe()}", source_status(init.source)
+        if isinstance(init, PruneInit):
+            label = f"init:{init.model} pruned to FFN {init.intermediate_size}"
+            try:
+                return label, entry_status(reg, reg.get(init.model), [])[1]
+            except QadistillError:
+                ok = (Path(init.model).expanduser() / "config.json").exists()
+                return label, SourceStatus(ok, "offline" if ok else "needs-build", f"build {init.model} first")
         ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
         label = f"init:first {init.layers} layers of {ref}" if isinstance(init, TruncateInit) else f"init:random (vocab {ref})"
         base = reg.get(ref)

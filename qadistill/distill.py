@@ -181,6 +181,12 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     _check_student_length(student_recipe, registry, d.max_length)
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
+    if getattr(student_recipe.init, "type", None) == "prune":
+        from qadistill.prune import check_width
+        from qadistill.student import encoder_folder_for
+
+        check_width(encoder_folder_for(student_recipe, registry), student_recipe.init.intermediate_size)
+        require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
@@ -324,10 +330,14 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     t0 = time.perf_counter()
     targets = _score_teachers(plan, teachers, progress)
     teacher_seconds = time.perf_counter() - t0
-    encoder, tok = _build(plan.student_recipe, registry, d.seed)
+    encoder, tok, pruned = _build(plan, registry, d.seed)
     K = n_heads(d.mode, len(teachers))
     torch.manual_seed(d.seed)
     model = make_student_class()(encoder, K, heads=d.heads)
+    if pruned is not None:
+        from qadistill.student import heads_from_classifier
+
+        heads_from_classifier(model, pruned[1])
     base = train_config(d)
     stage1 = None
     if plan.stage1:
@@ -340,7 +350,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
                    progress=progress, label=f"distill {d.mode}")
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
-            "combination": combination}
+            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None else None}
 
 
 def head_combine(plan: _Plan) -> str:
@@ -391,7 +401,7 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "student": recipe_to_dict(plan.student_recipe), "teachers": [recipe_to_dict(r) for r in plan.teacher_recipes],
         "parameters": parameter_count(t["model"].to_sequence_classifier()), "heads": t["heads"],
         "head_kind": d.heads, "head_combine": head_combine(plan), "head_weights": [float(x) for x in t["model"].head_weights()],
-        "head_combination": t.get("combination"),
+        "head_combination": t.get("combination"), "pruned": t.get("pruned"),
         "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
         "splits": plan.splits.info, "metrics": metrics,
         "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),
@@ -513,10 +523,21 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
     return DistillResult(plan.name, str(plan.out_dir), info, run_id)
 
 
-def _build(student_recipe, registry, seed):
-    from qadistill.student import build_encoder
+def _build(plan: _Plan, registry, seed: int) -> tuple:
+    """(encoder, tokenizer, None) for the student recipe's init; for ``prune``, (pruned encoder, tokenizer,
+    (PruneReport, the source's classifier)), ranked on the first ``importance_queries`` train questions."""
+    from qadistill.recipes import PruneInit
+    from qadistill.student import build_encoder, encoder_folder_for
 
-    return build_encoder(student_recipe, registry, seed)
+    init = plan.student_recipe.init
+    if isinstance(init, PruneInit):
+        from qadistill.prune import pruned_encoder
+
+        pairs = plan.train.subset_queries(init.importance_queries).pairs
+        encoder, tok, report, classifier = pruned_encoder(encoder_folder_for(plan.student_recipe, registry),
+                                                          init.intermediate_size, pairs, plan.pipeline.distill.max_length)
+        return encoder, tok, (report, classifier)
+    return (*build_encoder(plan.student_recipe, registry, seed), None)
 
 
 def _slim(state: dict | None) -> dict | None:

@@ -210,7 +210,20 @@ class ConfigInit(_Strict):
         return self
 
 
-StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit], Field(discriminator="type")]
+class PruneInit(_Strict):
+    """Start from a built student (a zoo artifact name or a model folder) with its feed-forward layers pruned to
+    ``intermediate_size`` units each, FastFormers-style: the units with the lowest first-order importance
+    (|activation x gradient| of the gold loss, summed over the first ``importance_queries`` train questions) go; the
+    distillation run that uses this student is the recovery pass. Attention heads are kept: a pruned-head model is not
+    a plain ``BertConfig`` (transformers 5 has no ``pruned_heads``), and the saved student must load anywhere."""
+
+    type: Literal["prune"]
+    model: str = Field(min_length=1, description="A built student (zoo artifact name) or a folder with its config.json.")
+    intermediate_size: int = Field(ge=8, le=16384, description="Feed-forward units kept in every layer.")
+    importance_queries: int = Field(default=300, ge=1, description="Train questions used to rank the units (train split only).")
+
+
+StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit, PruneInit], Field(discriminator="type")]
 
 
 HeadKind = Literal[HEAD_KINDS]  # type: ignore[valid-type]  (distill --heads)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qadistill.errors import UserInputError
 from qadistill.integrity import QuietTransformers, write_checksums
-from qadistill.recipes import ConfigInit, PretrainedInit, StudentRecipe, TeacherRecipe, TruncateInit
+from qadistill.recipes import ConfigInit, PretrainedInit, PruneInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
 
@@ -23,6 +23,10 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
     init = recipe.init
     if isinstance(init, PretrainedInit):
         return resolve_source(init.source)
+    if isinstance(init, PruneInit):
+        from qadistill.prune import source_folder
+
+        return source_folder(init.model, registry)
     ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
     t = registry.recipe(ref, "teacher")
     assert isinstance(t, TeacherRecipe)
@@ -32,7 +36,8 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
 
 
 def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
-    """(BertModel with a pooler, tokenizer) for the student's initialisation."""
+    """(BertModel with a pooler, tokenizer) for the student's initialisation (not ``prune``, which needs train data:
+    ``qadistill.prune.pruned_encoder``)."""
     import torch
     from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
@@ -130,6 +135,18 @@ def make_student_class():
             return cls
 
     return _MultiHeadStudent
+
+
+def heads_from_classifier(module, classifier) -> None:
+    """Start every linear head of ``module`` as ``classifier`` (a one-logit ``nn.Linear`` on the pooler, e.g. the
+    pruned source student's), so the student begins at its source's score; mlp heads keep their own start."""
+    import torch
+
+    if module.kind != "linear":
+        return
+    with torch.no_grad():
+        module.heads.weight.copy_(classifier.weight.detach().expand_as(module.heads.weight))
+        module.heads.bias.fill_(float(classifier.bias.detach().reshape(-1)[0]))
 
 
 def _add_heads(module, encoder, k: int, heads: str) -> None:
