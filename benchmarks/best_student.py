@@ -1,5 +1,8 @@
 """The best student of the MKDM ablation (the arm with the best mean WikiQA dev MAP; its seed with the best dev MAP),
-exported to ONNX int8 dynamic and scored as served: PyTorch fp32 against int8 on WikiQA test and TREC-QA dev.
+exported to ONNX int8 dynamic and scored as served: PyTorch fp32 against int8 on WikiQA test and TREC-QA dev; with the
+same seed's FFN-pruned student where the ablation has a pruned arm of it (`SOURCE-ffnW`), the same for that one; then
+one `qadistill bench` run of them all (PyTorch fp32 and ONNX Runtime int8, batch 1 and 32, length 128, 2 threads, MAP on
+the whole WikiQA test split per backend, accuracy-vs-speed plot in results/best_student_bench.png).
 
   python benchmarks/best_student.py [--arm two-stage] [--quantize-options "--per-channel --fp32-first-attention"]
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import statistics
 from pathlib import Path
@@ -18,6 +22,7 @@ from _report import write_json
 from fair_anchors import qadistill  # the one-JSON-result runner
 
 HERE = Path(__file__).resolve().parent
+PRUNED = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # mkdm_ablation's pruned arms
 RES = HERE / "results"
 REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runtime int8 (`benchmarks/best_student.py`)",
           "order": 102, "note": "Arm chosen by mean WikiQA dev MAP, seed by its dev MAP; test and TREC-QA only report."}
@@ -25,32 +30,54 @@ REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runt
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arm", default=None, help="default: the arm with the best mean dev MAP")
+    ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP")
     ap.add_argument("--quantize-options", default="--per-channel --fp32-first-attention")
+    ap.add_argument("--bench-min-time", default="2")
     a = ap.parse_args()
     rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
     by_arm: dict[str, list[dict]] = {}
     for r in rows:
         by_arm.setdefault(r["arm"], []).append(r)
     dev = {arm: statistics.mean(r.get("dev_map_learned") or r["dev_map"] for r in rs) for arm, rs in by_arm.items()}
-    arm = a.arm or max(dev, key=dev.get)
+    arm = a.arm or max((x for x in dev if not PRUNED.fullmatch(x)), key=dev.get)
     best = max(by_arm[arm], key=lambda r: r.get("dev_map_learned") or r["dev_map"])
-    name = best["name"]
-    exp = ["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options)]
-    exported = qadistill(*exp)
-    int8 = next(r["name"] for r in exported if "int8" in r["name"])
-    out = {"arm": arm, "arm_dev_map": dev, "student": name, "seed": best["seed"], "int8": int8,
-           "commands": ["qadistill " + " ".join(exp)], "eval": {}}
-    for data, split in (("wikiqa", "test"), ("trecqa", "dev")):
-        args = ["eval", name, int8, "--data", data, "--split", split]
-        res = qadistill(*args)
-        out["commands"].append("qadistill " + " ".join(args))
-        ms = {r["model"]: r for r in res["rows"]}
-        fp32, q = ms[name], ms[int8]
-        out["eval"][f"{data}:{split}"] = {"fp32_map": fp32["map"], "int8_map": q["map"], "fp32_mrr": fp32["mrr"],
-                                          "int8_mrr": q["mrr"], "int8_map_delta_points": 100 * (q["map"] - fp32["map"])}
-        print(f"{data}:{split}: fp32 MAP {fp32['map']:.4f}  int8 {q['map']:.4f}  delta {100 * (q['map'] - fp32['map']):+.2f} pts")
+    # the same seed's pruned student, where the ablation has a pruned arm of this one (FFN pruning + recovery)
+    pruned = [r for x, rs in by_arm.items() if (m := PRUNED.fullmatch(x)) and m["source"] == arm for r in rs if r["seed"] == best["seed"]]
+    out = {"arm": arm, "arm_dev_map": dev, "student": best["name"], "seed": best["seed"], "commands": [], "eval": {}, "int8": {}}
+    for name in [best["name"], *(r["name"] for r in pruned)]:
+        exp = ["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options)]
+        exported = qadistill(*exp)
+        out["commands"].append("qadistill " + " ".join(exp))
+        out["int8"][name] = int8 = next(r["name"] for r in exported if "int8" in r["name"])
+        for data, split in (("wikiqa", "test"), ("trecqa", "dev")):
+            args = ["eval", name, int8, "--data", data, "--split", split]
+            res = qadistill(*args)
+            out["commands"].append("qadistill " + " ".join(args))
+            ms = {r["model"]: r for r in res["rows"]}
+            fp32, q = ms[name], ms[int8]
+            out["eval"].setdefault(name, {})[f"{data}:{split}"] = {
+                "fp32_map": fp32["map"], "int8_map": q["map"], "fp32_mrr": fp32["mrr"], "int8_mrr": q["mrr"],
+                "int8_map_delta_points": 100 * (q["map"] - fp32["map"])}
+            print(f"{name} {data}:{split}: fp32 MAP {fp32['map']:.4f}  int8 {q['map']:.4f}  delta {100 * (q['map'] - fp32['map']):+.2f} pts")
+    out["pruned"] = [r["name"] for r in pruned]
+    out["bench"] = bench(list(out["int8"]), a.bench_min_time)
+    out["commands"].append(out["bench"]["command"])
     write_json(RES / "best_student.json", out, REPORT)
+
+
+def bench(models: list[str], min_time: str) -> dict:
+    """One `qadistill bench` run of the students, PyTorch fp32 and their int8 export, length 128, 2 threads, MAP on the
+    whole WikiQA test split per backend; the accuracy-vs-speed plot beside the result."""
+    args = ["bench", *models, "--backends", "torch,ort-int8", "--batch-sizes", "1,32", "--max-length", "128", "--threads", "2",
+            "--min-time", min_time, "--plot", str(RES / "best_student_bench.png")]
+    res = qadistill(*args)
+    rows = [{"model": r["model"], "backend": r["backend"], "batch_size": r["batch_size"], "pairs_per_s": r["throughput_pairs_s"],
+             "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"], "map": r.get("map"), "mrr": r.get("mrr"),
+             "size_mb": r.get("size_mb"), "pareto": r.get("pareto")} for r in res["rows"]]
+    for r in rows:
+        print(f"{r['model'][:40]:40s} {r['backend']:9s} batch {r['batch_size']:3d}: {r['pairs_per_s']:8.1f} pairs/s "
+              f"p50 {r['p50_ms']:6.2f} ms  MAP {r['map']}")
+    return {"command": "qadistill " + " ".join(args), "run_id": res.get("run_id"), "env": res.get("env"), "rows": rows}
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ combination is chosen on WikiQA dev only.
 
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
-      two-stage-3t,two-stage-3t-avg,two-stage-2pass] [--seeds 1,2,3] [--skip-done]
+      two-stage-3t,two-stage-3t-avg,two-stage-2pass,two-stage-3t-ffn768] [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
 Arms `*-3t` add a third, heterogeneous teacher: the MiniLM-L6 cross-encoder fine-tuned on WikiQA train by
 `qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from ""` (gold only; build it
 first), beside the two bi-encoders; each arm's "% of ensemble" is against the ensemble of its own teachers.
+
+An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
+init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
 
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
@@ -23,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from _report import ensure_sidecar, write_text
@@ -58,9 +63,47 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
 
 
+PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
+PRUNE_RECIPE = """kind = "student"
+name = "{name}"
+description = "{source} with its feed-forward layers pruned to {width} units (benchmarks/mkdm_ablation.py)"
+init = {{ type = "prune", model = "{source}", intermediate_size = {width} }}
+"""
+
+
+def known(arm: str) -> bool:
+    m = PRUNED_ARM.fullmatch(arm)
+    return arm in ARMS or bool(m and m["source"] in ARMS)
+
+
 def arm_teachers(arm: str) -> str:
-    opts = ARMS[arm]
+    m = PRUNED_ARM.fullmatch(arm)
+    opts = ARMS[m["source"] if m and arm not in ARMS else arm]
     return opts[opts.index("--teachers") + 1] if "--teachers" in opts else TEACHERS
+
+
+def arm_options(arm: str, seed: int) -> list[str]:
+    """The arm's `distill quickstart` options. A pruned arm (``SOURCE-ffnW``) prunes that seed's SOURCE student to W
+    feed-forward units (a student recipe with init type "prune", added to the user zoo) and runs the labelled stage from
+    it with the same teachers, mode and heads as its source: the recovery pass (no stage 1)."""
+    m = PRUNED_ARM.fullmatch(arm)
+    if arm in ARMS or not m:
+        return ARMS[arm]
+    src, opts, out = m["source"], ARMS[m["source"]], []
+    skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1}
+    i = 0
+    while i < len(opts):
+        if opts[i] in skip:
+            i += 1 + skip[opts[i]]
+            continue
+        out.append(opts[i])
+        i += 1
+    name = f"abl-{arm}-s{seed}-student"
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / f"{name}.toml"
+        f.write_text(PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]))
+        subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", "--force", str(f)], check=True, capture_output=True)
+    return [*out, "--student", name]
 
 
 def ensemble(teachers: str = TEACHERS) -> dict:
@@ -73,7 +116,7 @@ def ensemble(teachers: str = TEACHERS) -> dict:
 
 def run_arm(arm: str, seed: int) -> dict:
     name = f"abl-{arm}-s{seed}"
-    res = qadistill("distill", "quickstart", "--eval-also", "trecqa:dev", *ARMS[arm], "--seed", str(seed), "--name", name, "--overwrite")
+    res = qadistill("distill", "quickstart", "--eval-also", "trecqa:dev", *arm_options(arm, seed), "--seed", str(seed), "--name", name, "--overwrite")
     m, comb = res["metrics"], res.get("head_combination") or {}
     row = {"name": name, "arm": arm, "seed": seed, "test_map": m["test"]["map"], "test_mrr": m["test"]["mrr"],
            "trec_map": m["trecqa:dev"]["map"], "trec_mrr": m["trecqa:dev"]["mrr"], "dev_map": res["dev_map"],
@@ -119,7 +162,7 @@ def _ms(v: list[float]) -> str:
 
 def write_table() -> None:
     rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
-    sets = [TEACHERS] + [t for t in ENSEMBLES if t != TEACHERS and any(arm_teachers(r["arm"]) == t for r in rows if r["arm"] in ARMS)]
+    sets = [TEACHERS] + [t for t in ENSEMBLES if t != TEACHERS and any(arm_teachers(r["arm"]) == t for r in rows if known(r["arm"]))]
     lines = ["| model | teachers | seeds | WikiQA dev MAP | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of its teachers' ensemble MAP (WikiQA / TREC) | "
              "head weights (mean; learned kept) | stage-1 pool pairs | params | train s (median) | command |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -135,8 +178,8 @@ def write_table() -> None:
     for r in rows:
         arms.setdefault(r["arm"], []).append(r)
     for arm, rs in arms.items():
-        e = ensemble(arm_teachers(arm) if arm in ARMS else TEACHERS)["ensemble"]
-        n_teachers = 0 if arm == "gold" else len((arm_teachers(arm) if arm in ARMS else TEACHERS).split(","))
+        e = ensemble(arm_teachers(arm) if known(arm) else TEACHERS)["ensemble"]
+        n_teachers = 0 if arm == "gold" else len((arm_teachers(arm) if known(arm) else TEACHERS).split(","))
         variants = [("", "")] + ([("mean_", " (mean)")] if all("mean_test_map" in r for r in rs) else [])
         for pre, tag in variants:
             tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]

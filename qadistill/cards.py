@@ -83,6 +83,11 @@ def card_body(info: dict) -> str:
     u = info.get("unlabelled")
     pool_note = (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
                  f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}" if u else "")
+    pr = info.get("pruned")
+    prune_note = (f"\n- pruned from `{pr['source']}`: feed-forward width {pr['intermediate_before']} -> {pr['intermediate_after']} "
+                  f"in every layer (units ranked by first-order importance on {pr['queries']} train questions, {pr['pairs']} "
+                  f"pairs; importance kept per layer {', '.join(f'{k:.0%}' for k in pr['kept_importance'])}), then this "
+                  f"run as the recovery pass" if pr else "")
     licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
                if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
     body = f"""
@@ -117,7 +122,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 - teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
   temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
-- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}
+- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{prune_note}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}
 - command: `{info['command']}`
