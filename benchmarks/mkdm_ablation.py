@@ -6,7 +6,7 @@ combination is chosen on WikiQA dev only.
 
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
-      two-stage-3t,two-stage-3t-avg,two-stage-2pass,two-stage-3t-ffn768] [--seeds 1,2,3] [--skip-done]
+      two-stage-3t,two-stage-3t-avg,two-stage-2pass,two-stage-pq,two-stage-3t-ffn768] [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
 Arms `*-3t` add a third, heterogeneous teacher: the MiniLM-L6 cross-encoder fine-tuned on WikiQA train by
@@ -54,6 +54,7 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-3t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", *LEARNED],
     "two-stage-3t-avg": ["--teachers", TEACHERS_3T, "--mode", "avg", "--pretrain-unlabelled"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
+    "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
 TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
                 "note": "Mean ± std over seeds. One budget for every arm: the quickstart pipeline (1,150 WikiQA train "

@@ -268,7 +268,9 @@ DistillLoss = Literal[LOSSES]  # type: ignore[valid-type]
 
 
 class DistillSettings(TrainSettings):
-    mode: DistillMode = "mkdm"
+    # avg by default: at equal budget mkdm's per-teacher heads did not beat one head on the teachers' mean beyond the
+    # seed spread (benchmarks/results/mkdm_ablation.md); --mode mkdm / mode = "mkdm" for one head per teacher
+    mode: DistillMode = "avg"
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     max_length: int = Field(default=128, ge=8, le=4096)
     temperature: float = Field(default=2.0, gt=0, le=100)
@@ -322,6 +324,9 @@ class PipelineRecipe(_RecipeBase):
             raise ValueError(f"mode 'single' needs exactly one teacher, got {n}")
         if mode in ("avg", "mkdm") and n < 1:
             raise ValueError(f"mode '{mode}' needs at least one teacher")
+        if self.distill.head_combine == "learned" and mode != "mkdm":
+            raise ValueError(f"head_combine 'learned' weighs one head per teacher, which mode '{mode}' does not have: "
+                             "set mode = 'mkdm' (distill --mode mkdm) or head_combine = 'mean'")
         return self
 
 

@@ -182,7 +182,8 @@ def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_h
         pytest.skip("torchrun not installed")
     env = {**os.environ, "QADISTILL_HOME": str(isolated_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [exe, "--nproc_per_node", "2", "-m", "qadistill", "distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
-           "--dev", str(tiny_zoo), "--test", str(tiny_zoo), "--max-length", "32", "--batch-size", "4", "--name", "ddp", "--format", "json"]
+           "--dev", str(tiny_zoo), "--test", str(tiny_zoo), "--max-length", "32", "--batch-size", "4", "--name", "ddp", "--mode", "mkdm",
+           "--format", "json"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout[out.stdout.index("{"):])

@@ -106,7 +106,7 @@ def test_distill_with_mlp_heads_and_a_learned_combination_reports_both_and_serve
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
-            "--heads", "mlp", "--head-combine", "learned", "--max-length", "48", "--batch-size", "8", "--name", "stu-mlp",
+            "--mode", "mkdm", "--heads", "mlp", "--head-combine", "learned", "--max-length", "48", "--batch-size", "8", "--name", "stu-mlp",
             "--format", "json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
@@ -137,3 +137,11 @@ def test_distill_with_mlp_heads_and_a_learned_combination_reports_both_and_serve
 def test_an_unknown_head_kind_is_a_usage_error(cli):
     r = cli("distill", "--student", "tiny-random-student", "--teachers", "all-minilm-l6-v2", "--heads", "cnn")
     assert r.exit_code == 2 and "cnn" in r.stderr
+
+
+def test_a_learned_combination_without_per_teacher_heads_is_a_usage_error_before_any_work(cli):
+    r = cli("distill", "--student", "tiny-random-student", "--teachers", "all-minilm-l6-v2,paraphrase-minilm-l3-v2",
+            "--head-combine", "learned")  # the default mode is avg: one head
+    assert r.exit_code == 2 and "--mode mkdm" in r.stderr and "Traceback" not in r.output
+    r = cli("distill", "quickstart", "--mode", "avg", "--head-combine", "learned")
+    assert r.exit_code == 2 and "mode 'avg'" in r.stderr

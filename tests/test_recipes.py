@@ -92,7 +92,7 @@ def test_every_builtin_recipe_validates_and_round_trips(tmp_path):
 
 def test_defaults_are_filled():
     r = parse_recipe({"kind": "pipeline", "name": "p", "teachers": ["a"], "student": "s"})
-    assert r.distill.mode == "mkdm" and r.distill.alpha == 0.5 and r.data.name == "wikiqa"
+    assert r.distill.mode == "avg" and r.distill.alpha == 0.5 and r.data.name == "wikiqa"
     assert r.export.targets == ["onnx", "int8-dynamic"]
 
 

@@ -29,7 +29,7 @@ def distill(
     dev: Annotated[str | None, typer.Option(help="With a --data file: the dev file (early stopping); needs --test.")] = None,
     test: Annotated[str | None, typer.Option(help="With a --data file: the test file (reported metrics); needs --dev.")] = None,
     split_seed: Annotated[int | None, typer.Option(min=0, help="Seed of the by-query split of a single --data file.")] = None,
-    mode: Annotated[Mode | None, typer.Option(help="gold: labels only; single: one teacher; avg: one head on the teachers' mean; mkdm: one head per teacher.")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="gold: labels only; single: one teacher; avg: one head on the teachers' mean (default: mkdm did not beat it in benchmarks/results/mkdm_ablation.md); mkdm: one head per teacher.")] = None,
     loss: Annotated[Loss | None, typer.Option(help="Teacher objective: soft BCE per pair, KL over each query's candidates, or Margin-MSE.")] = None,
     list_size: Annotated[int | None, typer.Option(min=2, help="Ranking losses: candidates per list (longer lists are cut).")] = None,
     heads: Annotated[Heads | None, typer.Option(help="mkdm heads: linear per teacher, or mlp (a hidden layer per teacher; folds, no inference cost).")] = None,
