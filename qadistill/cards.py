@@ -66,6 +66,16 @@ def card_metadata(info: dict) -> str:
     return "\n".join(yaml)
 
 
+def _prune_note(pr: dict | None) -> str:
+    """The "how it was made" line of a student that started from a pruned one (metrics.json ``pruned``)."""
+    if not pr:
+        return ""
+    kept = ", ".join(f"{k:.0%}" for k in pr["kept_importance"])
+    return (f"\n- pruned from `{pr['source']}`: feed-forward width {pr['intermediate_before']} -> {pr['intermediate_after']} "
+            f"in every layer (units ranked by first-order importance on {pr['queries']} train questions, {pr['pairs']} "
+            f"pairs; importance kept per layer {kept}), then this run as the recovery pass")
+
+
 def card_body(info: dict) -> str:
     """The card's prose: what the model is, how to load it, its results table, how it was made, the data licence."""
     p = info["pipeline"]
@@ -83,11 +93,6 @@ def card_body(info: dict) -> str:
     u = info.get("unlabelled")
     pool_note = (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
                  f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}" if u else "")
-    pr = info.get("pruned")
-    prune_note = (f"\n- pruned from `{pr['source']}`: feed-forward width {pr['intermediate_before']} -> {pr['intermediate_after']} "
-                  f"in every layer (units ranked by first-order importance on {pr['queries']} train questions, {pr['pairs']} "
-                  f"pairs; importance kept per layer {', '.join(f'{k:.0%}' for k in pr['kept_importance'])}), then this "
-                  f"run as the recovery pass" if pr else "")
     licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
                if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
     body = f"""
@@ -122,7 +127,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 - teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
   temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
-- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{prune_note}
+- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}
 - command: `{info['command']}`
