@@ -535,7 +535,8 @@ def _build(plan: _Plan, registry, seed: int) -> tuple:
 
         pairs = plan.train.subset_queries(init.importance_queries).pairs
         encoder, tok, report, classifier = pruned_encoder(encoder_folder_for(plan.student_recipe, registry),
-                                                          init.intermediate_size, pairs, plan.pipeline.distill.max_length)
+                                                          init.intermediate_size, pairs, plan.pipeline.distill.max_length,
+                                                          source=init.model)
         return encoder, tok, (report, classifier)
     return (*build_encoder(plan.student_recipe, registry, seed), None)
 

@@ -129,9 +129,10 @@ def check_width(folder: Path, intermediate_size: int) -> None:
                              f"use fewer than {width}, e.g. {width // 2}")
 
 
-def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], max_length: int):
+def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], max_length: int, source: str | None = None):
     """(pruned BertModel with its pooler, tokenizer, PruneReport, classifier) from the built student in ``folder``; the
-    classifier (its one-logit ``nn.Linear``) lets the recovery pass start every head from the source's score."""
+    classifier (its one-logit ``nn.Linear``) lets the recovery pass start every head from the source's score. ``source``:
+    how the report names the source (the zoo name; a card must not carry a local path), default the folder's name."""
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -147,4 +148,4 @@ def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], ma
     torch.manual_seed(0)
     encoder = prune_ffn(model.bert, keep)
     queries = len({p.query_id for p in pairs})
-    return encoder, tok, PruneReport(str(folder), width, intermediate_size, len(pairs), queries, kept), model.classifier
+    return encoder, tok, PruneReport(source or folder.name, width, intermediate_size, len(pairs), queries, kept), model.classifier

@@ -104,7 +104,7 @@ def test_distill_from_a_pruned_student_recovers_and_saves_a_plain_smaller_model(
     folder = tmp_path / "qadistill-home" / "artifacts" / "stu-pruned"
     m = AutoModelForSequenceClassification.from_pretrained(str(folder))  # plain transformers: a plain BertConfig
     assert m.config.intermediate_size == 48 and m.bert.encoder.layer[0].intermediate.dense.out_features == 48
-    assert "pruned from `" in (folder / "README.md").read_text() and "128 -> 48 in every layer" in (folder / "README.md").read_text()
+    assert res["pruned"]["source"] == "stu-full" and "pruned from `stu-full`" in (folder / "README.md").read_text() and "128 -> 48 in every layer" in (folder / "README.md").read_text()
     full = json.loads((tmp_path / "qadistill-home" / "artifacts" / "stu-full" / "metrics.json").read_text())
     assert res["parameters"] < full["parameters"]
 
