@@ -66,6 +66,21 @@ def card_metadata(info: dict) -> str:
     return "\n".join(yaml)
 
 
+def _pool_note(info: dict) -> str:
+    """The "how it was made" line of TMKD stage 1's pool: the user's file, or the one built from the train texts."""
+    u, d = info.get("unlabelled"), info["pipeline"].get("distill", {})
+    if u:
+        return (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
+                f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}")
+    pairs = (info.get("stage1") or {}).get("pool_pairs")
+    if not pairs:
+        return ""
+    return (f"\n- TMKD stage 1 pool: {pairs} teacher-labelled pairs built from the train split's texts (each question with "
+            f"its own document's sentences, {d.get('pool_hard_negatives', 5)} similar and 3 random sentences of other "
+            f"documents, titles as queries, {d.get('pool_pseudo_queries', 0)} pseudo-queries per document), "
+            f"{d.get('unlabelled_passes', 1)} pass(es)")
+
+
 def _prune_note(pr: dict | None) -> str:
     """The "how it was made" line of a student that started from a pruned one (metrics.json ``pruned``)."""
     if not pr:
@@ -91,8 +106,7 @@ def card_body(info: dict) -> str:
                   f"{'/'.join(str(f) for f in sp['fractions'])}): test metrics never saw a training query."
                   if sp.get("how") == "split-by-query" else "")
     u = info.get("unlabelled")
-    pool_note = (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
-                 f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}" if u else "")
+    pool_note = _pool_note(info)
     licence = ("## Data licence\n\nTrained on WikiQA (Microsoft Research Data License Agreement, research use).\n"
                if sp.get("dataset", "wikiqa") == "wikiqa" else f"## Data\n\nTrained on `{sp.get('dataset')}`.\n")
     body = f"""

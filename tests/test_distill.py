@@ -114,13 +114,16 @@ def test_distill_cli_every_mode_writes_a_loadable_student(cli, tiny_zoo, tmp_pat
 
 
 @requires_package("all-minilm-l6-v2")
-def test_distill_two_stage(cli, tiny_zoo):
+def test_distill_two_stage(cli, tiny_zoo, isolated_home):
     r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
             "--pretrain-unlabelled", "--max-length", "48", "--batch-size", "8", "--name", "two-stage", "--format", "json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["stage1"]["pool_pairs"] > 48  # own pairs + hard + random + titles
     assert res["stage1"]["step"] > 0
+    card = (isolated_home / "artifacts" / "two-stage" / "README.md").read_text()
+    assert f"TMKD stage 1 pool: {res['stage1']['pool_pairs']} teacher-labelled pairs built from the train split" in card
+    assert "5 similar and 3 random" in card and "1 pass(es)" in card
 
 
 def test_distill_errors(cli):
