@@ -57,9 +57,14 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
 TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
-                "note": "Mean ± std over seeds. One budget for every arm: the quickstart pipeline (1,150 WikiQA train "
-                        "questions, 1 epoch, lr 3e-4, max length 64, 3-layer 17.4M student); the head combination is "
-                        "fitted on WikiQA dev. '(mean)' rows are the same runs served with the plain mean of the heads."}
+                "note": "Mean ± std over the seeds column's seeds. One budget for every arm: the quickstart pipeline (1,150 "
+                        "WikiQA train questions, 1 epoch, lr 3e-4, max length 64, 3-layer 17.4M student, listwise MKDM unless "
+                        "the arm says otherwise); teachers L6 + L3, or with 3 in the teachers column also the MiniLM-L6 "
+                        "cross-encoder fine-tuned by `qadistill teach` (gold only). two-stage arms add TMKD stage 1 on the "
+                        "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes); -ffn768 arms are "
+                        "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
+                        "pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
 
