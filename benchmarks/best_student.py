@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import statistics
 from pathlib import Path
 
 from _report import write_json
 from fair_anchors import qadistill  # the one-JSON-result runner
+from mkdm_ablation import PRUNED_ARM as PRUNED  # the ablation's pruned arms, SOURCE-ffnW
 
 HERE = Path(__file__).resolve().parent
-PRUNED = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # mkdm_ablation's pruned arms
 RES = HERE / "results"
 REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runtime int8 (`benchmarks/best_student.py`)",
           "order": 102, "note": "Arm chosen by mean WikiQA dev MAP, seed by its dev MAP; test and TREC-QA only report."}

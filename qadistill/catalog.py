@@ -70,11 +70,14 @@ def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Source
             return f"init:{init.source.describe()}", source_status(init.source)
         if isinstance(init, PruneInit):
             label = f"init:{init.model} pruned to FFN {init.intermediate_size}"
+            from qadistill.prune import source_folder
+
             try:
-                return label, entry_status(reg, reg.get(init.model), [])[1]
+                folder = source_folder(init.model, reg)  # the resolver distill uses: artifact or model folder
             except QadistillError:
-                ok = (Path(init.model).expanduser() / "config.json").exists()
-                return label, SourceStatus(ok, "offline" if ok else "needs-build", f"build {init.model} first")
+                return label, SourceStatus(False, "needs-build", f"build {init.model} first")
+            ok = folder.exists()
+            return label, SourceStatus(ok, "offline" if ok else "missing-folder", str(folder))
         ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
         label = f"init:first {init.layers} layers of {ref}" if isinstance(init, TruncateInit) else f"init:random (vocab {ref})"
         base = reg.get(ref)

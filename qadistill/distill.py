@@ -27,7 +27,7 @@ from qadistill.integrity import write_checksums
 from qadistill.cards import model_card  # noqa: F401  (re-exported)
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
-from qadistill.recipes import PipelineRecipe, StudentRecipe, recipe_to_dict, recipe_to_toml
+from qadistill.recipes import PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
 from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
 from qadistill.teachers import teacher_targets
 
@@ -181,7 +181,7 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     _check_student_length(student_recipe, registry, d.max_length)
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
-    if getattr(student_recipe.init, "type", None) == "prune":
+    if isinstance(student_recipe.init, PruneInit):
         from qadistill.prune import check_width
         from qadistill.student import encoder_folder_for
 
@@ -526,7 +526,6 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
 def _build(plan: _Plan, registry, seed: int) -> tuple:
     """(encoder, tokenizer, None) for the student recipe's init; for ``prune``, (pruned encoder, tokenizer,
     (PruneReport, the source's classifier)), ranked on the first ``importance_queries`` train questions."""
-    from qadistill.recipes import PruneInit
     from qadistill.student import build_encoder, encoder_folder_for
 
     init = plan.student_recipe.init

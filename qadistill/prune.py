@@ -133,7 +133,6 @@ def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], ma
     """(pruned BertModel with its pooler, tokenizer, PruneReport, classifier) from the built student in ``folder``; the
     classifier (its one-logit ``nn.Linear``) lets the recovery pass start every head from the source's score. ``source``:
     how the report names the source (the zoo name; a card must not carry a local path), default the folder's name."""
-    import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     from qadistill.integrity import load_pretrained
@@ -145,7 +144,6 @@ def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], ma
     importance = ffn_importance(model, tok, pairs, max_length)
     keep = keep_top(importance, intermediate_size)
     kept = [float(s[k].sum() / s.sum()) if float(s.sum()) > 0 else 0.0 for s, k in zip(importance, keep)]
-    torch.manual_seed(0)
     encoder = prune_ffn(model.bert, keep)
     queries = len({p.query_id for p in pairs})
     return encoder, tok, PruneReport(source or folder.name, width, intermediate_size, len(pairs), queries, kept), model.classifier
