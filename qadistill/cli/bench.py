@@ -62,13 +62,13 @@ def bench(
     if baseline and baseline.partition(":")[0] not in models:
         raise UserInputError(f"--baseline {baseline!r}: its model is not among the models benched ({', '.join(models)})",
                              "use MODEL[:BACKEND] with one of the models on the command line")
+    check_device(device, bl or [])  # before the data: a missing GPU is the first thing to say
     from qadistill.splits import WHOLE, is_named, load_split, require_labelled
 
     split = split or ("test" if is_named(data) else WHOLE)
     if not no_accuracy:
         ds = load_split(data, split)  # a missing or broken file fails here, before any model loads
         require_labelled(ds, f"--data {data} --split {split} (the accuracy pass)")
-    check_device(device, bl or [])
     settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
                              lengths=lengths.value)
