@@ -352,6 +352,79 @@ class FloatEnv:
         ctypes.CDLL(None).fesetenv(self.buf)
 
 
+class SessionPool:
+    """Throughput serving: ``sessions`` copies of one ONNX model, each with its share of the threads (one by
+    default: single-thread sessions), fed whole batches in parallel from a thread pool (ONNX Runtime releases the GIL
+    while it runs). Small models spend much of a multi-thread run on per-operator synchronisation that one thread per
+    batch does not pay; the batches are exactly those of one session (``length_batches``), so the scores are the same.
+    Quacks like a Backend for scoring (``score_real_lengths``, ``real_length_batches``, ``run``, ``close``)."""
+
+    def __init__(self, make, sessions: int, threads: int | None = None) -> None:
+        """``make(threads)`` -> an unloaded OrtBackend; ``threads``: the threads of all sessions together, shared out
+        (``threads // sessions`` each, at least 1); default: one thread per session."""
+        if sessions < 1:
+            raise UserInputError(f"sessions {sessions}: must be at least 1", "e.g. sessions=2 (one per core)")
+        self._make, self.sessions = make, sessions
+        self.threads = max(1, threads // sessions) if threads else 1  # per session
+        self.backends: list[Backend] = []
+        self._free = None
+        self._pool = None
+
+    def load(self) -> "SessionPool":
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.backends = [self._make(self.threads).load() for _ in range(self.sessions)]
+        first = self.backends[0]
+        if not isinstance(first, OrtBackend):
+            raise UserInputError(f"sessions need an ONNX Runtime model; {first.folder} runs on {first.name}",
+                                 "export it (`qadistill export NAME --quantize dynamic`) or use one session")
+        self.folder, self.max_length, self.tokenizer, self.fixed_length = first.folder, first.max_length, first.tokenizer, first.fixed_length
+        self.name = first.name
+        self._free = queue.SimpleQueue()
+        for b in self.backends:
+            self._free.put(b)
+        self._pool = ThreadPoolExecutor(max_workers=self.sessions, thread_name_prefix="qadistill-session")
+        return self
+
+    def run(self, enc: dict):
+        """One batch on a free session (blocks while all are busy)."""
+        be = self._free.get()
+        try:
+            return be.run(enc)
+        finally:
+            self._free.put(be)
+
+    def parallel(self, fn, items) -> list:
+        """``fn`` over ``items`` on the pool's threads (as many at once as there are sessions), results in order."""
+        return list(self._pool.map(fn, items))
+
+    def run_many(self, encs: list[dict]) -> list:
+        """Several batches at once, one per free session; results in the batches' order."""
+        return self.parallel(self.run, encs)
+
+    real_length_batches = Backend.real_length_batches
+    encode = Backend.encode
+
+    def score_real_lengths(self, queries: list[str], passages: list[str], batch_size: int = 32,
+                           batch_tokens: int | None = None):
+        """As ``Backend.score_real_lengths`` (same batches, same scores), the batches spread over the sessions."""
+        import numpy as np
+
+        out = np.empty(len(queries), dtype=np.float32)
+        batches = self.real_length_batches(queries, passages, batch_size, batch_tokens)
+        for (idx, _), r in zip(batches, self.run_many([enc for _, enc in batches])):
+            out[idx] = r
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for b in self.backends:
+            b.close()
+
+
 def score_length_sorted(backend: Backend, pairs, batch_size: int = 32):
     """Logits for ``pairs`` (objects with .query and .passage) at their real lengths, in the pairs' own order."""
     return backend.score_real_lengths([p.query for p in pairs], [p.passage for p in pairs], batch_size)

@@ -49,7 +49,9 @@ LENGTHS = ("padded", "real", "both")
 class BenchSettings:
     """``lengths``: padded (a timed unit is one batch of ``batch_size`` pairs padded to max_length), real (one query's
     full candidate list, tokenized to its real lengths, batches of at most ``batch_size`` pairs each padded to its
-    longest) or both (the padded rows, then the real ones)."""
+    longest) or both (the padded rows, then the real ones). ``sessions``: for ONNX Runtime targets, also measure N
+    sessions sharing ``threads`` (``backends.SessionPool``; a padded unit is then N batches at once, one per session);
+    PyTorch targets run one session."""
 
     device: str = "cpu"
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
@@ -64,10 +66,13 @@ class BenchSettings:
     accuracy: bool = True
     accuracy_limit_queries: int | None = None
     lengths: str = "padded"
+    sessions: list[int] = field(default_factory=lambda: [1])
 
     def __post_init__(self) -> None:
         if self.lengths not in LENGTHS:
             raise UserInputError(f"lengths {self.lengths!r} is not a mode", f"use one of {', '.join(LENGTHS)}")
+        if not self.sessions or any(not isinstance(n, int) or n < 1 for n in self.sessions) or len(set(self.sessions)) != len(self.sessions):
+            raise UserInputError(f"sessions {self.sessions!r}: give distinct whole numbers of at least 1", "e.g. --sessions 1,2")
 
 
 def percentiles(times_s: list[float]) -> dict:
@@ -242,7 +247,7 @@ def finalize(rows: list[dict], baseline: str | None = None) -> list[dict]:
             continue
         by_bs.setdefault((r["batch_size"], r.get("lengths", "padded")), []).append(r)
     for rs in by_bs.values():
-        ref = next((r for r in rs if base and (r["model"], r["backend"]) == base), None)
+        ref = next((r for r in rs if base and (r["model"], r["backend"]) == base and r.get("sessions", 1) == 1), None)
         for r in rs:
             r["baseline"] = f"{base[0]}:{base[1]}" if base else None
             r["speedup"] = (r["throughput_pairs_s"] / ref["throughput_pairs_s"]) if ref else None
@@ -290,11 +295,11 @@ def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "lengths", "p50_ms", "p90_ms", "p99_ms", "min_ms",
             "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
-            "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto"]
+            "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto", "sessions"]  # new columns go last: scripts read by position
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:
-        w.writerow({**{k: r.get(k) for k in cols}, "lengths": r.get("lengths", "padded"), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
+        w.writerow({**{k: r.get(k) for k in cols}, "lengths": r.get("lengths", "padded"), "sessions": r.get("sessions", 1), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
                     "p99_ms": r["latency_ms"]["p99"], "min_ms": r["latency_ms"]["min"], "tokenize_p50_ms": r["tokenize_ms"]["p50"],
                     "e2e_p50_ms": r["e2e_ms"]["p50"]})
     return buf.getvalue()

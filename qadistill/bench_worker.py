@@ -28,11 +28,11 @@ def read_spec(text: str) -> "tuple[Target, BenchSettings]":
     return Target(**spec["target"]), BenchSettings(**spec["settings"])
 
 
-def make_backend(t: "Target", s: "BenchSettings"):
+def make_backend(t: "Target", s: "BenchSettings", threads: int | None = None):
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, TorchBackend
 
     b, dev = t.backend, s.device
-    kw = dict(max_length=s.max_length, threads=s.threads, device=dev)
+    kw = dict(max_length=s.max_length, threads=threads or s.threads, device=dev)
     if b.startswith("torch"):
         dtype = "fp16" if "fp16" in b else "bf16" if "bf16" in b else "fp32"
         cls = BiEncoderTorchBackend if t.architecture == "bi-encoder" else TorchBackend
@@ -41,8 +41,16 @@ def make_backend(t: "Target", s: "BenchSettings"):
     return OrtBackend(t.folder, file_name=t.file_name or "model.onnx", provider=provider, **kw)
 
 
+def make_pool(t: "Target", s: "BenchSettings", sessions: int):
+    """``sessions`` ONNX Runtime sessions sharing --threads (``backends.SessionPool``), unloaded."""
+    from qadistill.backends import SessionPool
+
+    return SessionPool(lambda threads: make_backend(t, s, threads), sessions, s.threads)
+
+
 def _time_batch(be, t: "Target", s: "BenchSettings", pairs, bs: int, sync) -> dict:
-    """Latency of the model alone, of tokenization alone and of both, on one fixed batch of ``bs`` pairs."""
+    """Latency of the model alone, of tokenization alone and of both, on one fixed batch of ``bs`` pairs; with a
+    SessionPool of N sessions a timed unit is N such batches run at once, one per session (tokenization: one batch)."""
     batch = [pairs[i % len(pairs)] for i in range(bs)]
     qs, ps = [p.query for p in batch], [p.passage for p in batch]
 
@@ -53,9 +61,14 @@ def _time_batch(be, t: "Target", s: "BenchSettings", pairs, bs: int, sync) -> di
     loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
     from qadistill.bench import time_loop
 
-    model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
+    n = getattr(be, "sessions", 1)
+    if n > 1:
+        model_t = time_loop(lambda: be.run_many([enc] * n), **loop)
+        e2e_t = time_loop(lambda: be.parallel(lambda _: be.run(enc_fixed()), range(n)), **loop)
+    else:
+        model_t = time_loop(lambda: be.run(enc), sync=sync, **loop)
+        e2e_t = time_loop(lambda: be.run(enc_fixed()), sync=sync, **loop)
     tok_t = time_loop(enc_fixed, **loop)
-    e2e_t = time_loop(lambda: be.run(enc_fixed()), sync=sync, **loop)
     return {"model": model_t, "tokenize": tok_t, "e2e": e2e_t}
 
 
@@ -89,8 +102,9 @@ def _time_lists(be, s: "BenchSettings", lists, bs: int, sync) -> dict:
 
     loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
     pre = [(lst[0], be.real_length_batches(*lst, bs)) for lst in lists]  # (its queries, its model inputs)
+    run_all = be.run_many if hasattr(be, "run_many") else (lambda encs: [be.run(e) for e in encs])
     out, pairs = {}, {}
-    for key, fn, items in (("model", lambda x: [be.run(enc) for _, enc in x[1]], pre),
+    for key, fn, items in (("model", lambda x: run_all([enc for _, enc in x[1]]), pre),
                            ("tokenize", lambda x: be.real_length_batches(*x, bs), lists),
                            ("e2e", lambda x: be.score_real_lengths(*x, bs), lists)):
         cyc = Cycle(items)
@@ -99,9 +113,11 @@ def _time_lists(be, s: "BenchSettings", lists, bs: int, sync) -> dict:
     return {**out, "pairs": pairs}
 
 
-def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb, lengths: str = "padded") -> dict:
-    """One row. Padded: a timed unit is one batch of ``bs`` pairs at max_length, pairs/s = bs / p50. Real: a unit is
-    one query's candidate list at its real lengths, pairs/s = the timed pairs / the time they took (all units)."""
+def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: float, gpu_mem_mb, lengths: str = "padded",
+         sessions: int = 1) -> dict:
+    """One row. Padded: a timed unit is one batch of ``bs`` pairs at max_length (``sessions`` batches at once with a
+    pool), pairs/s = sessions * bs / p50. Real: a unit is one query's candidate list at its real lengths, pairs/s = the
+    timed pairs / the time they took (all units)."""
     from qadistill.bench import percentiles
 
     lat = percentiles(times["model"])
@@ -111,9 +127,10 @@ def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: 
         n = times["pairs"]["e2e"]
         unit = {"unit": "query list", "pairs_per_unit": {"p50": statistics.median(n), "mean": statistics.fmean(n), "max": max(n)}}
     else:
-        rate, unit = {"model": bs / (lat["p50"] / 1000), "e2e": bs / (e2e["p50"] / 1000)}, {"unit": "batch"}
+        rate = {"model": sessions * bs / (lat["p50"] / 1000), "e2e": sessions * bs / (e2e["p50"] / 1000)}
+        unit = {"unit": "batch" if sessions == 1 else f"{sessions} batches at once"}
     return {
-        "model": t.model, "backend": t.backend, "device": s.device, "threads": threads, "batch_size": bs,
+        "model": t.model, "backend": t.backend, "device": s.device, "threads": threads, "sessions": sessions, "batch_size": bs,
         "max_length": s.max_length, "lengths": lengths, **unit, "latency_ms": lat,
         "tokenize_ms": percentiles(times["tokenize"]), "e2e_ms": e2e,
         "throughput_pairs_s": rate["model"], "e2e_throughput_pairs_s": rate["e2e"], "load_s": load_s, "gpu_mem_mb": gpu_mem_mb,
@@ -170,12 +187,20 @@ def main() -> None:
     ds = load_split(s.data, s.split)
     rows = []
     lists = query_lists(ds) if s.lengths != "padded" else None
-    for mode in (("padded", "real") if s.lengths == "both" else (s.lengths,)):
-        for bs in s.batch_sizes:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            times = _time_batch(be, t, s, ds.pairs, bs, sync) if mode == "padded" else _time_lists(be, s, lists, bs, sync)
-            rows.append(_row(t, s, bs, times, threads, load_s, (torch.cuda.max_memory_allocated() / 1e6) if cuda else None, mode))
+    counts = sorted(s.sessions) if t.backend.startswith("ort") else [1]  # PyTorch targets: one session
+    for n in counts:
+        unit = be
+        if n > 1:
+            unit = make_pool(t, s, n).load()
+        for mode in (("padded", "real") if s.lengths == "both" else (s.lengths,)):
+            for bs in s.batch_sizes:
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                times = _time_batch(unit, t, s, ds.pairs, bs, sync) if mode == "padded" else _time_lists(unit, s, lists, bs, sync)
+                rows.append(_row(t, s, bs, times, threads, load_s, (torch.cuda.max_memory_allocated() / 1e6) if cuda else None,
+                                 mode, n))
+        if unit is not be:
+            unit.close()
     metrics, source = _accuracy(be, t, s, ds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for r in rows:

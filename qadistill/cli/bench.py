@@ -28,6 +28,7 @@ def bench(
     max_length: Annotated[int, typer.Option(min=8)] = 128,
     lengths: Annotated[Lengths, typer.Option(help="padded: a timed unit is a batch padded to --max-length; real: one query's full candidate list at its real lengths (tokenization in e2e; batches of at most --batch-sizes pairs); both.")] = Lengths.padded,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
+    sessions: Annotated[str, typer.Option(help="ONNX Runtime targets: also N sessions sharing --threads, fed batches in parallel (comma-separated, e.g. 1,2; a padded unit is then N batches at once). PyTorch targets run one.")] = "1",
     data: Annotated[str, typer.Option()] = "wikiqa",
     split: Annotated[str | None, typer.Option(help="A named dataset's split (default test); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
     min_time: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per batch size (at least).")] = 2.0,
@@ -54,6 +55,7 @@ def bench(
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
     bss = _batch_sizes(batch_sizes)
+    ns = _batch_sizes(sessions, "--sessions", "1,2")
     bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     if backends is not None and not bl:
         raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
@@ -71,8 +73,11 @@ def bench(
         require_labelled(ds, f"--data {data} --split {split} (the accuracy pass)")
     settings = BenchSettings(device=device, batch_sizes=bss, max_length=max_length, threads=threads, data=data, split=split,
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
-                             lengths=lengths.value)
+                             lengths=lengths.value, sessions=ns)
     targets = resolve_targets(models, bl, Registry(store=store), device)
+    if max(ns) > 1 and not any(t.backend.startswith("ort") for t in targets):
+        raise UserInputError(f"--sessions {sessions}: sessions are for ONNX Runtime backends, and none is benched here",
+                             "add --backends ort-int8 (after `qadistill export NAME --quantize dynamic`), or drop --sessions")
     with RichProgress() as prog:
         res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
     if plot and res["rows"]:
@@ -95,16 +100,16 @@ def _saved_runs(store, ids: list[str]) -> list[dict]:
     return runs
 
 
-def _batch_sizes(text: str) -> list[int]:
-    """--batch-sizes as distinct positive integers."""
+def _batch_sizes(text: str, option: str = "--batch-sizes", example: str = "1,8,32") -> list[int]:
+    """A comma-separated option (--batch-sizes, --sessions) as distinct positive integers."""
     from qadistill.errors import UserInputError
 
     try:
         bss = [int(x) for x in text.split(",")]
     except ValueError:
-        raise UserInputError(f"--batch-sizes {text!r} is not a list of integers", "e.g. --batch-sizes 1,8,32") from None
+        raise UserInputError(f"{option} {text!r} is not a list of integers", f"e.g. {option} {example}") from None
     if any(b < 1 for b in bss) or not bss or len(set(bss)) != len(bss):
-        raise UserInputError(f"--batch-sizes {text!r}: give distinct positive integers", "e.g. --batch-sizes 1,8,32")
+        raise UserInputError(f"{option} {text!r}: give distinct positive integers", f"e.g. {option} {example}")
     return bss
 
 
@@ -133,7 +138,7 @@ def _render(res: dict) -> None:
     for r in sorted(res["rows"], key=lambda r: (r.get("lengths", "padded"), r["batch_size"], -r["throughput_pairs_s"])):
         l = r["latency_ms"]
         rows.append([
-            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"] + (" ²" if r.get("architecture") == "bi-encoder" else ""), r["backend"], _batch_cell(r),
+            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"] + (" ²" if r.get("architecture") == "bi-encoder" else ""), _backend_cell(r), _batch_cell(r),
             f"{l['p50']:.1f}", f"{l['p90']:.1f}", f"{l['p99']:.1f}", f"{l['min']:.1f}", f"{r['tokenize_ms']['p50']:.1f}",
             f"{r['throughput_pairs_s']:.1f}", f"{r['e2e_throughput_pairs_s']:.1f}",
             f"{r['speedup']:.1f}x" if r.get("speedup") else "-", f"{r['size_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
@@ -153,6 +158,9 @@ def _render(res: dict) -> None:
     title = (f"{res['run_id']}: {s['device']} · length {s['max_length']}{mode} · {s['data']}/{s['split']} · threads "
              f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
     con.print(table(title, cols, rows, no_wrap=tuple(c for c in cols if c != "model")))
+    if any(r.get("sessions", 1) > 1 for r in res["rows"]):
+        err_console().print("[dim]×N: N sessions sharing the threads, fed batches in parallel (padded: p50 ms per N batches "
+                            "at once; pairs/s counts all N)[/]")
     if any(r.get("lengths") == "real" for r in res["rows"]):
         err_console().print("[dim]batch 'N real': a timed unit is one query's full candidate list at its real lengths, in "
                             "batches of at most N pairs (p50 ms per list; pairs/s over all timed lists)[/]")
@@ -172,13 +180,19 @@ def _render(res: dict) -> None:
                             "or --format json / csv)[/]")
 
 
+def _backend_cell(r: dict) -> str:
+    """The backend column: "ort-int8 ×2" for a row served by two sessions at once."""
+    n = r.get("sessions", 1)
+    return r["backend"] if n == 1 else f"{r['backend']} ×{n}"
+
+
 def _batch_cell(r: dict) -> str:
     """The batch column: the batch size, and "real" for a real-lengths row (its unit is a query's candidate list)."""
     return f"{r['batch_size']} real" if r.get("lengths") == "real" else str(r["batch_size"])
 
 
 def _compare(runs: list[dict], fmt: str) -> None:
-    key = lambda r: (r["model"], r["backend"], r["batch_size"], r.get("lengths", "padded"))  # noqa: E731
+    key = lambda r: (r["model"], _backend_cell(r), r["batch_size"], r.get("lengths", "padded"))  # noqa: E731
     a = {key(r): r for r in runs[0]["rows"]}
     b = {key(r): r for r in runs[1]["rows"]}
     keys = sorted(set(a) | set(b), key=lambda k: (k[3], k[2], k[0], k[1]))

@@ -71,6 +71,7 @@ def rank(
     max_length: Annotated[int | None, typer.Option(min=8, help="Truncate pairs to this many tokens (default: the model's).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per batch at most (pairs are sorted by length; each batch is padded to its longest only).")] = 32,
     batch_tokens: Annotated[int | None, typer.Option(min=1, help="Padded tokens per batch at most (default: no bound but --batch-size).")] = None,
+    sessions: Annotated[int, typer.Option(min=1, help="ONNX models: spread the batches over N single-thread sessions (throughput on long lists; same scores).")] = 1,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Rank passages for a query with a model (fastest built variant by default)."""
@@ -81,7 +82,7 @@ def rank(
     texts, ids = read_passages(passages)
     if not texts:
         raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
-    m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens)
+    m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens, sessions=sessions)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
     if fmt is Format.json:
         print_json({"model": m.name, "backend": m.backend_name, "query": query,
