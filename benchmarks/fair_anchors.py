@@ -9,7 +9,10 @@ are given against each anchor as trained (PyTorch fp32) and at its best backend.
 GEMM peak, measured in the same run with ONNX Runtime MatMulInteger on 2048x2048x2048 at the same thread count.
 
   python benchmarks/fair_anchors.py STUDENT [--teacher minilm-l6-cross-wikiqa] [--batch-sizes 1,32] [--threads 2]
-                                    [--max-length 128] [--min-time 3] [--out fair_anchors.json]
+                                    [--sessions 1,2] [--max-length 128] [--min-time 3] [--out fair_anchors.json]
+
+--sessions 1,2 also serves every ONNX Runtime row with 2 sessions sharing the threads (`qadistill bench --sessions`);
+speed-ups then compare the student and each anchor at the same session count, and at their best.
 
 STUDENT is a built student with its `-onnx` and `-int8-dynamic` exports (`qadistill export STUDENT --quantize dynamic
 --per-channel --fp32-first-attention`).
@@ -115,6 +118,7 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="a real cross-encoder teacher of the zoo to anchor on as well")
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sessions", default="1", help="ONNX Runtime session counts to bench (e.g. 1,2)")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--min-time", default="3")
     ap.add_argument("--out", default="fair_anchors.json", help="file name under benchmarks/results/")
@@ -128,11 +132,11 @@ def main() -> None:
     peak_before = gemm_peak_gops(args.threads)
     bench = qadistill("bench", *models, "--backends", "torch,ort,ort-int8", "--batch-sizes", args.batch_sizes,
                       "--max-length", str(args.max_length), "--threads", str(args.threads), "--min-time", args.min_time,
-                      "--no-accuracy", "--baseline", str(bert))
+                      "--sessions", args.sessions, "--no-accuracy", "--baseline", str(bert))
     peak = statistics.mean([peak_before, gemm_peak_gops(args.threads)])
     rows = summarise(bench["rows"], anchors, args, peak)
     out = {"command": "python benchmarks/fair_anchors.py " + " ".join(sys.argv[1:]), "student": args.student,
-           "threads": args.threads, "max_length": args.max_length, "int8_gemm_peak_gops": round(peak, 1),
+           "threads": args.threads, "sessions": args.sessions, "max_length": args.max_length, "int8_gemm_peak_gops": round(peak, 1),
            "bench_run": bench["run_id"], "env": bench["env"], "rows": rows, "speedups": speedups(rows, anchors)}
     report = {"title": f"Fair anchors: {args.student} against its teachers at their best backend (length {args.max_length}, "
                        f"{args.threads} threads)", "order": 150,
@@ -141,11 +145,12 @@ def main() -> None:
                       "same threads, measured before and after the bench"}
     write_json(HERE / "results" / args.out, out, report)
     for r in rows:
-        print(f"{r['model'][:44]:44s} {r['backend']:9s} batch {r['batch_size']:3d}: {r['pairs_per_s']:8.1f} pairs/s "
+        print(f"{r['model'][:44]:44s} {r['backend']:9s} x{r['sessions']} batch {r['batch_size']:3d}: {r['pairs_per_s']:8.1f} pairs/s "
               f"p50 {r['p50_ms']:7.1f} ms  {r['gops']:6.0f} GOPS ({r['share_of_int8_peak']:.0%} of int8 peak)")
     for s in out["speedups"]:
-        print(f"student int8 vs {s['anchor']} at batch {s['batch_size']}: {s['vs_as_trained']:.1f}x as trained (torch fp32), "
-              f"{s['vs_best']:.1f}x at its best ({s['best_backend']})")
+        print(f"student int8 x{s['sessions']} vs {s['anchor']} at batch {s['batch_size']}: {s['vs_as_trained']:.1f}x as trained "
+              f"(torch fp32), {s['vs_int8_same_sessions'] or 0:.1f}x its int8 x{s['sessions']}, {s['vs_best']:.1f}x at its best "
+              f"({s['best_backend']} x{s['best_sessions']})")
 
 
 def anchor_of(model: str, anchors: dict, student: str) -> str:
@@ -165,25 +170,30 @@ def summarise(bench_rows: list[dict], anchors: dict, args, peak: float) -> list[
         ops = ops_per_pair(Path(r["folder"]), args.max_length)
         gops = ops * r["throughput_pairs_s"] / 1e9
         out.append({"model": r["model"], "anchor": anchor_of(r["model"], anchors, args.student), "backend": r["backend"],
-                    "batch_size": r["batch_size"], "pairs_per_s": r["throughput_pairs_s"], "p50_ms": r["latency_ms"]["p50"],
+                    "sessions": r.get("sessions", 1), "batch_size": r["batch_size"], "pairs_per_s": r["throughput_pairs_s"], "p50_ms": r["latency_ms"]["p50"],
                     "gops": round(gops, 1), "share_of_int8_peak": round(gops / peak, 3),
                     "size_mb": r["size_mb"], "speedup_vs_bert_base_torch": r.get("speedup"), "folder": r["folder"]})
     return out
 
 
 def speedups(rows: list[dict], anchors: dict) -> list[dict]:
+    """Per anchor, batch size and session count n: the student's int8 served with n sessions against the anchor as
+    trained (PyTorch fp32, one session), against its int8 with the same n (same settings) and against its best row."""
     out = []
     for anchor in anchors:
         for bs in sorted({r["batch_size"] for r in rows}):
             mine = [r for r in rows if r["anchor"] == anchor and r["batch_size"] == bs]
-            stu = [r for r in rows if r["anchor"] == "student" and r["batch_size"] == bs and r["backend"] == "ort-int8"]
             torch_rows = [r for r in mine if r["backend"] == "torch"]
-            if not mine or not stu or not torch_rows:
+            if not mine or not torch_rows:
                 continue
             best = max(mine, key=lambda r: r["pairs_per_s"])
-            out.append({"anchor": anchor, "batch_size": bs, "student_pairs_per_s": stu[0]["pairs_per_s"],
-                        "vs_as_trained": stu[0]["pairs_per_s"] / torch_rows[0]["pairs_per_s"],
-                        "vs_best": stu[0]["pairs_per_s"] / best["pairs_per_s"], "best_backend": best["backend"]})
+            for stu in [r for r in rows if r["anchor"] == "student" and r["batch_size"] == bs and r["backend"] == "ort-int8"]:
+                same = [r for r in mine if r["backend"] == "ort-int8" and r["sessions"] == stu["sessions"]]
+                out.append({"anchor": anchor, "batch_size": bs, "sessions": stu["sessions"], "student_pairs_per_s": stu["pairs_per_s"],
+                            "vs_as_trained": stu["pairs_per_s"] / torch_rows[0]["pairs_per_s"],
+                            "vs_int8_same_sessions": stu["pairs_per_s"] / same[0]["pairs_per_s"] if same else None,
+                            "vs_best": stu["pairs_per_s"] / best["pairs_per_s"], "best_backend": best["backend"],
+                            "best_sessions": best["sessions"]})
     return out
 
 
