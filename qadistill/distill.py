@@ -170,7 +170,7 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     teacher_recipes = [registry.recipe(t, "teacher") for t in pipeline.teachers]
     tmkd = d.pretrain_unlabelled or s.unlabelled is not None
     name = paths.check_name(name or f"{pipeline.name}-{d.mode}" + ("-tmkd" if tmkd else "") + f"-s{d.seed}")
-    _check_name_free(registry, name, overwrite or resume)
+    _check_name_free(registry, name, overwrite)  # --resume continues an unfinished run: it never replaces a built one
     splits = resolve_splits(s.name, s.train_split, s.dev_split, s.test_split, s.dev, s.test, s.split_seed, tuple(s.split_fractions))
     for which, ds in (("dev", splits.dev), ("test", splits.test)):
         require_labelled(ds, f"{splits.label(which)} ({which} data)")
@@ -190,6 +190,9 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise UserInputError(f"{out} already holds a model: rebuilding would replace it",
+                             "pass --overwrite to replace it, or pick another --out / --name")
     pool = _unlabelled_pool(s.unlabelled) if s.unlabelled else None  # read through once: a bad row fails now
     return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra, pool)
 

@@ -95,16 +95,21 @@ def finetune_cross_encoder(
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe.name
     check_replaceable(out_dir)
-    work = work_dir_for(out_dir, resume)
-    from qadistill.splits import is_named, resolve_splits
+    from qadistill.splits import is_named, require_labelled, resolve_splits
 
     splits = resolve_splits(cfg.data, cfg.train_split, cfg.dev_split, "test" if cfg.dev is None else cfg.dev_split,
                             dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not is_named(cfg.data) else None
     train_ds = splits.train if splits else load_dataset(cfg.data, cfg.train_split)
     if cfg.limit_train_queries:
         train_ds = train_ds.subset_queries(cfg.limit_train_queries)
+    where = splits.label("train") if splits else f"{cfg.data}:{cfg.train_split}"
+    require_labelled(train_ds, f"{where} (teach trains on gold labels)")
+    if not any(p.label == 1 for p in train_ds.pairs):  # before any model loads or work folder is made
+        raise UserInputError(f"{where}: no training query has a correct answer ({len(train_ds)} pairs, every label 0)",
+                             "give training data where some passages have label 1")
     train_ds = filter_train(train_ds, cfg.train_filter)
     dev = splits.dev if splits else load_dataset(cfg.data, cfg.dev_split)
+    work = work_dir_for(out_dir, resume)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     torch.manual_seed(cfg.seed)
     model = make_student_class()(load_encoder(base_folder), n_heads=1)

@@ -131,3 +131,16 @@ def test_a_taught_teacher_records_how_it_was_made_and_the_recipe_gives_teach_its
     assert load_recipe(tmp_path / "t" / "recipe.toml").finetune.epochs == 1  # it loads back as a recipe
     published = Registry().recipe("minilm-l6-cross-wikiqa").finetune
     assert published.distill_from == ["all-mpnet-base-v2"] and published.epochs == 4 and published.eval_every == 271
+
+
+@pytest.mark.parametrize("how", ["with-positive", "all"])
+def test_teach_on_data_without_a_correct_answer_is_a_data_error_before_any_work(tmp_path, how):
+    rows = [{"query_id": f"q{i}", "query": f"question {i}?", "passage_id": f"p{i}{j}", "passage": f"passage {j} of {i}", "label": 0}
+            for i in range(4) for j in range(3)]
+    data = tmp_path / "allneg.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = make_tiny_model(tmp_path / "base", "cross")
+    with pytest.raises(UserInputError, match="no training query has a correct answer") as ei:
+        finetune_cross_encoder(RECIPE, base, cfg(data, train_filter=how), out_dir=tmp_path / "out")
+    assert "label 1" in ei.value.hint
+    assert not (tmp_path / "out.work").exists() and not (tmp_path / "out").exists()

@@ -282,3 +282,20 @@ def test_incomplete_model_folders_are_bad_input_not_crashes(cli, tmp_path, monke
     monkeypatch.setenv("QADISTILL_HOME", str(data))
     r = cli("zoo", "list")
     assert r.exit_code == 1 and "is a file, not a folder" in r.stderr, r.output
+
+
+@requires_package("all-minilm-l6-v2")
+def test_resume_never_replaces_a_built_model_without_overwrite(cli, tiny_zoo, isolated_home):  # noqa: F811
+    """--resume continues an unfinished run; it is not permission to rebuild a finished one over itself."""
+    assert cli(*DISTILL, "--data", str(tiny_zoo), "--name", "kept", "--seed", "1").exit_code == 0
+    weights = isolated_home / "artifacts" / "kept" / "model.safetensors"
+    before = weights.read_bytes()
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "kept", "--seed", "2", "--resume")
+    assert r.exit_code == 2 and "already exists" in r.stderr and "--overwrite" in r.stderr, r.output
+    assert weights.read_bytes() == before
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "kept", "--seed", "2", "--resume", "--overwrite")
+    assert r.exit_code == 0, r.output  # nothing to resume: a fresh run, asked for with --overwrite
+    assert weights.read_bytes() != before
+    again = weights.read_bytes()
+    r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "other", "--out", str(weights.parent), "--seed", "3")
+    assert r.exit_code == 2 and "already holds a model" in r.stderr and weights.read_bytes() == again, r.output
