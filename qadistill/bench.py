@@ -43,6 +43,7 @@ class Target:
 
 
 LENGTHS = ("padded", "real", "both")
+MAX_BATCH_TOKENS = 2**19  # padded tokens in one timed batch: 4,096 pairs of 128 (a BERT-base batch of this takes ~10 GB)
 
 
 @dataclass
@@ -71,8 +72,18 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if self.lengths not in LENGTHS:
             raise UserInputError(f"lengths {self.lengths!r} is not a mode", f"use one of {', '.join(LENGTHS)}")
+        check_batch_tokens(self.batch_sizes, self.max_length)
         if not self.sessions or any(not isinstance(n, int) or n < 1 for n in self.sessions) or len(set(self.sessions)) != len(self.sessions):
             raise UserInputError(f"sessions {self.sessions!r}: give distinct whole numbers of at least 1", "e.g. --sessions 1,2")
+
+
+def check_batch_tokens(batch_sizes: list[int], max_length: int) -> None:
+    """A timed batch must fit in memory: at most MAX_BATCH_TOKENS padded tokens (checked before any model loads)."""
+    big = [b for b in batch_sizes if b * max_length > MAX_BATCH_TOKENS]
+    if big:
+        raise UserInputError(f"--batch-sizes {big[0]} at --max-length {max_length} is {big[0] * max_length:,} tokens per "
+                             f"batch: more than bench runs ({MAX_BATCH_TOKENS:,}; it would run out of memory)",
+                             f"use batch sizes up to {MAX_BATCH_TOKENS // max_length} at this length")
 
 
 def percentiles(times_s: list[float]) -> dict:
@@ -214,8 +225,14 @@ def run_target(target: Target, settings: BenchSettings, timeout: float = 3600) -
     spec = json.dumps({"target": asdict(target), "settings": asdict(settings)})
     env = {**os.environ}
     proc = subprocess.run([sys.executable, "-m", "qadistill.bench_worker"], input=spec, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode < 0:  # killed: no traceback to show, so say what killed it
+        import signal
+
+        sig = signal.Signals(-proc.returncode).name
+        why = " (out of memory? try smaller --batch-sizes or --max-length)" if sig == "SIGKILL" else ""
+        return {"error": f"the worker was killed by {sig}{why}", "target": asdict(target)}
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        tail = (proc.stderr.strip().splitlines() or [f"the worker exited with {proc.returncode} and no message"])[-1]
         return {"error": tail, "target": asdict(target)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

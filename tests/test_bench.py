@@ -215,3 +215,23 @@ def test_speedups_and_pareto_compare_rows_of_the_same_lengths_mode():
                      row("t", "torch", "real", 300.0), row("s", "ort-int8", "real", 1500.0)])
     assert [r["speedup"] for r in rows] == [1.0, 4.0, 1.0, 5.0]
     assert [r["pareto"] for r in rows] == [False, True, False, True]
+
+
+def test_a_batch_too_large_to_fit_is_refused_before_any_work(cli):
+    r = cli("bench", "all-minilm-l6-v2", "--batch-sizes", "1,100000000", "--no-accuracy")
+    assert r.exit_code == 2 and "100000000" in r.stderr and "tokens per batch" in r.stderr and r.stdout == "", r.output
+    with pytest.raises(UserInputError, match="tokens per batch"):
+        BenchSettings(batch_sizes=[8192], max_length=512)
+    BenchSettings(batch_sizes=[1024], max_length=512)  # the largest that is allowed at 512
+
+
+def test_a_worker_killed_by_a_signal_says_so(monkeypatch):
+    import signal
+    import subprocess
+
+    from qadistill import bench
+
+    done = subprocess.CompletedProcess([], -signal.SIGKILL, stdout="", stderr="")
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: done)
+    res = bench.run_target(Target("m", "torch", "/x", "cross-encoder"), BenchSettings(batch_sizes=[1]))
+    assert "SIGKILL" in res["error"] and "memory" in res["error"], res

@@ -41,7 +41,7 @@ def bench(
     fmt: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output as a rich table, or as JSON or CSV for scripts.")] = BenchFormat.table,
 ) -> None:
     """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
-    from qadistill.bench import BenchSettings, check_device, plot as draw, resolve_targets, run_bench
+    from qadistill.bench import BenchSettings, check_batch_tokens, check_device, plot as draw, resolve_targets, run_bench
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -55,6 +55,7 @@ def bench(
     if not models:
         raise UserInputError("nothing to benchmark", "name models, e.g. `qadistill bench all-mpnet-base-v2 quickstart-mkdm-s42`")
     bss = _batch_sizes(batch_sizes)
+    check_batch_tokens(bss, max_length)
     ns = _batch_sizes(sessions, "--sessions", "1,2")
     bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     if backends is not None and not bl:
