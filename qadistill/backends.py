@@ -25,12 +25,27 @@ class PairTokenizer:
     Truncation is longest-first to ``max_length``, as transformers does by default."""
 
     def __init__(self, folder: Path, max_length: int, hf=None) -> None:
-        """``hf``: a transformers tokenizer already loaded (a teacher's or a student's own), used as is."""
+        """``hf``: a transformers tokenizer already loaded (a teacher's or a student's own), used as is. A tokenizer
+        that does not load (a damaged or edited file) is a ``ModelFolderError`` naming the folder."""
+        from qadistill.errors import QadistillError
         from qadistill.sources import check_max_length
 
         check_max_length(folder, max_length)
         self.folder = Path(folder)
         self.max_length = max_length
+        try:
+            self._load(hf)
+        except (QadistillError, ImportError, MemoryError, NameError, AttributeError):  # ours, or not the folder's fault
+            raise
+        except Exception as exc:
+            from qadistill.errors import ModelFolderError
+            from qadistill.integrity import damaged_hint
+
+            msg = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ModelFolderError(f"{self.folder}: its tokenizer does not load: {type(exc).__name__}: {msg}",
+                                   damaged_hint(self.folder)) from None
+
+    def _load(self, hf) -> None:
         tj = self.folder / "tokenizer.json"
         if hf is not None:
             self.fast, self.hf = None, hf
@@ -39,7 +54,7 @@ class PairTokenizer:
 
             self.fast = Tokenizer.from_file(str(tj))
             self.fast.no_padding()
-            self.fast.enable_truncation(max_length=max_length, strategy="longest_first")
+            self.fast.enable_truncation(max_length=self.max_length, strategy="longest_first")
             cfg = self.folder / "tokenizer_config.json"
             self.lower = False
             self.pad_id = self.fast.token_to_id("[PAD]") if self.fast.token_to_id("[PAD]") is not None else 0
@@ -55,6 +70,8 @@ class PairTokenizer:
             self.hf = AutoTokenizer.from_pretrained(str(self.folder))
         if self.fast is None:
             self.pad_id = self.hf.pad_token_id or 0
+        if hf is None:
+            self.unpadded(["a?"], ["a."])  # a vocabulary without [UNK] or special tokens fails here, not mid-ranking
 
     def _pad(self, encs, pad_to_max: bool, length: int | None = None) -> dict:
         """int64 input_ids / attention_mask / token_type_ids [B, T] of encodings (objects with .ids and .type_ids):
@@ -141,6 +158,9 @@ class Backend:
         self.fixed_length: int | None = None  # a graph that takes only this sequence length (a static ONNX axis)
 
     def load(self) -> "Backend":
+        from qadistill.integrity import verify_checksums
+
+        verify_checksums(self.folder)  # first: a damaged file is named as such, whichever loader would trip on it
         self.tokenizer = PairTokenizer(self.folder, self.max_length, hf=self.hf_tokenizer)
         return self
 
@@ -255,20 +275,26 @@ class OrtBackend(Backend):
     def load(self) -> "OrtBackend":
         import onnxruntime as ort
 
-        from qadistill.integrity import verify_checksums
-
         super().load()
         path = self.folder / self.file_name
         if not path.exists():
             raise UserInputError(f"{path} does not exist", f"run `qadistill export` first, or check {self.folder}")
-        verify_checksums(self.folder)
         avail = ort.get_available_providers()
         if self.provider not in avail:
             raise UserInputError(f"ONNX Runtime provider {self.provider} is not available here (have: {', '.join(avail)})",
                                  "install onnxruntime-gpu for CUDA, or use --device cpu")
         so, disabled = self.session_options()
         caller = FloatEnv.save()
-        self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=[self.provider], disabled_optimizers=disabled)
+        except MemoryError:
+            raise
+        except Exception as exc:  # a truncated or edited graph (InvalidProtobuf, Fail): the folder's fault
+            from qadistill.errors import ModelFolderError
+            from qadistill.integrity import damaged_hint
+
+            msg = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ModelFolderError(f"{path}: ONNX Runtime cannot load it: {type(exc).__name__}: {msg}", damaged_hint(self.folder)) from None
         if caller is not None and denormals_flushed() != caller.flushed:  # making the session flushed this thread
             self._run_env = FloatEnv.save()  # what ONNX Runtime set: kept for its runs on this thread
             caller.restore()

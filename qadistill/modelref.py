@@ -16,7 +16,19 @@ EXPORT_MANIFEST = "qadistill_export.json"
 def export_manifest(folder: Path) -> dict:
     """How an exported variant was made (``qadistill_export.json``); {} for a folder that is not a qadistill export."""
     man = Path(folder) / EXPORT_MANIFEST
-    return json.loads(man.read_text()) if man.exists() else {}
+    if not man.exists():
+        return {}
+    try:
+        d = json.loads(man.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        d = exc
+    if not isinstance(d, dict):
+        from qadistill.errors import ModelFolderError
+        from qadistill.integrity import damaged_hint
+
+        raise ModelFolderError(f"{man}: not a readable export manifest ({d if isinstance(d, Exception) else 'not a JSON object'})",
+                               damaged_hint(Path(folder)))
+    return d
 
 
 # Dev queries an export's parity check scores (the first ones with a correct and a wrong candidate; all of them where

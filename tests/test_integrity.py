@@ -294,3 +294,49 @@ def test_eval_does_not_serve_stale_cached_scores_after_weights_change_in_place(c
     ref = make_tiny_model(tmp_path / "ref", "cross", seed=1)
     fresh = json.loads(cli("eval", str(ref), "--data", str(data), "--format", "json").stdout)["rows"][0]
     assert second["map"] == pytest.approx(fresh["map"]) and (second["map"], second["auc"]) != (first["map"], first["auc"])
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from qadistill.compress import export_onnx
+
+    root = tmp_path_factory.mktemp("onnx")
+    export_onnx(make_tiny_model(root / "m", "cross"), root / "onnx")
+    (root / "onnx" / "qadistill_checksums.json").unlink(missing_ok=True)  # a user's own folder: the loaders must tell
+    return root / "onnx"
+
+
+def _tok_garbage(f):
+    (f / "tokenizer.json").write_text("garbage{{")
+
+
+def _tok_config_garbage(f):
+    (f / "tokenizer_config.json").write_text("not json")
+
+
+def _vocab_without_unk(f):
+    (f / "tokenizer.json").unlink()
+    (f / "vocab.txt").write_text("a\nb\n")
+
+
+def _manifest_garbage(f):
+    (f / "qadistill_export.json").write_text("{bad")
+
+
+def _onnx_truncated(f):
+    data = (f / "model.onnx").read_bytes()
+    (f / "model.onnx").write_bytes(data[:5000])
+
+
+@pytest.mark.parametrize("damage", [_tok_garbage, _tok_config_garbage, _vocab_without_unk, _manifest_garbage, _onnx_truncated])
+def test_a_damaged_folder_without_checksums_is_a_folder_error(cli, tiny_onnx, tmp_path, damage):
+    from qadistill import load
+
+    f = tmp_path / "x"
+    shutil.copytree(tiny_onnx, f)
+    damage(f)
+    with pytest.raises(ModelFolderError, match=str(f)):
+        load(str(f), max_length=32)
+    (tmp_path / "p.txt").write_text(PASSAGES)
+    r = cli("rank", str(f), "-q", "who wrote hamlet?", "-p", str(tmp_path / "p.txt"), "--max-length", "32")
+    assert r.exit_code == 2 and str(f) in r.stderr and "unexpected" not in r.stderr, r.output
