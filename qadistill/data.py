@@ -152,6 +152,7 @@ def _label(raw, path, line) -> int | None:
 def _check(pairs: list[QAPair], lines: list[int], path) -> None:
     seen: dict[tuple[str, str], int] = {}
     texts: dict[str, tuple[str, int]] = {}
+    labels: dict[tuple[str, str], tuple[int, int]] = {}  # (query_id, passage text) -> (label, line)
     for p, ln in zip(pairs, lines):
         if not p.query.strip():
             raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
@@ -170,6 +171,11 @@ def _check(pairs: list[QAPair], lines: list[int], path) -> None:
                 "ids must be unique per (query, passage)",
             )
         seen[key] = ln
+        if p.label is not None:
+            first_label, first_ln = labels.setdefault((p.query_id, p.passage.strip()), (p.label, ln))
+            if first_label != p.label:
+                raise DataError(f"{path}:{ln}: the same passage for the same query has label {p.label} here, {first_label} on line {first_ln}",
+                                "one label per (query, passage): fix or remove one of the two rows")
     if not pairs:
         raise DataError(f"{path}: no rows", "the file holds a header only or is empty")
 
@@ -346,6 +352,9 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     if not lines:
         raise DataError(f"{path}: empty file", "expected a header row")
     header = [h.strip() for h in _csv_cells(lines[0], delim, path, 1)]
+    twice = next((h for i, h in enumerate(header) if h and h in header[:i]), None)
+    if twice is not None:
+        raise DataError(f"{path}:1: column '{twice}' appears twice in the header", "give every column its own name (which one is meant is unclear)")
     for need in ("query", "passage"):
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))

@@ -185,3 +185,23 @@ def test_labels_follow_one_rule_in_every_format(tmp_path):
                                       '{"query": "q?", "passage": "p three", "label": true}\n')
     for f in ("a.csv", "a.jsonl"):
         assert load_dataset(str(tmp_path / f)).labels() == [1, 0, 1], f
+
+
+def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(tmp_path):
+    """A contradiction would give a silently wrong metric (MAP 1.0 for a file that says both); an exact repeat with the
+    same label stays (WikiQA itself repeats a few sentences)."""
+    csv = write(tmp_path / "c.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,0\n")
+    with pytest.raises(DataError, match=r"c.csv:4: .*label 0 here, 1 on line 2"):
+        load_dataset(str(csv))
+    rows = [{"query": "a?", "passage": "x", "label": 1}, {"query": "a?", "passage": " x ", "label": 0}]
+    jl = write(tmp_path / "c.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=r"c.jsonl:2: .*label 0 here, 1 on line 1"):
+        load_dataset(str(jl))
+    same = write(tmp_path / "s.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,1\n")
+    assert len(load_dataset(str(same))) == 3
+
+
+def test_a_column_named_twice_in_a_header_is_an_error(tmp_path):
+    p = write(tmp_path / "d.csv", "query,passage,label,label\na?,x,1,0\na?,y,0,1\n")
+    with pytest.raises(DataError, match=r"d.csv:1: column 'label' appears twice"):
+        load_dataset(str(p))
