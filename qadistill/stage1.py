@@ -56,7 +56,7 @@ def scan_pool(spec: str, shard_pairs: int) -> UnlabelledPool:
     if spec.startswith("hf:") or spec in _data.NAMED:
         raise UserInputError(f"--unlabelled {spec}: expected a file of query–passage pairs, not a named data set",
                              "pass a .jsonl/.tsv/.csv/.parquet file (its labels, if any, are ignored)")
-    stream = open_pairs(spec)
+    stream = open_pairs(spec, labels=False)  # labels are ignored here, whatever they hold
     h, n, queries, last = hashlib.sha256(), 0, 0, None
     for qs, ps in stream.chunks(shard_pairs):
         h.update(content_sha(pair_keys(qs, ps)).encode())

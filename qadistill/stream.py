@@ -27,6 +27,7 @@ class PairStream:
     format: str  # jsonl | wikiqa-tsv | csv | tsv | parquet | dataset
     path: Path | None = None
     columns: dict | None = None
+    labels: bool = True  # False: a label column is not read at all (an unlabelled pool, whose labels are ignored)
 
     @property
     def label(self) -> str:
@@ -37,14 +38,14 @@ class PairStream:
             ds = _data.load_dataset(self.spec, self.split or "test", self.columns)
             yield from ((p.query, p.passage) for p in ds.pairs)
         elif self.format == "jsonl":
-            yield from _jsonl_rows(self.path)
+            yield from _jsonl_rows(self.path, self.labels)
         elif self.format == "parquet":
             yield from _parquet_rows(self.path, _columns(self.columns))
         elif self.format == "wikiqa-tsv":
-            yield from _wikiqa_rows(self.path)
+            yield from _wikiqa_rows(self.path, self.labels)
         else:
             yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",",
-                                       _columns(self.columns))
+                                       _columns(self.columns), self.labels)
 
     def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(queries, passages) of ``size`` pairs at a time (the last chunk may be shorter)."""
@@ -72,8 +73,9 @@ def _columns(columns: dict | None) -> dict:
     return {**{f: f for f in _data.JSONL_FIELDS}, **(columns or {})}
 
 
-def open_pairs(spec: str, split: str | None = None, columns: dict | None = None) -> PairStream:
-    """The pair stream of a file path, a named data set (wikiqa, trecqa) or hf:REPO."""
+def open_pairs(spec: str, split: str | None = None, columns: dict | None = None, labels: bool = True) -> PairStream:
+    """The pair stream of a file path, a named data set (wikiqa, trecqa) or hf:REPO; ``labels=False``: any label
+    column is ignored, not checked (an unlabelled pool)."""
     if spec.startswith("hf:") or spec in _data.NAMED:
         return PairStream(spec, split or "test", spec[3:] if spec.startswith("hf:") else spec, "dataset", None, columns)
     path = Path(spec).expanduser()
@@ -93,7 +95,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None)
         fmt = "wikiqa-tsv"
     else:
         fmt = "tsv" if ".tsv" in path.suffixes else "csv"
-    return PairStream(spec, split or "", stem, fmt, path, columns)
+    return PairStream(spec, split or "", stem, fmt, path, columns, labels)
 
 
 def _pyarrow(path: Path):
@@ -137,18 +139,19 @@ def _checked(q: str, p: str, path, ln: int) -> tuple[str, str]:
     return q, p
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, str]]:
+def _jsonl_rows(path: Path, labels: bool = True) -> Iterator[tuple[str, str]]:
     for ln, line in _lines(path):
         if not line.strip():
             continue
         row = _data._json_row(line, path, ln)
-        _data._label(row.get("label"), path, ln)
+        if labels:
+            _data._label(row.get("label"), path, ln)
         yield _checked(row["query"], row["passage"], path, ln)
 
 
-def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str, str]]:
-    """CSV/TSV with a header: the query and passage columns named by ``columns``; a label column, where there is one,
-    must hold 0/1."""
+def _delimited_rows(path: Path, delim: str, columns: dict, labels: bool = True) -> Iterator[tuple[str, str]]:
+    """CSV/TSV with a header: the query and passage columns named by ``columns``; a label column, where there is one
+    and ``labels`` is on, must hold 0/1."""
     it = _lines(path)
     first = next(it, None)
     if first is None:
@@ -158,7 +161,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))
     qi, pi = header.index(columns["query"]), header.index(columns["passage"])
-    li = header.index(columns["label"]) if columns.get("label") in header else None
+    li = header.index(columns["label"]) if labels and columns.get("label") in header else None
     for ln, line in it:
         cells = _data._csv_cells(line, delim, path, ln) if line.strip() else []
         if all(not c.strip() for c in cells):
@@ -170,7 +173,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict) -> Iterator[tuple[str
         yield _checked(cells[qi], cells[pi], path, ln)
 
 
-def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
+def _wikiqa_rows(path: Path, labels: bool = True) -> Iterator[tuple[str, str]]:
     """WikiQA TSV: plain tab-separated cells (no quoting), as ``data.load_wikiqa_tsv`` reads them."""
     it = _lines(path)
     first = next(it, None)
@@ -179,7 +182,8 @@ def _wikiqa_rows(path: Path) -> Iterator[tuple[str, str]]:
         cells = _data.wikiqa_cells(line, width, path, ln)
         if cells is None:
             continue
-        _data._label(cells[col["Label"]], path, ln)
+        if labels:
+            _data._label(cells[col["Label"]], path, ln)
         yield _checked(cells[col["Question"]], cells[col["Sentence"]], path, ln)
 
 

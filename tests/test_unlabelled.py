@@ -133,3 +133,18 @@ def test_consecutive_rows_of_one_query_form_its_list():
 
     got = grouped_pairs(3, ["a", "a", "b", "a", "a"], ["p1", "p2", "p3", "p4", "p5"])
     assert [p.query_id for p in got] == ["u3-0", "u3-0", "u3-1", "u3-2", "u3-2"] and all(p.label is None for p in got)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("graded.csv", "query,passage,label\na?,b.,2\na?,c.,yes\nd?,e.,\n"),
+    ("graded.jsonl", '{"query": "a?", "passage": "b.", "label": 3}\n{"query": "a?", "passage": "c.", "label": "n/a"}\n'),
+])
+def test_an_unlabelled_pool_ignores_its_labels_whatever_they_hold(tmp_path, name, text):
+    from qadistill.stage1 import scan_pool
+    from qadistill.stream import open_pairs
+
+    p = write(tmp_path / name, text)
+    pool = scan_pool(str(p), 64)
+    assert pool.pairs == len(text.strip().splitlines()) - name.endswith(".csv")
+    with pytest.raises(Exception, match="label"):  # a labelled read still checks them
+        list(open_pairs(str(p)).rows())
