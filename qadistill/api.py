@@ -48,17 +48,36 @@ class Reranker:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
 
     def score(self, pairs: Iterable[tuple[str, str]]) -> list[float]:
+        """Logits of (query, passage) pairs, in their order; a pair that is not two non-empty strings is an error."""
+        if isinstance(pairs, (str, bytes)):
+            raise UserInputError("pairs: expected (query, passage) pairs, not one string", "e.g. score([(\"who?\", \"a passage\")])")
         pairs = list(pairs)
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise UserInputError(f"pair {i}: expected a (query, passage) pair of strings, got {_a(pair)}",
+                                     "e.g. score([(\"who?\", \"a passage\")])")
+            for what, text in zip(("query", "passage"), pair):
+                _check_text(text, f"pair {i}: the {what}")
         if not pairs:
             return []
         qs, ps = [q for q, _ in pairs], [p for _, p in pairs]
         return self._backend.score_real_lengths(qs, ps, self.batch_size, self.batch_tokens).tolist()
 
     def rank(self, query: str, passages: Sequence[str], top_k: int | None = None, ids: Sequence[str] | None = None) -> list[Ranked]:
-        if not query or not query.strip():
-            raise UserInputError("the query is empty", "pass a question, e.g. --query \"who wrote hamlet?\"")
+        if not isinstance(query, str) or not query.strip():
+            raise UserInputError("the query is empty" if isinstance(query, str) else f"the query is {_a(query)}, not text",
+                                 "pass a question, e.g. --query \"who wrote hamlet?\"")
+        if isinstance(passages, (str, bytes)):
+            raise UserInputError("passages: expected a list of passages, not one string", "wrap it: rank(query, [passage])")
+        passages = list(passages)
         if not passages:
             raise UserInputError("no passages to rank", "pass passages one per line (a file or stdin)")
+        for i, p in enumerate(passages):
+            _check_text(p, f"passage {i}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UserInputError(f"top_k {top_k!r}: must be a whole number of at least 1 (or None for all)", "e.g. top_k=3")
+        if ids is not None and len(ids) != len(passages):
+            raise UserInputError(f"{len(passages)} passages but {len(ids)} ids", "give one id per passage, or none")
         scores = self.score([(query, p) for p in passages])
         order = sorted(range(len(passages)), key=lambda i: -scores[i])  # stable: ties keep input order
         if top_k is not None:
@@ -67,6 +86,19 @@ class Reranker:
 
     def close(self) -> None:
         self._backend.close()
+
+
+def _a(value) -> str:
+    """'an int', 'a NoneType': the type of a value, with its article."""
+    name = type(value).__name__
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+def _check_text(text, what: str) -> None:
+    if not isinstance(text, str):
+        raise UserInputError(f"{what} is {_a(text)}, not text", "pass strings")
+    if not text.strip():
+        raise UserInputError(f"{what} is empty", "give every passage some text (drop the empty ones)")
 
 
 def parity_trusted(parity: dict) -> bool:

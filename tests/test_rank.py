@@ -136,3 +136,37 @@ def test_auto_serves_an_export_only_when_its_parity_can_be_trusted():
     assert not parity_trusted({"ok": True, "max_abs_diff": 0.0079, "reference_std": 0.0063})
     assert parity_trusted({"ok": True, "max_abs_diff": 1.7e-6, "reference_std": 0.0063})  # its fp32 ONNX is fine
     assert parity_trusted({"ok": True, "max_abs_diff": 0.3})  # exports made before reference_std was recorded
+
+
+def test_api_rank_and_score_refuse_what_the_cli_refuses(tiny_rank):
+    from qadistill import load
+    from qadistill.errors import UserInputError
+
+    folder, _ = tiny_rank
+    m = load(str(folder), backend="torch", max_length=32)
+    for bad, msg in [
+        (dict(passages="paris is in france."), "a list of passages, not one string"),
+        (dict(passages=["a king.", 3]), r"passage 1 is an int, not text"),
+        (dict(passages=["a king.", "  "]), "passage 1 is empty"),
+        (dict(passages=["a king."], top_k=0), "top_k 0"),
+        (dict(passages=["a king."], top_k=-1), "top_k -1"),
+        (dict(passages=["a king.", "the queen."], ids=["x"]), "2 passages but 1 ids"),
+    ]:
+        with pytest.raises(UserInputError, match=msg):
+            m.rank("who?", **bad)
+    with pytest.raises(UserInputError, match="pair 0: expected"):
+        m.score(["who?"])
+    with pytest.raises(UserInputError, match=r"pair 1: the passage is a NoneType"):
+        m.score([("who?", "a king."), ("who?", None)])
+    assert [r.index for r in m.rank("who?", ("a king.", "the queen."), top_k=5)] != []  # a tuple is fine; k over the size too
+
+
+def test_rank_file_with_a_bom_or_mixed_json_lines(cli, tiny_rank, tmp_path):
+    folder, _ = tiny_rank
+    p = tmp_path / "bom.txt"
+    p.write_bytes("\ufeffparis is in france.\nthe river is long.\n".encode())
+    r = cli("rank", str(folder), "-q", "where is paris?", "-p", str(p), "--format", "json")
+    assert r.exit_code == 0 and {x["passage"] for x in json.loads(r.stdout)["results"]} == {"paris is in france.", "the river is long."}
+    mixed = write(tmp_path / "mixed.jsonl", '{"id": "a", "passage": "a king."}\nthe queen.\n')
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(mixed))
+    assert r.exit_code == 2 and "mixed.jsonl:2" in r.stderr and "JSON" in r.stderr, r.output

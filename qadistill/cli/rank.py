@@ -31,17 +31,18 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     if b"\x00" in raw[:4096]:
         raise UserInputError(f"{name} is not a text file", "pass a UTF-8 text file, one passage per line")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark is not part of the first passage
     except UnicodeDecodeError:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
     lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
-    if lines and all(line.lstrip().startswith("{") for line in lines):
+    if lines and _json_object_line(lines[0]):  # JSONL: decided by the first line, then every line must be JSON
         passages, ids, seen = [], [], {}
         for i, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                raise UserInputError(f"{name}:{i}: invalid JSON", "one JSON object per line, or plain text") from None
+                raise UserInputError(f"{name}:{i}: invalid JSON (line 1 is a JSON object, so every line must be one)",
+                                     "one JSON object per line, or plain text throughout") from None
             if not isinstance(row, dict):
                 raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
             field = "passage" if "passage" in row else "text" if "text" in row else None
@@ -59,6 +60,15 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
             ids.append(pid)
         return passages, ids
     return lines, None
+
+
+def _json_object_line(line: str) -> bool:
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 @handle_errors
