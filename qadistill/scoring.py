@@ -52,8 +52,13 @@ class ScoreSummary:
 
 
 def default_out(stream: PairStream) -> Path:
-    """$QADISTILL_HOME/scores/<data name>[-<split>]."""
-    name = stream.name + (f"-{stream.split}" if stream.split and stream.format == "dataset" else "")
+    """$QADISTILL_HOME/scores/<data name>[-<split>] for a named data set, <file stem>-<8 hex of its absolute path> for
+    a file (two files of one name, in two folders, keep two manifests)."""
+    if stream.format == "dataset":
+        name = stream.name + (f"-{stream.split}" if stream.split else "")
+    else:
+        where = str(Path(stream.path or stream.spec).expanduser().resolve())
+        name = f"{stream.name}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "data"
     return paths.home() / "scores" / safe
 

@@ -306,3 +306,14 @@ def test_bad_rows_fail_before_any_teacher_calibrates(cli, zoo, tmp_path, monkeyp
     bad = write(tmp_path / "late.jsonl", '{"query": "a?", "passage": "b."}\n' * 5 + '{"query": "a?", "passage": ""}\n')
     r = cli("score", "tiny-t0", "--data", str(bad))
     assert r.exit_code == 2 and "late.jsonl:6: empty passage" in r.stderr, r.output
+
+
+def test_two_files_of_one_name_keep_their_own_manifests(cli, zoo, tmp_path):
+    a = tiny_jsonl(tmp_path / "a" / "pairs.jsonl", n_queries=6, per_query=3, seed=1)
+    b = tiny_jsonl(tmp_path / "b" / "pairs.jsonl", n_queries=2, per_query=3, seed=2)
+    ra = cli("score", "tiny-t0", "--data", str(a), "--format", "json")
+    rb = cli("score", "tiny-t0", "--data", str(b), "--format", "json")
+    assert ra.exit_code == 0 and rb.exit_code == 0, ra.output + rb.output
+    ma, mb = json.loads(ra.stdout)["manifest"], json.loads(rb.stdout)["manifest"]
+    assert ma != mb and Path(ma).parent.name.startswith("pairs-")
+    assert json.loads(Path(ma).read_text())["data"]["pairs"] == 18 and json.loads(Path(mb).read_text())["data"]["pairs"] == 6
