@@ -108,25 +108,35 @@ def _pyarrow(path: Path):
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    r"""(line number, line) without its newline; \n, \r\n and \r end a line (as `qadistill.data` reads files)."""
+    r"""(line number, line) without its newline; \n, \r\n and \r end a line (as `qadistill.data` reads files). Each line
+    is decoded on its own, so a bad byte is reported on its own line."""
+    import codecs
     import gzip
-    import io
     import zlib
 
     try:
-        fh = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig") if path.suffix == ".gz" else open(path, encoding="utf-8-sig")
+        fh = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
     ln = 0
     with fh:
         try:
-            for ln, line in enumerate(fh, start=1):
-                line = line[:-1] if line.endswith("\n") else line
-                if "\x00" in line:
-                    raise DataError(f"{path}:{ln}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
-                yield ln, line
-        except UnicodeDecodeError:
-            raise DataError(f"{path}:{ln + 1}: not UTF-8 text", "convert the file to UTF-8") from None
+            for i, raw in enumerate(fh):
+                if i == 0 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[:-1] if raw.endswith(b"\n") else raw
+                parts = raw.split(b"\r")
+                if len(parts) > 1 and parts[-1] == b"":
+                    parts.pop()  # the \r of a \r\n
+                for part in parts:
+                    ln += 1
+                    try:
+                        line = part.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise DataError(f"{path}:{ln}: not UTF-8 text", "convert the file to UTF-8") from None
+                    if "\x00" in line:
+                        raise DataError(f"{path}:{ln}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
+                    yield ln, line
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
 

@@ -317,3 +317,25 @@ def test_two_files_of_one_name_keep_their_own_manifests(cli, zoo, tmp_path):
     ma, mb = json.loads(ra.stdout)["manifest"], json.loads(rb.stdout)["manifest"]
     assert ma != mb and Path(ma).parent.name.startswith("pairs-")
     assert json.loads(Path(ma).read_text())["data"]["pairs"] == 18 and json.loads(Path(mb).read_text())["data"]["pairs"] == 6
+
+
+def test_stream_line_numbers_match_the_loaders_for_bad_bytes_and_newlines(tmp_path):
+    """The stream and `qadistill.data` name the same line: a Latin-1 byte on line 2 is line 2 (the stream once
+    decoded in chunks and said line 1); \\r\\n, \\r and a BOM read as the loader reads them."""
+    from qadistill.data import load_dataset
+    from qadistill.errors import DataError
+    from qadistill.stream import open_pairs
+
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"query,passage\nwho?,caf\xe9\n")
+    for read in (lambda: list(open_pairs(str(latin)).rows()), lambda: load_dataset(str(latin))):
+        with pytest.raises(DataError, match=r"latin1.csv:2: not UTF-8"):
+            read()
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(b"\xef\xbb\xbfquery,passage,label\r\na?,x,1\rb?,y,0\r\n\r\nc?,z,1")
+    assert list(open_pairs(str(mixed)).rows()) == [(p.query, p.passage) for p in load_dataset(str(mixed)).pairs] == [
+        ("a?", "x"), ("b?", "y"), ("c?", "z")]
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"query,passage\na?,x\nb?,y\x00\n")
+    with pytest.raises(DataError, match=r"nul.csv:3: NUL byte"):
+        list(open_pairs(str(nul)).rows())
