@@ -319,8 +319,13 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
 
 
+CSV_FIELD_LIMIT = 2**27  # characters in one CSV/TSV field (Python's default, 131,072, refuses long real documents)
+
+
 def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
     """One line's cells. A record must fit on its line: an unclosed quote is an error, never a merge with the next rows."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
         return next(csv.reader([line], delimiter=delim, strict=True), [])
     except csv.Error as exc:
@@ -328,7 +333,8 @@ def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
         if problem == "unexpected end of data":
             problem = "unclosed quote (a quoted field must end on its line)"
         elif problem.startswith("field larger than field limit"):
-            problem = f"a field is longer than {csv.field_size_limit()} characters"
+            raise DataError(f"{path}:{ln}: a field is longer than {csv.field_size_limit():,} characters",
+                            "split the document into passages (a model reads a few hundred tokens of it at most)") from None
         else:
             problem = f"bad quoting ({problem})"
         raise DataError(f"{path}:{ln}: {problem}", 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""') from None

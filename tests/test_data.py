@@ -205,3 +205,10 @@ def test_a_column_named_twice_in_a_header_is_an_error(tmp_path):
     p = write(tmp_path / "d.csv", "query,passage,label,label\na?,x,1,0\na?,y,0,1\n")
     with pytest.raises(DataError, match=r"d.csv:1: column 'label' appears twice"):
         load_dataset(str(p))
+
+
+def test_a_long_document_in_a_csv_field_reads(tmp_path):
+    long = "word " * 60000  # 300,000 characters: over Python's csv default of 131,072
+    p = write(tmp_path / "long.csv", f'query,passage,label\na?,"{long}",1\na?,short,0\n')
+    ds = load_dataset(str(p))
+    assert len(ds.pairs[0].passage) == len(long)
