@@ -170,3 +170,19 @@ def test_rank_file_with_a_bom_or_mixed_json_lines(cli, tiny_rank, tmp_path):
     mixed = write(tmp_path / "mixed.jsonl", '{"id": "a", "passage": "a king."}\nthe queen.\n')
     r = cli("rank", str(folder), "-q", "who?", "-p", str(mixed))
     assert r.exit_code == 2 and "mixed.jsonl:2" in r.stderr and "JSON" in r.stderr, r.output
+
+
+def test_rank_without_passages_at_a_terminal_says_how_instead_of_waiting(monkeypatch):
+    import io
+
+    from qadistill.cli.rank import read_passages
+    from qadistill.errors import UserInputError
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Tty(""))
+    with pytest.raises(UserInputError, match="nothing is piped in") as ei:
+        read_passages("-")
+    assert "-p FILE" in ei.value.hint

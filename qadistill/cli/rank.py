@@ -19,6 +19,9 @@ Backend = Enum("Backend", {b.replace("-", "_"): b for b in BACKENDS}, type=str) 
 def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id"). '-' reads stdin."""
     if source == "-":
+        if sys.stdin.isatty():  # nothing piped in: waiting on the keyboard would look like a hang
+            raise UserInputError("no passages: --passages is not given and nothing is piped in",
+                                 "pass -p FILE (one passage per line), or pipe them: cat passages.txt | qadistill rank MODEL -q ...")
         raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
         name = "stdin"
     else:
