@@ -132,6 +132,8 @@ def test_eval_errors(cli, tmp_path):
     assert r.exit_code == 2 and "no such dataset or file" in r.stderr
     r = cli("eval", "quickstart", "--data", "wikiqa")
     assert r.exit_code == 2
+    r = cli("eval", "--teachers", "all-minilm-l6-v2,all-minilm-l6-v2", "--data", str(tmp_path / "missing.jsonl"))
+    assert r.exit_code == 2 and "named twice" in r.stderr  # before the data is even read
 
 
 def test_bi_encoder_reuses_embeddings_of_texts_it_has_seen(tmp_path, tiny_data):

@@ -299,3 +299,10 @@ def test_resume_never_replaces_a_built_model_without_overwrite(cli, tiny_zoo, is
     again = weights.read_bytes()
     r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "other", "--out", str(weights.parent), "--seed", "3")
     assert r.exit_code == 2 and "already holds a model" in r.stderr and weights.read_bytes() == again, r.output
+
+
+@requires_package("all-minilm-l6-v2")
+def test_gold_mode_says_the_teachers_it_was_given_are_not_used(cli, tiny_zoo):  # noqa: F811
+    gold = [("gold" if a == "single" else a) for a in DISTILL]
+    r = cli(*gold, "--data", str(tiny_zoo), "--name", "g")
+    assert r.exit_code == 0 and "teachers (tiny-t0) are not used" in r.stderr, r.output

@@ -107,6 +107,8 @@ def _recipe(reg, pipeline: str | None, teachers: str | None, student: str | None
         base["student"] = student
     base.setdefault("distill", {}).update({k: v for k, v in distill.items() if v is not None})
     if base["distill"].get("mode") == "gold":
+        if base.get("teachers"):
+            err_console().print(f"note: --mode gold trains on the gold labels only: the teachers ({', '.join(base['teachers'])}) are not used")
         base["teachers"] = []
     base.setdefault("data", {}).update({k: v for k, v in data.items() if v is not None})
     recipe = parse_recipe(base, "command line" if not pipeline else f"pipeline '{pipeline}' + options")

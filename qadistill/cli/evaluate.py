@@ -29,6 +29,9 @@ def eval_(
     names = list(models or []) + ([t.strip() for t in teachers.split(",") if t.strip()] if teachers else [])
     if not names:
         raise UserInputError("nothing to evaluate", "name a model, e.g. `qadistill eval all-minilm-l6-v2 --data wikiqa`")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # an "ensemble" of a teacher with itself is that teacher, under a misleading name
+        raise UserInputError(f"{twice!r} is named twice", "name each model or teacher once")
     store = Store.open()
     with RichProgress() as prog:
         res = evaluate(names, Registry(store=store), data, split, ensemble=bool(teachers), batch_size=batch_size,
