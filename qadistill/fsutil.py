@@ -46,6 +46,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def plain_modes(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain open() would (0644 under the usual umask): transformers' safetensors
+    writer leaves model.safetensors at 0600, unreadable to the rest of a group sharing the folder."""
+    mode = 0o666 & ~_umask()
+    for f in Path(folder).iterdir():
+        if f.is_file() and not f.is_symlink() and (f.stat().st_mode & 0o777) != mode:
+            os.chmod(f, mode)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

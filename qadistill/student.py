@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qadistill.errors import UserInputError
 from qadistill.integrity import QuietTransformers, write_checksums
+from qadistill.fsutil import plain_modes
 from qadistill.recipes import ConfigInit, PretrainedInit, PruneInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
@@ -208,6 +209,7 @@ def save_student(student, tokenizer, folder: Path, extra_config: dict | None = N
     with QuietTransformers():
         cls.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
+    plain_modes(folder)
     write_checksums(folder)
 
 

@@ -297,6 +297,10 @@ def test_resume_never_replaces_a_built_model_without_overwrite(cli, tiny_zoo, is
     assert r.exit_code == 0, r.output  # nothing to resume: a fresh run, asked for with --overwrite
     assert weights.read_bytes() != before
     again = weights.read_bytes()
+    from qadistill.fsutil import _umask
+
+    plain = 0o666 & ~_umask()  # 0644 under the usual umask: model.safetensors as readable as the rest (was 0600)
+    assert all((f.stat().st_mode & 0o777) == plain for f in weights.parent.iterdir())
     r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "other", "--out", str(weights.parent), "--seed", "3")
     assert r.exit_code == 2 and "already holds a model" in r.stderr and weights.read_bytes() == again, r.output
 
