@@ -402,7 +402,11 @@ def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | Stud
             msg = msg[len("Value error, ") :]
         elif "input" in err and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {_short(err['input'])})"
-        raise RecipeError(path, field, msg, hint="fix the recipe and try again; `qadistill zoo show NAME` prints a valid one") from None
+        where = str(path)
+        hint = ("fix that option and try again (`qadistill distill --help` lists them)" if where.startswith("command line") else
+                "fix that option, or the recipe (`qadistill zoo show NAME` prints it)" if where.endswith("+ options") else
+                "fix the recipe and try again; `qadistill zoo show NAME` prints a valid one")
+        raise RecipeError(path, field, msg, hint=hint) from None
 
 
 def load_recipe(path: Path) -> TeacherRecipe | StudentRecipe | PipelineRecipe:

@@ -269,3 +269,10 @@ def test_distill_table_shows_mrr10_and_ndcg10(cli, monkeypatch, width):
     assert "0.6788" in test_row and "0.7412" in test_row
     trec = next(line for line in lines if "trecqa" in line)
     assert trec.count(" - ") >= 2  # a metrics.json from before MRR@10/NDCG@10 shows '-' there
+
+
+def test_a_bad_option_is_blamed_on_the_option_not_on_a_recipe_file(cli):
+    r = cli("distill", "--student", "tiny-random-student", "--teachers", "all-minilm-l6-v2", "--temperature", "-1")
+    assert r.exit_code == 2 and "command line: field 'distill.temperature'" in r.stderr and "fix that option" in r.stderr
+    r = cli("distill", "quickstart", "--temperature", "-1")
+    assert r.exit_code == 2 and "pipeline 'quickstart' + options" in r.stderr and "fix that option, or the recipe" in r.stderr
