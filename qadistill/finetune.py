@@ -166,7 +166,11 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
             store.finish_run(run_id, "ok")
         except KeyboardInterrupt as exc:
             store.finish_run(run_id, "interrupted")
-            raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
+            final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
+            if any(final.with_name(final.name + ".work").rglob("checkpoint.pt")):  # what the message can promise
+                raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
+            raise InterruptedRunError("interrupted before training saved a checkpoint: finished teacher scores are cached",
+                                      f"run `qadistill teach {recipe}` again (the scores computed so far are reused)", exc) from None
         except BaseException:
             store.finish_run(run_id, "failed")
             raise

@@ -144,3 +144,18 @@ def test_teach_on_data_without_a_correct_answer_is_a_data_error_before_any_work(
         finetune_cross_encoder(RECIPE, base, cfg(data, train_filter=how), out_dir=tmp_path / "out")
     assert "label 1" in ei.value.hint
     assert not (tmp_path / "out.work").exists() and not (tmp_path / "out").exists()
+
+
+def test_teach_interrupted_before_a_checkpoint_does_not_promise_one(tmp_path, monkeypatch):
+    import qadistill.finetune as ft
+    from qadistill.errors import InterruptedRunError
+    from qadistill.store import Store
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # e.g. Ctrl-C while the soft-target teachers score, before the first step
+
+    monkeypatch.setattr(ft, "train", interrupted)
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=6, per_query=3)
+    with pytest.raises(InterruptedRunError) as ei:
+        ft.run_teach(Store.open(), RECIPE, make_tiny_model(tmp_path / "base", "cross"), cfg(data), out_dir=tmp_path / "out")
+    assert "checkpoint was saved" not in str(ei.value) and "--resume" not in ei.value.hint
