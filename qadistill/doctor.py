@@ -103,6 +103,21 @@ def exporter_check() -> Check:
         return Check("exporter", False, exc.message, True, exc.hint)
 
 
+def home_check() -> Check:
+    """QADISTILL_HOME must be writable: every command keeps its store (names, runs, results) there."""
+    import tempfile
+
+    home = paths.home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("qadistill_home", False, f"{home}: not writable ({exc.strerror})", True,
+                     "point QADISTILL_HOME at a writable folder (export QADISTILL_HOME=~/qadistill), or fix its permissions")
+    return Check("qadistill_home", True, f"{home} (writable)")
+
+
 def run_doctor(probe_gpu: bool = True) -> DoctorReport:
     from qadistill.sources import PACKAGES, packaged_files
 
@@ -147,6 +162,7 @@ def run_doctor(probe_gpu: bool = True) -> DoctorReport:
             Check(f"model:{name}", files is not None, "installed" if files else "not installed", True, None if files else pm.install_hint)
         )
 
+    rep.checks.append(home_check())
     feats = cpu_features()
     data = paths.data_dir()
     rep.info = {

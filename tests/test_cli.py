@@ -276,3 +276,18 @@ def test_a_bad_option_is_blamed_on_the_option_not_on_a_recipe_file(cli):
     assert r.exit_code == 2 and "command line: field 'distill.temperature'" in r.stderr and "fix that option" in r.stderr
     r = cli("distill", "quickstart", "--temperature", "-1")
     assert r.exit_code == 2 and "pipeline 'quickstart' + options" in r.stderr and "fix that option, or the recipe" in r.stderr
+
+
+def test_doctor_fails_when_the_home_is_not_writable(cli, isolated_home, monkeypatch):
+    import tempfile
+
+    def read_only(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "NamedTemporaryFile", read_only)  # root ignores chmod: stand in for a read-only mount
+        r = cli("doctor", "--format", "json")
+    home = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["qadistill_home"]
+    assert r.exit_code == 1 and not home["ok"] and "not writable" in home["value"] and "QADISTILL_HOME" in home["fix"]
+    r = cli("doctor", "--format", "json")
+    assert {c["name"]: c for c in json.loads(r.stdout)["checks"]}["qadistill_home"]["ok"]
