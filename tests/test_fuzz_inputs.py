@@ -527,7 +527,7 @@ FOUND = [
     ("a.csv", BOM + "query,passage\nq?,p\n", 1),
     ("b.csv", 'query,passage,label\nq?,"a passage\nover two lines",1\n', r":2: unclosed quote"),
     ("c.csv", 'query,passage,label\nq?,"quoted"tail,1\n', r":2: bad quoting"),
-    ("d.csv", "query,passage\nq?," + "x" * 200_000 + "\n", r":2: a field is longer than 131072 characters"),
+    ("d.csv", "query,passage\nq?," + "x" * 200_000 + "\n", 1),  # over Python's csv default (131,072): a long document reads
     ("e.csv", "query,passage\nq?,p\x00\n", r":2: NUL byte"),
 ]
 
