@@ -296,8 +296,13 @@ class OrtBackend(Backend):
             msg = (str(exc).strip().splitlines() or [""])[0][:200]
             raise ModelFolderError(f"{path}: ONNX Runtime cannot load it: {type(exc).__name__}: {msg}", damaged_hint(self.folder)) from None
         if caller is not None and denormals_flushed() != caller.flushed:  # making the session flushed this thread
-            self._run_env = FloatEnv.save()  # what ONNX Runtime set: kept for its runs on this thread
+            self._run_env = FloatEnv.remember_flushed()  # what ONNX Runtime set: kept for its runs on this thread
             caller.restore()
+        elif caller is not None and not caller.flushed and self._asks_flush(so):
+            # ONNX Runtime flushes the creating thread for the process's first session only (std::call_once): a later
+            # one runs unflushed on its caller's thread, which is every op of a single-thread session (2.6x slower
+            # on the padding mask's denormals). Run it with the flushed state the first one set.
+            self._run_env = FloatEnv.flushed()
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.fixed_length = self._static_length()
         return self
@@ -330,6 +335,13 @@ class OrtBackend(Backend):
             so.add_session_config_entry(key, value)
         return so, settings.get("disabled_optimizers") or None
 
+    @staticmethod
+    def _asks_flush(so) -> bool:
+        try:
+            return so.get_session_config_entry("session.set_denormal_as_zero") == "1"
+        except Exception:  # an entry that was never set raises
+            return False
+
     def run(self, enc: dict):
         feeds = {k: enc[k].astype("int64") for k in self.inputs if k in enc}
         if self._run_env is None:
@@ -357,6 +369,34 @@ class FloatEnv:
 
     def __init__(self, buf, flushed: bool) -> None:
         self.buf, self.flushed = buf, flushed
+
+    _flushed: "FloatEnv | None" = None  # the first flushed state seen in this process (set by an ONNX Runtime session)
+
+    @classmethod
+    def remember_flushed(cls) -> "FloatEnv | None":
+        """Save this thread's (flushed) environment, and keep it as the process's flushed state."""
+        env = cls.save()
+        if env is not None and env.flushed:
+            cls._flushed = env
+        return env
+
+    @classmethod
+    def flushed(cls) -> "FloatEnv | None":
+        """A flushed environment to run in: the one an earlier session set, else one made with torch (which sets
+        flush-to-zero on the calling thread); None where neither is at hand."""
+        if cls._flushed is None:
+            caller = cls.save()
+            try:
+                import torch
+
+                torch.set_flush_denormal(True)
+                cls.remember_flushed()
+            except Exception:
+                pass
+            finally:
+                if caller is not None:
+                    caller.restore()
+        return cls._flushed
 
     @staticmethod
     def save() -> "FloatEnv | None":
