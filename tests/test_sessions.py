@@ -120,7 +120,7 @@ def test_bench_rows_per_session_count(cli, onnx_dir, tmp_path):
 
 def test_every_single_thread_session_runs_flushed_not_only_the_processs_first(onnx_dir, pairs):
     """ONNX Runtime flushes denormals on the creating thread for a process's first session only; a single-thread
-    session made later ran every op unflushed on its caller's thread (2.6x slower on the student's int8 at batch 32).
+    session made later ran every op unflushed on its caller's thread (slow on the padding mask's denormals).
     Each session that asks for flushing runs flushed, and leaves its caller's thread as it was."""
     from qadistill.backends import OrtBackend, denormals_flushed
 
