@@ -4,7 +4,8 @@ shared machine hits all of them, and the summary is each setting's median over r
 the length (as `qadistill bench` does).
 
   python benchmarks/ort_session_ab.py VARIANT_DIR [VARIANT_DIR ...] [--batch-sizes 1,32] [--rounds 3] [--threads 2]
-Writes benchmarks/results/ort_session_ab.json.
+                                    [--candidates] [--out ort_session_ab.json]
+Writes benchmarks/results/ort_session_ab.json (or --out).
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ HERE = Path(__file__).resolve().parent
 REPORT = {"title": "ONNX Runtime session settings on the CPU (alternating processes)", "order": 230}  # benchmarks/_report.py
 
 
-def settings() -> dict[str, dict]:
-    """ORT's defaults, each of qadistill's two CPU session settings alone, and both (what `qadistill export` records)."""
+def settings(candidates: bool = False) -> dict[str, dict]:
+    """ORT's defaults, each of qadistill's two CPU session settings alone, and both (what `qadistill export` records);
+    with ``candidates``, also the default plus each thread-pool setting that might pay on a small model: dynamic block
+    sizes for the intra-op pool (`session.dynamic_block_base`) and no spin-waiting between ops."""
     from qadistill.compress import cpu_session
 
     both = cpu_session()
-    return {"ORT defaults": {}, "flush denormals": cpu_session(fuse_skip_layernorm=True),
-            "SkipLayerNorm unfused": {"disabled_optimizers": both["disabled_optimizers"]}, "both (qadistill's CPU default)": both}
+    out = {"ORT defaults": {}, "flush denormals": cpu_session(fuse_skip_layernorm=True),
+           "SkipLayerNorm unfused": {"disabled_optimizers": both["disabled_optimizers"]}, "both (qadistill's CPU default)": both}
+    if candidates:
+        for name, key, value in (("default + dynamic block base 4", "session.dynamic_block_base", "4"),
+                                 ("default + no spinning", "session.intra_op.allow_spinning", "0")):
+            out[name] = {**both, "config": {**both.get("config", {}), key: value}}
+    return out
 
 
 def worker(folder: str, setting: str, batch_size: int, max_length: int, threads: int) -> None:
@@ -38,7 +46,7 @@ def worker(folder: str, setting: str, batch_size: int, max_length: int, threads:
     from qadistill.data import load_dataset
 
     pairs = load_dataset("wikiqa", "dev").pairs[:batch_size]
-    be = OrtBackend(Path(folder), max_length, threads=threads, session=settings()[setting]).load()
+    be = OrtBackend(Path(folder), max_length, threads=threads, session=settings(True)[setting]).load()
     enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
     ts = time_loop(lambda: be.run(enc), min_time=2.0, min_runs=10, max_runs=10**6, warmup=3)
     print(json.dumps({"p50_ms": statistics.median(ts) * 1000, "runs": len(ts)}))
@@ -51,6 +59,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidates", action="store_true", help="also time the thread-pool settings that are not defaults")
+    ap.add_argument("--out", default="ort_session_ab.json", help="file name under benchmarks/results/")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -59,7 +69,7 @@ def main() -> None:
     rows = []
     for d in args.dirs:
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            names = list(settings())
+            names = list(settings(args.candidates))
             times: dict[str, list[float]] = {s: [] for s in names}
             for r in range(args.rounds):
                 order = names if r % 2 == 0 else names[::-1]
@@ -75,7 +85,7 @@ def main() -> None:
                       f"{base / statistics.median(t):.2f}x", flush=True)
     out = {"command": "python benchmarks/ort_session_ab.py " + " ".join(sys.argv[1:]), "threads": args.threads,
            "max_length": args.max_length, "loadavg_1m_end": os.getloadavg()[0], "rows": rows}
-    write_json(HERE / "results" / "ort_session_ab.json", out, REPORT)
+    write_json(HERE / "results" / args.out, out, REPORT)
 
 
 if __name__ == "__main__":
