@@ -38,12 +38,9 @@ class PairTokenizer:
         except (QadistillError, ImportError, MemoryError, NameError, AttributeError):  # ours, or not the folder's fault
             raise
         except Exception as exc:
-            from qadistill.errors import ModelFolderError
-            from qadistill.integrity import damaged_hint
+            from qadistill.integrity import load_failure
 
-            msg = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ModelFolderError(f"{self.folder}: its tokenizer does not load: {type(exc).__name__}: {msg}",
-                                   damaged_hint(self.folder)) from None
+            raise load_failure(self.folder, f"{self.folder}: its tokenizer does not load", exc) from None
 
     def _load(self, hf) -> None:
         tj = self.folder / "tokenizer.json"
@@ -290,11 +287,9 @@ class OrtBackend(Backend):
         except MemoryError:
             raise
         except Exception as exc:  # a truncated or edited graph (InvalidProtobuf, Fail): the folder's fault
-            from qadistill.errors import ModelFolderError
-            from qadistill.integrity import damaged_hint
+            from qadistill.integrity import load_failure
 
-            msg = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ModelFolderError(f"{path}: ONNX Runtime cannot load it: {type(exc).__name__}: {msg}", damaged_hint(self.folder)) from None
+            raise load_failure(self.folder, f"{path}: ONNX Runtime cannot load it", exc) from None
         if caller is not None and denormals_flushed() != caller.flushed:  # making the session flushed this thread
             self._run_env = FloatEnv.remember_flushed()  # what ONNX Runtime set: kept for its runs on this thread
             caller.restore()

@@ -35,6 +35,13 @@ ENCODER_POOLED_BY_US = {"allow_missing": ("pooler.*",), "allow_unexpected": ("po
 _digests: dict[tuple, str] = {}
 
 
+def load_failure(folder: Path, what: str, exc: BaseException) -> ModelFolderError:
+    """The error for a file of ``folder`` that a library could not load: ``what`` (e.g. "X: its tokenizer does not
+    load") and the first line of the library's message."""
+    msg = (str(exc).strip().splitlines() or [""])[0][:200]
+    return ModelFolderError(f"{what}: {type(exc).__name__}: {msg}", damaged_hint(folder))
+
+
 def damaged_hint(folder: Path) -> str:
     return (f"{folder} is damaged or was edited: re-pull it (`qadistill zoo pull ORG/NAME`), rebuild it, "
             "or remove it with `qadistill zoo remove NAME --delete-files`")
