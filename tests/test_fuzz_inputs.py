@@ -58,10 +58,13 @@ class Row:
 def good_rows(draw, forbid: str) -> list[Row]:
     queries = draw(st.lists(texts(forbid), min_size=1, max_size=4, unique=True))
     n = draw(st.integers(1, 8))
-    rows = []
+    rows, labels = [], {}
     for i in range(n):
         k = draw(st.integers(0, len(queries) - 1))
-        rows.append(Row(str(k), queries[k], f"D{k}-{i}", draw(texts(forbid)), draw(st.sampled_from(["0", "1", ""]))))
+        passage, label = draw(texts(forbid)), draw(st.sampled_from(["0", "1", ""]))
+        if label:  # one passage text has one label per query: two would contradict each other (a data error)
+            label = labels.setdefault((k, passage.strip()), label)
+        rows.append(Row(str(k), queries[k], f"D{k}-{i}", passage, label))
     return rows
 
 
