@@ -89,9 +89,10 @@ class Reranker:
 
 
 def _a(value) -> str:
-    """'an int', 'a NoneType': the type of a value, with its article."""
-    name = type(value).__name__
-    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+    """'an int', 'a NoneType': the type of a value, with its article (as data files' errors word it)."""
+    from qadistill.data import _a as article
+
+    return article(type(value).__name__)
 
 
 def _check_text(text, what: str) -> None:

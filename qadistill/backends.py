@@ -182,12 +182,17 @@ class Backend:
         import numpy as np
 
         out = np.empty(len(queries), dtype=np.float32)
-        for idx, enc in self.real_length_batches(queries, passages, batch_size, batch_tokens):
-            out[idx] = self.run(enc)
+        batches = self.real_length_batches(queries, passages, batch_size, batch_tokens)
+        for (idx, _), r in zip(batches, self.run_many([enc for _, enc in batches])):
+            out[idx] = r
         return out
 
     def run(self, enc: dict):
         raise NotImplementedError
+
+    def run_many(self, encs: list[dict]) -> list:
+        """Several batches, results in their order: one after the other here (a ``SessionPool`` runs them at once)."""
+        return [self.run(e) for e in encs]
 
     def logits(self, queries: list[str], passages: list[str]):
         """[B] logits of one batch."""
@@ -295,8 +300,8 @@ class OrtBackend(Backend):
             caller.restore()
         elif caller is not None and not caller.flushed and self._asks_flush(so):
             # ONNX Runtime flushes the creating thread for the process's first session only (std::call_once): a later
-            # one runs unflushed on its caller's thread, which is every op of a single-thread session (2.6x slower
-            # on the padding mask's denormals). Run it with the flushed state the first one set.
+            # one runs unflushed on its caller's thread, which is every op of a single-thread session (slow on the
+            # padding mask's denormals). Run it with the flushed state the first one set.
             self._run_env = FloatEnv.flushed()
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.fixed_length = self._static_length()
@@ -464,19 +469,10 @@ class SessionPool:
         """Several batches at once, one per free session; results in the batches' order."""
         return self.parallel(self.run, encs)
 
+    # the Backend's own tokenization and scoring loop (same batches, same scores), its batches spread by run_many
     real_length_batches = Backend.real_length_batches
     encode = Backend.encode
-
-    def score_real_lengths(self, queries: list[str], passages: list[str], batch_size: int = 32,
-                           batch_tokens: int | None = None):
-        """As ``Backend.score_real_lengths`` (same batches, same scores), the batches spread over the sessions."""
-        import numpy as np
-
-        out = np.empty(len(queries), dtype=np.float32)
-        batches = self.real_length_batches(queries, passages, batch_size, batch_tokens)
-        for (idx, _), r in zip(batches, self.run_many([enc for _, enc in batches])):
-            out[idx] = r
-        return out
+    score_real_lengths = Backend.score_real_lengths
 
     def close(self) -> None:
         if self._pool is not None:

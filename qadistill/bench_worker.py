@@ -102,9 +102,8 @@ def _time_lists(be, s: "BenchSettings", lists, bs: int, sync) -> dict:
 
     loop = dict(min_time=s.min_time, min_runs=s.min_runs, max_runs=s.max_runs, warmup=s.warmup)
     pre = [(lst[0], be.real_length_batches(*lst, bs)) for lst in lists]  # (its queries, its model inputs)
-    run_all = be.run_many if hasattr(be, "run_many") else (lambda encs: [be.run(e) for e in encs])
     out, pairs = {}, {}
-    for key, fn, items in (("model", lambda x: run_all([enc for _, enc in x[1]]), pre),
+    for key, fn, items in (("model", lambda x: be.run_many([enc for _, enc in x[1]]), pre),
                            ("tokenize", lambda x: be.real_length_batches(*x, bs), lists),
                            ("e2e", lambda x: be.score_real_lengths(*x, bs), lists)):
         cyc = Cycle(items)
