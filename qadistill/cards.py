@@ -85,10 +85,17 @@ def _prune_note(pr: dict | None) -> str:
     """The "how it was made" line of a student that started from a pruned one (metrics.json ``pruned``)."""
     if not pr:
         return ""
-    kept = ", ".join(f"{k:.0%}" for k in pr["kept_importance"])
-    return (f"\n- pruned from `{pr['source']}`: feed-forward width {pr['intermediate_before']} -> {pr['intermediate_after']} "
-            f"in every layer (units ranked by first-order importance on {pr['queries']} train questions, {pr['pairs']} "
-            f"pairs; importance kept per layer {kept}), then this run as the recovery pass")
+    changes = []
+    if pr.get("kept_importance"):
+        kept = ", ".join(f"{k:.0%}" for k in pr["kept_importance"])
+        changes.append(f"feed-forward width {pr['intermediate_before']} -> {pr['intermediate_after']} in every layer (units "
+                       f"ranked by first-order importance on {pr['queries']} train questions, {pr['pairs']} pairs; "
+                       f"importance kept per layer {kept})")
+    if pr.get("heads_before") is not None and pr.get("heads_after") != pr.get("heads_before"):
+        changes.append(f"attention heads {pr['heads_before']} -> {pr['heads_after']} (adjacent heads merged, weights unchanged)")
+    if pr.get("activation_before") is not None and pr.get("activation_after") != pr.get("activation_before"):
+        changes.append(f"activation {pr['activation_before']} -> {pr['activation_after']}")
+    return f"\n- pruned from `{pr['source']}`: {'; '.join(changes)}, then this run as the recovery pass"
 
 
 def card_body(info: dict) -> str:

@@ -69,8 +69,9 @@ def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Source
         if isinstance(init, PretrainedInit):
             return f"init:{init.source.describe()}", source_status(init.source)
         if isinstance(init, PruneInit):
-            label = f"init:{init.model} pruned to FFN {init.intermediate_size}"
-            from qadistill.prune import source_folder
+            from qadistill.prune import describe, source_folder
+
+            label = f"init:{init.model} pruned to {describe(init)}"
 
             try:
                 folder = source_folder(init.model, reg)  # the resolver distill uses: artifact or model folder

@@ -185,8 +185,9 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         from qadistill.prune import check_width
         from qadistill.student import encoder_folder_for
 
-        check_width(encoder_folder_for(student_recipe, registry), student_recipe.init.intermediate_size)
-        require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
+        check_width(encoder_folder_for(student_recipe, registry), student_recipe.init)
+        if student_recipe.init.intermediate_size is not None:
+            require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
@@ -537,7 +538,7 @@ def _build(plan: _Plan, registry, seed: int) -> tuple:
 
         pairs = plan.train.subset_queries(init.importance_queries).pairs
         encoder, tok, report, classifier = pruned_encoder(encoder_folder_for(plan.student_recipe, registry),
-                                                          init.intermediate_size, pairs, plan.pipeline.distill.max_length,
+                                                          init, pairs, plan.pipeline.distill.max_length,
                                                           source=init.model)
         return encoder, tok, (report, classifier)
     return (*build_encoder(plan.student_recipe, registry, seed), None)

@@ -1,7 +1,8 @@
-"""Structured pruning of a built student's feed-forward layers, FastFormers-style (arXiv 2010.13382): rank each layer's
-intermediate units by first-order importance and keep the top ``k`` of every layer, so the result is a plain
-``BertConfig`` with a smaller ``intermediate_size`` (loads anywhere, exports and quantizes like any student). The
-distillation run that starts from it (``[init] type = "prune"`` in a student recipe) is the recovery pass.
+"""Structured compression of a built student, FastFormers-style (arXiv 2010.13382): rank each layer's feed-forward
+units by first-order importance and keep the top ``k`` of every layer, merge adjacent attention heads into fewer wider
+ones, or switch the activation to the tanh GELU. The result is a plain ``BertConfig`` (loads anywhere, exports and
+quantizes like any student). The distillation run that starts from it (``[init] type = "prune"`` in a student recipe)
+is the recovery pass.
 
 Importance of unit j (Michel et al. 2019, as FastFormers applies it to FFN units): a mask m_j = 1 multiplies the unit's
 activation; |dL/dm_j| = |sum over tokens of a_j * dL/da_j| per batch, summed over batches, with L the gold BCE of the
@@ -26,7 +27,11 @@ class PruneReport:
     intermediate_after: int
     pairs: int
     queries: int
-    kept_importance: list[float]  # per layer: share of the layer's total importance in the kept units
+    kept_importance: list[float]  # per layer: share of the layer's total importance in the kept units ([] if not pruned)
+    heads_before: int | None = None
+    heads_after: int | None = None
+    activation_before: str | None = None
+    activation_after: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -113,8 +118,44 @@ def source_folder(ref: str, registry) -> Path:
     return m.folder
 
 
-def check_width(folder: Path, intermediate_size: int) -> None:
-    """Before any work: ``folder`` is a one-logit BERT student that ``intermediate_size`` really prunes."""
+def merge_heads(bert, heads: int):
+    """A new ``BertModel`` like ``bert`` with ``heads`` attention heads: each new head is ``old // heads`` adjacent old
+    heads side by side (their Q/K/V slices are contiguous in every projection), so every weight is copied unchanged;
+    only the softmax now runs over the merged head. Expected logit scale is kept: q·k over k·d dims scaled by
+    1/sqrt(k·d) has the variance of one d-dim head's q·k scaled by 1/sqrt(d) when the heads' products are independent."""
+    from transformers import BertModel
+
+    old = bert.config.num_attention_heads
+    if heads >= old or old % heads:
+        raise ValueError(f"{old} heads cannot merge into {heads}: use a divisor of {old} below it")
+    cfg = bert.config.__class__(**bert.config.to_dict())
+    cfg.num_attention_heads = heads
+    merged = BertModel(cfg, add_pooling_layer=bert.pooler is not None)
+    merged.load_state_dict(bert.state_dict(), strict=True)
+    return merged
+
+
+def with_activation(bert, activation: str):
+    """``bert`` with its feed-forward activation set to ``activation`` (config and modules; weights unchanged)."""
+    from transformers import BertModel
+
+    cfg = bert.config.__class__(**bert.config.to_dict())
+    cfg.hidden_act = activation
+    out = BertModel(cfg, add_pooling_layer=bert.pooler is not None)
+    out.load_state_dict(bert.state_dict(), strict=True)
+    return out
+
+
+def describe(init) -> str:
+    """What a PruneInit changes, in a few words ("FFN 768, 6 heads, gelu_new")."""
+    parts = [f"FFN {init.intermediate_size}" if init.intermediate_size is not None else "",
+             f"{init.attention_heads} heads" if init.attention_heads is not None else "", init.activation or ""]
+    return ", ".join(x for x in parts if x)
+
+
+def check_width(folder: Path, init) -> None:
+    """Before any work: ``folder`` is a one-logit BERT student that ``init`` (a PruneInit) really changes: a smaller
+    feed-forward width, a divisor of its head count below it, another activation."""
     import json
 
     try:
@@ -124,26 +165,42 @@ def check_width(folder: Path, intermediate_size: int) -> None:
     if cfg.get("model_type") != "bert" or len(cfg.get("id2label") or {"0": 0}) != 1:
         raise UserInputError(f"{folder} is not a one-logit BERT student", "prune a student built by `qadistill distill`")
     width = int(cfg.get("intermediate_size", 0))
-    if intermediate_size >= width:
-        raise UserInputError(f"init.intermediate_size {intermediate_size} does not prune {folder.name} (it has {width} units)",
-                             f"use fewer than {width}, e.g. {width // 2}")
+    if init.intermediate_size is not None and init.intermediate_size >= width:
+        raise UserInputError(f"init.intermediate_size {init.intermediate_size} does not prune {folder.name} (it has {width} units)",
+                             f"use fewer than {width}, e.g. {width // 2}, or leave it out")
+    heads, hidden = int(cfg.get("num_attention_heads", 0)), int(cfg.get("hidden_size", 0))
+    if init.attention_heads is not None and (init.attention_heads >= heads or heads % init.attention_heads):
+        options = [d for d in range(1, heads) if heads % d == 0 and hidden % d == 0]
+        raise UserInputError(f"init.attention_heads {init.attention_heads} does not merge the {heads} heads of {folder.name}",
+                             f"use one of {', '.join(map(str, options))} (a divisor of {heads} below it), or leave it out")
+    if init.activation is not None and init.activation == cfg.get("hidden_act"):
+        raise UserInputError(f"init.activation {init.activation!r} is already the activation of {folder.name}", "leave it out")
 
 
-def pruned_encoder(folder: Path, intermediate_size: int, pairs: list[QAPair], max_length: int, source: str | None = None):
-    """(pruned BertModel with its pooler, tokenizer, PruneReport, classifier) from the built student in ``folder``; the
-    classifier (its one-logit ``nn.Linear``) lets the recovery pass start every head from the source's score. ``source``:
-    how the report names the source (the zoo name; a card must not carry a local path), default the folder's name."""
+def pruned_encoder(folder: Path, init, pairs: list[QAPair], max_length: int, source: str | None = None):
+    """(reshaped BertModel with its pooler, tokenizer, PruneReport, classifier) from the built student in ``folder``,
+    as ``init`` (a PruneInit) says; the classifier (its one-logit ``nn.Linear``) lets the recovery pass start every
+    head from the source's score. ``source``: how the report names the source (the zoo name; a card must not carry a
+    local path), default the folder's name."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     from qadistill.integrity import load_pretrained
 
-    check_width(folder, intermediate_size)
+    check_width(folder, init)
     model = load_pretrained(BertForSequenceClassification, folder)
-    width = model.config.intermediate_size
+    width, heads, act = model.config.intermediate_size, model.config.num_attention_heads, model.config.hidden_act
     tok = AutoTokenizer.from_pretrained(str(folder))
-    importance = ffn_importance(model, tok, pairs, max_length)
-    keep = keep_top(importance, intermediate_size)
-    kept = [float(s[k].sum() / s.sum()) if float(s.sum()) > 0 else 0.0 for s, k in zip(importance, keep)]
-    encoder = prune_ffn(model.bert, keep)
-    queries = len({p.query_id for p in pairs})
-    return encoder, tok, PruneReport(source or folder.name, width, intermediate_size, len(pairs), queries, kept), model.classifier
+    encoder, kept, used = model.bert, [], []
+    if init.intermediate_size is not None:
+        importance = ffn_importance(model, tok, pairs, max_length)
+        keep = keep_top(importance, init.intermediate_size)
+        kept = [float(s[k].sum() / s.sum()) if float(s.sum()) > 0 else 0.0 for s, k in zip(importance, keep)]
+        encoder, used = prune_ffn(encoder, keep), pairs
+    if init.attention_heads is not None:
+        encoder = merge_heads(encoder, init.attention_heads)
+    if init.activation is not None:
+        encoder = with_activation(encoder, init.activation)
+    queries = len({p.query_id for p in used})
+    report = PruneReport(source or folder.name, width, encoder.config.intermediate_size, len(used), queries, kept,
+                         heads, encoder.config.num_attention_heads, str(act), str(encoder.config.hidden_act))
+    return encoder, tok, report, model.classifier

@@ -29,7 +29,8 @@ REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict types: a TOML string is not a number and "yes" is not a boolean (lax mode turned max_length = "64" into 64)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def validate_repo_id(repo_id: str) -> str:
@@ -211,16 +212,33 @@ class ConfigInit(_Strict):
 
 
 class PruneInit(_Strict):
-    """Start from a built student (a zoo artifact name or a model folder) with its feed-forward layers pruned to
-    ``intermediate_size`` units each, FastFormers-style: the units with the lowest first-order importance
-    (|activation x gradient| of the gold loss, summed over the first ``importance_queries`` train questions) go; the
-    distillation run that uses this student is the recovery pass. Attention heads are kept: a pruned-head model is not
-    a plain ``BertConfig`` (transformers 5 has no ``pruned_heads``), and the saved student must load anywhere."""
+    """Start from a built student (a zoo artifact name or a model folder), reshaped for speed; the distillation run
+    that uses this student is the recovery pass. Any of:
+
+    - ``intermediate_size``: feed-forward layers pruned to this many units each, FastFormers-style: the units with the
+      lowest first-order importance (|activation x gradient| of the gold loss, summed over the first
+      ``importance_queries`` train questions) go.
+    - ``attention_heads``: adjacent heads merged into this many wider heads (12 heads of 32 -> 6 of 64: the same Q/K/V
+      weights and the same operations, half the softmax rows and twice the depth of every attention product, which
+      ONNX Runtime's CPU attention runs faster; ``benchmarks/head_shapes.py``). Heads are merged, not pruned: a
+      pruned-head model is not a plain ``BertConfig`` (transformers 5 has no ``pruned_heads``), and the saved student
+      must load anywhere.
+    - ``activation``: ``gelu_new`` (the tanh approximation, ONNX Runtime's FastGelu kernel) instead of the exact erf
+      ``gelu``, so the export runs the function the student was trained with; or ``relu``, cheaper still (MobileBERT,
+      arXiv 2004.02984, swaps GELU for ReLU for latency), which the recovery pass has to adapt to."""
 
     type: Literal["prune"]
     model: str = Field(min_length=1, description="A built student (zoo artifact name) or a folder with its config.json.")
-    intermediate_size: int = Field(ge=8, le=16384, description="Feed-forward units kept in every layer.")
+    intermediate_size: int | None = Field(default=None, ge=8, le=16384, description="Feed-forward units kept in every layer (default: all).")
     importance_queries: int = Field(default=300, ge=1, description="Train questions used to rank the units (train split only).")
+    attention_heads: int | None = Field(default=None, ge=1, le=64, description="Merge adjacent heads into this many (default: keep them).")
+    activation: Literal["gelu", "gelu_new", "relu"] | None = Field(default=None, description="Feed-forward activation (default: the source's).")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "PruneInit":
+        if self.intermediate_size is None and self.attention_heads is None and self.activation is None:
+            raise ValueError("a prune init needs intermediate_size, attention_heads or activation")
+        return self
 
 
 StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit, PruneInit], Field(discriminator="type")]
@@ -248,7 +266,7 @@ class DataSettings(_Strict):
     dev: str | None = Field(default=None, min_length=1, description="A dev file (with `test`) when `name` is a file.")
     test: str | None = Field(default=None, min_length=1, description="A test file (with `dev`) when `name` is a file.")
     split_seed: int = Field(default=0, ge=0, description="Seed of the by-query split of a single file.")
-    split_fractions: tuple[float, float, float] = Field(default=(0.8, 0.1, 0.1), description="train/dev/test share of the queries.")
+    split_fractions: tuple[float, float, float] = Field(default=(0.8, 0.1, 0.1), strict=False, description="train/dev/test share of the queries.")
     unlabelled: str | None = Field(default=None, min_length=1, description=(
         "A file of unlabelled query-passage pairs (JSONL/TSV/CSV/Parquet; labels ignored; consecutive rows with one "
         "query are its candidates) for TMKD stage 1, streamed; replaces the pool built from the train texts."))
@@ -358,7 +376,7 @@ def _loc(loc: tuple) -> str:
         p = str(p)
         if i == 0 and p in RECIPE_KINDS:
             continue
-        if parts and parts[-1] in ("source", "init") and p in ("hub", "local", "package", "pretrained", "truncate", "config"):
+        if parts and parts[-1] in ("source", "init") and p in ("hub", "local", "package", "pretrained", "truncate", "config", "prune"):
             continue
         parts.append(p)
     return ".".join(parts)

@@ -1,5 +1,6 @@
-"""FFN pruning of a built student (FastFormers-style): importance that is exact where it must be, a pruned model that
-is a plain BertConfig, and a recovery distillation that starts from the pruned student and says what it pruned."""
+"""Structured compression of a built student (FastFormers-style FFN pruning, merged attention heads, the tanh GELU):
+importance that is exact where it must be, a reshaped model that is a plain BertConfig, and a recovery distillation
+that starts from it and says what it changed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from conftest import requires_package, write
 from qadistill.data import QAPair
-from qadistill.prune import ffn_importance, keep_top, prune_ffn
+from qadistill.prune import ffn_importance, keep_top, merge_heads, prune_ffn, with_activation
 from tests.test_distill import tiny_zoo  # noqa: F401  (the fixture: two tiny teachers and a data file)
 
 
@@ -77,6 +78,70 @@ def test_pruning_needs_labels_and_a_uniform_width():
         prune_ffn(model.bert, [torch.arange(10), torch.arange(12)])
 
 
+def _attention_only(layer, hidden, mask):
+    return layer.attention.self(hidden, attention_mask=mask)[0]
+
+
+def test_merged_heads_keep_every_weight_and_equal_a_by_hand_softmax_over_the_joined_slices(tmp_path):
+    from transformers import BertModel
+
+    model = _tiny_classifier(3).bert.eval()  # 2 heads of 16
+    merged = merge_heads(model, 1).eval()
+    assert merged.config.num_attention_heads == 1 and merged.encoder.layer[0].attention.self.attention_head_size == 32
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, merged.state_dict()[k]), k
+    # the merged head by hand: one softmax over the full 32-dim q·k, scaled by 1/sqrt(32)
+    x = torch.randn(2, 5, 32)
+    att = merged.encoder.layer[0].attention.self
+    q, k, v = att.query(x), att.key(x), att.value(x)
+    want = torch.softmax(q @ k.transpose(1, 2) / 32 ** 0.5, dim=-1) @ v
+    with torch.no_grad():
+        got = _attention_only(merged.encoder.layer[0], x, None)
+        two = _attention_only(model.encoder.layer[0], x, None)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, two, atol=1e-3)  # two heads of 16 are another function
+    merged.save_pretrained(tmp_path / "m")
+    again = BertModel.from_pretrained(str(tmp_path / "m"))  # plain transformers, plain BertConfig
+    assert again.config.num_attention_heads == 1
+
+
+def test_merging_needs_a_divisor_below_the_head_count():
+    bert = _tiny_classifier().bert
+    for heads in (2, 3):
+        with pytest.raises(ValueError, match="cannot merge"):
+            merge_heads(bert, heads)
+
+
+def test_the_tanh_gelu_changes_the_activation_only_and_barely_the_output():
+    model = _tiny_classifier(1).bert.eval()
+    fast = with_activation(model, "gelu_new").eval()
+    assert fast.config.hidden_act == "gelu_new" and model.config.hidden_act == "gelu"
+    ids = torch.randint(0, 60, (3, 9))
+    with torch.no_grad():
+        a, b = model(input_ids=ids).last_hidden_state, fast(input_ids=ids).last_hidden_state
+    diff = float((a - b).abs().max())
+    assert 0 < diff < 1e-2
+
+
+def test_a_prune_init_must_change_something_and_say_a_valid_change(tmp_path):
+    from qadistill.errors import UserInputError
+    from qadistill.prune import check_width
+    from qadistill.recipes import PruneInit
+
+    with pytest.raises(ValueError, match="needs intermediate_size, attention_heads or activation"):
+        PruneInit(type="prune", model="m")
+    model = _tiny_classifier()
+    model.config.num_attention_heads = 4
+    model.config.hidden_size = 32
+    model.save_pretrained(tmp_path / "src")
+    with pytest.raises(UserInputError, match="does not merge the 4 heads") as e:
+        check_width(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=3))
+    assert "use one of 1, 2" in e.value.hint
+    with pytest.raises(UserInputError, match="already the activation"):
+        check_width(tmp_path / "src", PruneInit(type="prune", model="m", activation="gelu"))
+    check_width(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=2, activation="gelu_new"))
+
+
 PRUNED = """kind = "student"
 name = "tiny-pruned"
 description = "the tiny student with its FFN pruned"
@@ -120,3 +185,33 @@ def test_a_pruned_student_of_an_unbuilt_or_too_small_source_fails_before_any_wor
     assert cli("zoo", "add", "--force", str(write(tmp_path / "p.toml", PRUNED.format(model="src", width=128)))).exit_code == 0
     r = cli("distill", "--student", "tiny-pruned", *common)
     assert r.exit_code == 2 and "does not prune" in r.stderr and "fewer than 128" in r.stderr
+
+
+RESHAPED = """kind = "student"
+name = "tiny-reshaped"
+description = "the tiny student with merged heads and the tanh GELU"
+init = {{ type = "prune", model = "{model}", attention_heads = 2, activation = "gelu_new" }}
+"""
+
+
+@requires_package("all-minilm-l6-v2")
+def test_distill_from_merged_heads_saves_a_plain_model_with_fewer_wider_heads(cli, tiny_zoo, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    common = ["--teachers", "tiny-t0", "--mode", "single", "--data", str(tiny_zoo), "--max-length", "48", "--batch-size", "8",
+              "--format", "json"]
+    assert cli("distill", "--student", "tiny-random-student", *common, "--name", "src").exit_code == 0
+    assert cli("zoo", "add", str(write(tmp_path / "r.toml", RESHAPED.format(model="src")))).exit_code == 0
+    r = cli("distill", "--student", "tiny-reshaped", *common, "--name", "stu-h2")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert (res["pruned"]["heads_before"], res["pruned"]["heads_after"]) == (4, 2)
+    assert (res["pruned"]["activation_before"], res["pruned"]["activation_after"]) == ("gelu", "gelu_new")
+    assert res["pruned"]["intermediate_after"] == res["pruned"]["intermediate_before"] == 128 and res["pruned"]["pairs"] == 0
+    folder = tmp_path / "qadistill-home" / "artifacts" / "stu-h2"
+    m = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    assert m.config.num_attention_heads == 2 and m.config.hidden_act == "gelu_new"
+    card = (folder / "README.md").read_text()
+    assert "attention heads 4 -> 2" in card and "activation gelu -> gelu_new" in card and "feed-forward width" not in card
+    full = json.loads((tmp_path / "qadistill-home" / "artifacts" / "src" / "metrics.json").read_text())
+    assert res["parameters"] == full["parameters"]

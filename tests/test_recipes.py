@@ -48,6 +48,12 @@ INVALID = [
     (with_(PIPE, export={"targets": ["onnx", "int4"]}), "export.targets.1", "'int4' is not allowed"),
     (with_(PIPE, data={"limit_train_queries": -3}), "data.limit_train_queries", "greater than or equal to 1"),
     (with_(PIPE, student=...), "student", "missing"),
+    # strict types: a quoted number or a word for a boolean is an error, never coerced
+    (with_(PIPE, distill={"max_length": "64"}), "distill.max_length", "valid integer (got '64')"),
+    (with_(PIPE, distill={"freeze_embeddings": "yes"}), "distill.freeze_embeddings", "valid boolean (got 'yes')"),
+    (with_(PIPE, distill={"learning_rate": "3e-4"}), "distill.learning_rate", "valid number (got '3e-4')"),
+    ({"kind": "student", "name": "s", "init": {"type": "prune", "model": "m"}}, "init", "needs intermediate_size, attention_heads or activation"),
+    ({"kind": "student", "name": "s", "init": {"type": "prune", "model": "m", "activation": "swish"}}, "init.activation", "'swish' is not allowed"),
 ]
 
 
