@@ -15,7 +15,7 @@ GEMM peak, measured in the same run with ONNX Runtime MatMulInteger on 2048x2048
 speed-ups then compare the student and each anchor at the same session count, and at their best.
 
 STUDENT is a built student with its `-onnx` and `-int8-dynamic` exports (`qadistill export STUDENT --quantize dynamic
---per-channel --fp32-first-attention`).
+--per-channel`, as benchmarks/pruned_students.py exports them).
 """
 
 from __future__ import annotations

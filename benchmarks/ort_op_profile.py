@@ -2,7 +2,8 @@
 model, at one batch size and length (ORT's built-in profiler). Explains speed-ups (or their absence) in `bench`.
 
 Usage: python benchmarks/ort_op_profile.py VARIANT_DIR [VARIANT_DIR ...] [--batch-size 32] [--max-length 128] [--threads 2]
-Writes benchmarks/results/ort_op_profile.json.
+                                          [--out ort_op_profile.json]
+Writes benchmarks/results/ort_op_profile.json (or --out).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=6)
+    ap.add_argument("--out", default="ort_op_profile.json", help="file name under benchmarks/results/")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -35,7 +37,7 @@ def main() -> None:
 
     pairs = load_dataset("wikiqa", "dev").pairs[: args.batch_size]
     out = {"command": "python benchmarks/ort_op_profile.py " + " ".join(args.dirs) + f" --batch-size {args.batch_size} "
-                      f"--max-length {args.max_length} --threads {args.threads}", "loadavg_1m": os.getloadavg()[0], "models": []}
+                      f"--max-length {args.max_length} --threads {args.threads}" + (f" --out {args.out}" if args.out != "ort_op_profile.json" else ""), "loadavg_1m": os.getloadavg()[0], "models": []}
     for d in args.dirs:
         be = OrtBackend(Path(d), args.max_length, threads=args.threads).load()
         enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
@@ -59,7 +61,7 @@ def main() -> None:
         out["models"].append(row)
         print(f"{d}: {row['kernel_ms_per_run']:.0f} ms of kernels per run; "
               + ", ".join(f"{op} {100 * sh:.0f}%" for op, sh in list(row["share"].items())[:6]), flush=True)
-    dest = Path(__file__).resolve().parent / "results" / "ort_op_profile.json"
+    dest = Path(__file__).resolve().parent / "results" / args.out
     write_json(dest, out, REPORT)
 
 
