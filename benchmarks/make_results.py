@@ -182,6 +182,45 @@ def speedup(e: Entry) -> list[str]:
     return [f"`{sp['command']}` ({how})", "", *table(head, _speedup_rows(sp, vs_opt)), ""]
 
 
+def gemm_share(e: Entry) -> list[str]:
+    """benchmarks/gemm_share.py: per student, medians over interleaved rounds (quartiles) of each in-round ratio."""
+    d, sm = e.data, e.data["summary"]
+
+    def q(k: str, fmt: str) -> str:
+        return f"{format(sm[k]['median'], fmt)} ({format(sm[k]['q1'], fmt)}-{format(sm[k]['q3'], fmt)})"
+
+    rows = [f"| {n} | {q(f'{n}_b32_share', '.1%')} | {q(f'{n}_b1_share', '.1%')} | {sm[f'{n}_b1_ms']['median']:.2f} | "
+            f"{q(f'{n}_b1_speedup_vs_bert_base', '.1f')} | {q(f'{n}_b32_speedup_vs_bert_base', '.1f')} | {sm[f'{n}_b32_speedup_vs_first']['median']:.2f}x |"
+            for n in d["students"]]
+    rows.append(f"| BERT-base int8 (random weights) | {q('bert-base_b32_share', '.1%')} | {q('bert-base_b1_share', '.1%')} | - | - | - | - |")
+    return [*said(e.report), f"`{d['command']}`: int8 GEMM peak {q('peak_gops', '.0f')} GOPS; {d['threads']} threads, length "
+            f"{d['max_length']}; median over {len(d['rounds'])} rounds (quartiles)", "",
+            *table(["student (int8)", "share of peak, batch 32", "batch 1", "batch-1 ms", "x BERT-base int8, batch 1", "batch 32",
+                    f"x {d['students'][0]}, batch 32"], rows), ""]
+
+
+def reshaped_students(e: Entry) -> list[str]:
+    """benchmarks/pruned_students.py: test MAP over seeds per recipe, int8 parity of the served seeds, the bench run."""
+    d = e.data
+    rows = [f"| {k} | {v['seeds']} | {v['test_map_mean']:.4f}" + (f" ± {v['test_map_sd']:.4f}" if v["test_map_sd"] is not None else "")
+            + f" | {v['dev_map_mean']:.4f} | {v['parameters']:,} | {d['served'][k]} | "
+            f"{d['int8_parity_wikiqa_test'][d['served'][k]]['int8_map_delta_points']:+.2f} |" for k, v in d["summary"].items()]
+    bench = [f"| {r['model']} | {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['pairs_per_s']:.1f} | {r['map']:.4f} | "
+             f"{'★' if r.get('pareto') else ''} |" for r in d["bench"]["rows"]]
+    return [*said(e.report), f"`{d['command']}`", "",
+            *table(["student", "seeds", "WikiQA test MAP", "dev MAP", "parameters", "served (best dev)", "int8 Δ MAP points (test)"], rows), "",
+            f"`{d['bench']['command']}`", "", *table(["model", "backend", "batch", "p50 ms", "pairs/s", "MAP", "Pareto"], bench), ""]
+
+
+def head_shapes(e: Entry) -> list[str]:
+    """benchmarks/head_shapes.py: one shape's int8 per head count and activation, alternating processes."""
+    d = e.data
+    rows = [f"| {r['heads']} x {r['head_size']} | {r['activation']} | {r['batch_size']} | {r['p50_ms_median']:.2f} | "
+            f"{', '.join(f'{v:.1f}' for v in r['p50_ms_rounds'])} | {r['speedup_vs_12_heads_gelu']:.2f}x |" for r in d["rows"]]
+    return [*said(e.report), f"`{d['command']}` (median of per-round p50s)", "",
+            *table(["heads", "activation", "batch", "p50 ms", "per round", "vs 12 heads, erf GELU"], rows), ""]
+
+
 def session_ab(e: Entry) -> list[str]:
     d = e.data
     rows = [f"| {r['variant']} | {r['batch_size']} | {r['setting']} | {r['p50_ms_median']:.2f} | {', '.join(f'{v:.1f}' for v in r['p50_ms_rounds'])} | "
@@ -268,11 +307,15 @@ KINDS: list[tuple[str, Callable[[Any], bool], Callable[[Entry], list[str]]]] = [
     ("qadistill teach", lambda d: isinstance(d, dict) and {"dev_map", "best_step", "history"} <= d.keys(), teach_run),
     ("teacher scoring", lambda d: rows_with(d, "cache_speedup"), teacher_scoring),
     ("export", lambda d: isinstance(d, list) and bool(d) and isinstance(d[0], dict) and {"variant", "parity"} <= d[0].keys(), export),
-    ("int8 speed-up repeats", lambda d: isinstance(d, dict) and bool(d.get("summary")) and "speedup_median" in d["summary"][0], speedup),
+    ("int8 speed-up repeats", lambda d: isinstance(d, dict) and isinstance(d.get("summary"), list) and bool(d["summary"])
+     and "speedup_median" in d["summary"][0], speedup),
+    ("int8 GEMM peak share, interleaved rounds", lambda d: isinstance(d, dict) and {"students", "rounds", "summary"} <= d.keys(), gemm_share),
+    ("reshaped students", lambda d: isinstance(d, dict) and {"students", "served", "int8_parity_wikiqa_test", "bench"} <= d.keys(), reshaped_students),
     ("operator profile", lambda d: isinstance(d, dict) and "models" in d, op_profile),
     ("bench on a GPU", lambda d: is_bench(d) and d["settings"].get("device") != "cpu", cuda_bench),
     ("bench", is_bench, bench_run),
     ("session settings A/B", lambda d: rows_with(d, "speedup_vs_defaults"), session_ab),
+    ("head shapes", lambda d: rows_with(d, "heads", "activation", "p50_ms_median"), head_shapes),
     ("int8 settings", lambda d: rows_with(d, "variant", "dev_map", "test_map"), int8_settings),
     ("anything else", lambda d: True, raw_json),
 ]

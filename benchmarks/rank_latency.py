@@ -14,8 +14,8 @@ per-list speed-up against padded, the max |score - padded score| over every pair
 |score - PyTorch fp32 real-length score|. `one_list` does the same for the test question with the most candidates,
 timed --single-runs times (its percentiles are over those runs).
 
-  python benchmarks/rank_latency.py rl-student [--backends onnx-int8,torch] [--threads 1] [--rounds 3]
-Writes benchmarks/results/rank_latency.json. (Start-up and model load are not in these times: see cli_startup.json.)
+  python benchmarks/rank_latency.py rl-student [--backends onnx-int8,torch] [--threads 1] [--rounds 3] [--out FILE]
+Writes benchmarks/results/rank_latency.json (or --out). (Start-up and model load are not in these times: see cli_startup.json.)
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--single-runs", type=int, default=30)
     ap.add_argument("--limit-queries", type=int, default=None)
+    ap.add_argument("--out", default="rank_latency.json", help="file name under benchmarks/results/")
     args = ap.parse_args()
     from qadistill.backends import PairTokenizer
     from qadistill.bench import environment
@@ -155,7 +156,7 @@ def main() -> None:
                                                      "max": lengths[-1]},
            "results": list(results), "env": env}
     print(json.dumps(res, indent=2))
-    write_json(Path(__file__).resolve().parent / "results" / "rank_latency.json", res, REPORT)
+    write_json(Path(__file__).resolve().parent / "results" / args.out, res, REPORT)
 
 
 if __name__ == "__main__":
