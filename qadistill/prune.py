@@ -118,32 +118,31 @@ def source_folder(ref: str, registry) -> Path:
     return m.folder
 
 
+def _reconfigured(bert, **changes):
+    """A new ``BertModel`` like ``bert`` with config ``changes`` that leave every weight's shape as it is, the weights
+    copied unchanged (strict load: a change that reshaped a weight fails here)."""
+    from transformers import BertModel
+
+    cfg = bert.config.__class__(**{**bert.config.to_dict(), **changes})
+    out = BertModel(cfg, add_pooling_layer=bert.pooler is not None)
+    out.load_state_dict(bert.state_dict(), strict=True)
+    return out
+
+
 def merge_heads(bert, heads: int):
     """A new ``BertModel`` like ``bert`` with ``heads`` attention heads: each new head is ``old // heads`` adjacent old
     heads side by side (their Q/K/V slices are contiguous in every projection), so every weight is copied unchanged;
     only the softmax now runs over the merged head. Expected logit scale is kept: q·k over k·d dims scaled by
     1/sqrt(k·d) has the variance of one d-dim head's q·k scaled by 1/sqrt(d) when the heads' products are independent."""
-    from transformers import BertModel
-
     old = bert.config.num_attention_heads
     if heads >= old or old % heads:
         raise ValueError(f"{old} heads cannot merge into {heads}: use a divisor of {old} below it")
-    cfg = bert.config.__class__(**bert.config.to_dict())
-    cfg.num_attention_heads = heads
-    merged = BertModel(cfg, add_pooling_layer=bert.pooler is not None)
-    merged.load_state_dict(bert.state_dict(), strict=True)
-    return merged
+    return _reconfigured(bert, num_attention_heads=heads)
 
 
 def with_activation(bert, activation: str):
     """``bert`` with its feed-forward activation set to ``activation`` (config and modules; weights unchanged)."""
-    from transformers import BertModel
-
-    cfg = bert.config.__class__(**bert.config.to_dict())
-    cfg.hidden_act = activation
-    out = BertModel(cfg, add_pooling_layer=bert.pooler is not None)
-    out.load_state_dict(bert.state_dict(), strict=True)
-    return out
+    return _reconfigured(bert, hidden_act=activation)
 
 
 def describe(init) -> str:
