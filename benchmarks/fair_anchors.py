@@ -86,10 +86,10 @@ def ops_per_pair(folder: Path, length: int) -> float:
     return 2.0 * n * (length * (4 * h * h + 2 * h * f) + 2 * length * length * h)
 
 
-def gemm_peak_gops(threads: int, size: int = 2048, repeats: int = 10) -> float:
-    """ONNX Runtime MatMulInteger (uint8 x int8 -> int32) on size^3: the int8 GEMM rate this CPU reaches."""
+def int8_gemm(threads: int, size: int = 2048):
+    """(run, operations): one ONNX Runtime MatMulInteger (uint8 x int8 -> int32) on size^3 at ``threads`` threads, as
+    a call that runs it once, and the operations it does (2 per multiply-add): the int8 GEMM rate this CPU reaches."""
     import numpy as np
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -103,13 +103,19 @@ def gemm_peak_gops(threads: int, size: int = 2048, repeats: int = 10) -> float:
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {"a": rng.integers(0, 255, (size, size), dtype=np.uint8), "b": rng.integers(-127, 127, (size, size), dtype=np.int8)}
-    sess.run(None, feed)
+    return (lambda: sess.run(None, feed)), 2.0 * size**3
+
+
+def gemm_peak_gops(threads: int, size: int = 2048, repeats: int = 10) -> float:
+    """The int8 GEMM rate (GOPS) of :func:`int8_gemm`: the median of ``repeats`` timed runs after one untimed."""
+    run, ops = int8_gemm(threads, size)
+    run()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        sess.run(None, feed)
+        run()
         times.append(time.perf_counter() - t0)
-    return 2.0 * size**3 / statistics.median(times) / 1e9
+    return ops / statistics.median(times) / 1e9
 
 
 def main() -> None:

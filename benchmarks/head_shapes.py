@@ -24,6 +24,7 @@ from pathlib import Path
 
 from _report import write_json
 from fair_anchors import folder_of
+from ort_session_ab import CPU_DEFAULT
 
 HERE = Path(__file__).resolve().parent
 REPORT = {"title": "Attention head geometry and activation: int8 speed of one student shape (random weights)", "order": 152}
@@ -46,22 +47,6 @@ def build(dest: Path, heads: int, act: str, tokenizer_from: Path) -> None:
     compress.quantize_dynamic(graph, dest / "int8", compress.auto_preset(), per_channel=True)
 
 
-WORKER = r"""
-import json, statistics, sys
-from pathlib import Path
-from qadistill.backends import OrtBackend
-from qadistill.bench import time_loop
-from qadistill.compress import cpu_session
-from qadistill.data import load_dataset
-folder, bs, length, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-pairs = load_dataset("wikiqa", "dev").pairs[:bs]
-be = OrtBackend(Path(folder), length, threads=threads, session=cpu_session()).load()
-enc = be.encode([p.query for p in pairs], [p.passage for p in pairs], pad_to_max=True)
-ts = time_loop(lambda: be.run(enc), min_time=2.0, min_runs=10, max_runs=10**6, warmup=3)
-print(json.dumps({"p50_ms": statistics.median(ts) * 1000}))
-"""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--heads", default="12,6,4")
@@ -81,8 +66,10 @@ def main() -> None:
         for _ in range(a.rounds):
             for bs in (int(b) for b in a.batch_sizes.split(",")):
                 for h, act in shapes:
-                    out = subprocess.run([sys.executable, "-c", WORKER, str(Path(tmp) / f"h{h}-{act}" / "int8"), str(bs),
-                                          str(a.max_length), str(a.threads)], capture_output=True, text=True)
+                    # ort_session_ab's worker: p50 of real dev pairs padded to the length, qadistill's CPU settings
+                    out = subprocess.run([sys.executable, str(HERE / "ort_session_ab.py"), "--worker", str(Path(tmp) / f"h{h}-{act}" / "int8"),
+                                          CPU_DEFAULT, str(bs), "--max-length", str(a.max_length), "--threads", str(a.threads)],
+                                         capture_output=True, text=True)
                     if out.returncode:
                         raise SystemExit(out.stderr[-3000:])
                     times.setdefault((h, act, bs), []).append(json.loads(out.stdout.strip().splitlines()[-1])["p50_ms"])

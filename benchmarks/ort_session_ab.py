@@ -22,6 +22,7 @@ from _report import write_json
 
 HERE = Path(__file__).resolve().parent
 REPORT = {"title": "ONNX Runtime session settings on the CPU (alternating processes)", "order": 230}  # benchmarks/_report.py
+CPU_DEFAULT = "both (qadistill's CPU default)"  # the setting that is compress.cpu_session(), what `qadistill export` records
 
 
 def settings(candidates: bool = False) -> dict[str, dict]:
@@ -32,7 +33,7 @@ def settings(candidates: bool = False) -> dict[str, dict]:
 
     both = cpu_session()
     out = {"ORT defaults": {}, "flush denormals": cpu_session(fuse_skip_layernorm=True),
-           "SkipLayerNorm unfused": {"disabled_optimizers": both["disabled_optimizers"]}, "both (qadistill's CPU default)": both}
+           "SkipLayerNorm unfused": {"disabled_optimizers": both["disabled_optimizers"]}, CPU_DEFAULT: both}
     if candidates:
         for name, key, value in (("default + dynamic block base 4", "session.dynamic_block_base", "4"),
                                  ("default + no spinning", "session.intra_op.allow_spinning", "0")):
