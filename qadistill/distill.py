@@ -182,10 +182,10 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     _check_student_length(student_recipe, registry, d.max_length)
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
     if isinstance(student_recipe.init, PruneInit):
-        from qadistill.prune import check_width
+        from qadistill.prune import check_init
         from qadistill.student import encoder_folder_for
 
-        check_width(encoder_folder_for(student_recipe, registry), student_recipe.init)
+        check_init(encoder_folder_for(student_recipe, registry), student_recipe.init)
         if student_recipe.init.intermediate_size is not None:
             require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}

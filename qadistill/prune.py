@@ -152,7 +152,7 @@ def describe(init) -> str:
     return ", ".join(x for x in parts if x)
 
 
-def check_width(folder: Path, init) -> None:
+def check_init(folder: Path, init) -> None:
     """Before any work: ``folder`` is a one-logit BERT student that ``init`` (a PruneInit) really changes: a smaller
     feed-forward width, a divisor of its head count below it, another activation."""
     import json
@@ -185,7 +185,7 @@ def pruned_encoder(folder: Path, init, pairs: list[QAPair], max_length: int, sou
 
     from qadistill.integrity import load_pretrained
 
-    check_width(folder, init)
+    check_init(folder, init)
     model = load_pretrained(BertForSequenceClassification, folder)
     width, heads, act = model.config.intermediate_size, model.config.num_attention_heads, model.config.hidden_act
     tok = AutoTokenizer.from_pretrained(str(folder))

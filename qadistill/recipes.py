@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -369,14 +369,21 @@ Recipe = Annotated[Union[TeacherRecipe, StudentRecipe, PipelineRecipe, PrebuiltR
 RECIPE_KINDS = ("teacher", "student", "pipeline", "prebuilt")
 
 
+def _tags(union) -> set[str]:
+    """The ``type`` tags of a tagged union of recipe models (``Annotated[Union[...], Field(discriminator="type")]``)."""
+    members = get_args(get_args(union)[0])
+    return {t for m in members for t in get_args(m.model_fields["type"].annotation)}
+
+
 def _loc(loc: tuple) -> str:
     """pydantic puts the tag of a tagged union into the location: drop those tags, keep real field names."""
+    tags = _tags(ModelSource) | _tags(StudentInit)
     parts: list[str] = []
     for i, p in enumerate(loc):
         p = str(p)
         if i == 0 and p in RECIPE_KINDS:
             continue
-        if parts and parts[-1] in ("source", "init") and p in ("hub", "local", "package", "pretrained", "truncate", "config", "prune"):
+        if parts and parts[-1] in ("source", "init") and p in tags:
             continue
         parts.append(p)
     return ".".join(parts)

@@ -125,7 +125,7 @@ def test_the_tanh_gelu_changes_the_activation_only_and_barely_the_output():
 
 def test_a_prune_init_must_change_something_and_say_a_valid_change(tmp_path):
     from qadistill.errors import UserInputError
-    from qadistill.prune import check_width
+    from qadistill.prune import check_init
     from qadistill.recipes import PruneInit
 
     with pytest.raises(ValueError, match="needs intermediate_size, attention_heads or activation"):
@@ -135,11 +135,11 @@ def test_a_prune_init_must_change_something_and_say_a_valid_change(tmp_path):
     model.config.hidden_size = 32
     model.save_pretrained(tmp_path / "src")
     with pytest.raises(UserInputError, match="does not merge the 4 heads") as e:
-        check_width(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=3))
+        check_init(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=3))
     assert "use one of 1, 2" in e.value.hint
     with pytest.raises(UserInputError, match="already the activation"):
-        check_width(tmp_path / "src", PruneInit(type="prune", model="m", activation="gelu"))
-    check_width(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=2, activation="gelu_new"))
+        check_init(tmp_path / "src", PruneInit(type="prune", model="m", activation="gelu"))
+    check_init(tmp_path / "src", PruneInit(type="prune", model="m", attention_heads=2, activation="gelu_new"))
 
 
 PRUNED = """kind = "student"
