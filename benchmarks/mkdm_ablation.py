@@ -6,12 +6,17 @@ combination is chosen on WikiQA dev only.
 
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
-      two-stage-3t,two-stage-3t-avg,two-stage-2pass,two-stage-pq,two-stage-3t-ffn768] [--seeds 1,2,3] [--skip-done]
+      two-stage-3t,two-stage-3t-avg,two-stage-3t-infold,two-stage-2pass,two-stage-pq,two-stage-3t-infold-ffn768]
+      [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
 Arms `*-3t` add a third, heterogeneous teacher: the MiniLM-L6 cross-encoder fine-tuned on WikiQA train by
-`qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from ""` (gold only; build it
-first), beside the two bi-encoders; each arm's "% of ensemble" is against the ensemble of its own teachers.
+`qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from ""` (gold only; the
+recipe cross-fits it with 2 fold models, `qadistill.crossfit`, so the WikiQA train questions the student learns from are
+scored by a fold model that never saw their answers), beside the two bi-encoders; each arm's "% of ensemble" is against
+the ensemble of its own teachers. Arms `*-3t-infold` use the same teacher built without fold models
+(`minilm-l6-cross-wikiqa-infold`, added to the user zoo and taught by this script when missing): it scores the
+student's training questions from memory. The script builds whichever of the two a chosen arm needs.
 
 An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
@@ -39,8 +44,24 @@ HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
 RUNS = RES / "mkdm_ablation.jsonl"
 TEACHERS = "all-minilm-l6-v2,paraphrase-minilm-l3-v2"
-TEACHERS_3T = f"{TEACHERS},minilm-l6-cross-wikiqa"
-ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json"}
+CROSS, CROSS_INFOLD = "minilm-l6-cross-wikiqa", "minilm-l6-cross-wikiqa-infold"
+TEACHERS_3T = f"{TEACHERS},{CROSS}"
+TEACHERS_3T_INFOLD = f"{TEACHERS},{CROSS_INFOLD}"
+ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json",
+             TEACHERS_3T_INFOLD: RES / "teachers_eval_quickstart_3t_infold.json"}
+TEACH = ["--data", "wikiqa", "--epochs", "4", "--eval-every", "271", "--distill-from", ""]  # gold only
+INFOLD_RECIPE = """kind = "teacher"
+name = "minilm-l6-cross-wikiqa-infold"
+description = "minilm-l6-cross-wikiqa without fold models (benchmarks/mkdm_ablation.py): it scores its own training questions from memory"
+architecture = "cross-encoder"
+parameters = 22713601
+max_length = 128
+finetune_from = "all-minilm-l6-v2"
+
+[finetune]
+data = "wikiqa"
+folds = 0
+"""
 LEARNED = ["--head-combine", "learned"]
 ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, linear heads unless said)
     "gold": ["--mode", "gold"],
@@ -53,6 +74,7 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-avg": ["--mode", "avg", "--pretrain-unlabelled"],
     "two-stage-3t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", *LEARNED],
     "two-stage-3t-avg": ["--teachers", TEACHERS_3T, "--mode", "avg", "--pretrain-unlabelled"],
+    "two-stage-3t-infold": ["--teachers", TEACHERS_3T_INFOLD, "--pretrain-unlabelled", *LEARNED],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -60,7 +82,9 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                 "note": "Mean ± std over the seeds column's seeds. One budget for every arm: the quickstart pipeline (1,150 "
                         "WikiQA train questions, 1 epoch, lr 3e-4, max length 64, 3-layer 17.4M student, listwise MKDM unless "
                         "the arm says otherwise); teachers L6 + L3, or with 3 in the teachers column also the MiniLM-L6 "
-                        "cross-encoder fine-tuned by `qadistill teach` (gold only). two-stage arms add TMKD stage 1 on the "
+                        "cross-encoder fine-tuned by `qadistill teach` (gold only; cross-fitted by 2 fold models that score "
+                        "the WikiQA train questions, -infold arms: the same teacher without them, scoring those questions "
+                        "from memory). two-stage arms add TMKD stage 1 on the "
                         "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
@@ -112,6 +136,27 @@ def arm_options(arm: str, seed: int) -> list[str]:
     return [*out, "--student", name]
 
 
+def ensure_taught(teachers: str) -> None:
+    """Teach the cross-encoder teachers of ``teachers`` that are not built yet (the in-fold one's recipe goes to the
+    user zoo first)."""
+    from qadistill.errors import QadistillError
+    from qadistill.registry import Registry
+    from qadistill.store import Store
+
+    for name in (CROSS, CROSS_INFOLD):
+        if name not in teachers.split(","):
+            continue
+        if name == CROSS_INFOLD:
+            with tempfile.TemporaryDirectory() as tmp:
+                f = Path(tmp) / f"{name}.toml"
+                f.write_text(INFOLD_RECIPE)
+                subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", "--force", str(f)], check=True, capture_output=True)
+        try:
+            Registry(store=Store.open()).built_teacher(name)
+        except QadistillError:
+            subprocess.run([sys.executable, "-m", "qadistill", "teach", name, *TEACH], check=True)
+
+
 def ensemble(teachers: str = TEACHERS) -> dict:
     path = ENSEMBLES[teachers]
     if not path.exists():
@@ -147,6 +192,7 @@ def main() -> None:
     a = ap.parse_args()
     if not a.table_only:
         for t in {arm_teachers(arm) for arm in a.arms.split(",")}:
+            ensure_taught(t)
             ensemble(t)
         done = {json.loads(x)["name"] for x in RUNS.read_text().splitlines() if x.strip()} if a.skip_done and RUNS.exists() else set()
         for seed in [int(s) for s in a.seeds.split(",")]:  # seed-major: every arm has a first seed early

@@ -98,6 +98,12 @@ def _prune_note(pr: dict | None) -> str:
     return f"\n- pruned from `{pr['source']}`: {'; '.join(changes)}, then this run as the recovery pass"
 
 
+def _teachers_note(teachers: list, folds: dict) -> str:
+    """The teachers, each cross-fitted one with its fold count (its own training questions were scored out of fold)."""
+    return ", ".join(f"{t} (cross-fitted: {folds[t]} fold models scored its own training questions)" if folds.get(t) else t
+                     for t in teachers) or "none"
+
+
 def card_body(info: dict) -> str:
     """The card's prose: what the model is, how to load it, its results table, how it was made, the data licence."""
     p = info["pipeline"]
@@ -145,7 +151,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 
 ## How it was made
 
-- teachers: {', '.join(teachers) or 'none'}; student init: `{json.dumps(info['student'].get('init'))}`
+- teachers: {_teachers_note(teachers, info.get('teacher_folds') or {})}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
   temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
 - objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}

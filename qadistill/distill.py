@@ -354,7 +354,8 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
                    progress=progress, label=f"distill {d.mode}")
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
-            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None else None}
+            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None else None,
+            "teacher_folds": {t.name: len(t.folds()) for t in teachers if hasattr(t, "folds") and t.folds()}}
 
 
 def head_combine(plan: _Plan) -> str:
@@ -406,6 +407,7 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "parameters": parameter_count(t["model"].to_sequence_classifier()), "heads": t["heads"],
         "head_kind": d.heads, "head_combine": head_combine(plan), "head_weights": [float(x) for x in t["model"].head_weights()],
         "head_combination": t.get("combination"), "pruned": t.get("pruned"),
+        "teacher_folds": t.get("teacher_folds") or {},  # cross-fitted teachers: how many fold models scored their own training queries
         "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
         "splits": plan.splits.info, "metrics": metrics,
         "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),

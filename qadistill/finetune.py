@@ -35,6 +35,9 @@ class FinetuneConfig(TrainConfig):
     # optional soft targets: the mean calibrated logit of these teachers on the same train pairs, learnt beside the gold
     # label (soft BCE at temperature T, gold BCE weighted by alpha) — a teacher that also absorbs other teachers
     distill_from: list[str] = field(default_factory=list)
+    # cross-fitting (``qadistill.crossfit``): also train this many fold models, each without one fold of the training
+    # queries, so the teacher scores its own training queries out of fold; 0: the full model only
+    folds: int = 0
 
     def to_dict(self) -> dict:
         """The settings a teach run records (its run params and metrics.json), in their historical order."""
@@ -44,7 +47,7 @@ class FinetuneConfig(TrainConfig):
 # what a teach run records: the loop's own knobs that teach never sets (weight decay, clipping, ...) stay out
 RECORDED = ("data", "train_split", "dev_split", "epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "seed",
             "eval_every", "patience", "checkpoint_every", "train_filter", "limit_train_queries", "dev", "split_seed",
-            "distill_from", "alpha", "temperature")
+            "distill_from", "alpha", "temperature", "folds")
 
 
 def filter_train(ds: QADataset, how: str) -> QADataset:
@@ -74,6 +77,23 @@ def work_dir_for(out_dir: Path, resume: bool) -> Path:
     return work
 
 
+def _teach_data(cfg: FinetuneConfig) -> tuple:
+    """(splits or None, filtered train set, dev set), checked before any model loads or work folder is made."""
+    from qadistill.splits import is_named, require_labelled, resolve_splits
+
+    splits = resolve_splits(cfg.data, cfg.train_split, cfg.dev_split, "test" if cfg.dev is None else cfg.dev_split,
+                            dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not is_named(cfg.data) else None
+    train_ds = splits.train if splits else load_dataset(cfg.data, cfg.train_split)
+    if cfg.limit_train_queries:
+        train_ds = train_ds.subset_queries(cfg.limit_train_queries)
+    where = splits.label("train") if splits else f"{cfg.data}:{cfg.train_split}"
+    require_labelled(train_ds, f"{where} (teach trains on gold labels)")
+    if not any(p.label == 1 for p in train_ds.pairs):
+        raise UserInputError(f"{where}: no training query has a correct answer ({len(train_ds)} pairs, every label 0)",
+                             "give training data where some passages have label 1")
+    return splits, filter_train(train_ds, cfg.train_filter), splits.dev if splits else load_dataset(cfg.data, cfg.dev_split)
+
+
 def finetune_cross_encoder(
     recipe: TeacherRecipe,
     base_folder: Path,
@@ -88,6 +108,7 @@ def finetune_cross_encoder(
     import torch
     from transformers import AutoTokenizer
 
+    from qadistill.crossfit import write_folds
     from qadistill.integrity import write_checksums
     from qadistill.student import load_encoder, make_student_class, save_student
 
@@ -95,24 +116,13 @@ def finetune_cross_encoder(
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
     out_dir = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe.name
     check_replaceable(out_dir)
-    from qadistill.splits import is_named, require_labelled, resolve_splits
+    splits, train_ds, dev = _teach_data(cfg)
+    if cfg.folds:
+        from qadistill.crossfit import assign_folds
 
-    splits = resolve_splits(cfg.data, cfg.train_split, cfg.dev_split, "test" if cfg.dev is None else cfg.dev_split,
-                            dev=cfg.dev, test=cfg.dev, seed=cfg.split_seed) if not is_named(cfg.data) else None
-    train_ds = splits.train if splits else load_dataset(cfg.data, cfg.train_split)
-    if cfg.limit_train_queries:
-        train_ds = train_ds.subset_queries(cfg.limit_train_queries)
-    where = splits.label("train") if splits else f"{cfg.data}:{cfg.train_split}"
-    require_labelled(train_ds, f"{where} (teach trains on gold labels)")
-    if not any(p.label == 1 for p in train_ds.pairs):  # before any model loads or work folder is made
-        raise UserInputError(f"{where}: no training query has a correct answer ({len(train_ds)} pairs, every label 0)",
-                             "give training data where some passages have label 1")
-    train_ds = filter_train(train_ds, cfg.train_filter)
-    dev = splits.dev if splits else load_dataset(cfg.data, cfg.dev_split)
+        folds = assign_folds(train_ds, cfg.folds, cfg.split_seed)  # checked before any model loads
     work = work_dir_for(out_dir, resume)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
-    torch.manual_seed(cfg.seed)
-    model = make_student_class()(load_encoder(base_folder), n_heads=1)
     targets = None
     if soft_teachers:
         from qadistill.teachers import teacher_targets
@@ -120,18 +130,32 @@ def finetune_cross_encoder(
 
         targets = teacher_targets(soft_teachers, train_ds, "avg", progress or NullProgress())
     tcfg = train_config(cfg, alpha=cfg.alpha if targets is not None else 1.0)
-    state = train(model, tok, train_ds.pairs, targets, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
-
     final_tmp = work / "final"
-    save_student(model, tok, final_tmp)
-    metrics = {
-        "dev_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"], "stopped_early": state["stopped_early"],
-        "train_pairs": len(train_ds), "train_seconds": state["train_seconds"], "history": state["history"],
-        "config": copy.deepcopy(cfg.to_dict()), "base": str(base_folder),
-        "data_fingerprint": {"train": train_ds.fingerprint(), "dev": dev.fingerprint()},
-        "splits": splits.info if splits else {"how": "named", "dataset": cfg.data},
-    }
-    atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
+    if (final_tmp / "metrics.json").exists():  # the full model finished before an interruption (fold models pending)
+        metrics = json.loads((final_tmp / "metrics.json").read_text())
+        was, now = ({k: v for k, v in c.items() if k != "folds"} for c in (metrics.get("config") or {}, cfg.to_dict()))
+        if was != now or metrics.get("data_fingerprint", {}).get("train") != train_ds.fingerprint():
+            changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k)) or ["the training data"]
+            raise UserInputError(f"the unfinished run in {work} was made with other settings ({', '.join(changed[:4])})",
+                                 f"resume with the same options, or delete {work} to start over")
+    else:
+        torch.manual_seed(cfg.seed)
+        model = make_student_class()(load_encoder(base_folder), n_heads=1)
+        state = train(model, tok, train_ds.pairs, targets, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
+        save_student(model, tok, final_tmp)
+        metrics = {
+            "dev_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"], "stopped_early": state["stopped_early"],
+            "train_pairs": len(train_ds), "train_seconds": state["train_seconds"], "history": state["history"],
+            "config": copy.deepcopy(cfg.to_dict()), "base": str(base_folder),
+            "data_fingerprint": {"train": train_ds.fingerprint(), "dev": dev.fingerprint()},
+            "splits": splits.info if splits else {"how": "named", "dataset": cfg.data},
+        }
+        atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
+    if cfg.folds:
+        metrics["folds"] = _train_folds(recipe.name, base_folder, tok, train_ds, targets, folds, tcfg, cfg.seed, work,
+                                        final_tmp, resume, progress)
+        write_folds(final_tmp, folds, cfg.split_seed)
+        atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(made_with(recipe, cfg)))
     write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +163,36 @@ def finetune_cross_encoder(
     shutil.rmtree(work, ignore_errors=True)
     metrics["path"] = str(out_dir)
     return metrics
+
+
+def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets, folds: list[QADataset], tcfg, seed: int,
+                 work: Path, final_tmp: Path, resume: bool, progress) -> dict:
+    """Fold model k: trained like the full model on every training query but fold k's, early-stopped on fold k (its
+    held-out MAP), saved to ``final_tmp``/folds/fold-k. A fold saved before an interruption is kept as it is."""
+    import torch
+
+    from qadistill.crossfit import FOLDS_DIR
+    from qadistill.student import load_encoder, make_student_class, save_student
+
+    out = []
+    for k, held in enumerate(folds):
+        fdir = final_tmp / FOLDS_DIR / f"fold-{k}"
+        if not (fdir / "metrics.json").exists():
+            held_q = {p.query for p in held.pairs}
+            idx = [i for i, p in enumerate(train_ds.pairs) if p.query not in held_q]
+            torch.manual_seed(seed)
+            model = make_student_class()(load_encoder(base_folder), n_heads=1)
+            state = train(model, tok, [train_ds.pairs[i] for i in idx], None if targets is None else targets[idx], tcfg,
+                          work / f"fold-{k}", dev=held, resume=resume, progress=progress,
+                          label=f"teach {name}: fold {k + 1}/{len(folds)}")
+            save_student(model, tok, fdir)
+            m = {"held_out_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"],
+                 "train_pairs": len(idx), "held_out_pairs": len(held), "train_seconds": state["train_seconds"]}
+            atomic_write_text(fdir / "metrics.json", json.dumps(m, indent=2))
+        out.append(json.loads((fdir / "metrics.json").read_text()))
+    maps = [m["held_out_map"] for m in out if m["held_out_map"] is not None and m["held_out_map"] >= 0]
+    return {"k": len(folds), "held_out_map": [m["held_out_map"] for m in out],
+            "held_out_map_mean": sum(maps) / len(maps) if maps else None, "fold": out}
 
 
 def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, out_dir: Path | None = None,

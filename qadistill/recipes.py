@@ -142,6 +142,16 @@ class FinetuneSettings(TrainSettings):
     train_filter: Literal["with-positive", "all"] = "with-positive"
     limit_train_queries: int | None = Field(default=None, ge=1)
     distill_from: list[str] = Field(default_factory=list, description="Teachers whose mean logit is a soft target.")
+    folds: int = Field(default=0, ge=0, le=20, description=(
+        "Cross-fitting: also train this many fold models, each without one fold of the training queries, so the teacher "
+        "scores its own training queries out of fold (qadistill.crossfit); 0: the full model only."))
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("1 fold is no cross-fitting: use 0 (the full model only) or at least 2")
+        return v
 
 
 class TeacherRecipe(_RecipeBase):

@@ -304,7 +304,16 @@ class BiEncoderTeacher(Teacher):
 
 
 class CrossEncoderTeacher(Teacher):
+    """A cross-encoder. One built by `qadistill teach --folds K` is cross-fitted (``qadistill.crossfit``): a pair
+    whose query one fold model held out from its training is scored by that fold model, every other pair by the full
+    model (the one served)."""
+
     architecture = "cross-encoder"
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._folds: list | None = None
+        self._fold_models: dict[int, object] = {}
 
     def _load(self):
         from qadistill.backends import TorchBackend
@@ -315,13 +324,44 @@ class CrossEncoderTeacher(Teacher):
         """Logits of the pairs, in batches of ``batch_size`` in their order (``_score_shard`` passes them length-sorted)."""
         return self.model.score(queries, passages, self.batch_size)
 
+    def folds(self) -> list:
+        """The fold models of a cross-fitted teacher: (folder, keys of the queries it held out); [] for a plain one."""
+        if self._folds is None:
+            from qadistill.crossfit import read_folds
+
+            self._folds = read_folds(self.folder)
+        return self._folds
+
+    def _fold_scores(self, k: int, queries: list[str], passages: list[str]):
+        from qadistill.backends import TorchBackend
+
+        if k not in self._fold_models:
+            self._fold_models[k] = TorchBackend(self._folds[k][0], self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer,
+                                                device=self.device).load()
+        return self._fold_models[k].score(queries, passages, self.batch_size)
+
     def _score_shard(self, queries: list[str], passages: list[str]):
+        import numpy as np
+
+        from qadistill.crossfit import route
+
+        folds = self.folds()
+        routes = route(queries, folds) if folds else [-1] * len(queries)
+        out = np.empty(len(queries), dtype=np.float32)
+        for r in sorted(set(routes)):
+            idx = [i for i, x in enumerate(routes) if x == r]
+            fn = self.score_pairs if r < 0 else (lambda q, p, k=r: self._fold_scores(k, q, p))
+            out[np.asarray(idx, dtype=np.int64)] = self._length_sorted(fn, [queries[i] for i in idx], [passages[i] for i in idx])
+        return out
+
+    def _length_sorted(self, fn, queries: list[str], passages: list[str]):
+        """``fn``'s scores of the pairs, in their order, computed longest first (little padding per batch)."""
         import numpy as np
 
         lengths = [len(x) for x in self.tokenizer(list(queries), list(passages), truncation=True, max_length=self.max_length)["input_ids"]]
         order = length_order(lengths)
         out = np.empty(len(order), dtype=np.float32)
-        out[np.asarray(order, dtype=np.int64)] = self.score_pairs([queries[i] for i in order], [passages[i] for i in order])
+        out[np.asarray(order, dtype=np.int64)] = fn([queries[i] for i in order], [passages[i] for i in order])
         return out
 
 

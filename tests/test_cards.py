@@ -37,3 +37,11 @@ def test_push_card_indexes_what_metrics_json_holds(tmp_path):
     res = {(e.dataset_name, e.metric_type): e.metric_value for e in ModelCard(text).data.eval_results}
     assert res[("WikiQA", "ndcg@10")] == 0.7412 and res[("WikiQA", "mrr@10")] == 0.6788 and res[("WikiQA", "map")] == 0.6626
     assert res[("trecqa", "map")] == 0.61 and ("trecqa", "ndcg@10") not in res
+
+
+def test_the_card_says_which_teachers_were_cross_fitted():
+    info = _info({"test": NEW})
+    info["pipeline"]["teachers"] = ["bi", "cross"]
+    card = model_card({**info, "teacher_folds": {"cross": 2}})
+    assert "- teachers: bi, cross (cross-fitted: 2 fold models scored its own training questions);" in card
+    assert "- teachers: bi, cross;" in model_card(info)  # a metrics.json from before cross-fitting

@@ -25,6 +25,7 @@ def teach(
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries (smoke runs).")] = None,
     distill_from: Annotated[str | None, typer.Option(help="Also learn these teachers' mean calibrated logit as a soft target (comma-separated zoo teachers).")] = None,
     alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="With --distill-from: weight of the gold label (soft target 1 - alpha).")] = None,
+    folds: Annotated[int | None, typer.Option(min=0, max=20, help="Cross-fit: also train K fold models (each without 1/K of the training queries) that score the teacher's own training queries, so a student distilled on them learns the teacher's judgement, not its memory; 0: off. Default: the recipe's finetune table, else 0.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: $QADISTILL_HOME/artifacts/NAME).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
     fmt: FormatOpt = Format.table,
@@ -51,7 +52,7 @@ def teach(
     base = reg.recipe(r.finetune_from, "teacher")
     base_folder = resolve_source(base.source)
     given = {"data": data, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size, "seed": seed, "eval_every": eval_every,
-             "patience": patience, "train_filter": train_filter, "limit_train_queries": limit_train_queries, "alpha": alpha,
+             "patience": patience, "train_filter": train_filter, "limit_train_queries": limit_train_queries, "alpha": alpha, "folds": folds,
              "distill_from": None if distill_from is None else [t.strip() for t in distill_from.split(",") if t.strip()]}
     ft = FinetuneSettings(**{**(r.finetune.model_dump() if r.finetune else {}), **{k: v for k, v in given.items() if v is not None}})
     soft_names = ft.distill_from
@@ -66,6 +67,8 @@ def teach(
     out_console().print(table(f"teach {recipe}", ["field", "value"], [
         ["folder", m["path"]], ["best dev MAP", fmt_metric(m["dev_map"])], ["steps", m["steps"]], ["train pairs", m["train_pairs"]],
         ["train seconds", f"{m['train_seconds']:.0f}"], ["stopped early", m["stopped_early"]],
+        *([["fold models", f"{m['folds']['k']} (held-out MAP {', '.join(fmt_metric(x) for x in m['folds']['held_out_map'])})"]]
+          if m.get("folds") else []),
     ]))
     err_console().print(f"next: qadistill eval {recipe} --data {ft.data} --split test")
 
