@@ -102,6 +102,16 @@ def eval_rows(e: Entry) -> list[str]:
     return [*said(e.report), *table(["model", "MAP", "MRR", "P@1", "AUC"], rows), "", *([f"Command: `{cmd}`", ""] if cmd else [])]
 
 
+def crossfit_check(e: Entry) -> list[str]:
+    """A cross-fitted teacher as distilled vs its full model alone, per split (``crossfit_check.py``)."""
+    d = e.data
+    rows = [f"| {r['model']} | {r['split']} | {r['map']:.4f} | {r['mrr']:.4f} | {r['queries']} |" for r in d["rows"]]
+    folds = ", ".join(f"{x:.4f}" for x in d["fold_held_out_map"])
+    return [*said(e.report), *table(["teacher scored as", "data", "MAP", "MRR", "queries"], rows), "",
+            f"`{d['teacher']}`: full model dev MAP {d['full_model_dev_map']:.4f}; each fold model's MAP on the fold it held "
+            f"out: {folds}.", "", "Commands: " + "; ".join(f"`{c}`" for c in d["commands"]), ""]
+
+
 def teach_run(e: Entry) -> list[str]:
     """A `qadistill teach` run's metrics.json: best dev MAP, its history, and what the run cost."""
     d = e.data
@@ -303,6 +313,7 @@ KINDS: list[tuple[str, Callable[[Any], bool], Callable[[Entry], list[str]]]] = [
     ("text", lambda d: isinstance(d, str), text_block),
     ("cli start-up", lambda d: isinstance(d, dict) and isinstance(d.get("results"), dict) and "loadavg_1m" in d, cli_startup),
     ("teachers on two datasets", lambda d: rows_with(d, "wikiqa_map", "trec_map"), teachers_eval),
+    ("cross-fitted teacher check", lambda d: rows_with(d, "split", "map", "mrr") and "fold_held_out_map" in d, crossfit_check),
     ("qadistill eval", lambda d: rows_with(d, "map", "mrr", "p@1", "auc"), eval_rows),
     ("qadistill teach", lambda d: isinstance(d, dict) and {"dev_map", "best_step", "history"} <= d.keys(), teach_run),
     ("teacher scoring", lambda d: rows_with(d, "cache_speedup"), teacher_scoring),

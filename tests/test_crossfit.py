@@ -173,3 +173,8 @@ def test_an_interrupted_cross_fit_resumes_without_training_finished_models_again
     m = finetune_cross_encoder(RECIPE, base, cfg, out_dir=tmp_path / "t", resume=True)
     assert calls == ["teach tiny-cross: fold 2/2"] and m["folds"]["k"] == 2
     assert (tmp_path / "t" / FOLDS_DIR / "fold-1" / "config.json").exists() and not (tmp_path / "t.work").exists()
+
+
+def test_teach_folds_1_is_a_one_line_error_naming_the_option(cli):
+    r = cli("teach", "minilm-l6-cross-wikiqa", "--folds", "1")
+    assert r.exit_code != 0 and "--folds: 1 fold is no cross-fitting" in r.output and "Traceback" not in r.output

@@ -54,7 +54,15 @@ def teach(
     given = {"data": data, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size, "seed": seed, "eval_every": eval_every,
              "patience": patience, "train_filter": train_filter, "limit_train_queries": limit_train_queries, "alpha": alpha, "folds": folds,
              "distill_from": None if distill_from is None else [t.strip() for t in distill_from.split(",") if t.strip()]}
-    ft = FinetuneSettings(**{**(r.finetune.model_dump() if r.finetune else {}), **{k: v for k, v in given.items() if v is not None}})
+    from pydantic import ValidationError
+
+    try:
+        ft = FinetuneSettings(**{**(r.finetune.model_dump() if r.finetune else {}), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:  # e.g. --folds 1: one line naming the option, never a traceback
+        e = exc.errors()[0]
+        field = str(e["loc"][0]) if e.get("loc") else "option"
+        raise UserInputError(f"--{field.replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}",
+                             f"fix that option (or the [finetune] table of '{recipe}')") from None
     soft_names = ft.distill_from
     if recipe in soft_names:
         raise UserInputError(f"--distill-from names '{recipe}' itself", "name other teachers, e.g. --distill-from all-mpnet-base-v2")
