@@ -11,12 +11,13 @@ Usage:
   python benchmarks/mkdm_ablation.py --table-only
 
 Arms `*-3t` add a third, heterogeneous teacher: the MiniLM-L6 cross-encoder fine-tuned on WikiQA train by
-`qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from ""` (gold only; the
-recipe cross-fits it with 2 fold models, `qadistill.crossfit`, so the WikiQA train questions the student learns from are
+`qadistill teach minilm-l6-cross-wikiqa --data wikiqa --epochs 4 --eval-every 271 --distill-from "" --folds 2` (gold
+only; cross-fitted with 2 fold models, `qadistill.crossfit`, so the WikiQA train questions the student learns from are
 scored by a fold model that never saw their answers), beside the two bi-encoders; each arm's "% of ensemble" is against
 the ensemble of its own teachers. Arms `*-3t-infold` use the same teacher built without fold models
-(`minilm-l6-cross-wikiqa-infold`, added to the user zoo and taught by this script when missing): it scores the
-student's training questions from memory. The script builds whichever of the two a chosen arm needs.
+(`minilm-l6-cross-wikiqa-infold`, added to the user zoo): it scores the student's training questions from memory. The
+script teaches whichever of the two a chosen arm needs when it is not built (and stops when minilm-l6-cross-wikiqa is
+built without fold models).
 
 An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
@@ -50,6 +51,7 @@ TEACHERS_3T_INFOLD = f"{TEACHERS},{CROSS_INFOLD}"
 ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json",
              TEACHERS_3T_INFOLD: RES / "teachers_eval_quickstart_3t_infold.json"}
 TEACH = ["--data", "wikiqa", "--epochs", "4", "--eval-every", "271", "--distill-from", ""]  # gold only
+FOLDS = {CROSS: "2", CROSS_INFOLD: "0"}
 INFOLD_RECIPE = """kind = "teacher"
 name = "minilm-l6-cross-wikiqa-infold"
 description = "minilm-l6-cross-wikiqa without fold models (benchmarks/mkdm_ablation.py): it scores its own training questions from memory"
@@ -152,9 +154,14 @@ def ensure_taught(teachers: str) -> None:
                 f.write_text(INFOLD_RECIPE)
                 subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", "--force", str(f)], check=True, capture_output=True)
         try:
-            Registry(store=Store.open()).built_teacher(name)
+            folder = Registry(store=Store.open()).built_teacher(name)
         except QadistillError:
-            subprocess.run([sys.executable, "-m", "qadistill", "teach", name, *TEACH], check=True)
+            subprocess.run([sys.executable, "-m", "qadistill", "teach", name, *TEACH, "--folds", FOLDS[name]], check=True)
+            continue
+        folds = json.loads((folder / "metrics.json").read_text()).get("folds") or {}
+        if str(folds.get("k", 0)) != FOLDS[name]:
+            raise SystemExit(f"{name} is built with {folds.get('k', 0)} fold models, this ablation needs {FOLDS[name]}: rebuild it with "
+                             f"`qadistill teach {name} {' '.join(TEACH)} --folds {FOLDS[name]}`".replace('--distill-from  ', '--distill-from "" '))
 
 
 def ensemble(teachers: str = TEACHERS) -> dict:
