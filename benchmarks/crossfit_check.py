@@ -13,25 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from _report import write_json
+from teachers_eval import qadistill_eval
 
 RES = Path(__file__).resolve().parent / "results"
 REPORT = {"title": "A cross-fitted teacher on its own training questions (`benchmarks/crossfit_check.py`)", "order": 31,
           "note": "The teacher as distillation scores it (WikiQA train questions by the fold model that held each out) "
                   "against its full model alone (every train question from memory). Dev: both are the full model."}
-
-
-def evaluate(models: list[str], split: str) -> tuple[dict, str]:
-    args = ["eval", *models, "--data", "wikiqa", "--split", split]
-    out = subprocess.run([sys.executable, "-m", "qadistill", *args, "--format", "json"], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(out.stderr[-2000:])
-    return json.loads(out.stdout), "qadistill " + " ".join(args)
 
 
 def main() -> None:
@@ -53,7 +44,7 @@ def main() -> None:
         shutil.copytree(folder, full, ignore=shutil.ignore_patterns(FOLDS_DIR))
         write_checksums(full)  # the copy's own manifest (the teacher's lists the fold files)
         for split in ("train", "dev"):
-            res, cmd = evaluate([a.teacher, str(full)], split)
+            res, cmd = qadistill_eval([a.teacher, str(full), "--data", "wikiqa", "--split", split])
             commands.append(cmd.replace(str(full), f"<{a.teacher} without {FOLDS_DIR}/>"))
             for r, how in zip(res["rows"], ("cross-fitted (as distilled)", "full model only")):
                 rows.append({"model": how, "split": f"wikiqa:{split}", "map": r["map"], "mrr": r["mrr"], "queries": r.get("queries")})

@@ -18,7 +18,12 @@ RES = Path(__file__).resolve().parent / "results"
 
 
 def run(teachers: str, data: str, split: str) -> tuple[dict, str]:
-    args = ["eval", "--teachers", teachers, "--data", data, "--split", split]
+    return qadistill_eval(["--teachers", teachers, "--data", data, "--split", split])
+
+
+def qadistill_eval(args: list[str]) -> tuple[dict, str]:
+    """`qadistill eval ARGS --format json`: its result and the command (without --format)."""
+    args = ["eval", *args]
     out = subprocess.run([sys.executable, "-m", "qadistill", *args, "--format", "json"], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-2000:])
