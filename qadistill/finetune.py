@@ -122,6 +122,7 @@ def finetune_cross_encoder(
 
         folds = assign_folds(train_ds, cfg.folds, cfg.split_seed)  # checked before any model loads
     work = work_dir_for(out_dir, resume)
+    _same_settings(work, cfg, train_ds)
     tok = AutoTokenizer.from_pretrained(str(base_folder))
     targets = None
     if soft_teachers:
@@ -133,11 +134,6 @@ def finetune_cross_encoder(
     final_tmp = work / "final"
     if (final_tmp / "metrics.json").exists():  # the full model finished before an interruption (fold models pending)
         metrics = json.loads((final_tmp / "metrics.json").read_text())
-        was, now = ({k: v for k, v in c.items() if k != "folds"} for c in (metrics.get("config") or {}, cfg.to_dict()))
-        if was != now or metrics.get("data_fingerprint", {}).get("train") != train_ds.fingerprint():
-            changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k)) or ["the training data"]
-            raise UserInputError(f"the unfinished run in {work} was made with other settings ({', '.join(changed[:4])})",
-                                 f"resume with the same options, or delete {work} to start over")
     else:
         torch.manual_seed(cfg.seed)
         model = make_student_class()(load_encoder(base_folder), n_heads=1)
@@ -163,6 +159,21 @@ def finetune_cross_encoder(
     shutil.rmtree(work, ignore_errors=True)
     metrics["path"] = str(out_dir)
     return metrics
+
+
+def _same_settings(work: Path, cfg: FinetuneConfig, train_ds: QADataset) -> None:
+    """Record the run's settings and training data in its work folder; a resume with others (another --folds, epochs,
+    data, ...) is refused before any work, so finished models of one run never mix with another's."""
+    path = work / "teach.json"
+    now = {"config": cfg.to_dict(), "train": train_ds.fingerprint()}
+    if path.exists():
+        was = json.loads(path.read_text())
+        a, b = {**was["config"], "training data": was["train"]}, {**now["config"], "training data": now["train"]}
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if changed:
+            raise UserInputError(f"the unfinished run in {work} was made with other settings ({', '.join(changed[:4])})",
+                                 f"resume with the same options, or delete {work} to start over")
+    atomic_write_text(path, json.dumps(now))
 
 
 def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets, folds: list[QADataset], tcfg, seed: int,

@@ -168,8 +168,9 @@ def test_an_interrupted_cross_fit_resumes_without_training_finished_models_again
         finetune_cross_encoder(RECIPE, base, cfg, out_dir=tmp_path / "t")
     calls.clear()
     monkeypatch.setattr(ft, "train", lambda *a, **kw: calls.append(kw.get("label")) or real_train(*a, **kw))
-    with pytest.raises(UserInputError, match="other settings"):  # a different run's settings never mix in
-        finetune_cross_encoder(RECIPE, base, FinetuneConfig(**{**cfg.__dict__, "epochs": 2}), out_dir=tmp_path / "t", resume=True)
+    for other in ({"epochs": 2}, {"folds": 3}, {"folds": 0}):  # a different run's settings never mix in
+        with pytest.raises(UserInputError, match="other settings"):
+            finetune_cross_encoder(RECIPE, base, FinetuneConfig(**{**cfg.__dict__, **other}), out_dir=tmp_path / "t", resume=True)
     m = finetune_cross_encoder(RECIPE, base, cfg, out_dir=tmp_path / "t", resume=True)
     assert calls == ["teach tiny-cross: fold 2/2"] and m["folds"]["k"] == 2
     assert (tmp_path / "t" / FOLDS_DIR / "fold-1" / "config.json").exists() and not (tmp_path / "t.work").exists()
