@@ -105,12 +105,10 @@ def finetune_cross_encoder(
 ) -> dict:
     """Fine-tune ``base_folder`` as a one-logit cross-encoder; ``soft_teachers`` (scorers for ``cfg.distill_from``) add
     their mean logit as a soft target."""
-    import torch
     from transformers import AutoTokenizer
 
     from qadistill.crossfit import write_folds
     from qadistill.integrity import write_checksums
-    from qadistill.student import load_encoder, make_student_class, save_student
 
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
@@ -135,10 +133,8 @@ def finetune_cross_encoder(
     if (final_tmp / "metrics.json").exists():  # the full model finished before an interruption (fold models pending)
         metrics = json.loads((final_tmp / "metrics.json").read_text())
     else:
-        torch.manual_seed(cfg.seed)
-        model = make_student_class()(load_encoder(base_folder), n_heads=1)
-        state = train(model, tok, train_ds.pairs, targets, tcfg, work, dev=dev, resume=resume, progress=progress, label=f"teach {recipe.name}")
-        save_student(model, tok, final_tmp)
+        state = _fit(base_folder, tok, train_ds.pairs, targets, tcfg, cfg.seed, work, dev, resume, progress,
+                     f"teach {recipe.name}", final_tmp)
         metrics = {
             "dev_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"], "stopped_early": state["stopped_early"],
             "train_pairs": len(train_ds), "train_seconds": state["train_seconds"], "history": state["history"],
@@ -161,6 +157,21 @@ def finetune_cross_encoder(
     return metrics
 
 
+def _fit(base_folder: Path, tok, pairs, targets, tcfg, seed: int, loop_dir: Path, dev: QADataset, resume: bool, progress,
+         label: str, save_to: Path) -> dict:
+    """One cross-encoder (the full model or a fold model): a one-logit model on ``base_folder``, seeded, trained on
+    ``pairs`` with ``loop_dir`` for its checkpoints, the dev-best weights saved to ``save_to``; returns the run state."""
+    import torch
+
+    from qadistill.student import load_encoder, make_student_class, save_student
+
+    torch.manual_seed(seed)
+    model = make_student_class()(load_encoder(base_folder), n_heads=1)
+    state = train(model, tok, pairs, targets, tcfg, loop_dir, dev=dev, resume=resume, progress=progress, label=label)
+    save_student(model, tok, save_to)
+    return state
+
+
 def _same_settings(work: Path, cfg: FinetuneConfig, train_ds: QADataset) -> None:
     """Record the run's settings and training data in its work folder; a resume with others (another --folds, epochs,
     data, ...) is refused before any work, so finished models of one run never mix with another's."""
@@ -180,10 +191,7 @@ def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets
                  work: Path, final_tmp: Path, resume: bool, progress) -> dict:
     """Fold model k: trained like the full model on every training query but fold k's, early-stopped on fold k (its
     held-out MAP), saved to ``final_tmp``/folds/fold-k. A fold saved before an interruption is kept as it is."""
-    import torch
-
     from qadistill.crossfit import FOLDS_DIR
-    from qadistill.student import load_encoder, make_student_class, save_student
 
     out = []
     for k, held in enumerate(folds):
@@ -191,12 +199,8 @@ def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets
         if not (fdir / "metrics.json").exists():
             held_q = {p.query for p in held.pairs}
             idx = [i for i, p in enumerate(train_ds.pairs) if p.query not in held_q]
-            torch.manual_seed(seed)
-            model = make_student_class()(load_encoder(base_folder), n_heads=1)
-            state = train(model, tok, [train_ds.pairs[i] for i in idx], None if targets is None else targets[idx], tcfg,
-                          work / f"fold-{k}", dev=held, resume=resume, progress=progress,
-                          label=f"teach {name}: fold {k + 1}/{len(folds)}")
-            save_student(model, tok, fdir)
+            state = _fit(base_folder, tok, [train_ds.pairs[i] for i in idx], None if targets is None else targets[idx], tcfg,
+                         seed, work / f"fold-{k}", held, resume, progress, f"teach {name}: fold {k + 1}/{len(folds)}", fdir)
             m = {"held_out_map": state["best_map"], "best_step": state["best_step"], "steps": state["step"],
                  "train_pairs": len(idx), "held_out_pairs": len(held), "train_seconds": state["train_seconds"]}
             atomic_write_text(fdir / "metrics.json", json.dumps(m, indent=2))

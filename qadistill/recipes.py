@@ -404,6 +404,32 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def validation_problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The first problem of a recipe model's ValidationError as (dotted field or None, one-line message)."""
+    err = exc.errors()[0]
+    field = _loc(err["loc"]) or None
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see the built-in recipes in zoo/ for the allowed fields)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
+        msg = f"{_short(err['input'])} is not allowed; expected {err['ctx']['expected']}"
+    elif err["type"] == "union_tag_invalid":
+        field = f"{field}.type" if field else "type"
+        msg = f"{_short(err['ctx'].get('tag'))} is not allowed; expected {err['ctx'].get('expected_tags')}"
+    elif err["type"] == "union_tag_not_found":
+        field = f"{field}.type" if field else "type"
+        msg = "required field is missing"
+    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"expected a table ({field or 'x'} = {{ ... }} or a [{field or 'x'}] section), got {_short(err.get('input'))}"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg} (got {_short(err['input'])})"
+    return field, msg
+
+
 def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | StudentRecipe | PipelineRecipe | PrebuiltRecipe":
     """Validate a recipe dict; raise RecipeError naming the first problem's field."""
     if not isinstance(data, dict):
@@ -416,27 +442,7 @@ def parse_recipe(data: dict, path: object = "<recipe>") -> "TeacherRecipe | Stud
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = _loc(err["loc"]) or None
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see the built-in recipes in zoo/ for the allowed fields)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
-            msg = f"{_short(err['input'])} is not allowed; expected {err['ctx']['expected']}"
-        elif err["type"] == "union_tag_invalid":
-            field = f"{field}.type" if field else "type"
-            msg = f"{_short(err['ctx'].get('tag'))} is not allowed; expected {err['ctx'].get('expected_tags')}"
-        elif err["type"] == "union_tag_not_found":
-            field = f"{field}.type" if field else "type"
-            msg = "required field is missing"
-        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
-            msg = f"expected a table ({field or 'x'} = {{ ... }} or a [{field or 'x'}] section), got {_short(err.get('input'))}"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {_short(err['input'])})"
+        field, msg = validation_problem(exc)
         where = str(path)
         hint = ("fix that option and try again (`qadistill distill --help` lists them)" if where.startswith("command line") else
                 "fix that option, or the recipe (`qadistill zoo show NAME` prints it)" if where.endswith("+ options") else

@@ -316,9 +316,13 @@ class CrossEncoderTeacher(Teacher):
         self._fold_models: dict[int, object] = {}
 
     def _load(self):
+        return self._torch_model(self.folder)
+
+    def _torch_model(self, folder: Path):
+        """The PyTorch model in ``folder`` (the full model, or a fold model) loaded for scoring."""
         from qadistill.backends import TorchBackend
 
-        return TorchBackend(self.folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer, device=self.device).load()
+        return TorchBackend(folder, self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer, device=self.device).load()
 
     def score_pairs(self, queries: list[str], passages: list[str]):
         """Logits of the pairs, in batches of ``batch_size`` in their order (``_score_shard`` passes them length-sorted)."""
@@ -333,11 +337,8 @@ class CrossEncoderTeacher(Teacher):
         return self._folds
 
     def _fold_scores(self, k: int, queries: list[str], passages: list[str]):
-        from qadistill.backends import TorchBackend
-
         if k not in self._fold_models:
-            self._fold_models[k] = TorchBackend(self._folds[k][0], self.max_length, threads=_threads(), hf_tokenizer=self.tokenizer,
-                                                device=self.device).load()
+            self._fold_models[k] = self._torch_model(self._folds[k][0])
         return self._fold_models[k].score(queries, passages, self.batch_size)
 
     def _score_shard(self, queries: list[str], passages: list[str]):

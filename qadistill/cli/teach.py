@@ -35,7 +35,7 @@ def teach(
     from qadistill.finetune import FinetuneConfig, run_teach
     from qadistill.metrics import fmt as fmt_metric
     from qadistill.progress import RichProgress
-    from qadistill.recipes import FinetuneSettings, TeacherRecipe
+    from qadistill.recipes import FinetuneSettings, TeacherRecipe, validation_problem
     from qadistill.registry import Registry
     from qadistill.sources import resolve_source
     from qadistill.store import Store
@@ -59,9 +59,8 @@ def teach(
     try:
         ft = FinetuneSettings(**{**(r.finetune.model_dump() if r.finetune else {}), **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:  # e.g. --folds 1: one line naming the option, never a traceback
-        e = exc.errors()[0]
-        field = str(e["loc"][0]) if e.get("loc") else "option"
-        raise UserInputError(f"--{field.replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}",
+        field, msg = validation_problem(exc)
+        raise UserInputError(f"--{(field or 'option').replace('_', '-')}: {msg}",
                              f"fix that option (or the [finetune] table of '{recipe}')") from None
     soft_names = ft.distill_from
     if recipe in soft_names:
