@@ -109,13 +109,18 @@ def int8_gemm(threads: int, size: int = 2048):
 def gemm_peak_gops(threads: int, size: int = 2048, repeats: int = 10) -> float:
     """The int8 GEMM rate (GOPS) of :func:`int8_gemm`: the median of ``repeats`` timed runs after one untimed."""
     run, ops = int8_gemm(threads, size)
-    run()
+    return ops / median_seconds(run, repeats) / 1e9
+
+
+def median_seconds(fn, runs: int) -> float:
+    """The median wall time of ``runs`` timed calls of ``fn`` after one untimed call."""
+    fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(runs):
         t0 = time.perf_counter()
-        run()
+        fn()
         times.append(time.perf_counter() - t0)
-    return ops / statistics.median(times) / 1e9
+    return statistics.median(times)
 
 
 def main() -> None:

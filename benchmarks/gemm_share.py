@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from _report import write_json
-from fair_anchors import export, folder_of, int8_gemm, make_bert_base, ops_per_pair
+from fair_anchors import export, folder_of, int8_gemm, make_bert_base, median_seconds, ops_per_pair
 
 HERE = Path(__file__).resolve().parent
 TITLE = "Share of the int8 GEMM peak and speed-up over BERT-base int8, ratios inside each of {rounds} rounds: {student}"
@@ -68,13 +68,7 @@ def main() -> None:
 
     def timed(fn, runs: int) -> float:
         time.sleep(0.05)  # let the previous session's pool stop spinning
-        fn()
-        ts = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
+        return median_seconds(fn, runs)
 
     runs = {**{(n, bs): (40 if bs == 1 else 6) for n in a.students for bs in (1, 32)}, ("bert-base", 1): 6, ("bert-base", 32): 1}
     rounds = []

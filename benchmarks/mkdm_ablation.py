@@ -33,6 +33,7 @@ import argparse
 import json
 import statistics
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -131,11 +132,16 @@ def arm_options(arm: str, seed: int) -> list[str]:
         out.append(opts[i])
         i += 1
     name = f"abl-{arm}-s{seed}-student"
+    zoo_add(name, PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]))
+    return [*out, "--student", name]
+
+
+def zoo_add(name: str, recipe: str) -> None:
+    """Put a recipe this script needs into the user zoo (replacing an earlier copy)."""
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / f"{name}.toml"
-        f.write_text(PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]))
+        f.write_text(recipe)
         subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", "--force", str(f)], check=True, capture_output=True)
-    return [*out, "--student", name]
 
 
 def ensure_taught(teachers: str) -> None:
@@ -148,20 +154,18 @@ def ensure_taught(teachers: str) -> None:
     for name in (CROSS, CROSS_INFOLD):
         if name not in teachers.split(","):
             continue
+        teach = ["teach", name, *TEACH, "--folds", FOLDS[name]]
         if name == CROSS_INFOLD:
-            with tempfile.TemporaryDirectory() as tmp:
-                f = Path(tmp) / f"{name}.toml"
-                f.write_text(INFOLD_RECIPE)
-                subprocess.run([sys.executable, "-m", "qadistill", "zoo", "add", "--force", str(f)], check=True, capture_output=True)
+            zoo_add(name, INFOLD_RECIPE)
         try:
             folder = Registry(store=Store.open()).built_teacher(name)
         except QadistillError:
-            subprocess.run([sys.executable, "-m", "qadistill", "teach", name, *TEACH, "--folds", FOLDS[name]], check=True)
+            subprocess.run([sys.executable, "-m", "qadistill", *teach], check=True)
             continue
         folds = json.loads((folder / "metrics.json").read_text()).get("folds") or {}
         if str(folds.get("k", 0)) != FOLDS[name]:
             raise SystemExit(f"{name} is built with {folds.get('k', 0)} fold models, this ablation needs {FOLDS[name]}: rebuild it with "
-                             f"`qadistill teach {name} {' '.join(TEACH)} --folds {FOLDS[name]}`".replace('--distill-from  ', '--distill-from "" '))
+                             f"`qadistill {shlex.join(teach)}`")
 
 
 def ensemble(teachers: str = TEACHERS) -> dict:
