@@ -6,7 +6,8 @@ combination is chosen on WikiQA dev only.
 
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
-      two-stage-3t,two-stage-3t-avg,two-stage-3t-infold,two-stage-2pass,two-stage-pq,two-stage-3t-infold-ffn768]
+      two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3t-infold,two-stage-2pass,two-stage-pq,
+      two-stage-3t-infold-ffn768]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -18,6 +19,10 @@ the ensemble of its own teachers. Arms `*-3t-infold` use the same teacher built 
 (`minilm-l6-cross-wikiqa-infold`, added to the user zoo): it scores the student's training questions from memory. The
 script teaches whichever of the two a chosen arm needs when it is not built (and stops when minilm-l6-cross-wikiqa is
 built without fold models).
+
+Arm `two-stage-3t-pool2t` labels TMKD stage 1's pool with the two bi-encoders only (`--unlabelled-teachers`): the
+cross-encoder, fine-tuned on WikiQA questions, is out of its domain on the pool's other-document sentences and titles;
+it teaches in the labelled stage, as in `two-stage-3t`.
 
 An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
@@ -78,6 +83,8 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-3t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", *LEARNED],
     "two-stage-3t-avg": ["--teachers", TEACHERS_3T, "--mode", "avg", "--pretrain-unlabelled"],
     "two-stage-3t-infold": ["--teachers", TEACHERS_3T_INFOLD, "--pretrain-unlabelled", *LEARNED],
+    # stage 1's pool labelled by the two bi-encoders only (the cross-encoder's head learns their mean there), stage 2 by all three
+    "two-stage-3t-pool2t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", "--unlabelled-teachers", TEACHERS, *LEARNED],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -88,7 +95,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "cross-encoder fine-tuned by `qadistill teach` (gold only; cross-fitted by 2 fold models that score "
                         "the WikiQA train questions, -infold arms: the same teacher without them, scoring those questions "
                         "from memory). two-stage arms add TMKD stage 1 on the "
-                        "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes); -ffn768 arms are "
+                        "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes; pool2t: the pool labelled by "
+                        "the two bi-encoders only); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}

@@ -69,16 +69,18 @@ def card_metadata(info: dict) -> str:
 def _pool_note(info: dict) -> str:
     """The "how it was made" line of TMKD stage 1's pool: the user's file, or the one built from the train texts."""
     u, d = info.get("unlabelled"), info["pipeline"].get("distill", {})
+    chosen = d.get("unlabelled_teachers")
+    by = f"; labelled by {', '.join(f'`{t}`' for t in chosen)} only" if chosen else ""
     if u:
         return (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
-                f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}")
+                f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}{by}")
     pairs = (info.get("stage1") or {}).get("pool_pairs")
     if not pairs:
         return ""
     return (f"\n- TMKD stage 1 pool: {pairs} teacher-labelled pairs built from the train split's texts (each question with "
             f"its own document's sentences, {d.get('pool_hard_negatives', 5)} similar and 3 random sentences of other "
             f"documents, titles as queries, {d.get('pool_pseudo_queries', 0)} pseudo-queries per document), "
-            f"{d.get('unlabelled_passes', 1)} pass(es)")
+            f"{d.get('unlabelled_passes', 1)} pass(es){by}")
 
 
 def _prune_note(pr: dict | None) -> str:

@@ -29,7 +29,7 @@ from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
 from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
-from qadistill.teachers import teacher_targets
+from qadistill.teachers import spread_targets, teacher_targets
 
 
 @dataclass
@@ -288,10 +288,13 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
     from qadistill import parallel
 
     embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
+    chosen, layout = _stage1_teachers(plan, teachers)
     with parallel.collective():  # every process builds the same pool: the embedding and scoring are shared out
         pool_ds = build_unlabelled_pool(plan.train, embedder, pool or PoolSettings.from_recipe(plan.pipeline.distill), progress)
         t0 = time.perf_counter()
-        pool_targets = teacher_targets(teachers, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
+        pool_targets = teacher_targets(chosen, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
+    if mode == "mkdm":
+        pool_targets = spread_targets(pool_targets, layout)
     if mode == "single":
         pool_targets = pool_targets[:, :1]
     seconds = time.perf_counter() - t0
@@ -300,6 +303,17 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
                   resume=resume, progress=progress, label="stage 1 (unlabelled)")
     state["pool_pairs"] = len(pool_ds)
     return state, seconds
+
+
+def _stage1_teachers(plan: _Plan, teachers: list) -> tuple[list, list | None]:
+    """The teachers that label stage 1's pool ([distill] unlabelled_teachers; default all) and the head layout of
+    their targets (``teachers.stage1_layout``)."""
+    from qadistill.teachers import stage1_layout
+
+    names = [t.name for t in teachers]
+    wanted = plan.pipeline.distill.unlabelled_teachers
+    layout = stage1_layout(names, wanted)
+    return (teachers if layout is None else [teachers[names.index(n)] for n in wanted]), layout
 
 
 def _stage1_config(base, passes: int):
@@ -314,7 +328,8 @@ def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, re
     from qadistill.stage1 import ShardTargets, train_stream
 
     d, pool = plan.pipeline.distill, plan.unlabelled
-    targets = ShardTargets(teachers, d.mode, pool.shard_pairs, progress)
+    chosen, layout = _stage1_teachers(plan, teachers)
+    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout if d.mode == "mkdm" else None)
     state = train_stream(model, tok, pool, targets, _stage1_config(base, d.unlabelled_passes), work / "stage1",
                          dev=plan.splits.dev, resume=resume, progress=progress, label=f"stage 1 ({Path(pool.path).name})")
     state["pool_pairs"] = pool.pairs

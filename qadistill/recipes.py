@@ -306,6 +306,10 @@ class DistillSettings(TrainSettings):
     unlabelled_passes: int = Field(default=1, ge=1, le=100, description="Stage 1: passes over its pool (the built-in one or the [data] unlabelled file).")
     pool_hard_negatives: int = Field(default=5, ge=0, le=100, description="Built-in stage-1 pool: per train question, its most similar sentences from other documents (by the first bi-encoder teacher).")
     pool_pseudo_queries: int = Field(default=0, ge=0, le=100, description="Built-in stage-1 pool: per document, this many sentences as queries against its other sentences.")
+    unlabelled_teachers: list[str] | None = Field(default=None, description=(
+        "Stage 1: the teachers that label its pool (a subset of the pipeline's teachers; default: all of them). A "
+        "teacher fine-tuned on the labelled questions is out of its domain on the pool's other-document sentences and "
+        "pseudo-queries; with mode mkdm, the head of a teacher left out here learns the mean of those named in stage 1."))
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
     freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")
@@ -352,6 +356,19 @@ class PipelineRecipe(_RecipeBase):
             raise ValueError(f"mode 'single' needs exactly one teacher, got {n}")
         if mode in ("avg", "mkdm") and n < 1:
             raise ValueError(f"mode '{mode}' needs at least one teacher")
+        chosen = self.distill.unlabelled_teachers
+        if chosen is not None:
+            if not chosen:
+                raise ValueError("unlabelled_teachers is empty: name at least one teacher, or leave it out (all of them)")
+            if len(set(chosen)) != len(chosen):
+                raise ValueError("unlabelled_teachers must not repeat")
+            stray = [t for t in chosen if t not in self.teachers]
+            if stray:
+                raise ValueError(f"unlabelled_teachers names {', '.join(stray)}, not among the pipeline's teachers "
+                                 f"({', '.join(self.teachers) or 'none'}): stage 1 labels its pool with some of them")
+            if not (self.distill.pretrain_unlabelled or self.data.unlabelled):
+                raise ValueError("unlabelled_teachers chooses who labels TMKD stage 1's pool, and this pipeline has no stage 1: "
+                                 "add pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled")
         if self.distill.head_combine == "learned" and mode != "mkdm":
             raise ValueError(f"head_combine 'learned' weighs one head per teacher, which mode '{mode}' does not have: "
                              "set mode = 'mkdm' (distill --mode mkdm) or head_combine = 'mean'")

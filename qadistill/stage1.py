@@ -82,8 +82,10 @@ def grouped_pairs(shard: int, qs: list[str], ps: list[str]) -> list:
 class ShardTargets:
     """Calibrated teacher logits of one shard ([n, K] for mkdm, [n, 1] for avg/single), through the score store."""
 
-    def __init__(self, teachers: list, mode: str, shard_pairs: int, progress: Progress | None = None) -> None:
-        self.teachers, self.mode, self.shard_pairs = teachers, mode, shard_pairs
+    def __init__(self, teachers: list, mode: str, shard_pairs: int, progress: Progress | None = None,
+                 layout: list | None = None) -> None:
+        # layout: with only some teachers labelling the pool, where each head's target comes from (teachers.stage1_layout)
+        self.teachers, self.mode, self.shard_pairs, self.layout = teachers, mode, shard_pairs, layout
         self.progress = progress or NullProgress()
         self.cals = [t.calibration(self.progress) for t in teachers]  # first: a missing calibration split fails now
         self.seconds = 0.0
@@ -92,18 +94,18 @@ class ShardTargets:
         """The teachers' score spaces, calibrations and the reduction: with the pool's sha256, what a checkpoint
         was trained on."""
         what = [[t.score_space(), None if c is None else [c.a, c.b]] for t, c in zip(self.teachers, self.cals)]
-        return hashlib.sha256(json.dumps([what, self.mode]).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([what, self.mode] + ([self.layout] if self.layout else [])).encode()).hexdigest()
 
     def __call__(self, qs: list[str], ps: list[str]):
         from qadistill import parallel
-        from qadistill.teachers import stack_targets
+        from qadistill.teachers import spread_targets, stack_targets
 
         t0 = time.perf_counter()
         with parallel.collective():  # under a launcher one process scores a missing shard, the others read its file
             raw = [t.pair_scores(qs, ps, self.progress, "unlabelled pool", shard_pairs=self.shard_pairs) for t in self.teachers]
         cols = [c.apply(r) if c else r for c, r in zip(self.cals, raw)]
         self.seconds += time.perf_counter() - t0
-        return stack_targets(cols, "avg" if self.mode == "avg" else "mkdm")
+        return spread_targets(stack_targets(cols, "avg" if self.mode == "avg" else "mkdm"), self.layout)
 
 
 class _StreamLoop(_Loop):

@@ -383,6 +383,25 @@ def stack_targets(cols: list, mode: str):
     return mat.mean(axis=1, keepdims=True) if mode == "avg" else mat
 
 
+def stage1_layout(teachers: list[str], chosen: list[str] | None) -> list[int | None] | None:
+    """Where each head's stage-1 target comes from when only ``chosen`` teachers label the pool: head j reads column i
+    of the chosen teachers' logits, or None (the mean of those columns). None: every teacher labels the pool."""
+    if not chosen or list(chosen) == list(teachers):
+        return None
+    return [chosen.index(t) if t in chosen else None for t in teachers]
+
+
+def spread_targets(cols, layout: list[int | None] | None):
+    """Stage-1 targets [N, K] from the chosen teachers' calibrated logits ``cols`` [N, k] (mkdm): each head its own
+    teacher's column where that teacher labels the pool, else the chosen teachers' mean. ``layout``: ``stage1_layout``."""
+    import numpy as np
+
+    if layout is None:
+        return cols
+    mean = cols.mean(axis=1)
+    return np.stack([mean if i is None else cols[:, i] for i in layout], axis=1).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 def teacher_from_recipe(recipe: TeacherRecipe, registry=None, batch_size: int = 32, cache: LogitCache | None = None,
                         folder: Path | None = None) -> Teacher:

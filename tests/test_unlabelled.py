@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_package, tiny_jsonl, write
+from test_distill import tiny_zoo  # noqa: F401  (fixture: a cross-encoder and a bi-encoder teacher)
 from test_score import _zoo
 
 pytestmark = pytest.mark.integration  # real models, processes or the CLI end to end
@@ -148,3 +149,100 @@ def test_an_unlabelled_pool_ignores_its_labels_whatever_they_hold(tmp_path, name
     assert pool.pairs == len(text.strip().splitlines()) - name.endswith(".csv")
     with pytest.raises(Exception, match="label"):  # a labelled read still checks them
         list(open_pairs(str(p)).rows())
+
+
+def test_stage1_layout_spreads_the_chosen_teachers_over_every_head():
+    import numpy as np
+
+    from qadistill.teachers import spread_targets, stage1_layout
+
+    assert stage1_layout(["a", "b", "c"], None) is None and stage1_layout(["a", "b"], ["a", "b"]) is None
+    layout = stage1_layout(["a", "b", "c"], ["c", "a"])
+    assert layout == [1, None, 0]  # a: column 1 of (c, a); b: not chosen, the mean; c: column 0
+    cols = np.array([[1.0, 3.0], [-2.0, 0.0]], dtype=np.float32)  # columns: c, a
+    out = spread_targets(cols, layout)
+    assert out.shape == (2, 3) and out.dtype == np.float32
+    assert out.tolist() == [[3.0, 2.0, 1.0], [0.0, -1.0, -2.0]]
+    assert spread_targets(cols, None) is cols
+
+
+def test_recipe_unlabelled_teachers_are_validated():
+    from qadistill.errors import RecipeError
+    from qadistill.recipes import parse_recipe
+
+    base = {"kind": "pipeline", "name": "p", "teachers": ["t0", "t1", "t2"], "student": "s"}
+    r = parse_recipe({**base, "distill": {"pretrain_unlabelled": True, "unlabelled_teachers": ["t1", "t0"]}})
+    assert r.distill.unlabelled_teachers == ["t1", "t0"]
+    r = parse_recipe({**base, "data": {"unlabelled": "pool.jsonl"}, "distill": {"unlabelled_teachers": ["t2"]}})
+    assert r.distill.unlabelled_teachers == ["t2"]
+    for bad, match in (([], "is empty"), (["t0", "t0"], "must not repeat"), (["t0", "t9"], "t9, not among the pipeline's teachers")):
+        with pytest.raises(RecipeError, match=match):
+            parse_recipe({**base, "distill": {"pretrain_unlabelled": True, "unlabelled_teachers": bad}})
+    with pytest.raises(RecipeError, match="has no stage 1"):
+        parse_recipe({**base, "distill": {"unlabelled_teachers": ["t0"]}})
+
+
+@requires_package("all-minilm-l6-v2")
+@pytest.mark.parametrize("mode", ["mkdm", "avg"])
+def test_only_the_named_teachers_label_the_stage1_pool(cli, tiny_zoo, isolated_home, monkeypatch, mode):
+    import numpy as np
+
+    import qadistill.distill
+    from qadistill import teachers as T
+
+    seen = []
+
+    def spy(teachers, ds, mode_, progress):
+        out = T.teacher_targets(teachers, ds, mode_, progress)
+        seen.append(([t.name for t in teachers], len(ds), out.shape))
+        return out
+
+    monkeypatch.setattr(qadistill.distill, "teacher_targets", spy)
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+            "--mode", mode, "--pretrain-unlabelled", "--unlabelled-teachers", "tiny-t1", "--max-length", "48",
+            "--batch-size", "8", "--name", f"s1-{mode}", "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    train, pool = seen
+    assert train[0] == ["tiny-t0", "tiny-t1"]  # the labelled stage learns from both
+    assert pool[0] == ["tiny-t1"] and pool[1] == res["stage1"]["pool_pairs"]  # the pool: tiny-t1 only
+    assert pool[2] == (pool[1], 1)
+    assert res["pipeline"]["distill"]["unlabelled_teachers"] == ["tiny-t1"]
+    card = (isolated_home / "artifacts" / f"s1-{mode}" / "README.md").read_text()
+    assert "labelled by `tiny-t1` only" in card
+    assert np.isfinite(res["metrics"]["test"]["map"])
+
+
+def test_unlabelled_teachers_errors_are_one_line(cli, tiny_zoo):
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+            "--pretrain-unlabelled", "--unlabelled-teachers", "tiny-t0,tiny-t7")
+    assert r.exit_code == 2 and "tiny-t7, not among the pipeline's teachers" in r.stderr and "Traceback" not in r.stderr
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+            "--unlabelled-teachers", "tiny-t0")
+    assert r.exit_code == 2 and "no stage 1" in r.stderr
+
+
+def test_streamed_stage1_targets_follow_the_layout_and_key_the_checkpoint():
+    import numpy as np
+
+    from qadistill.stage1 import ShardTargets
+
+    class Fake:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        def calibration(self, progress=None):
+            return None
+
+        def score_space(self):
+            return self.name
+
+        def pair_scores(self, qs, ps, progress, what, shard_pairs):
+            return np.full(len(qs), self.value, dtype=np.float32)
+
+    t1 = Fake("t1", 2.0)
+    spread = ShardTargets([t1], "mkdm", 64, layout=[None, 0])  # heads t0, t1; only t1 labels the pool
+    out = spread(["q"] * 3, ["p"] * 3)
+    assert out.shape == (3, 2) and np.all(out == 2.0)
+    assert ShardTargets([t1], "mkdm", 64)(["q"], ["p"]).shape == (1, 1)
+    assert spread.fingerprint() != ShardTargets([t1], "mkdm", 64).fingerprint()  # a checkpoint of one never resumes the other

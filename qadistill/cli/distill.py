@@ -45,6 +45,7 @@ def distill(
     pretrain_unlabelled: Annotated[bool | None, typer.Option("--pretrain-unlabelled/--no-pretrain-unlabelled", help="TMKD stage 1 on teacher-scored unlabelled pairs.")] = None,
     unlabelled: Annotated[str | None, typer.Option(help="TMKD stage 1 on this file of unlabelled pairs (JSONL/TSV/CSV/Parquet; consecutive rows with one query are its candidates), streamed; replaces the built-in pool.")] = None,
     unlabelled_passes: Annotated[int | None, typer.Option(min=1, help="Stage 1: passes over its pool, built-in or --unlabelled (default 1).")] = None,
+    unlabelled_teachers: Annotated[str | None, typer.Option(help="Stage 1: comma-separated teachers that label its pool (some of --teachers; default all). mkdm heads of the others learn those teachers' mean in stage 1.")] = None,
     pool_hard_negatives: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: similar sentences of other documents per train question (default 5).")] = None,
     pool_pseudo_queries: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: sentences per document used as queries against its other sentences (default 0).")] = None,
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
@@ -70,6 +71,7 @@ def distill(
                       "head_combine": head_combine.value if head_combine else None, "epochs": epochs, "max_length": max_length,
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed,
                       "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes,
+                      "unlabelled_teachers": None if unlabelled_teachers is None else [t.strip() for t in unlabelled_teachers.split(",") if t.strip()],
                       "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries},
                      {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
                       "unlabelled": unlabelled})
