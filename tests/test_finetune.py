@@ -159,3 +159,23 @@ def test_teach_interrupted_before_a_checkpoint_does_not_promise_one(tmp_path, mo
     with pytest.raises(InterruptedRunError) as ei:
         ft.run_teach(Store.open(), RECIPE, make_tiny_model(tmp_path / "base", "cross"), cfg(data), out_dir=tmp_path / "out")
     assert "checkpoint was saved" not in str(ei.value) and "--resume" not in ei.value.hint
+
+
+def test_teach_out_elsewhere_never_replaces_the_registered_build(tmp_path, isolated_home, monkeypatch):
+    import qadistill.finetune as ft
+    from qadistill.errors import UserInputError
+    from qadistill.store import Store
+
+    store = Store.open()
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=6, per_query=3)
+    base = make_tiny_model(tmp_path / "base", "cross")
+    m = ft.run_teach(store, RECIPE, base, cfg(data, epochs=1), out_dir=tmp_path / "first")
+    figures = store.results("tiny-cross")
+    assert m["path"] == str(tmp_path / "first") and figures
+    monkeypatch.setattr(ft, "train", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(UserInputError, match="already built at") as ei:
+        ft.run_teach(store, RECIPE, base, cfg(data, epochs=1), out_dir=tmp_path / "scratch")
+    assert "omit --out" in ei.value.hint and not (tmp_path / "scratch").exists()
+    assert store.results("tiny-cross") == figures  # the build in use keeps its figures
+    arts = [a for a in store.artifacts(recipe="tiny-cross") if a.kind == "teacher-model"]
+    assert [a.path for a in arts][-1] == str(tmp_path / "first")
