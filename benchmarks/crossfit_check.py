@@ -50,7 +50,22 @@ def main() -> None:
                 rows.append({"model": how, "split": f"wikiqa:{split}", "map": r["map"], "mrr": r["mrr"], "queries": r.get("queries")})
                 print(f"{how:28s} wikiqa:{split:5s} MAP {r['map']:.4f} MRR {r['mrr']:.4f}")
     write_json(RES / "crossfit_check.json", {"teacher": a.teacher, "rows": rows, "fold_held_out_map": metrics["folds"]["held_out_map"],
-                                            "full_model_dev_map": metrics["dev_map"], "commands": commands}, REPORT)
+                                            "full_model_dev_map": metrics["dev_map"], "dev_selection": dev_selection(metrics),
+                                            "commands": commands}, REPORT)
+
+
+def dev_selection(metrics: dict) -> dict:
+    """How much the full model's early stopping on WikiQA dev flatters its dev MAP (and so the dev MAP of students
+    distilled from it): its dev-best evaluation against its last one, and where the fold models, early-stopped on
+    their held-out folds instead of dev, put their best step within their run (a dev-free choice of the length)."""
+    last = metrics["history"][-1]
+    folds = [{"best_step": f["best_step"], "steps": f["steps"]} for f in metrics["folds"]["fold"]]
+    out = {"best_step": metrics["best_step"], "best_dev_map": metrics["dev_map"], "last_step": last["step"],
+           "last_dev_map": last["dev_map"], "dev_map_gain_from_selection": metrics["dev_map"] - last["dev_map"],
+           "folds": folds, "folds_chose_last_step": all(f["best_step"] == f["steps"] for f in folds)}
+    print(f"full model: dev-best step {out['best_step']} MAP {out['best_dev_map']:.4f}; last step {out['last_step']} MAP "
+          f"{out['last_dev_map']:.4f}; fold models chose their last step: {out['folds_chose_last_step']}")
+    return out
 
 
 if __name__ == "__main__":
