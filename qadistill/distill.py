@@ -292,9 +292,7 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
     with parallel.collective():  # every process builds the same pool: the embedding and scoring are shared out
         pool_ds = build_unlabelled_pool(plan.train, embedder, pool or PoolSettings.from_recipe(plan.pipeline.distill), progress)
         t0 = time.perf_counter()
-        pool_targets = teacher_targets(chosen, pool_ds, "avg" if mode == "avg" else "mkdm", progress)
-    if mode == "mkdm":
-        pool_targets = spread_targets(pool_targets, layout)
+        pool_targets = spread_targets(teacher_targets(chosen, pool_ds, "avg" if mode == "avg" else "mkdm", progress), layout)
     if mode == "single":
         pool_targets = pool_targets[:, :1]
     seconds = time.perf_counter() - t0
@@ -306,14 +304,15 @@ def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: b
 
 
 def _stage1_teachers(plan: _Plan, teachers: list) -> tuple[list, list | None]:
-    """The teachers that label stage 1's pool ([distill] unlabelled_teachers; default all) and the head layout of
-    their targets (``teachers.stage1_layout``)."""
+    """The teachers that label stage 1's pool ([distill] unlabelled_teachers; default all) and, under mkdm, the head
+    layout of their targets (``teachers.stage1_layout``; None: the targets as they are, one column per head or avg's one)."""
     from qadistill.teachers import stage1_layout
 
     names = [t.name for t in teachers]
     wanted = plan.pipeline.distill.unlabelled_teachers
     layout = stage1_layout(names, wanted)
-    return (teachers if layout is None else [teachers[names.index(n)] for n in wanted]), layout
+    chosen = teachers if layout is None else [teachers[names.index(n)] for n in wanted]
+    return chosen, layout if plan.pipeline.distill.mode == "mkdm" else None
 
 
 def _stage1_config(base, passes: int):
@@ -329,7 +328,7 @@ def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, re
 
     d, pool = plan.pipeline.distill, plan.unlabelled
     chosen, layout = _stage1_teachers(plan, teachers)
-    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout if d.mode == "mkdm" else None)
+    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout)
     state = train_stream(model, tok, pool, targets, _stage1_config(base, d.unlabelled_passes), work / "stage1",
                          dev=plan.splits.dev, resume=resume, progress=progress, label=f"stage 1 ({Path(pool.path).name})")
     state["pool_pairs"] = pool.pairs

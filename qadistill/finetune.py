@@ -250,11 +250,13 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
 def _check_out(store, name: str, out_dir: Path | None) -> None:
     """``--out`` elsewhere than the registered build of ``name`` would make that folder the zoo's ``name`` and drop the
     dev figures of the build in use: refused before any work (a rebuild in place, or a resume of the same folder, is fine)."""
+    from qadistill.registry import Registry
+
     if out_dir is None:
         return
-    built = [Path(a.path) for a in store.artifacts(recipe=name) if a.kind == "teacher-model" and Path(a.path).exists()]
-    if built and built[-1].resolve() != Path(out_dir).resolve():
-        raise UserInputError(f"teacher '{name}' is already built at {built[-1]}: --out {out_dir} would make that folder the "
+    built = Registry(store=store).teacher_build(name)
+    if built is not None and built.resolve() != Path(out_dir).resolve():
+        raise UserInputError(f"teacher '{name}' is already built at {built}: --out {out_dir} would make that folder the "
                              f"zoo's '{name}' and drop the figures of the build in use",
                              f"omit --out to rebuild '{name}' in place, or teach a copy of the recipe under another name "
                              f"(`qadistill zoo show {name}`, then `qadistill zoo add FILE`)")

@@ -105,10 +105,15 @@ class Registry:
 
     def built_teacher(self, name: str) -> Path:
         """The folder `qadistill teach NAME` built last (that still exists)."""
-        arts = [a for a in self.artifacts(recipe=name) if a.kind == "teacher-model" and Path(a.path).exists()]
-        if not arts:
+        folder = self.teacher_build(name)
+        if folder is None:
             raise QadistillError(f"teacher '{name}' has not been built yet", f"run `qadistill teach {name} --data wikiqa`")
-        return Path(arts[-1].path)
+        return folder
+
+    def teacher_build(self, name: str) -> Path | None:
+        """``built_teacher``'s folder, or None when NAME has no build (that still exists)."""
+        arts = [a for a in self.artifacts(recipe=name) if a.kind == "teacher-model" and Path(a.path).exists()]
+        return Path(arts[-1].path) if arts else None
 
     def _exports_of(self, name: str) -> tuple[ExportRef, ...]:
         return tuple(ExportRef(a.name, a.manifest.get("variant"), Path(a.path), a.manifest.get("parity") or {},
