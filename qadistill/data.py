@@ -234,6 +234,15 @@ def _no_duplicate_keys(items: list[tuple[str, object]]) -> dict:
     return row
 
 
+def header_cells(line: str, delim: str, path: Path) -> list[str]:
+    """A CSV/TSV header's column names; a name given twice is refused (which column is meant would be a guess)."""
+    header = [h.strip() for h in _csv_cells(line, delim, path, 1)]
+    twice = next((h for i, h in enumerate(header) if h and h in header[:i]), None)
+    if twice is not None:
+        raise DataError(f"{path}:1: column '{twice}' appears twice in the header", "give every column its own name (which one is meant is unclear)")
+    return header
+
+
 def _json_row(line: str, path: Path, ln: int) -> dict:
     try:
         row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
@@ -357,10 +366,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     delim = "\t" if ".tsv" in path.suffixes else ","
     if not lines:
         raise DataError(f"{path}: empty file", "expected a header row")
-    header = [h.strip() for h in _csv_cells(lines[0], delim, path, 1)]
-    twice = next((h for i, h in enumerate(header) if h and h in header[:i]), None)
-    if twice is not None:
-        raise DataError(f"{path}:1: column '{twice}' appears twice in the header", "give every column its own name (which one is meant is unclear)")
+    header = header_cells(lines[0], delim, path)
     for need in ("query", "passage"):
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))

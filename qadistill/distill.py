@@ -195,7 +195,33 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         raise UserInputError(f"{out} already holds a model: rebuilding would replace it",
                              "pass --overwrite to replace it, or pick another --out / --name")
     pool = _unlabelled_pool(s.unlabelled) if s.unlabelled else None  # read through once: a bad row fails now
+    _check_lists(pipeline, train_ds, splits.label("train"), pool)
     return _Plan(pipeline, student_recipe, teacher_recipes, name, out, splits, train_ds, extra, pool)
+
+
+LISTS_HINT = "keep each query's candidates together (one query id; in a pool file, consecutive rows), or use --loss pointwise"
+
+
+def _check_lists(pipeline: PipelineRecipe, train_ds: QADataset, train_label: str, pool) -> None:
+    """A ranking loss (listwise, margin-mse) compares a query's candidates: data where no query has two of them would
+    train on a loss of zero, so it is refused here, before any scoring (a mostly-singleton pool is a plan note)."""
+    d = pipeline.distill
+    if d.loss == "pointwise":
+        return
+    if pool is not None and pool.single_lists == pool.queries:
+        raise UserInputError(f"{pool.path}: every query has one candidate (a query's list is its run of consecutive rows), "
+                             f"so --loss {d.loss} has nothing to rank in stage 1", LISTS_HINT)
+    per_query: dict[str, list] = {}
+    for p in train_ds.pairs:
+        per_query.setdefault(p.query_id, []).append(p.label)
+    teachers_rank = bool(pipeline.teachers) and d.alpha < 1 and d.mode != "gold"
+    if teachers_rank and not any(len(v) > 1 for v in per_query.values()):
+        raise UserInputError(f"{train_label}: no query has two or more candidates, so --loss {d.loss} has nothing to rank",
+                             LISTS_HINT)
+    gold_ranks = d.loss == "listwise" and (d.mode == "gold" or not pipeline.teachers or d.alpha == 1)
+    if gold_ranks and not any(1 in v and 0 in v for v in per_query.values()):
+        raise UserInputError(f"{train_label}: no query has both a correct and a wrong candidate, so the listwise gold "
+                             "objective has nothing to rank", "use --loss pointwise (gold BCE), or label a wrong candidate per query")
 
 
 def _unlabelled_pool(spec: str):
@@ -217,6 +243,10 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
     if not plan.splits.dev.stats()["queries_with_pos_and_neg"]:
         notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
                      "the last weights are kept")
+    pool = plan.unlabelled
+    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.single_lists * 2 >= pool.queries:
+        notes.append(f"warning: {pool.single_lists} of the {pool.queries} candidate lists in {pool.path} have one "
+                     f"candidate, which --loss {plan.pipeline.distill.loss} cannot rank: {LISTS_HINT}")
     work = plan.out_dir.with_name(plan.out_dir.name + ".work")
     if resume and not any(work.rglob("checkpoint.pt")):
         notes.append(f"no checkpoint to resume in {work}: starting a fresh run")
@@ -539,7 +569,11 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
         if store and run_id:
             store.finish_run(run_id, "failed")
         raise
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+    except KeyboardInterrupt as exc:  # the student is saved and registered: only the clean-up was cut short
+        exc.saved = plan.name  # type: ignore[attr-defined]
+        raise
     return DistillResult(plan.name, str(plan.out_dir), info, run_id)
 
 

@@ -369,10 +369,28 @@ class PipelineRecipe(_RecipeBase):
             if not (self.distill.pretrain_unlabelled or self.data.unlabelled):
                 raise ValueError("unlabelled_teachers chooses who labels TMKD stage 1's pool, and this pipeline has no stage 1: "
                                  "add pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled")
+        self._stage1_options_apply()
         if self.distill.head_combine == "learned" and mode != "mkdm":
             raise ValueError(f"head_combine 'learned' weighs one head per teacher, which mode '{mode}' does not have: "
                              "set mode = 'mkdm' (distill --mode mkdm) or head_combine = 'mean'")
         return self
+
+    def _stage1_options_apply(self) -> None:
+        """A stage-1 setting that would change nothing is refused, not recorded in the artifact as if it had applied."""
+        d, pool_file = self.distill, self.data.unlabelled
+        if d.unlabelled_passes != 1 and not (d.pretrain_unlabelled or pool_file):
+            raise ValueError("unlabelled_passes sets TMKD stage 1's passes, and this pipeline has no stage 1: add "
+                             "pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled, or leave it at 1")
+        for f in ("pool_hard_negatives", "pool_pseudo_queries"):
+            default = DistillSettings.model_fields[f].default
+            if getattr(d, f) == default:
+                continue
+            if pool_file:
+                raise ValueError(f"{f} shapes the built-in stage-1 pool, which [data] unlabelled ({pool_file}) replaces: "
+                                 f"leave it at {default} with a pool file of your own")
+            if not d.pretrain_unlabelled:
+                raise ValueError(f"{f} shapes the built-in stage-1 pool, and this pipeline has no stage 1: add "
+                                 f"pretrain_unlabelled = true (distill --pretrain-unlabelled), or leave it at {default}")
 
 
 class PublishedFigures(_Strict):

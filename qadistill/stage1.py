@@ -37,6 +37,7 @@ class UnlabelledPool:
     sha256: str
     shard_pairs: int
     stream: PairStream = field(repr=False, compare=False)
+    single_lists: int = 0  # runs of one row: a ranking loss has nothing to rank in them
 
     def shard_sizes(self) -> list[int]:
         full, rest = divmod(self.pairs, self.shard_pairs)
@@ -57,15 +58,19 @@ def scan_pool(spec: str, shard_pairs: int) -> UnlabelledPool:
         raise UserInputError(f"--unlabelled {spec}: expected a file of query–passage pairs, not a named data set",
                              "pass a .jsonl/.tsv/.csv/.parquet file (its labels, if any, are ignored)")
     stream = open_pairs(spec, labels=False)  # labels are ignored here, whatever they hold
-    h, n, queries, last = hashlib.sha256(), 0, 0, None
+    h, n, queries, single, last, run = hashlib.sha256(), 0, 0, 0, None, 0
     for qs, ps in stream.chunks(shard_pairs):
         h.update(content_sha(pair_keys(qs, ps)).encode())
         n += len(qs)
-        queries += sum(q != prev for q, prev in zip(qs, [last, *qs[:-1]]))
-        last = qs[-1]
+        for q in qs:
+            if q != last:
+                single += run == 1
+                queries, last, run = queries + 1, q, 0
+            run += 1
+    single += run == 1
     if n == 0:
         raise DataError(f"{spec}: no rows", "the file holds a header only or is empty")
-    return UnlabelledPool(str(stream.path), stream.format, n, queries, h.hexdigest(), shard_pairs, stream)
+    return UnlabelledPool(str(stream.path), stream.format, n, queries, h.hexdigest(), shard_pairs, stream, single)
 
 
 def grouped_pairs(shard: int, qs: list[str], ps: list[str]) -> list:

@@ -166,7 +166,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict, labels: bool = True) 
     first = next(it, None)
     if first is None:
         raise DataError(f"{path}: empty file", "expected a header row")
-    header = [h.strip() for h in _data._csv_cells(first[1], delim, path, 1)]
+    header = _data.header_cells(first[1], delim, path)
     for need in ("query", "passage"):
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))

@@ -446,7 +446,11 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
 
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
     """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""
+    from qadistill.sources import check_max_length
+
     ref = registry.resolve(name, use="evaluate a teacher, a built student or a folder", model_folders_only=True)
+    if max_length and ref.folder is not None:  # the user's --max-length, named as such (also where it overrides a recipe's)
+        check_max_length(ref.folder, max_length)
     if ref.kind == "folder":
         return _folder_scorer(ref.name, ref.folder, max_length or 128, batch_size)
     if ref.kind == "prebuilt":

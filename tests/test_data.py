@@ -207,6 +207,16 @@ def test_a_column_named_twice_in_a_header_is_an_error(tmp_path):
         load_dataset(str(p))
 
 
+@pytest.mark.parametrize("suffix,sep", [(".csv", ","), (".tsv", "\t")])
+def test_the_streamed_reader_refuses_a_column_named_twice_as_the_loader_does(tmp_path, suffix, sep):
+    from qadistill.stream import open_pairs
+
+    p = write(tmp_path / f"d{suffix}", sep.join(["query", "passage", "label", "passage"]) + "\n" + sep.join(["a?", "x", "1", "y"]) + "\n")
+    for labels in (True, False):  # score --data and distill --unlabelled read it as a stream; before, the first column won
+        with pytest.raises(DataError, match=rf"d{suffix}:1: column 'passage' appears twice"):
+            open_pairs(str(p), labels=labels).count()
+
+
 def test_a_long_document_in_a_csv_field_reads(tmp_path):
     long = "word " * 60000  # 300,000 characters: over Python's csv default of 131,072
     p = write(tmp_path / "long.csv", f'query,passage,label\na?,"{long}",1\na?,short,0\n')

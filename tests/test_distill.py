@@ -197,6 +197,36 @@ def test_accelerate_launch_two_cpu_processes(cli, tiny_zoo, tmp_path, isolated_h
 
 
 @requires_package("all-minilm-l6-v2")
+@requires_package("all-minilm-l6-v2")
+def test_a_ctrl_c_during_the_final_clean_up_says_the_student_is_saved_not_resume(cli, tiny_zoo, tmp_path, monkeypatch):
+    import shutil
+
+    import qadistill.distill
+
+    real = shutil.rmtree
+
+    def cut(path, *a, **k):  # Ctrl-C while the work folder is removed, after the student was saved and registered
+        if str(path).endswith(".work"):
+            raise KeyboardInterrupt
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(qadistill.distill.shutil, "rmtree", cut)
+    r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
+            "--max-length", "32", "--batch-size", "8", "--name", "late")
+    assert r.exit_code == 130 and "interrupted after late was saved and registered: nothing to resume" in r.stderr
+    assert "--resume" not in r.stderr  # before: "a checkpoint was saved ... plus --resume", which then failed
+    monkeypatch.setattr(qadistill.distill.shutil, "rmtree", real)
+    assert cli("zoo", "show", "late").exit_code == 0
+
+
+def test_eval_max_length_longer_than_the_model_names_the_option(cli, tiny_zoo, tmp_path):
+    folder = tmp_path / "t0"  # tiny_zoo's cross-encoder teacher folder (128 positions)
+    for model in (str(folder), "tiny-t0"):  # a folder, and a zoo teacher whose recipe max length the option overrides
+        r = cli("eval", model, "--data", str(tiny_zoo), "--max-length", "5000")
+        assert r.exit_code == 2 and "--max-length 5000 is longer than the model" in r.stderr, r.output
+        assert "use --max-length 128 or less" in r.stderr
+
+
 def test_distill_killed_mid_epoch_and_resumed_matches_uninterrupted(cli, tiny_zoo, tmp_path):
     from test_finetune import _InterruptAt
 

@@ -122,6 +122,16 @@ def test_rank_bad_input_is_one_line_exit_2(cli, tiny_rank, args, stdin, text):
     assert r.exit_code == 2 and text in r.stderr and "Traceback" not in r.output
 
 
+def test_rank_jsonl_errors_name_the_line_in_the_file_blank_lines_included(cli, tiny_rank, tmp_path):
+    folder, _ = tiny_rank
+    f = write(tmp_path / "pj.jsonl", '{"id": "a", "passage": "x."}\n\n\n{"id": "b", "passage": ""}\n')
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(f))
+    assert r.exit_code == 2 and "pj.jsonl:4: field 'passage' must be non-empty" in r.stderr
+    f = write(tmp_path / "pk.jsonl", '\n{"id": "a", "passage": "x."}\nnot json\n')
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(f))
+    assert r.exit_code == 2 and "pk.jsonl:3: invalid JSON (line 2 is a JSON object" in r.stderr
+
+
 def test_rank_unknown_model(cli):
     r = cli("rank", "no-such-model", "-q", "who?", input="a\n")
     assert r.exit_code == 2 and "unknown model 'no-such-model'" in r.stderr

@@ -246,3 +246,48 @@ def test_streamed_stage1_targets_follow_the_layout_and_key_the_checkpoint():
     assert out.shape == (3, 2) and np.all(out == 2.0)
     assert ShardTargets([t1], "mkdm", 64)(["q"], ["p"]).shape == (1, 1)
     assert spread.fingerprint() != ShardTargets([t1], "mkdm", 64).fingerprint()  # a checkpoint of one never resumes the other
+
+
+def test_stage1_settings_that_would_change_nothing_are_refused():
+    from qadistill.errors import RecipeError
+    from qadistill.recipes import parse_recipe
+
+    base = {"kind": "pipeline", "name": "p", "teachers": ["t"], "student": "s"}
+    with pytest.raises(RecipeError, match="unlabelled_passes sets TMKD stage 1's passes, and this pipeline has no stage 1"):
+        parse_recipe({**base, "distill": {"unlabelled_passes": 3}})
+    with pytest.raises(RecipeError, match=r"pool_pseudo_queries shapes the built-in stage-1 pool, which \[data\] unlabelled"):
+        parse_recipe({**base, "data": {"unlabelled": "pairs.jsonl"}, "distill": {"pool_pseudo_queries": 2}})
+    with pytest.raises(RecipeError, match="pool_hard_negatives shapes the built-in stage-1 pool, and this pipeline has no stage 1"):
+        parse_recipe({**base, "distill": {"pool_hard_negatives": 2}})
+    ok = parse_recipe({**base, "distill": {"pretrain_unlabelled": True, "unlabelled_passes": 2, "pool_pseudo_queries": 2}})
+    assert ok.distill.pool_pseudo_queries == 2
+    assert parse_recipe({**base, "data": {"unlabelled": "pairs.jsonl"}, "distill": {"unlabelled_passes": 2}}).distill.unlabelled_passes == 2
+
+
+def test_a_pool_counts_its_one_candidate_lists(tmp_path):
+    from qadistill.stage1 import scan_pool
+
+    rows = ["a?", "a?", "b?", "c?", "c?", "c?", "d?", "a?"]  # lists: a a | b | c c c | d | a
+    p = write(tmp_path / "p.jsonl", "".join(json.dumps({"query": q, "passage": f"p{i}."}) + "\n" for i, q in enumerate(rows)))
+    for shard in (2, 3, 100):  # a list that crosses a chunk boundary is still one list
+        pool = scan_pool(str(p), shard)
+        assert (pool.pairs, pool.queries, pool.single_lists) == (8, 5, 3)
+
+
+@pytest.mark.parametrize("loss", ["listwise", "margin-mse"])
+def test_a_ranking_loss_on_one_candidate_lists_is_refused_before_any_model_loads(cli, setup, tmp_path, monkeypatch, loss):
+    import qadistill.student
+
+    data, _ = setup
+    monkeypatch.setattr(qadistill.student, "build_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+    single = write(tmp_path / "single.jsonl", "".join(json.dumps({"query": f"q{i}?", "passage": f"p{i}."}) + "\n" for i in range(20)))
+    base = _args(data, single, "bad")
+    base[base.index("--loss") + 1] = loss
+    r = cli(*base)  # the pool: every query once (or the rows of each query not kept together)
+    assert r.exit_code == 2 and "single.jsonl: every query has one candidate" in r.stderr and "--loss pointwise" in r.stderr
+    labelled = write(tmp_path / "lab.jsonl", "".join(json.dumps({"query": f"q{i}?", "passage": f"p{i}.", "label": i % 2}) + "\n" for i in range(20)))
+    at = base.index("--unlabelled")
+    args = base[:at] + base[at + 2 :]
+    args[args.index("--data") + 1] = str(labelled)  # the labelled stage: one candidate per query
+    r = cli(*args)
+    assert r.exit_code == 2 and "lab.jsonl" in r.stderr and "no query has two or more candidates" in r.stderr

@@ -92,6 +92,9 @@ def _run(recipe, reg, store, **options):
         with RichProgress() as prog:
             return run_distill(recipe, reg, store, progress=prog, command=cmd, notify=lambda msg: err_console().print(msg), **options)
     except KeyboardInterrupt as exc:
+        if getattr(exc, "saved", None):
+            raise InterruptedRunError(f"interrupted after {exc.saved} was saved and registered: nothing to resume",
+                                      f"see it with `qadistill zoo show {exc.saved}`", exc) from None
         if getattr(exc, "checkpoint", True):
             raise InterruptedRunError("interrupted: a checkpoint was saved", "continue with the same command plus --resume", exc) from None
         raise InterruptedRunError("interrupted before training started: finished teacher scores are cached",

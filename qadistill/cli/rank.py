@@ -37,14 +37,15 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
         text = raw.decode("utf-8-sig")  # a byte-order mark is not part of the first passage
     except UnicodeDecodeError:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
-    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    lines = [line for _, line in numbered]
     if lines and _json_object_line(lines[0]):  # JSONL: decided by the first line, then every line must be JSON
         passages, ids, seen = [], [], {}
-        for i, line in enumerate(lines, 1):
+        for row_no, (i, line) in enumerate(numbered, 1):  # i: the line in the file (blank lines count), for messages
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                raise UserInputError(f"{name}:{i}: invalid JSON (line 1 is a JSON object, so every line must be one)",
+                raise UserInputError(f"{name}:{i}: invalid JSON (line {numbered[0][0]} is a JSON object, so every line must be one)",
                                      "one JSON object per line, or plain text throughout") from None
             if not isinstance(row, dict):
                 raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
@@ -55,7 +56,7 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
             if not isinstance(txt, str) or not txt.strip():
                 raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
                                      "give every passage some text")
-            pid = str(row.get("id", i))
+            pid = str(row.get("id", row_no))
             if pid in seen:
                 raise UserInputError(f"{name}:{i}: id {pid!r} was already used on line {seen[pid]}", "ids must be unique")
             seen[pid] = i
