@@ -468,6 +468,7 @@ def export_model(
     check_export_request(variants, req)
     preset = auto_preset() if req.preset == "auto" and any(Variant(v).is_int8 for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
+    _check_out_root(out_root)
     for v in variants:
         check_replaceable(out_root / f"{name}-{v}", "export folder")
     sample = parity_sample(data, "dev", parity_queries)
@@ -529,6 +530,23 @@ def _cuda_ok() -> bool:
         return "CUDAExecutionProvider" in ort.get_available_providers()
     except Exception:
         return False
+
+
+def _check_out_root(root: Path) -> None:
+    """--out must be (or become) a writable folder: said in one line before the reference is scored, not as an OS error
+    after it."""
+    import os
+
+    from qadistill.errors import UserInputError
+
+    if root.exists() and not root.is_dir():
+        raise UserInputError(f"--out {root} is a file, not a folder", "pass a folder for the exported variants (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"--out {root}: cannot create the folder ({exc.strerror or exc})", "pass a folder you can write to") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UserInputError(f"--out {root} is not writable", "pass a folder you can write to")
 
 
 def _mkdir(p: Path) -> str:
