@@ -291,3 +291,18 @@ def test_doctor_fails_when_the_home_is_not_writable(cli, isolated_home, monkeypa
     assert r.exit_code == 1 and not home["ok"] and "not writable" in home["value"] and "QADISTILL_HOME" in home["fix"]
     r = cli("doctor", "--format", "json")
     assert {c["name"]: c for c in json.loads(r.stdout)["checks"]}["qadistill_home"]["ok"]
+
+
+def test_an_interrupted_command_says_how_to_finish(capsys):
+    import typer
+
+    from qadistill.cli.errors import handle_errors
+
+    @handle_errors
+    def command():
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as exc:
+        command()
+    err = capsys.readouterr().err
+    assert exc.value.exit_code == 130 and "error: interrupted" in err and "hint: run the same command again to finish it" in err

@@ -98,7 +98,7 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt as exc:
             from qadistill.interrupts import exit_code_of
 
-            report("interrupted", None)
+            report("interrupted", "run the same command again to finish it")
             raise typer.Exit(exit_code_of(exc)) from None
         except Exception as exc:
             if debug():
