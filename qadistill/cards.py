@@ -168,6 +168,19 @@ The full recipe is in `recipe.toml`, every figure in `metrics.json`.
     return body
 
 
+HUB_DATASETS = {"wikiqa": ("WikiQA", "microsoft/wiki_qa"), "trecqa": ("trecqa", "trecqa")}
+
+
+def _hub_dataset(label: str) -> tuple[str, str, str]:
+    """(name, type, split) for a model-index entry from a metric's data label (``wikiqa:test``, ``/x/pairs.jsonl:test``):
+    a user's own file is named by its file name with type ``local``, never as a public data set it is not."""
+    ds, _, split = label.rpartition(":")
+    if not ds:
+        ds, split = label, "test"
+    name, typ = HUB_DATASETS.get(ds, (Path(ds).name, "local"))
+    return name, typ, split or "test"
+
+
 def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], folder: Path) -> str:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -176,15 +189,15 @@ def push_card(name: str, repo_id: str, metrics: dict, variants: list[dict], fold
     for spec, vals in m.items():
         if not isinstance(vals, dict) or "map" not in vals:
             continue
-        ds_name, split = ("WikiQA", "test") if spec == "test" else (spec.partition(":")[0], spec.partition(":")[2] or "dev")
-        ds_type = "microsoft/wiki_qa" if ds_name == "WikiQA" else ds_name
+        ds_name, ds_type, split = _hub_dataset(vals.get("data") or (spec if ":" in spec else f"wikiqa:{spec}"))
         for metric in (k for k in INDEXED if vals.get(k) is not None):  # a student from before NDCG@10 has none
             evals.append(EvalResult(task_type="text-ranking", dataset_type=ds_type, dataset_name=ds_name, dataset_split=split,
                                     metric_type=metric, metric_value=round(float(vals[metric]), 4)))
     base = [t["source"]["repo_id"] for t in metrics.get("teachers", []) if (t.get("source") or {}).get("type") == "hub"]
     data = ModelCardData(
         library_name="transformers", pipeline_tag="text-classification", license="apache-2.0", language=["en"],
-        datasets=["microsoft/wiki_qa"], tags=["cross-encoder", "reranker", "knowledge-distillation", "qadistill", "onnx"],
+        datasets=sorted({e.dataset_type for e in evals if "/" in e.dataset_type}) or None,
+        tags=["cross-encoder", "reranker", "knowledge-distillation", "qadistill", "onnx"],
         base_model=base or None, model_name=name, eval_results=evals or None,
     )
     old = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""

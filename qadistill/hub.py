@@ -134,15 +134,32 @@ def pull(ref: str, allow_pickle: bool = False, token: str | None = None) -> Pull
     return PullResult(artifact_name_for(repo_id), repo_id, revision, commit, str(folder), files, card_metrics(folder), offline)
 
 
-def register_pulled(registry, res: PullResult, name: str | None = None) -> str:
-    """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
-    metrics, max length from its config.json); returns its zoo name: ``name``, else RECIPE-pulled when a prebuilt
-    recipe points at this repo, else the repo's own name."""
+def pulled_name(registry, repo_id: str, name: str | None = None) -> tuple[str, str | None]:
+    """(zoo name, prebuilt recipe) a pull of ``repo_id`` registers: ``name``, else RECIPE-pulled when a prebuilt recipe
+    points at this repo, else the repo's own name. A name the zoo already gives to something else (a recipe, a built
+    model, a pull of another repo) is refused before any download: a pull never takes a name over."""
+    from qadistill.errors import UnknownNameError
     from qadistill.recipes import PrebuiltRecipe
 
     recipe = next((e.name for e in registry.entries() if isinstance(e.recipe, PrebuiltRecipe)
-                   and e.recipe.source.repo_id.lower() == res.repo_id.lower()), None)
-    art = name or (f"{recipe}-pulled" if recipe else res.name)
+                   and e.recipe.source.repo_id.lower() == repo_id.lower()), None)
+    art = name or (f"{recipe}-pulled" if recipe else artifact_name_for(repo_id))
+    try:
+        e = registry.get(art)
+    except UnknownNameError:
+        return art, recipe
+    art_manifest = getattr(e.artifact, "manifest", None) or {}
+    if str(art_manifest.get("repo_id", "")).lower() == repo_id.lower():
+        return art, recipe  # pulled from this repo before: an update
+    what = f"a {e.origin} {e.kind} recipe" if e.artifact is None else f"the {e.kind} in {e.path}"
+    raise UserInputError(f"'{art}' is already {what}: pulling {repo_id} under that name would replace it",
+                         f"pass --name NEW to register the pull under another name, e.g. --name {art}-hub")
+
+
+def register_pulled(registry, res: PullResult, name: str | None = None) -> str:
+    """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
+    metrics, max length from its config.json); returns its zoo name (``pulled_name``)."""
+    art, recipe = pulled_name(registry, res.repo_id, name)
     cfg = json.loads((Path(res.path) / "config.json").read_text())
     registry.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
@@ -187,10 +204,39 @@ def card_metrics(folder: Path) -> list[dict]:
 ONNX_NAMES = {v.value: v.hub_file for v in Variant}
 
 
-def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: str) -> Path:
+STAGED = ".qadistill-staged"  # marks a folder stage_for_push wrote (never uploaded): the only kind it replaces
+
+
+def check_push_dest(dest: Path, own: bool = False) -> None:
+    """The staging folder must be new, empty, or one an earlier push staged: anything else (a user's folder, the
+    qadistill home, a built model) is refused before any file moves, never replaced. ``own``: the default folder under
+    $QADISTILL_HOME/push, which only push writes (also before the marker existed)."""
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise UserInputError(f"--out {dest} is a file, not a folder", "pick a new or empty folder")
+    if not own and dest.is_dir() and any(dest.iterdir()) and not (dest / STAGED).is_file():
+        raise UserInputError(f"--out {dest} holds files push did not stage there: staging would replace them",
+                             "pick a new or empty folder")
+
+
+def check_pushable(name: str, folder: Path, exports: list) -> None:
+    """The model and each ONNX variant match the checksums recorded when they were built: a damaged file is named
+    here, never uploaded with fresh checksums that would hide the damage."""
+    from qadistill.integrity import verify_checksums
+
+    for what in [Path(folder), *(Path(a.path) for a in exports)]:
+        verify_checksums(what)
+    if not (Path(folder) / "metrics.json").is_file():
+        raise ModelFolderError(f"{folder}: metrics.json is missing, so the card would have no measured results",
+                               f"rebuild '{name}' (its folder is damaged), then push it")
+
+
+def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: str, own_dest: bool = False) -> Path:
     """Write the exact folder that would be uploaded: the PyTorch model at the root, ONNX variants under onnx/, a model
     card with Hub metadata (library, pipeline_tag, datasets, base models, model-index), metrics.json and recipe.toml."""
     folder = Path(folder)
+    check_push_dest(dest, own_dest)
+    check_pushable(name, folder, exports)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=_mk(dest.parent)))
     try:
         for f in folder.iterdir():
@@ -216,6 +262,7 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
         metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         atomic_write_text(tmp / "README.md", push_card(name, repo_id, metrics, variants, folder))
         write_checksums(tmp)
+        (tmp / STAGED).write_text("staged by `qadistill zoo push`; not uploaded\n")
         replace_dir(tmp, dest)
     finally:
         if tmp.exists():
@@ -230,7 +277,7 @@ def push(staged: Path, repo_id: str, private: bool, token: str | None) -> str:
     api = HfApi(endpoint=endpoint(), token=token, library_name="qadistill", library_version=__version__)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        info = api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="model",
+        info = api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="model", ignore_patterns=[STAGED],
                                  commit_message=f"Upload {repo_id.split('/')[-1]} with qadistill {__version__}")
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

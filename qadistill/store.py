@@ -413,8 +413,12 @@ class Store:
         run_id: str | None = None,
         manifest: dict | None = None,
     ) -> None:
-        """Register a built folder; a folder under the home is stored relative to it, any other one absolute."""
+        """Register a built folder; a folder under the home is stored relative to it, any other one absolute. A model
+        registered again (rebuilt with --overwrite, taught again, pulled again) loses the exports of its earlier build:
+        they hold the old weights, and `rank NAME` would otherwise serve them."""
         with self.transaction() as c:
+            if kind != "export":
+                c.execute("DELETE FROM artifacts WHERE kind='export' AND parent=?", (name,))
             c.execute(
                 "INSERT OR REPLACE INTO artifacts(name, kind, recipe, path, parent, run_id, created_at, manifest)"
                 " VALUES (?,?,?,?,?,?,?,?)",

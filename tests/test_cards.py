@@ -45,3 +45,14 @@ def test_the_card_says_which_teachers_were_cross_fitted():
     card = model_card({**info, "teacher_folds": {"cross": 2}})
     assert "- teachers: bi, cross (cross-fitted: 2 fold models scored its own training questions);" in card
     assert "- teachers: bi, cross;" in model_card(info)  # a metrics.json from before cross-fitting
+
+
+def test_push_card_names_a_users_own_test_file_not_wikiqa(tmp_path):
+    from huggingface_hub import ModelCard
+
+    own = {**NEW, "data": "/data/my pairs.jsonl:test"}
+    card = ModelCard(push_card("stu", "me/stu", {"metrics": {"test": own}, "teachers": []}, [], tmp_path)).data
+    assert {(e.dataset_name, e.dataset_type, e.dataset_split) for e in card.eval_results} == {("my pairs.jsonl", "local", "test")}
+    assert not card.datasets  # before: datasets [microsoft/wiki_qa] and "WikiQA test" for a model measured on a private file
+    wiki = ModelCard(push_card("stu", "me/stu", {"metrics": {"test": NEW}, "teachers": []}, [], tmp_path)).data
+    assert wiki.datasets == ["microsoft/wiki_qa"] and {e.dataset_name for e in wiki.eval_results} == {"WikiQA"}

@@ -72,6 +72,22 @@ def test_pull_offline_from_the_hf_cache(cli, tiny_files, tmp_path):
     assert ev.exit_code == 0, ev.output
 
 
+def test_pull_never_takes_over_a_name_the_zoo_already_gives(cli, tiny_files, tmp_path):
+    from qadistill.store import Store
+
+    make_cache(tmp_path / "hf-home", "me/stu", tiny_files)
+    other = make_tiny_model(tmp_path / "built", "cross")
+    Store.open().add_artifact("stu", "student-model", other, recipe="x")  # a student built here, also named stu
+    r = cli("zoo", "pull", "me/stu")
+    assert r.exit_code == 2 and "'stu' is already the student-model in" in r.stderr and "--name" in r.stderr
+    r = cli("zoo", "pull", "me/stu", "--name", "quickstart")
+    assert r.exit_code == 2 and "'quickstart' is already a builtin pipeline recipe" in r.stderr
+    assert Path(Store.open().artifact("stu").path) == other  # still the built one
+    r = cli("zoo", "pull", "me/stu", "--name", "stu-hub", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["name"] == "stu-hub"
+    assert cli("zoo", "pull", "me/stu", "--name", "stu-hub").exit_code == 0  # pulling the same repo again updates it
+
+
 def test_pull_missing_from_cache_offline_is_clear(cli):
     r = cli("zoo", "pull", "cross-encoder/ms-marco-MiniLM-L-4-v2@main")
     assert r.exit_code == 1
@@ -173,6 +189,7 @@ def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built
         assert hub.created and (hub.created[0].get("private") is True or hub.created[0].get("visibility") == "private")
         up = hub.repos["me/my-student"]
         assert {"README.md", "config.json", "model.safetensors", "onnx/model_int8_dynamic.onnx"} <= set(up)
+        assert ".qadistill-staged" not in up  # the staging marker stays local
         assert "hf_secretTOKEN123" not in r.output
         assert any(h.get("authorization", h.get("Authorization", "")) == "Bearer hf_secretTOKEN123" for _, _, h in hub.requests)
 
@@ -180,3 +197,31 @@ def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built
 def test_push_refuses_what_is_not_a_student(cli):
     r = cli("zoo", "push", "quickstart", "me/x", "--dry-run")
     assert r.exit_code == 2 and "not a built student" in r.stderr
+
+
+def test_push_dry_run_never_replaces_a_folder_it_did_not_stage(cli, built_student, tmp_path, isolated_home):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "precious.txt").write_text("keep me")
+    for out in (mine, isolated_home, built_student):  # a user's folder, the qadistill home, the built model itself
+        before = sorted(p.name for p in out.iterdir())
+        r = cli("zoo", "push", "my-student", "me/x", "--dry-run", "--out", str(out))
+        assert r.exit_code == 2 and "holds files push did not stage there" in r.stderr, r.output
+        assert sorted(p.name for p in out.iterdir()) == before
+    assert (mine / "precious.txt").read_text() == "keep me"
+    staged = tmp_path / "staged"
+    for _ in range(2):  # a folder push staged is replaced by the next dry run
+        r = cli("zoo", "push", "my-student", "me/x", "--dry-run", "--out", str(staged))
+        assert r.exit_code == 0, r.output
+    assert ".qadistill-staged" not in r.stdout
+
+
+def test_push_refuses_a_damaged_artifact_instead_of_hiding_it(cli, built_student, tmp_path):
+    from qadistill.integrity import write_checksums
+
+    write_checksums(built_student)  # as distill records it
+    w = built_student / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    r = cli("zoo", "push", "my-student", "me/x", "--dry-run", "--out", str(tmp_path / "staged"))
+    assert r.exit_code != 0 and "model.safetensors is 1000 bytes" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "staged").exists()

@@ -179,6 +179,17 @@ def test_a_fresh_store_is_not_backed_up(tmp_path):
     assert not list(tmp_path.glob("*.bak-before-*"))
 
 
+def test_a_model_registered_again_drops_the_exports_of_its_earlier_build(isolated_home):
+    with Store.open() as s:
+        s.add_artifact("stu", "student-model", isolated_home / "artifacts" / "stu")
+        s.add_artifact("stu-onnx", "export", isolated_home / "artifacts" / "stu-onnx", recipe="stu", parent="stu")
+        s.add_artifact("other-onnx", "export", isolated_home / "artifacts" / "other-onnx", recipe="other", parent="other")
+        s.add_artifact("stu-int8", "export", isolated_home / "artifacts" / "stu-int8", recipe="stu", parent="stu")
+        assert {a.name for a in s.artifacts(recipe="stu")} == {"stu-onnx", "stu-int8"}
+        s.add_artifact("stu", "student-model", isolated_home / "artifacts" / "stu")  # distill --overwrite, teach again
+        assert {a.name for a in s.artifacts()} == {"stu", "other-onnx"}  # before: stu-onnx (old weights) served by rank
+
+
 # -- artifact paths are stored relative to the home, so a copied or moved home reads its own files --------------------
 def test_artifact_paths_are_relative_to_the_home(tmp_path, monkeypatch, isolated_home):
     folder = isolated_home / "artifacts" / "stu"

@@ -164,12 +164,13 @@ def pull(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Download a prebuilt student (safetensors/ONNX), verify it, hash every file, register it in the zoo."""
-    from qadistill.hub import pull as core_pull, register_pulled
+    from qadistill.hub import parse_repo_ref, pull as core_pull, pulled_name, register_pulled
     from qadistill.paths import check_name
 
     if name is not None:
         check_name(name)  # before any download
     reg = _registry()
+    pulled_name(reg, parse_repo_ref(ref)[0], name)  # a name taken by something else: refused before any download
     res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
     art = register_pulled(reg, res, name)
     if fmt is Format.json:
@@ -198,7 +199,7 @@ def push(
     """Upload a built student with its ONNX variants and a Hub model card (model-index with the measured results)."""
     from qadistill import paths
     from qadistill.errors import UserInputError
-    from qadistill.hub import parse_repo_ref, push as core_push, stage_for_push
+    from qadistill.hub import STAGED, parse_repo_ref, push as core_push, stage_for_push
 
     repo, rev = parse_repo_ref(repo_id)
     if rev != "main":
@@ -209,8 +210,8 @@ def push(
         raise UserInputError(f"'{name}' is not a built student", "build one with `qadistill distill`, then push it")
     exports = [a for a in reg.artifacts(recipe=name) if a.kind == "export"]
     dest = out or (paths.home() / "push" / name)
-    staged = stage_for_push(name, e.path, exports, Path(dest), repo)
-    files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
+    staged = stage_for_push(name, e.path, exports, Path(dest), repo, own_dest=out is None)
+    files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file() and p.name != STAGED)
     con = err_console()
     url = None if dry_run else core_push(staged, repo, private, _token())
     if fmt is Format.json:
