@@ -84,6 +84,9 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
                         f"use one of {', '.join(_data.NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it")
+    if split not in (None, "", "all"):  # a stream reads a file whole: it is not cut by query as eval/distill cut it
+        raise DataError(f"--split {split}: a file is read whole here, it has no '{split}' split",
+                        f"drop --split (or pass --split all), or cut {path.name} into its own files first")
     suffixes = "".join(path.suffixes).lower()
     stem = path.name.split(".")[0]
     if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
@@ -95,7 +98,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
         fmt = "wikiqa-tsv"
     else:
         fmt = "tsv" if ".tsv" in path.suffixes else "csv"
-    return PairStream(spec, split or "", stem, fmt, path, columns, labels)
+    return PairStream(spec, "", stem, fmt, path, columns, labels)
 
 
 def _pyarrow(path: Path):

@@ -107,6 +107,20 @@ def test_cuda_missing_cli_exit_code_2(cli, monkeypatch):
     assert r.exit_code == 2 and "no CUDA device here" in r.stderr and r.stdout == ""
 
 
+def test_bench_plot_and_threads_are_checked_before_the_benchmark(cli, tiny_bench, tmp_path, monkeypatch):
+    import qadistill.bench
+
+    monkeypatch.setattr(qadistill.bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    folder, data = tiny_bench
+    for plot, text in ((tmp_path, "is a folder"), (tmp_path / "p.txt", "the plot is a PNG image"),
+                       (tmp_path / "no" / "p.png", "does not exist")):
+        r = cli("bench", str(folder), "--data", str(data), "--plot", str(plot))
+        assert r.exit_code == 2 and text in r.stderr, r.output
+    assert not (tmp_path / "no").exists()
+    r = cli("bench", str(folder), "--data", str(data), "--threads", "999", "--plot", str(tmp_path))
+    assert "warning: --threads 999 is more than this machine's" in r.stderr
+
+
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -62,6 +64,11 @@ def bench(
         raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
     if plot and no_accuracy:
         raise UserInputError("--plot draws MAP against throughput: it needs the accuracy pass", "drop --no-accuracy (or --plot)")
+    if threads and threads > (os.cpu_count() or 1):
+        err_console().print(f"warning: --threads {threads} is more than this machine's {os.cpu_count()} CPUs: the "
+                            "threads share cores, so the speeds measure contention, not the model")
+    if plot:
+        _check_plot(plot)
     if baseline and baseline.partition(":")[0] not in models:
         raise UserInputError(f"--baseline {baseline!r}: its model is not among the models benched ({', '.join(models)})",
                              "use MODEL[:BACKEND] with one of the models on the command line")
@@ -213,3 +220,15 @@ def _compare(runs: list[dict], fmt: str) -> None:
                               ["model", "backend", "batch", "A pairs/s", "B pairs/s", "B/A", "A MAP", "B MAP"],
                               [[o["model"], o["backend"], _batch_cell(o), f(o["a_pairs_s"]), f(o["b_pairs_s"]), f(o["ratio_b_over_a"], 2),
                                 f(o["a_map"], 4), f(o["b_map"], 4)] for o in out]))
+
+
+def _check_plot(plot: Path) -> None:
+    """--plot must name a new or existing .png file in an existing folder: checked before the benchmark, not after."""
+    from qadistill.errors import UserInputError
+
+    if plot.is_dir():
+        raise UserInputError(f"--plot {plot} is a folder", f"name a .png file, e.g. --plot {plot / 'bench.png'}")
+    if plot.suffix.lower() != ".png":
+        raise UserInputError(f"--plot {plot}: the plot is a PNG image", f"name it with .png, e.g. --plot {plot.with_suffix('.png')}")
+    if not plot.parent.is_dir():
+        raise UserInputError(f"--plot {plot}: folder {plot.parent} does not exist", "create it first, or write the plot elsewhere")
