@@ -76,8 +76,11 @@ class Reranker:
             _check_text(p, f"passage {i}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise UserInputError(f"top_k {top_k!r}: must be a whole number of at least 1 (or None for all)", "e.g. top_k=3")
-        if ids is not None and len(ids) != len(passages):
-            raise UserInputError(f"{len(passages)} passages but {len(ids)} ids", "give one id per passage, or none")
+        if ids is not None:
+            if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__") or not hasattr(ids, "__getitem__"):
+                raise UserInputError(f"ids is {_a(ids)}, not a list of ids", "pass one id per passage, e.g. ids=['a', 'b'], or none")
+            if len(ids) != len(passages):
+                raise UserInputError(f"{len(passages)} passages but {len(ids)} ids", "give one id per passage, or none")
         scores = self.score([(query, p) for p in passages])
         order = sorted(range(len(passages)), key=lambda i: -scores[i])  # stable: ties keep input order
         if top_k is not None:
@@ -93,6 +96,14 @@ def _a(value) -> str:
     from qadistill.data import _a as article
 
     return article(type(value).__name__)
+
+
+def _check_whole(what: str, value, least: int, hint: str, optional: bool = False) -> None:
+    """A whole-number setting of ``load`` (bool is not one), at least ``least``; None only where ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UserInputError(f"{what} {value!r}: must be a whole number of at least {least}", hint)
 
 
 def _check_text(text, what: str) -> None:
@@ -174,14 +185,22 @@ def load(name_or_path: str, backend: str = "auto", max_length: int | None = None
     throughput on long candidate lists where that wins: see the README's figures)."""
     from qadistill.backends import BiEncoderTorchBackend, OrtBackend, SessionPool, TorchBackend
 
-    if batch_size < 1 or (batch_tokens is not None and batch_tokens < 1):
-        raise UserInputError(f"batch_size {batch_size} / batch_tokens {batch_tokens}: both must be positive",
-                             "e.g. batch_size=32, batch_tokens=4096 (or None)")
-    if not isinstance(sessions, int) or sessions < 1:
-        raise UserInputError(f"sessions {sessions!r}: must be a whole number of at least 1", "e.g. sessions=2 (one per core)")
+    if not isinstance(name_or_path, (str, Path)):
+        raise UserInputError(f"the model is {_a(name_or_path)}, not a name", "pass a zoo name, a built artifact, a model folder or a Hub id")
+    if not str(name_or_path).strip():
+        raise UserInputError("the model name is empty", "pass a zoo name, a built artifact, a model folder or a Hub id")
+    _check_whole("batch_size", batch_size, 1, "e.g. batch_size=32")
+    _check_whole("batch_tokens", batch_tokens, 1, "e.g. batch_tokens=4096 (or None)", optional=True)
+    _check_whole("sessions", sessions, 1, "e.g. sessions=2 (one per core)")
+    _check_whole("max_length", max_length, 8, "e.g. max_length=128 (or None: the model's own), as the CLI's --max-length", optional=True)
+    _check_whole("threads", threads, 1, "e.g. threads=2 (or None: the library default)", optional=True)
 
-    label, folder, kind, ml, arch = resolve_model(name_or_path, backend, registry)
-    ml = max_length or ml
+    label, folder, kind, ml, arch = resolve_model(str(name_or_path), backend, registry)
+    if max_length is not None:
+        from qadistill.sources import check_max_length
+
+        check_max_length(folder, max_length, "max_length")
+        ml = max_length
     if sessions > 1:
         if not kind.startswith("onnx"):
             raise UserInputError(f"sessions={sessions} needs an ONNX model; '{label}' would run on PyTorch",

@@ -161,6 +161,8 @@ def test_api_rank_and_score_refuse_what_the_cli_refuses(tiny_rank):
         (dict(passages=["a king."], top_k=0), "top_k 0"),
         (dict(passages=["a king."], top_k=-1), "top_k -1"),
         (dict(passages=["a king.", "the queen."], ids=["x"]), "2 passages but 1 ids"),
+        (dict(passages=["a king.", "the queen."], ids="ab"), "ids is a str, not a list of ids"),  # before: ids a, b
+        (dict(passages=["a king."], ids=5), "ids is an int, not a list of ids"),
     ]:
         with pytest.raises(UserInputError, match=msg):
             m.rank("who?", **bad)
@@ -169,6 +171,34 @@ def test_api_rank_and_score_refuse_what_the_cli_refuses(tiny_rank):
     with pytest.raises(UserInputError, match=r"pair 1: the passage is a NoneType"):
         m.score([("who?", "a king."), ("who?", None)])
     assert [r.index for r in m.rank("who?", ("a king.", "the queen."), top_k=5)] != []  # a tuple is fine; k over the size too
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(max_length=-5), "max_length -5: must be a whole number of at least 8"),  # before: a tokenizer OverflowError
+    (dict(max_length=0), "max_length 0"),  # before: silently the default
+    (dict(max_length=4096), "max_length 4096 is longer than the model"),
+    (dict(threads=-3), "threads -3"),  # before: torch's RuntimeError
+    (dict(threads=0), "threads 0"),
+    (dict(batch_size="8"), "batch_size '8'"),  # before: a TypeError
+    (dict(sessions=True), "sessions True"),
+])
+def test_api_load_checks_its_settings_as_the_cli_does(tiny_rank, kw, msg):
+    from qadistill import load
+    from qadistill.errors import UserInputError
+
+    folder, _ = tiny_rank
+    with pytest.raises(UserInputError, match=msg):
+        load(str(folder), backend="torch", **kw)
+
+
+@pytest.mark.parametrize("name,msg", [(None, "the model is a NoneType, not a name"), (123, "the model is an int"),
+                                      ("  ", "the model name is empty")])
+def test_api_load_refuses_what_is_not_a_model_name(name, msg):
+    from qadistill import load
+    from qadistill.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=msg):
+        load(name)
 
 
 def test_rank_file_with_a_bom_or_mixed_json_lines(cli, tiny_rank, tmp_path):

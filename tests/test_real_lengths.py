@@ -171,5 +171,5 @@ def test_api_and_cli_rank_with_a_token_budget(cli, tiny, pairs, tmp_path):
     got = {x["index"]: x["score"] for x in json.loads(r.stdout)["results"]}
     want = base.score([(qs[0], p) for p in ps[:10]])
     assert max(abs(got[i] - want[i]) for i in range(10)) <= 1e-4
-    with pytest.raises(UserInputError, match="must be positive"):
+    with pytest.raises(UserInputError, match="batch_tokens 0: must be a whole number of at least 1"):
         load(str(folder), backend="torch", batch_tokens=0)
