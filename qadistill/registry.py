@@ -88,9 +88,13 @@ class Registry:
         config.json), a zoo name (a recipe of one of the ``recipes`` kinds, whose weights are resolved; or a built
         artifact) or, with ``hub``, a Hub id ``org/name[@revision]``. Any other recipe is an error whose hint is
         ``use`` (what the command accepts)."""
+        if not str(name_or_folder).strip():
+            raise UserInputError("the model name is empty", use)
         p = Path(name_or_folder).expanduser()
         if p.is_dir() and (not model_folders_only or (p / "config.json").exists()):
             return self._folder_ref(p)
+        if str(name_or_folder).startswith(("/", "./", "../", "~")) and not p.exists():  # a path, not a name or Hub id
+            raise UserInputError(f"no such folder: {p}", "check the path (a model folder holds config.json), or pass a zoo name")
         try:
             e = self.get(name_or_folder)
         except UnknownNameError:

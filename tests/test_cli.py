@@ -193,7 +193,7 @@ def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkey
     Store.open().add_artifact("my-student", "student-model", folder, recipe="x", manifest={"max_length": 48})
     seen = {}
 
-    def stage(name, path, exports, dest, repo_id):
+    def stage(name, path, exports, dest, repo_id, own_dest=False):
         seen.update(name=name, path=path, repo=repo_id)
         write(dest / "README.md", "card")
         write(dest / "onnx" / "model.onnx", "x")

@@ -226,3 +226,10 @@ def test_rank_without_passages_at_a_terminal_says_how_instead_of_waiting(monkeyp
     with pytest.raises(UserInputError, match="nothing is piped in") as ei:
         read_passages("-")
     assert "-p FILE" in ei.value.hint
+
+
+@pytest.mark.parametrize("model,msg", [("/nonexistent/model-folder", "no such folder: /nonexistent/model-folder"),
+                                       ("", "the model name is empty")])
+def test_rank_a_missing_folder_or_empty_name_says_so(cli, model, msg):
+    r = cli("rank", model, "-q", "who?", input="a king.\n")  # before: "not a valid Hugging Face repo id" / the current folder
+    assert r.exit_code == 2 and msg in r.stderr and "Traceback" not in r.output
