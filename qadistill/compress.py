@@ -476,7 +476,8 @@ def export_model(
     ref = scores_with(TorchBackend(folder, max_length, threads=None), sample)
     task.advance(1)
     results: list[VariantResult] = []
-    with tempfile.TemporaryDirectory(prefix=".qadistill-export-", dir=_mkdir(out_root)) as tmp:
+    _sweep_dead_exports(out_root)
+    with tempfile.TemporaryDirectory(prefix=f"{EXPORT_TMP}{os.getpid()}-", dir=_mkdir(out_root)) as tmp:
         t0 = time.perf_counter()
         export_onnx(folder, Path(tmp) / "onnx")
         job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
@@ -532,11 +533,23 @@ def _cuda_ok() -> bool:
         return False
 
 
+EXPORT_TMP = ".qadistill-export-"  # + the exporting process's pid + "-": what a killed export leaves behind
+
+
+def _sweep_dead_exports(root: Path) -> None:
+    """Remove the temp folders of exports whose process is gone (killed before its clean-up ran); a live export's
+    folder is left alone."""
+    from qadistill.store import _process_alive
+
+    for d in Path(root).glob(f"{EXPORT_TMP}*-*"):
+        pid = d.name[len(EXPORT_TMP):].split("-", 1)[0]
+        if d.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid), d.stat().st_mtime):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _check_out_root(root: Path) -> None:
     """--out must be (or become) a writable folder: said in one line before the reference is scored, not as an OS error
     after it."""
-    import os
-
     from qadistill.errors import UserInputError
 
     if root.exists() and not root.is_dir():

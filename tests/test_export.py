@@ -123,6 +123,17 @@ def test_export_out_that_cannot_be_a_folder_is_one_line_exit_2(cli, tiny, tmp_pa
         assert r.exit_code == 2 and f"--out {out}" in r.stderr and text in r.stderr and "Traceback" not in r.output
 
 
+def test_an_export_sweeps_the_temp_folders_of_killed_exports_only(tiny, tmp_path):
+    out = tmp_path / "out"
+    dead = out / ".qadistill-export-999999999-abc"  # left by an export killed with -9 (no such process now)
+    live = out / ".qadistill-export-1-abc"  # pid 1 is alive: another export at work
+    for d in (dead, live):
+        (d / "onnx").mkdir(parents=True)
+    run(tiny, tmp_path, ["onnx"])
+    assert not dead.exists() and live.exists()
+    assert {p.name for p in out.iterdir()} == {"tiny-onnx", live.name}
+
+
 def test_export_cli(cli, tiny, tmp_path):
     folder, data = tiny
     r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--format", "json")

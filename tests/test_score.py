@@ -212,6 +212,8 @@ def test_score_errors(cli, zoo, tmp_path):
     r = cli("score", "tiny-t0", "--data", str(bad))
     assert r.exit_code == 2 and "bad.jsonl:2: empty query" in r.stderr
     good = write(tmp_path / "good.jsonl", '{"query": "a?", "passage": "b."}\n')
+    r = cli("score", "tiny-t0", "--data", str(good), "--out", str(good))  # before: "File exists" after the scoring
+    assert r.exit_code == 2 and "is a file, not a folder" in r.stderr
     r = cli("score", "tiny-t0", "--data", str(good), "--split", "bogus")  # before: the whole file, scored as "good/bogus"
     assert r.exit_code == 2 and "--split bogus: a file is read whole here" in r.stderr
     pq = write(tmp_path / "p.parquet", "PAR1")
