@@ -344,3 +344,11 @@ def test_stream_line_numbers_match_the_loaders_for_bad_bytes_and_newlines(tmp_pa
     nul.write_bytes(b"query,passage\na?,x\nb?,y\x00\n")
     with pytest.raises(DataError, match=r"nul.csv:3: NUL byte"):
         list(open_pairs(str(nul)).rows())
+
+
+def test_the_next_hint_quotes_a_path_with_spaces(cli, zoo, pool, tmp_path):
+    spaced = tmp_path / "my pairs.jsonl"
+    spaced.write_text(pool.read_text())
+    r = cli("score", "tiny-t0", "--data", str(spaced))
+    assert r.exit_code == 0, r.output
+    assert f"--data '{spaced}'" in r.stderr.replace("\n", "")  # before: unquoted, two words when pasted into a shell

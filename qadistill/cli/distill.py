@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -87,7 +88,7 @@ def _run(recipe, reg, store, **options):
     from qadistill.errors import InterruptedRunError
     from qadistill.progress import RichProgress
 
-    cmd = "qadistill " + " ".join(sys.argv[1:]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"
+    cmd = shlex.join(["qadistill", *sys.argv[1:]]) if sys.argv and "qadistill" in sys.argv[0] else "qadistill distill"  # a path with spaces stays one word
     try:
         with RichProgress() as prog:
             return run_distill(recipe, reg, store, progress=prog, command=cmd, notify=lambda msg: err_console().print(msg), **options)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -67,7 +68,7 @@ def score(
         ["scored now", f"{res.scored} (the rest were cached)"], ["seconds", f"{res.seconds:.1f}"],
         ["pairs/s", f"{res.pairs_per_s:.1f}"], ["processes", f"{res.processes} ({res.engine})"], ["manifest", res.manifest],
     ]))
-    err_console().print(f"next: qadistill distill --teachers {','.join(res.teachers)} --data {data} (reads these scores)")
+    err_console().print(f"next: qadistill distill --teachers {shlex.quote(','.join(res.teachers))} --data {shlex.quote(data)} (reads these scores)")
 
 
 def _check_engine(engine: Engine, workers: int | None, ray_address: str | None) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -77,5 +78,5 @@ def teach(
         *([["fold models", f"{m['folds']['k']} (held-out MAP {', '.join(fmt_metric(x) for x in m['folds']['held_out_map'])})"]]
           if m.get("folds") else []),
     ]))
-    err_console().print(f"next: qadistill eval {recipe} --data {ft.data} --split test")
+    err_console().print(f"next: qadistill eval {shlex.quote(recipe)} --data {shlex.quote(str(ft.data))} --split test")
 
