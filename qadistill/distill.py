@@ -349,7 +349,7 @@ def _stage1_config(base, passes: int):
     """Stage 1 trains on the teachers only (alpha 0) and keeps its last weights for stage 2."""
     from qadistill.train import TrainConfig
 
-    return TrainConfig(**{**base.__dict__, "epochs": passes, "alpha": 0.0, "select_on_dev": False})
+    return TrainConfig(**{**base.__dict__, "epochs": passes, "alpha": 0.0, "select_on_dev": False, "epochs_setting": "unlabelled_passes"})
 
 
 def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress) -> tuple:

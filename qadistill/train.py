@@ -42,6 +42,7 @@ class TrainConfig:
     list_size: int = 16  # ranking losses: a query's candidates are cut into lists of at most this many
     freeze_embeddings: bool = False  # keep the word embeddings (most of a small student's weights) as initialised
     precision: str = "fp32"  # fp32 | bf16 (autocast; fp32 weights) | auto (bf16 where the device computes it natively)
+    epochs_setting: str = "epochs"  # what the user calls ``epochs`` in messages (TMKD stage 1: unlabelled_passes)
 
 
 
@@ -288,11 +289,13 @@ class _Loop:
             saved = torch.load(self.ckpt, weights_only=False)
         except Exception as exc:
             raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
-        mine = {k: v for k, v in asdict(self.cfg).items() if k != "checkpoint_every"}
-        theirs = {k: v for k, v in (saved.get("config") or {}).items() if k != "checkpoint_every"}
+        free = ("checkpoint_every", "epochs_setting")  # settings that change no weight
+        mine = {k: v for k, v in asdict(self.cfg).items() if k not in free}
+        theirs = {k: v for k, v in (saved.get("config") or {}).items() if k not in free}
         if theirs:  # a setting added after the checkpoint was written ran with its default (the old behaviour)
-            theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k != "checkpoint_every"}, **theirs}
-        changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
+            theirs = {**{k: v for k, v in asdict(TrainConfig()).items() if k not in free}, **theirs}
+        named = {"epochs": self.cfg.epochs_setting}
+        changed = [f"{named.get(k, k)} {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs and theirs.get(k) != v]
         if changed:
             raise UserInputError(f"checkpoint {self.ckpt} was made with other settings ({', '.join(changed[:4])})",
                                  "resume with the settings of the interrupted run, or " + fresh)

@@ -80,6 +80,14 @@ def test_resume_refuses_a_checkpoint_of_other_settings_or_data_or_a_damaged_one(
         resume_worker.config = lambda: dataclasses.replace(base(), learning_rate=0.5)
         with pytest.raises(UserInputError, match="other settings.*learning_rate"):
             run(work, root / "guard.safetensors", None, True)
+        # TMKD stage 1 calls its epochs unlabelled_passes: a changed --unlabelled-passes is named so (was "epochs")
+        resume_worker.config = lambda: dataclasses.replace(base(), epochs=base().epochs + 1, epochs_setting="unlabelled_passes")
+        with pytest.raises(UserInputError, match=rf"other settings \(unlabelled_passes {base().epochs} -> {base().epochs + 1}\)"):
+            run(work, root / "guard.safetensors", None, True)
+        resume_worker.config = lambda: dataclasses.replace(base(), epochs_setting="unlabelled_passes")
+        with pytest.raises(UserInputError, match="is damaged"):  # the name alone is no change: on to the next check
+            (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:1000])
+            run(work, root / "guard.safetensors", None, True)
     finally:
         resume_worker.config = base
     (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:1000])
