@@ -5,7 +5,7 @@ same seed's FFN-pruned student where the ablation has a pruned arm of it (`SOURC
 one `qadistill bench` run of them all (PyTorch fp32 and ONNX Runtime int8, batch 1 and 32, length 128, 2 threads, MAP on
 the whole WikiQA test split per backend, accuracy-vs-speed plot in results/best_student_bench.png).
 
-  python benchmarks/best_student.py [--arm two-stage] [--quantize-options "--per-channel --fp32-first-attention"]
+  python benchmarks/best_student.py [--arm two-stage] [--min-seeds 3] [--quantize-options "--per-channel --fp32-first-attention"]
 
 Reads results/mkdm_ablation.jsonl (benchmarks/mkdm_ablation.py), writes results/best_student.json.
 """
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP")
     ap.add_argument("--quantize-options", default="--per-channel --fp32-first-attention")
     ap.add_argument("--bench-min-time", default="2")
+    ap.add_argument("--min-seeds", type=int, default=3, help="only arms run with at least this many seeds compete (a one-seed probe does not)")
     a = ap.parse_args()
     rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
     by_arm: dict[str, list[dict]] = {}
@@ -42,7 +43,7 @@ def main() -> None:
     # dev_map: the checkpoint-selection dev MAP of the heads' mean (or the one head), the same measure for every arm;
     # an arm's dev-fitted head weights (dev_map_learned) are fitted on that same dev split, so their dev MAP is in-sample
     dev = {arm: statistics.mean(r["dev_map"] for r in rs) for arm, rs in by_arm.items()}
-    arm = a.arm or max((x for x in dev if not PRUNED.fullmatch(x)), key=dev.get)
+    arm = a.arm or max((x for x in dev if not PRUNED.fullmatch(x) and len(by_arm[x]) >= a.min_seeds), key=dev.get)
     best = max(by_arm[arm], key=lambda r: r["dev_map"])
     # the same seed's pruned student, where the ablation has a pruned arm of this one (FFN pruning + recovery)
     pruned = [r for x, rs in by_arm.items() if (m := PRUNED.fullmatch(x)) and m["source"] == arm for r in rs if r["seed"] == best["seed"]]

@@ -6,7 +6,8 @@ combination is chosen on WikiQA dev only.
 
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
-      two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3t-infold,two-stage-2pass,two-stage-pq,
+      two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3bi-avg,two-stage-4t-avg,two-stage-3t-infold,
+      two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
@@ -19,6 +20,11 @@ the ensemble of its own teachers. Arms `*-3t-infold` use the same teacher built 
 (`minilm-l6-cross-wikiqa-infold`, added to the user zoo): it scores the student's training questions from memory. The
 script teaches whichever of the two a chosen arm needs when it is not built (and stops when minilm-l6-cross-wikiqa is
 built without fold models).
+
+Arms `two-stage-3bi-avg` (teachers L6 + L3 + all-mpnet-base-v2, all three zero-shot bi-encoders) and
+`two-stage-4t-avg` (those three and the cross-encoder) ask whether a teacher strong out of domain (mpnet: TREC-QA dev
+.831) carries that strength into the student; mpnet labels the pool like the others (its embeddings of the pool's
+texts are computed once and cached).
 
 Arm `two-stage-3t-pool2t` labels TMKD stage 1's pool with the two bi-encoders only (`--unlabelled-teachers`): the
 cross-encoder, fine-tuned on WikiQA questions, is out of its domain on the pool's other-document sentences and titles;
@@ -54,8 +60,12 @@ TEACHERS = "all-minilm-l6-v2,paraphrase-minilm-l3-v2"
 CROSS, CROSS_INFOLD = "minilm-l6-cross-wikiqa", "minilm-l6-cross-wikiqa-infold"
 TEACHERS_3T = f"{TEACHERS},{CROSS}"
 TEACHERS_3T_INFOLD = f"{TEACHERS},{CROSS_INFOLD}"
+MPNET = "all-mpnet-base-v2"
+TEACHERS_3BI = f"{TEACHERS},{MPNET}"  # three zero-shot bi-encoders: no teacher fine-tuned on WikiQA
+TEACHERS_4T = f"{TEACHERS},{MPNET},{CROSS}"
 ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json",
-             TEACHERS_3T_INFOLD: RES / "teachers_eval_quickstart_3t_infold.json"}
+             TEACHERS_3T_INFOLD: RES / "teachers_eval_quickstart_3t_infold.json",
+             TEACHERS_3BI: RES / "teachers_eval_quickstart_3bi.json", TEACHERS_4T: RES / "teachers_eval_quickstart_4t.json"}
 TEACH = ["--data", "wikiqa", "--epochs", "4", "--eval-every", "271", "--distill-from", ""]  # gold only
 FOLDS = {CROSS: "2", CROSS_INFOLD: "0"}
 INFOLD_RECIPE = """kind = "teacher"
@@ -85,16 +95,19 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-3t-infold": ["--teachers", TEACHERS_3T_INFOLD, "--pretrain-unlabelled", *LEARNED],
     # stage 1's pool labelled by the two bi-encoders only (the cross-encoder's head learns their mean there), stage 2 by all three
     "two-stage-3t-pool2t": ["--teachers", TEACHERS_3T, "--pretrain-unlabelled", "--unlabelled-teachers", TEACHERS, *LEARNED],
+    "two-stage-3bi-avg": ["--teachers", TEACHERS_3BI, "--mode", "avg", "--pretrain-unlabelled"],
+    "two-stage-4t-avg": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
 TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mkdm_ablation.py`)", "order": 101,
                 "note": "Mean ± std over the seeds column's seeds. One budget for every arm: the quickstart pipeline (1,150 "
                         "WikiQA train questions, 1 epoch, lr 3e-4, max length 64, 3-layer 17.4M student, listwise MKDM unless "
-                        "the arm says otherwise); teachers L6 + L3, or with 3 in the teachers column also the MiniLM-L6 "
+                        "the arm says otherwise); teachers L6 + L3; -3t arms add the MiniLM-L6 "
                         "cross-encoder fine-tuned by `qadistill teach` (gold only; cross-fitted by 2 fold models that score "
                         "the WikiQA train questions, -infold arms: the same teacher without them, scoring those questions "
-                        "from memory). two-stage arms add TMKD stage 1 on the "
+                        "from memory); -3bi arms add all-mpnet-base-v2 zero-shot instead (three bi-encoders, none fine-tuned "
+                        "on WikiQA); -4t arms add both. two-stage arms add TMKD stage 1 on the "
                         "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes; pool2t: the pool labelled by "
                         "the two bi-encoders only); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
