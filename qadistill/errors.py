@@ -46,9 +46,10 @@ class RecipeError(UserInputError):
 class UnknownNameError(UserInputError, KeyError):
     """A zoo name that is not in the registry."""
 
-    def __init__(self, name: str, kind: str = "model", suggestions: list[str] | None = None) -> None:
+    def __init__(self, name: str, kind: str = "model", suggestions: list[str] | None = None, actual: str | None = None) -> None:
         suggestions = suggestions or []
-        msg = f"unknown {kind} '{name}'"
+        # actual: what the name is instead (a name of another kind is not "unknown" to the user who built it)
+        msg = f"'{name}' is {actual}, not a {kind}" if actual else f"unknown {kind} '{name}'"
         if suggestions:
             msg += " (did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?)"
         super().__init__(msg, "run `qadistill zoo list` to see every name")

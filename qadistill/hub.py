@@ -281,11 +281,20 @@ def push(staged: Path, repo_id: str, private: bool, token: str | None) -> str:
                                  commit_message=f"Upload {repo_id.split('/')[-1]} with qadistill {__version__}")
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if token:
-            msg = msg.replace(token, "***")
+        msg = redact(msg, token)
         raise QadistillError(f"upload to {repo_id} failed: {type(exc).__name__}: {msg}",
                              "check the repo id, your token's write access (`hf auth login`) and the network") from None
     return getattr(info, "commit_url", None) or str(info)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with each whole occurrence of ``secret`` (a token) replaced by ***; a short secret inside a longer
+    word is left alone, so the message stays readable."""
+    import re
+
+    if not secret:
+        return text
+    return re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])", "***", text)
 
 
 def _mk(p: Path) -> Path:

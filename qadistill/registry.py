@@ -208,7 +208,8 @@ class Registry:
             pool = [n for n, x in entries.items() if not kind or x.kind == kind]
             close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
             close += [n for n in pool if name.lower() in n and n not in close]
-            raise UnknownNameError(name, kind or "model", close[:3])
+            actual = None if e is None else (f"a built {e.kind}" if e.recipe is None else f"a {e.kind} recipe")
+            raise UnknownNameError(name, kind or "model", close[:3], actual)
         return e
 
     def recipe(self, name: str, kind: str | None = None) -> Recipe:

@@ -225,3 +225,11 @@ def test_push_refuses_a_damaged_artifact_instead_of_hiding_it(cli, built_student
     r = cli("zoo", "push", "my-student", "me/x", "--dry-run", "--out", str(tmp_path / "staged"))
     assert r.exit_code != 0 and "model.safetensors is 1000 bytes" in r.stderr and "Traceback" not in r.output
     assert not (tmp_path / "staged").exists()
+
+
+def test_a_token_is_redacted_where_it_stands_alone_not_inside_words():
+    from qadistill.hub import redact
+
+    assert redact("MaxRetryError: Bearer hf_abc123 refused", "hf_abc123") == "MaxRetryError: Bearer *** refused"
+    assert redact("MaxRetryError exceeded (token=x)", "x") == "MaxRetryError exceeded (token=***)"  # was "Ma***RetryError e***ceeded"
+    assert redact("no secret here", None) == "no secret here"

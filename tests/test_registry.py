@@ -50,8 +50,13 @@ def test_unknown_name_suggests(reg):
 
 
 def test_kind_filter_in_lookup(reg):
-    with pytest.raises(UnknownNameError, match="unknown teacher 'quickstart'"):
-        reg.get("quickstart", "teacher")
+    with pytest.raises(UnknownNameError, match="'quickstart' is a pipeline recipe, not a teacher"):
+        reg.get("quickstart", "teacher")  # was "unknown teacher 'quickstart'": the name exists, as another kind
+    with pytest.raises(UnknownNameError, match="unknown teacher 'no-such-name'"):
+        reg.get("no-such-name", "teacher")
+    reg.add_artifact("stu", "student-model", reg.store.home / "artifacts" / "stu")
+    with pytest.raises(UnknownNameError, match="'stu' is a built student-model, not a teacher"):  # `score stu`
+        reg.recipe("stu", "teacher")
 
 
 def test_add_then_remove_user_recipe(reg, tmp_path):
@@ -94,7 +99,7 @@ def test_pipeline_with_unknown_teacher_is_refused(reg, tmp_path):
 
 def test_pipeline_student_must_be_a_student(reg, tmp_path):
     f = write(tmp_path / "p.toml", 'kind = "pipeline"\nname = "mine"\nteachers = ["all-mpnet-base-v2"]\nstudent = "all-minilm-l6-v2"\n')
-    with pytest.raises(RecipeError, match="field 'student': unknown student"):
+    with pytest.raises(RecipeError, match="field 'student': 'all-minilm-l6-v2' is a teacher recipe, not a student"):
         reg.add(f)
 
 
