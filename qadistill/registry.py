@@ -139,7 +139,14 @@ class Registry:
         return ModelRef(ref, folder, "hub", folder_architecture(folder), None)
 
     def _artifact_ref(self, e: Entry) -> ModelRef:
+        from qadistill.errors import ModelFolderError
+        from qadistill.integrity import MANIFEST, damaged_hint
+
         man = e.artifact.manifest
+        if man.get("checksummed") and Path(e.path).is_dir() and not (Path(e.path) / MANIFEST).is_file():
+            # without its manifest no file of the folder would be checked: a damaged weight file would be served
+            raise ModelFolderError(f"{e.path}: {MANIFEST} is missing (it was there when '{e.name}' was registered), so "
+                                   "its files cannot be checked", damaged_hint(Path(e.path)))
         ml = man.get("max_length")
         if e.kind == "export":
             return ModelRef(e.name, Path(e.path), "export", "cross-encoder", ml, variant=man.get("variant"),

@@ -416,6 +416,10 @@ class Store:
         """Register a built folder; a folder under the home is stored relative to it, any other one absolute. A model
         registered again (rebuilt with --overwrite, taught again, pulled again) loses the exports of its earlier build:
         they hold the old weights, and `rank NAME` would otherwise serve them."""
+        from qadistill.integrity import MANIFEST
+
+        if (Path(path) / MANIFEST).is_file():  # what every later load can demand: a folder that loses it was changed
+            manifest = {**(manifest or {}), "checksummed": True}
         with self.transaction() as c:
             if kind != "export":
                 c.execute("DELETE FROM artifacts WHERE kind='export' AND parent=?", (name,))

@@ -218,3 +218,20 @@ def test_delete_files_never_deletes_the_home_itself(tmp_path, isolated_home):
     with pytest.raises(UserInputError):
         reg.remove("home", delete_files=True)
     assert (isolated_home / "qadistill.db").exists()
+
+
+def test_a_registered_folder_that_lost_its_checksums_is_refused_not_trusted(reg, tmp_path):
+    from conftest import make_tiny_model
+    from qadistill.errors import ModelFolderError
+    from qadistill.integrity import MANIFEST, write_checksums
+
+    folder = make_tiny_model(tmp_path / "stu", "cross")
+    write_checksums(folder)  # as distill, teach and export leave every folder they build
+    reg.add_artifact("stu", "student-model", folder)
+    assert reg.resolve("stu").folder == folder
+    (folder / MANIFEST).unlink()  # before: every check off, so zeroed weights were served
+    with pytest.raises(ModelFolderError, match=f"{MANIFEST} is missing .it was there when 'stu' was registered"):
+        reg.resolve("stu")
+    plain = make_tiny_model(tmp_path / "plain", "cross")  # registered without a manifest (older builds): as before
+    reg.add_artifact("plain", "student-model", plain)
+    assert reg.resolve("plain").folder == plain
