@@ -12,6 +12,8 @@ PyTorch backend is used.
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -194,6 +196,9 @@ def load(name_or_path: str, backend: str = "auto", max_length: int | None = None
     _check_whole("sessions", sessions, 1, "e.g. sessions=2 (one per core)")
     _check_whole("max_length", max_length, 8, "e.g. max_length=128 (or None: the model's own), as the CLI's --max-length", optional=True)
     _check_whole("threads", threads, 1, "e.g. threads=2 (or None: the library default)", optional=True)
+    if threads is not None and threads > (os.cpu_count() or 1):
+        warnings.warn(f"threads={threads} is more than this machine's {os.cpu_count()} CPUs: the threads share cores "
+                      "(as `qadistill bench --threads` warns)", stacklevel=2)
 
     label, folder, kind, ml, arch = resolve_model(str(name_or_path), backend, registry)
     if max_length is not None:

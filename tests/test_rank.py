@@ -191,6 +191,16 @@ def test_api_load_checks_its_settings_as_the_cli_does(tiny_rank, kw, msg):
         load(str(folder), backend="torch", **kw)
 
 
+def test_api_load_warns_about_more_threads_than_cpus(tiny_rank):
+    import os
+
+    from qadistill import load
+
+    folder, _ = tiny_rank
+    with pytest.warns(UserWarning, match=f"threads={(os.cpu_count() or 1) + 1} is more than this machine's"):
+        load(str(folder), backend="torch", threads=(os.cpu_count() or 1) + 1)
+
+
 @pytest.mark.parametrize("name,msg", [(None, "the model is a NoneType, not a name"), (123, "the model is an int"),
                                       ("  ", "the model name is empty")])
 def test_api_load_refuses_what_is_not_a_model_name(name, msg):
