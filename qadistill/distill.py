@@ -211,15 +211,12 @@ def _check_lists(pipeline: PipelineRecipe, train_ds: QADataset, train_label: str
     if pool is not None and pool.single_lists == pool.queries:
         raise UserInputError(f"{pool.path}: every query has one candidate (a query's list is its run of consecutive rows), "
                              f"so --loss {d.loss} has nothing to rank in stage 1", LISTS_HINT)
-    per_query: dict[str, list] = {}
-    for p in train_ds.pairs:
-        per_query.setdefault(p.query_id, []).append(p.label)
     teachers_rank = bool(pipeline.teachers) and d.alpha < 1 and d.mode != "gold"
-    if teachers_rank and not any(len(v) > 1 for v in per_query.values()):
+    if teachers_rank and not any(len(v) > 1 for v in train_ds.query_groups().values()):
         raise UserInputError(f"{train_label}: no query has two or more candidates, so --loss {d.loss} has nothing to rank",
                              LISTS_HINT)
     gold_ranks = d.loss == "listwise" and (d.mode == "gold" or not pipeline.teachers or d.alpha == 1)
-    if gold_ranks and not any(1 in v and 0 in v for v in per_query.values()):
+    if gold_ranks and not train_ds.stats()["queries_with_pos_and_neg"]:
         raise UserInputError(f"{train_label}: no query has both a correct and a wrong candidate, so the listwise gold "
                              "objective has nothing to rank", "use --loss pointwise (gold BCE), or label a wrong candidate per query")
 
