@@ -61,6 +61,7 @@ class ExportRequest:
     per_channel: bool = False
     fuse_skip_layernorm: bool = False
     fp32_first_attention: bool = False  # int8 dynamic: the first layer's attention (Q/K/V projections) stays fp32
+    fp32_sensitive: int = 0  # int8 dynamic: this many operators, the most sensitive on the dev parity sample, stay fp32
 
 
 @dataclass
@@ -147,7 +148,9 @@ def optimize_onnx(onnx_dir: Path, dest: Path, level: str, for_gpu: bool = False,
     onnx_export.optimize(onnx_dir, dest, level, for_gpu=for_gpu, fuse_skip_layernorm=fuse_skip_layernorm)
 
 
-def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool = False, fp32_first_attention: bool = False) -> None:
+def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool = False, fp32_first_attention: bool = False,
+                     fp32_nodes: list[str] | tuple[str, ...] = (), only_nodes: list[str] | tuple[str, ...] = (),
+                     embedding_rows: bool = True) -> None:
     """Dynamic int8 of ``onnx_dir/model.onnx`` with the settings of Optimum's ``preset`` (weight type, symmetry, which
     operators: :class:`qadistill.onnx_export.QuantPreset`, so no Optimum is needed), run through ONNX Runtime's quantizer directly: Optimum's ORTQuantizer cannot quantize a fused graph
     (its shape inference stops at the com.microsoft ops), and quantizing the fused graph is what makes int8 fast — a
@@ -167,7 +170,10 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     projection reads the embedding LayerNorm's output, whose few large channels set the per-tensor activation scale.
     On the same three students it lowered the mean |Δlogit| on all three and took the int8 MAP delta on WikiQA dev (122
     queries) from -1.18 / -0.39 / -0.10 points to -0.15 / +0.36 / +0.04, for 4-5% more time at batch 32 and 5-40% at
-    batch 1 (length 128), 1.3 MB more (benchmarks/int8_embeddings.py)."""
+    batch 1 (length 128), 1.3 MB more (benchmarks/int8_embeddings.py).
+
+    ``fp32_nodes`` are left unquantized too (:func:`node_sensitivity` picks them); ``only_nodes``, when given, are the
+    only ones quantized (the sensitivity probe), and ``embedding_rows=False`` leaves the embedding tables fp32."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
@@ -180,12 +186,55 @@ def quantize_dynamic(onnx_dir: Path, dest: Path, preset: str, per_channel: bool 
     ort_quantize_dynamic(
         str(onnx_dir / "model.onnx"), str(dest / "model.onnx"),
         op_types_to_quantize=[o for o in cfg.operators() if o != "Gather"],
-        nodes_to_exclude=first_attention_nodes(onnx_dir / "model.onnx") if fp32_first_attention else [],
+        nodes_to_quantize=list(only_nodes) or None,
+        nodes_to_exclude=[*(first_attention_nodes(onnx_dir / "model.onnx") if fp32_first_attention else []), *fp32_nodes],
         per_channel=per_channel, reduce_range=cfg.reduce_range, weight_type=cfg.quant_type(),
         extra_options={"WeightSymmetric": cfg.weights_symmetric, "ActivationSymmetric": cfg.activations_symmetric,
                        "MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    quantize_embedding_rows(dest / "model.onnx")
+    if embedding_rows:
+        quantize_embedding_rows(dest / "model.onnx")
+
+
+def quantizable_nodes(model_path: Path, preset: str) -> list[str]:
+    """The nodes int8 dynamic quantizes in ``model_path`` with ``preset``'s operators: every fused Attention and every
+    MatMul whose weight is a constant (``MatMulConstBOnly``), in graph order; Gathers (embedding tables) are not
+    counted, :func:`quantize_embedding_rows` handles them."""
+    import onnx
+
+    from qadistill.onnx_export import PRESETS as SETTINGS
+
+    g = onnx.load(str(model_path), load_external_data=False).graph
+    consts = {t.name for t in g.initializer}
+    ops = set(SETTINGS[preset].operators()) - {"Gather"}
+    return [n.name for n in g.node if n.op_type in ops and (n.op_type != "MatMul" or (len(n.input) > 1 and n.input[1] in consts))]
+
+
+def node_sensitivity(graph: Path, sample, max_length: int, preset: str, per_channel: bool, tmp: Path,
+                     session: dict | None = None, progress=None) -> list[dict]:
+    """How much int8 dynamic moves the scores when each quantizable node (:func:`quantizable_nodes`) is the only one
+    quantized: the mean |Δlogit| against ``graph`` in fp32 over ``sample`` (the dev parity sample), most sensitive first.
+    One quantization and one scoring of the sample per node. The errors of single nodes roughly add, so keeping the
+    first K in fp32 removes most of int8's error for K nodes' speed (``export --fp32-sensitive K``)."""
+    import numpy as np
+
+    from qadistill.backends import OrtBackend
+    from qadistill.progress import NullProgress
+
+    nodes = quantizable_nodes(graph / "model.onnx", preset)
+    task = (progress or NullProgress()).task("int8 sensitivity per operator", len(nodes) + 1)
+    ref = scores_with(OrtBackend(graph, max_length, session=session), sample)
+    task.advance(1)
+    out = []
+    for i, node in enumerate(nodes):
+        dest = tmp / f"sens-{i}"
+        with _quiet_root_logger():
+            quantize_dynamic(graph, dest, preset, per_channel, only_nodes=[node], embedding_rows=False)
+        s = scores_with(OrtBackend(dest, max_length, session=session), sample)
+        out.append({"node": node, "mean_abs_diff": float(np.abs(s - ref).mean())})
+        shutil.rmtree(dest, ignore_errors=True)
+        task.advance(1)
+    return sorted(out, key=lambda r: -r["mean_abs_diff"])
 
 
 def first_attention_nodes(model_path: Path) -> list[str]:
@@ -360,6 +409,11 @@ def check_export_request(variants: list[str], req: ExportRequest) -> bool:
     for v in variants:
         if v not in VARIANTS:
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
+    if req.fp32_sensitive < 0:
+        raise UserInputError(f"--fp32-sensitive {req.fp32_sensitive} is negative", "pass how many operators to keep in fp32: 0 (none) or more")
+    if req.fp32_sensitive and Variant.int8_dynamic not in variants:
+        raise UserInputError("--fp32-sensitive applies to int8 dynamic only, and this export makes no int8-dynamic variant",
+                             "add --quantize dynamic, or drop --fp32-sensitive")
     if Variant.int8_static in variants and req.calibration_method not in CALIB_METHODS:
         raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
     cuda = _cuda_ok()
@@ -385,6 +439,7 @@ class _ExportJob:
     tmp: Path
     base: Path
     base_seconds: float
+    progress: object = None
 
 
 def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
@@ -397,8 +452,20 @@ def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
         details["level"] = req.optimize
     elif v is Variant.int8_dynamic:
         graph = fused_graph(job.base, job.tmp / "fused", req)
+        keep: list[str] = []
+        if req.fp32_sensitive:
+            n = len(quantizable_nodes(graph / "model.onnx", job.preset))
+            if req.fp32_sensitive >= n:
+                raise ExportError(f"--fp32-sensitive {req.fp32_sensitive} would keep all {n} quantizable operators of this "
+                                  "model in fp32: nothing would be int8", f"use at most {n - 1}, or export without --quantize")
+            sens = node_sensitivity(graph, job.sample, job.max_length, job.preset, req.per_channel, job.tmp,
+                                    cpu_session(req.fuse_skip_layernorm), job.progress)
+            keep = [r["node"] for r in sens[: req.fp32_sensitive]]
+            details.update(fp32_sensitive=req.fp32_sensitive, fp32_nodes=keep,
+                           sensitivity={"measure": f"mean |dlogit| vs fp32, {job.sample.name}:{job.sample.split}, that operator alone int8",
+                                        "nodes": [{**r, "mean_abs_diff": round(r["mean_abs_diff"], 6)} for r in sens]})
         with _quiet_root_logger():
-            quantize_dynamic(graph, dest, job.preset, req.per_channel, req.fp32_first_attention)
+            quantize_dynamic(graph, dest, job.preset, req.per_channel, req.fp32_first_attention, fp32_nodes=keep)
         details.update(preset=job.preset, per_channel=req.per_channel, graph=req.optimize if graph != job.base else "plain",
                        embeddings="int8-rows", **({"fp32_first_attention": True} if req.fp32_first_attention else {}))
     elif v is Variant.int8_static:
@@ -481,7 +548,7 @@ def export_model(
         t0 = time.perf_counter()
         export_onnx(folder, Path(tmp) / "onnx")
         job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, progress)
         for v in variants:
             results.append(export_variant(job, v, out_root))
             task.advance(1)

@@ -291,3 +291,42 @@ def test_fp32_first_attention_keeps_only_the_first_layers_attention_unquantized(
         fp32 = [n.name for n in g.node if n.op_type == "MatMul" and any(k in n.name for k in ("query", "key", "value"))]
         assert fp32 and all("layer.0/attention/self/" in n for n in fp32)
         assert any("layer.1/attention/self/query" in n.name for n in g.node if n.op_type == "MatMulInteger")
+
+
+def test_fp32_sensitive_keeps_the_most_sensitive_operators_in_fp32(tiny, tmp_path):
+    import onnx
+
+    (r,) = run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": 1})
+    sens = r.details["sensitivity"]["nodes"]
+    figures = [s["mean_abs_diff"] for s in sens]
+    # every quantizable operator of the fused graph was measured, most sensitive first, and the first one is kept
+    assert len(sens) >= 3 and figures == sorted(figures, reverse=True) and figures[0] > 0
+    assert r.details["fp32_nodes"] == [sens[0]["node"]] and r.details["fp32_sensitive"] == 1
+    assert "dev[parity:12q]" in r.details["sensitivity"]["measure"]
+    g = onnx.load(str(Path(r.path) / "model.onnx")).graph
+    kept = next(n for n in g.node if n.name == sens[0]["node"])
+    assert kept.op_type in ("Attention", "MatMul")  # still the fp32 operator
+    # every other measured operator is int8 (its fp32 node is gone from the graph)
+    names = {n.name for n in g.node}
+    assert not any(s["node"] in names for s in sens[1:])
+    man = json.loads((Path(r.path) / "qadistill_export.json").read_text())
+    assert man["fp32_nodes"] == r.details["fp32_nodes"]
+
+
+def test_fp32_sensitive_is_refused_when_it_would_leave_nothing_int8_or_makes_no_int8(tiny, tmp_path):
+    with pytest.raises(ExportError, match="nothing would be int8"):
+        run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": 500})
+    with pytest.raises(UserInputError, match="int8 dynamic only"):
+        run(tiny, tmp_path, ["onnx"], req={"fp32_sensitive": 2})
+    assert not (tmp_path / "out" / "tiny-onnx").exists()
+
+
+def test_export_cli_fp32_sensitive(cli, tiny, tmp_path):
+    folder, data = tiny
+    r = cli("export", str(folder), "--fp32-sensitive", "2", "--data", str(data), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--fp32-sensitive applies to int8 dynamic only" in r.stderr and "--quantize dynamic" in r.stderr
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+    r = cli("export", str(folder), "--quantize", "dynamic", "--fp32-sensitive", "2", "--data", str(data), "--parity-queries", "12",
+            "--out", str(tmp_path / "o"))
+    assert r.exit_code == 0, r.output
+    assert "fp32_sensitive=2" in r.stdout and "fp32_nodes=" in r.stdout and "mean_abs_diff" not in r.stdout  # figures: manifest only

@@ -48,6 +48,7 @@ def export(
     all_: Annotated[bool, typer.Option("--all", help="Every variant that makes sense on this machine.")] = False,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel of each weight (default: per tensor).")] = False,
     fp32_first_attention: Annotated[bool, typer.Option("--fp32-first-attention", help="int8 dynamic: keep the first layer's attention in fp32 (it reads the embedding output, whose outlier channels cost int8 the most; slower at batch 1, same at batch 32).")] = False,
+    fp32_sensitive: Annotated[int, typer.Option("--fp32-sensitive", min=0, help="int8 dynamic: keep in fp32 the K operators whose int8 alone moves the scores most on the --data dev parity sample (measured per operator first; the manifest lists them and every operator's figure).")] = 0,
     fuse_skip_layernorm: Annotated[bool, typer.Option("--fuse-skip-layernorm", help="CPU: keep ONNX Runtime's fused SkipLayerNormalization (default: unfused; the fused kernel measured 2-3x slower here, benchmarks/skip_layernorm.py checks a machine).")] = False,
     calibration_method: Annotated[CalibrationMethod, typer.Option(help="Static int8: how activation ranges are chosen.")] = CalibrationMethod.percentile,
     calibration_pairs: Annotated[int, typer.Option(min=1, help="Static int8: train pairs to calibrate on.")] = 256,
@@ -82,7 +83,7 @@ def export(
     _check_data(data, parity_queries, Variant.int8_static in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm,
-                        fp32_first_attention=fp32_first_attention)
+                        fp32_first_attention=fp32_first_attention, fp32_sensitive=fp32_sensitive)
     from qadistill.locks import artifact_lock
 
     with artifact_lock(f"{label}.export", "exports of"), RichProgress() as prog:  # one export of a model at a time
@@ -101,7 +102,7 @@ def _render(results: list, label: str, max_map_drop: float) -> None:
         p = r.parity
         style = "green" if p.ok else "red"
         rows.append([r.name, r.variant, f"{r.size_bytes / 1e6:.1f} MB", f"{p.max_abs_diff:.2e}", f"{p.map_reference:.4f}",
-                     f"[{style}]{p.map_variant:.4f} ({p.map_delta_points:+.2f})[/]", ", ".join(f"{k}={v}" for k, v in r.details.items())])
+                     f"[{style}]{p.map_variant:.4f} ({p.map_delta_points:+.2f})[/]", _settings(r.details)])
     out_console().print(table(f"export {label} (parity on {results[0].parity.queries} dev queries, bound {max_map_drop} MAP points)",
                               ["artifact", "variant", "size", "max |Δlogit|", "MAP torch", "MAP variant (Δ points)", "settings"], rows))
     if any(not r.parity.ok for r in results):
@@ -112,6 +113,15 @@ def _render(results: list, label: str, max_map_drop: float) -> None:
                             f"(σ {results[0].parity.reference_std:.2e}): the MAP delta mostly reflects near-ties broken differently, not the "
                             "variant; a longer-trained model's logits spread further[/]")
 
+
+
+def _settings(details: dict) -> str:
+    """The settings column: how the variant was made; the fp32 operators by their short names (the per-operator
+    sensitivity figures are in the manifest and the JSON output)."""
+    shown = {k: v for k, v in details.items() if k != "sensitivity"}
+    if "fp32_nodes" in shown:
+        shown["fp32_nodes"] = " ".join("/".join(n.strip("/").split("/")[-3:]) for n in shown["fp32_nodes"])
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def _variants(optimize: str | None, quantize: str, fp16: bool) -> list[str]:
