@@ -7,7 +7,11 @@ and with the first attention kept instead (`--fp32-first-attention`, the earlier
 ONNX Runtime on the full dev and test splits (batch 32, pairs in order of length) against the same student in PyTorch
 fp32, at the student's own max length.
 
-  python benchmarks/int8_sensitive.py abl-two-stage-4t-avg-s2 [--ks 0,1,2,3,4,6]
+  python benchmarks/int8_sensitive.py abl-two-stage-4t-avg-s2 [--ks 0,1,2,3,4,6] [--speed-rounds 5]
+
+With --speed-rounds R it also times every variant and the fp32 fused graph in one process: the same 64 WikiQA test
+pairs, scored at batch 1 and at batch 32 (padded to the longest pair of each batch), 2 threads, the variants taken in turn
+in each of R rounds; it reports the median pairs/s and the median of the per-round ratios to fp32.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def main() -> None:
     ap.add_argument("students", nargs="+")
     ap.add_argument("--ks", default="0,1,2,3,4,6")
     ap.add_argument("--out", default="int8_sensitive.json", help="file name under benchmarks/results/")
+    ap.add_argument("--speed-rounds", type=int, default=0)
     a = ap.parse_args()
     import numpy as np
 
@@ -39,7 +44,7 @@ def main() -> None:
 
     reg = Registry(store=Store.open())
     splits = {s: load_dataset("wikiqa", s) for s in ("dev", "test")}
-    preset, session, rows, sens_out = auto_preset(), cpu_session(), [], {}
+    preset, session, rows, sens_out, speed = auto_preset(), cpu_session(), [], {}, {}
 
     def measure(backend) -> dict:
         backend.load()
@@ -65,6 +70,7 @@ def main() -> None:
             print(name, "sensitivity:", ", ".join(f"{r['node'].split('/')[-2:]}={r['mean_abs_diff']:.4f}" for r in sens), flush=True)
             variants = [(f"K={k}", {"fp32_nodes": [r["node"] for r in sens[:k]]}) for k in (int(x) for x in a.ks.split(","))]
             variants.append(("first attention", {"fp32_first_attention": True}))
+            folders = {"fp32 (O2 graph)": graph}
             for label, kw in variants:
                 dest = t / label.replace(" ", "-").replace("=", "")
                 quantize_dynamic(graph, dest, preset, True, **kw)
@@ -77,14 +83,48 @@ def main() -> None:
                     row[f"{s}_delta_points"] = 100 * (m[s] - ref_map[s])
                     row[f"{s}_mean_abs_diff"] = float(np.abs(sc[s] - ref[s]).mean())
                 rows.append(row)
+                folders[label] = dest
                 print(f"{name:28s} {label:16s} dev Δ {row['dev_delta_points']:+.2f} (|Δlogit| {row['dev_mean_abs_diff']:.4f})  "
                       f"test Δ {row['test_delta_points']:+.2f} (|Δlogit| {row['test_mean_abs_diff']:.4f})  {row['size_mb']:.1f} MB", flush=True)
-    out = {"command": "python benchmarks/int8_sensitive.py " + " ".join(a.students) + f" --ks {a.ks} --out {a.out}",
+            if a.speed_rounds:
+                speed[name] = timed(folders, splits["test"].pairs[:64], a.speed_rounds, session)
+    out = {"command": "python benchmarks/int8_sensitive.py " + " ".join(a.students) + f" --ks {a.ks} --out {a.out}"
+                      + (f" --speed-rounds {a.speed_rounds}" if a.speed_rounds else ""),
            "note": "choose K on dev (|Δlogit| and MAP delta); test is reported. Deltas are int8 (ONNX Runtime) minus PyTorch fp32 "
                    "on the same split, same batches (32, in order of length).",
-           "sensitivity": sens_out, "rows": rows}
+           "sensitivity": sens_out, "rows": rows, **({"speed": speed} if speed else {})}
     write_json(HERE / "results" / a.out, out, {"title": f"int8 dynamic: operators kept in fp32 by sensitivity ({', '.join(a.students)})",
                                                "order": 251})
+
+
+def timed(folders: dict, pairs: list, rounds: int, session: dict) -> dict:
+    """Median pairs/s of each variant at batch 1 and 32 (max length 128), the variants in turn in every round, and the
+    median per-round ratio to the first (fp32)."""
+    import statistics
+    import time
+
+    from qadistill.backends import OrtBackend
+
+    q, p = [x.query for x in pairs], [x.passage for x in pairs]
+    bes = {k: OrtBackend(f, 128, threads=2, session=session).load() for k, f in folders.items()}
+    per: dict = {(k, b): [] for k in bes for b in (1, 32)}
+    for k, be in bes.items():
+        be.score(q[:8], p[:8], 8)  # warm-up
+    for _ in range(rounds):
+        for b in (1, 32):
+            for k, be in bes.items():
+                t = time.perf_counter()
+                be.score(q, p, b)
+                per[(k, b)].append(len(q) / (time.perf_counter() - t))
+    ref = next(iter(bes))
+    out = {}
+    for (k, b), v in per.items():
+        ratio = statistics.median(x / y for x, y in zip(v, per[(ref, b)]))
+        out.setdefault(k, {})[f"batch{b}"] = {"pairs_per_s": statistics.median(v), "x_fp32": ratio}
+        print(f"  {k:18s} batch {b:2d}: {statistics.median(v):7.1f} pairs/s  {ratio:.2f}x fp32", flush=True)
+    for be in bes.values():
+        be.close()
+    return out
 
 
 if __name__ == "__main__":
