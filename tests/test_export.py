@@ -318,6 +318,8 @@ def test_fp32_sensitive_is_refused_when_it_would_leave_nothing_int8_or_makes_no_
         run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": 500})
     with pytest.raises(UserInputError, match="int8 dynamic only"):
         run(tiny, tmp_path, ["onnx"], req={"fp32_sensitive": 2})
+    with pytest.raises(UserInputError, match="is negative"):
+        run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": -1})
     assert not (tmp_path / "out" / "tiny-onnx").exists()
 
 
