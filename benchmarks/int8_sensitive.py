@@ -57,8 +57,8 @@ def main() -> None:
         return {s: ranking_metrics([p.query_id for p in ds.pairs], scores[s].tolist(), ds.labels())["map"] for s, ds in splits.items()}
 
     for name in a.students:
-        ref_ = reg.resolve(name)
-        folder, ml = Path(ref_.folder), ref_.max_length or 128
+        model = reg.resolve(name)
+        folder, ml = model.folder, model.max_length or 128
         ref = measure(TorchBackend(folder, ml, threads=2))
         ref_map = maps(ref)
         with tempfile.TemporaryDirectory() as tmp:

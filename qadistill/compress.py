@@ -211,17 +211,18 @@ def quantizable_nodes(model_path: Path, preset: str) -> list[str]:
 
 
 def node_sensitivity(graph: Path, sample, max_length: int, preset: str, per_channel: bool, tmp: Path,
-                     session: dict | None = None, progress=None) -> list[dict]:
+                     session: dict | None = None, progress=None, nodes: list[str] | None = None) -> list[dict]:
     """How much int8 dynamic moves the scores when each quantizable node (:func:`quantizable_nodes`) is the only one
     quantized: the mean |Δlogit| against ``graph`` in fp32 over ``sample`` (the dev parity sample), most sensitive first.
     One quantization and one scoring of the sample per node. The errors of single nodes roughly add, so keeping the
-    first K in fp32 removes most of int8's error for K nodes' speed (``export --fp32-sensitive K``)."""
+    first K in fp32 removes most of int8's error for K nodes' speed (``export --fp32-sensitive K``). ``nodes``: the
+    graph's quantizable nodes where the caller has listed them already."""
     import numpy as np
 
     from qadistill.backends import OrtBackend
     from qadistill.progress import NullProgress
 
-    nodes = quantizable_nodes(graph / "model.onnx", preset)
+    nodes = quantizable_nodes(graph / "model.onnx", preset) if nodes is None else nodes
     task = (progress or NullProgress()).task("int8 sensitivity per operator", len(nodes) + 1)
     ref = scores_with(OrtBackend(graph, max_length, session=session), sample)
     task.advance(1)
@@ -454,12 +455,12 @@ def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
         graph = fused_graph(job.base, job.tmp / "fused", req)
         keep: list[str] = []
         if req.fp32_sensitive:
-            n = len(quantizable_nodes(graph / "model.onnx", job.preset))
-            if req.fp32_sensitive >= n:
-                raise ExportError(f"--fp32-sensitive {req.fp32_sensitive} would keep all {n} quantizable operators of this "
-                                  "model in fp32: nothing would be int8", f"use at most {n - 1}, or export without --quantize")
+            nodes = quantizable_nodes(graph / "model.onnx", job.preset)
+            if req.fp32_sensitive >= len(nodes):
+                raise ExportError(f"--fp32-sensitive {req.fp32_sensitive} would keep all {len(nodes)} quantizable operators of this "
+                                  "model in fp32: nothing would be int8", f"use at most {len(nodes) - 1}, or export without --quantize")
             sens = node_sensitivity(graph, job.sample, job.max_length, job.preset, req.per_channel, job.tmp,
-                                    cpu_session(req.fuse_skip_layernorm), job.progress)
+                                    cpu_session(req.fuse_skip_layernorm), job.progress, nodes)
             keep = [r["node"] for r in sens[: req.fp32_sensitive]]
             details.update(fp32_sensitive=req.fp32_sensitive, fp32_nodes=keep,
                            sensitivity={"measure": f"mean |dlogit| vs fp32, {job.sample.name}:{job.sample.split}, that operator alone int8",
