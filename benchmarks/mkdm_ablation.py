@@ -7,6 +7,7 @@ combination is chosen on WikiQA dev only.
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
       two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3bi-avg,two-stage-4t-avg,two-stage-4t-avg-full,
+      two-stage-4t-avg-full-ema,
       two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768]
@@ -102,6 +103,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-4t-avg": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled"],
     # the one arm off the quickstart budget: all 2,118 WikiQA train questions (and the pool built from their texts), 1 epoch
     "two-stage-4t-avg-full": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118"],
+    # the same, keeping an exponential moving average of the weights (decay .995 per step: about the last 200 steps)
+    "two-stage-4t-avg-full-ema": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
+                                  "--ema-decay", "0.995"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }

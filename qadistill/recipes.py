@@ -128,6 +128,9 @@ class TrainSettings(_Strict):
     patience: int = Field(default=2, ge=1, description="Dev evaluations without improvement before stopping.")
     precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
         default="fp32", description="Training arithmetic: bf16 autocast (weights stay fp32), or auto: bf16 where the device has it natively.")
+    ema_decay: float = Field(default=0.0, ge=0, lt=1, description=(
+        "0: keep the trained weights. Above 0: an exponential moving average of the weights with this decay per step "
+        "is what dev evaluates, selects and the run keeps (in each stage of a two-stage run)."))
 
 
 class FinetuneSettings(TrainSettings):

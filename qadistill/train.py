@@ -1,6 +1,7 @@
 """The training loop shared by `teach` (gold labels, one head) and `distill` (MKDM and its baselines).
 
-Read top to bottom: seeded length-bucketed batches; AdamW with linear warm-up and decay; gradient clipping; dev MAP at
+Read top to bottom: seeded length-bucketed batches; AdamW with linear warm-up and decay; gradient clipping; an
+optional exponential moving average of the weights (``ema_decay``: what is evaluated, selected and kept); dev MAP at
 each epoch end (and every ``eval_every`` steps) with the best weights kept and early stopping; a resumable checkpoint
 every ``checkpoint_every`` steps and on Ctrl-C. It runs under Hugging Face Accelerate, so
 ``accelerate launch -m qadistill distill ...`` trains data-parallel unchanged: each process takes every n-th batch and
@@ -43,6 +44,7 @@ class TrainConfig:
     freeze_embeddings: bool = False  # keep the word embeddings (most of a small student's weights) as initialised
     precision: str = "fp32"  # fp32 | bf16 (autocast; fp32 weights) | auto (bf16 where the device computes it natively)
     epochs_setting: str = "epochs"  # what the user calls ``epochs`` in messages (TMKD stage 1: unlabelled_passes)
+    ema_decay: float = 0.0  # >0: evaluate, select and keep an exponential moving average of the trained weights
 
 
 
@@ -199,6 +201,7 @@ class _Loop:
         self.ckpt, self.best_path = work / "checkpoint.pt", work / "best.pt"
         work.mkdir(parents=True, exist_ok=True)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        self.ema: dict | None = None  # name -> averaged weight, with ema_decay (set in restore)
         self.state = {"step": 0, "epoch": 0, "best_map": -1.0, "best_step": 0, "evals_since_best": 0, "history": [],
                       "train_seconds": 0.0, "pairs_seen": 0}
 
@@ -274,8 +277,52 @@ class _Loop:
             self.state = saved["state"]
             self.state.setdefault("epoch", self.state["step"] // max(self.steps_per_epoch, 1))  # checkpoints written before 0.2
             set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
+            self.ema = saved.get("ema")
         self.dmodel, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)
         self.raw = self.acc.unwrap_model(self.dmodel)
+        if self.cfg.ema_decay and self.ema is None:
+            self.ema = {n: p.detach().clone() for n, p in self.raw.named_parameters() if p.requires_grad}
+            self.state["ema_updates"] = 0
+
+    def ema_update(self) -> None:
+        """Move the average toward the weights just stepped to; the decay ramps up over the first steps
+        ((1+n)/(10+n), as TensorFlow's ExponentialMovingAverage), so the average soon forgets its start."""
+        import torch
+
+        if not self.cfg.ema_decay:
+            return
+        n = self.state["ema_updates"]
+        d = min(self.cfg.ema_decay, (1 + n) / (10 + n))
+        with torch.no_grad():
+            for name, p in self.raw.named_parameters():
+                if name in self.ema:
+                    self.ema[name].mul_(d).add_(p.detach(), alpha=1 - d)
+        self.state["ema_updates"] = n + 1
+
+    def ema_weights(self):
+        """A context in which the model holds the averaged weights (the trained ones come back after)."""
+        import contextlib
+
+        import torch
+
+        @contextlib.contextmanager
+        def swapped():
+            if not self.cfg.ema_decay:
+                yield
+                return
+            params = dict(self.raw.named_parameters())
+            kept = {n: params[n].detach().clone() for n in self.ema}
+            with torch.no_grad():
+                for n, v in self.ema.items():
+                    params[n].copy_(v)
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for n, v in kept.items():
+                        params[n].copy_(v)
+
+        return swapped()
 
     def _load_checkpoint(self) -> dict:
         """The checkpoint, refused (before any step) when damaged or made from other settings or data: resuming it
@@ -313,7 +360,8 @@ class _Loop:
             tmp = self.ckpt.with_suffix(".tmp")
             try:
                 torch.save({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp}, tmp)
+                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp,
+                            "ema": self.ema}, tmp)
                 tmp.replace(self.ckpt)
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -326,20 +374,21 @@ class _Loop:
         if self.dev is None or not self.main:
             return
         state = self.state
-        m = dev_map(self.raw, self.tokenizer, self.dev, self.cfg.max_length)
-        dm = -1.0 if m["map"] is None else m["map"]  # a dev set with no scorable query keeps the last weights
-        state["history"].append({"step": state["step"], "dev_map": m["map"], "dev_mrr": m["mrr"]})
-        if dm > state["best_map"]:
-            state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
-            tmp = self.best_path.with_suffix(".tmp")
-            try:
-                torch.save(self.raw.state_dict(), tmp)
-                tmp.replace(self.best_path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        else:
-            state["evals_since_best"] += 1
+        with self.ema_weights():  # with ema_decay, the average is what is measured and kept
+            m = dev_map(self.raw, self.tokenizer, self.dev, self.cfg.max_length)
+            dm = -1.0 if m["map"] is None else m["map"]  # a dev set with no scorable query keeps the last weights
+            state["history"].append({"step": state["step"], "dev_map": m["map"], "dev_mrr": m["mrr"]})
+            if dm > state["best_map"]:
+                state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
+                tmp = self.best_path.with_suffix(".tmp")
+                try:
+                    torch.save(self.raw.state_dict(), tmp)
+                    tmp.replace(self.best_path)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+            else:
+                state["evals_since_best"] += 1
 
     def step(self, b: list[int]) -> float:
         import torch
@@ -377,6 +426,7 @@ class _Loop:
         t0 = time.perf_counter()
         for b in batches:
             loss = self.step(b)
+            self.ema_update()
             state["step"] += 1
             state["pairs_seen"] += len(b) * world
             el = time.perf_counter() - t0
@@ -416,6 +466,11 @@ class _Loop:
         state["stopped_early"] = stop
         if self.cfg.select_on_dev and self.best_path.exists():
             self.raw.load_state_dict(torch.load(self.best_path, weights_only=True))
+        elif self.cfg.ema_decay:  # the last average, not the last step's weights
+            with torch.no_grad():
+                params = dict(self.raw.named_parameters())
+                for n, v in self.ema.items():
+                    params[n].copy_(v)
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
         state["precision"] = self.precision
         return state
