@@ -27,7 +27,7 @@ class ZooRow:
     origin: str
     parameters: int | None
     source: str
-    availability: str  # offline | hf-cache | needs-hub | missing-package | missing-folder | needs-build
+    availability: str  # offline | hf-cache | needs-hub | missing-package | missing-folder | needs-build | damaged
     available: bool
     built: list[str]
     best_map: float | None
@@ -35,6 +35,7 @@ class ZooRow:
     published: dict | None = None
     best_map_dataset: str | None = None  # the dataset and split best_map was measured on
     best_map_split: str | None = None
+    detail: str | None = None  # why it is not available (e.g. which file of a damaged folder), else where it is
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +52,33 @@ def _teacher_status(reg: Registry, recipe: TeacherRecipe, built: list[str]) -> t
     return desc, SourceStatus(False, "needs-build" if st.available else st.where, f"run `qadistill teach {recipe.name} --data wikiqa`")
 
 
-def entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, SourceStatus]:
+def damage(reg: Registry, name: str, hashes: bool) -> tuple[Path, str] | None:
+    """(folder, problem) when the folder built or pulled under ``name`` disagrees with its recorded checksums (a listed
+    file missing or resized; with ``hashes`` also a sha256 that differs), None when it is whole or has no record."""
+    from qadistill.integrity import folder_problem
+
+    a = reg.store.artifact(name) if reg.store is not None else None
+    if a is None or not Path(a.path).is_dir():
+        return None
+    problem = folder_problem(Path(a.path), hashes)
+    return (Path(a.path), problem) if problem else None
+
+
+def entry_status(reg: Registry, e: Entry, built: list[str], hashes: bool | None = None) -> tuple[str, SourceStatus]:
+    """Where a zoo name's weights come from and whether they work now. ``hashes``: also check the folder built or
+    pulled under the name against its recorded checksums, by size only (False; what `zoo list` does) or reading every
+    file (True; `zoo show`)."""
+    source, st = _entry_status(reg, e, built)
+    if hashes is not None and st.available:
+        found = damage(reg, e.name, hashes)
+        if found:
+            from qadistill.integrity import damaged_hint
+
+            st = SourceStatus(False, "damaged", f"{found[1]}; {damaged_hint(found[0])}")
+    return source, st
+
+
+def _entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, SourceStatus]:
     r = e.recipe
     if r is None:
         p = Path(e.path)
@@ -127,7 +154,7 @@ def zoo_rows(reg: Registry) -> list[ZooRow]:
     store = reg.store
     for e in reg.entries():
         built = _built(reg, e.name)
-        source, st = entry_status(reg, e, built)
+        source, st = entry_status(reg, e, built, hashes=False)
         params = e.recipe.parameters if e.recipe is not None else (e.artifact.manifest.get("parameters") if e.artifact else None)
         best = best_map(store, [e.name, *built]) if store is not None else None
         rows.append(
@@ -145,6 +172,7 @@ def zoo_rows(reg: Registry) -> list[ZooRow]:
                 best_map_split=best["split"] if best else None,
                 description=(e.recipe.description if e.recipe else e.artifact.manifest.get("description", "") if e.artifact else ""),
                 published=(e.recipe.published.model_dump() if isinstance(e.recipe, PrebuiltRecipe) and e.recipe.published else None),
+                detail=st.detail or None,
             )
         )
     return rows
@@ -154,7 +182,7 @@ def zoo_show(reg: Registry, name: str, resolve: bool = True) -> dict:
     """Everything about one name: recipe, resolved source folder, artifacts, metrics."""
     e = reg.get(name)
     built = _built(reg, name)
-    source, st = entry_status(reg, e, built)
+    source, st = entry_status(reg, e, built, hashes=True)
     info: dict = {
         "name": e.name,
         "kind": e.kind,

@@ -111,9 +111,10 @@ def read_checksums(folder: Path) -> dict | None:
     return man
 
 
-def verify_checksums(folder: Path) -> None:
-    """Raise ``ModelFolderError`` naming the first recorded file that is missing, resized or whose sha256 differs.
-    Files the manifest does not list are not checked; a folder without a manifest (a user's own) passes."""
+def verify_checksums(folder: Path, hashes: bool = True) -> None:
+    """Raise ``ModelFolderError`` naming the first recorded file that is missing, resized or whose sha256 differs
+    (``hashes=False``: missing or resized only, without reading the files). Files the manifest does not list are not
+    checked; a folder without a manifest (a user's own) passes."""
     folder = Path(folder)
     man = read_checksums(folder)
     if man is None:
@@ -126,10 +127,21 @@ def verify_checksums(folder: Path) -> None:
         size = p.stat().st_size
         if rel in sizes and size != sizes[rel]:
             raise ModelFolderError(f"{folder}: {rel} is {size} bytes, {sizes[rel]} when recorded in {MANIFEST}", damaged_hint(folder))
+        if not hashes:
+            continue
         got = file_sha256(p)
         if got != want:
             raise ModelFolderError(f"{folder}: {rel} does not match its recorded sha256 ({got[:12]}… ≠ {want[:12]}…, {MANIFEST})",
                                    damaged_hint(folder))
+
+
+def folder_problem(folder: Path, hashes: bool = True) -> str | None:
+    """What is wrong with a recorded folder (``verify_checksums``'s message), None when nothing is."""
+    try:
+        verify_checksums(folder, hashes)
+    except ModelFolderError as exc:
+        return exc.message
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -340,3 +340,41 @@ def test_a_damaged_folder_without_checksums_is_a_folder_error(cli, tiny_onnx, tm
     (tmp_path / "p.txt").write_text(PASSAGES)
     r = cli("rank", str(f), "-q", "who wrote hamlet?", "-p", str(tmp_path / "p.txt"), "--max-length", "32")
     assert r.exit_code == 2 and str(f) in r.stderr and "unexpected" not in r.stderr, r.output
+
+
+def test_zoo_list_and_show_flag_a_damaged_built_folder(cli, tmp_path):
+    """`zoo list` checks sizes (no file read), `zoo show` every sha256: a damaged artifact is marked, never `offline`."""
+    from qadistill.integrity import write_checksums
+    from qadistill.store import Store
+
+    folder = make_tiny_model(tmp_path / "built", "cross")
+    write_checksums(folder)
+    Store.open().add_artifact("my-built", "student-model", folder, manifest={})
+
+    def availability(*cmd):
+        r = cli("zoo", *cmd, "--format", "json")
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        row = next(x for x in out if x["name"] == "my-built") if isinstance(out, list) else out
+        return row["availability"], row.get("detail")
+
+    assert availability("list")[0] == "offline"
+    assert availability("show", "my-built")[0] == "offline"
+    w = folder / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0x01  # same size: only reading the file finds it
+    w.write_bytes(bytes(data))
+    assert availability("list")[0] == "offline"
+    where, detail = availability("show", "my-built")
+    assert where == "damaged" and "model.safetensors" in detail and "sha256" in detail and "zoo remove" in detail
+    w.write_bytes(bytes(data[:-10]))  # truncated: the size tells
+    where, _ = availability("list")
+    assert where == "damaged"
+    r = cli("zoo", "list")
+    assert r.exit_code == 0 and "damaged" in r.stdout, r.output
+    data[-1] ^= 0x01
+    w.write_bytes(bytes(data))  # the weights whole again, a file gone
+    assert availability("show", "my-built")[0] == "offline"
+    (folder / "vocab.txt").unlink()
+    where, detail = availability("list")
+    assert where == "damaged" and "vocab.txt is missing" in detail

@@ -24,6 +24,7 @@ AVAIL_STYLE = {
     "needs-build": "[cyan]needs-build[/]",
     "missing-package": "[red]missing-package[/]",
     "missing-folder": "[red]missing-folder[/]",
+    "damaged": "[red]damaged[/]",
     "pullable": "[cyan]pullable[/]",
 }
 
@@ -81,6 +82,11 @@ def list_(
         raise UserInputError(f"--kind {kind!r} is not a kind", f"use one of {', '.join(kinds)}")
     rows = [r for r in all_rows if kind is None or r.kind == kind]
     _warn_problems(reg)
+    for r in rows:
+        if r.availability == "damaged":
+            from rich.markup import escape
+
+            err_console().print(f"[yellow]warning: {escape(r.name)} is damaged:[/] {escape(r.detail or '')}", soft_wrap=True)
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
         return
