@@ -102,13 +102,17 @@ def finetune_cross_encoder(
     resume: bool = False,
     progress: Progress | None = None,
     soft_teachers: list | None = None,
+    on_saved=None,
 ) -> dict:
     """Fine-tune ``base_folder`` as a one-logit cross-encoder; ``soft_teachers`` (scorers for ``cfg.distill_from``) add
-    their mean logit as a soft target."""
+    their mean logit as a soft target. ``on_saved(metrics)`` (e.g. registering it) runs once the folder is in place,
+    with a Ctrl-C held until it returns; a Ctrl-C after that (the work folder's clean-up) raises a KeyboardInterrupt
+    whose ``saved`` names the recipe: nothing is left to resume."""
     from transformers import AutoTokenizer
 
     from qadistill.crossfit import write_folds
     from qadistill.integrity import write_checksums
+    from qadistill.interrupts import deferred
 
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
@@ -151,9 +155,17 @@ def finetune_cross_encoder(
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(made_with(recipe, cfg)))
     write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(final_tmp, out_dir)
-    shutil.rmtree(work, ignore_errors=True)
     metrics["path"] = str(out_dir)
+    with deferred() as interrupt:  # the folder in place and its registration are one step: a Ctrl-C waits for both
+        replace_dir(final_tmp, out_dir)
+        if on_saved is not None:
+            on_saved(metrics)
+    try:
+        interrupt.check()
+        shutil.rmtree(work, ignore_errors=True)
+    except KeyboardInterrupt as exc:
+        exc.saved = recipe.name  # type: ignore[attr-defined]
+        raise
     return metrics
 
 
@@ -231,10 +243,14 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
             bars = progress if hasattr(progress, "__enter__") else contextlib.nullcontext(progress)
             with bars as prog:
                 m = finetune_cross_encoder(r, base_folder, cfg, out_dir=out_dir, resume=resume, progress=prog,
-                                           soft_teachers=soft_teachers or [])
-            _register_teacher(store, r, cfg, m, run_id, started_at)
+                                           soft_teachers=soft_teachers or [],
+                                           on_saved=lambda m: _register_teacher(store, r, cfg, m, run_id, started_at))
             store.finish_run(run_id, "ok")
         except KeyboardInterrupt as exc:
+            if getattr(exc, "saved", None):  # only the work folder's clean-up was cut short
+                store.finish_run(run_id, "ok")
+                raise InterruptedRunError(f"interrupted after teacher '{recipe}' was saved and registered: nothing to resume",
+                                          f"see it with `qadistill zoo show {recipe}`", exc) from None
             store.finish_run(run_id, "interrupted")
             final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
             if any(final.with_name(final.name + ".work").rglob("checkpoint.pt")):  # what the message can promise

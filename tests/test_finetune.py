@@ -179,3 +179,40 @@ def test_teach_out_elsewhere_never_replaces_the_registered_build(tmp_path, isola
     assert store.results("tiny-cross") == figures  # the build in use keeps its figures
     arts = [a for a in store.artifacts(recipe="tiny-cross") if a.kind == "teacher-model"]
     assert [a.path for a in arts][-1] == str(tmp_path / "first")
+
+
+@pytest.mark.parametrize("when", ["renamed", "clean-up"])
+def test_teach_interrupted_after_its_folder_is_in_place_registers_it_and_says_so(tmp_path, isolated_home, monkeypatch, when):
+    """Ctrl-C once the fine-tuned folder is renamed into place (before it is registered) or while the work folder is
+    removed: the teacher is registered with its dev figure and the message says there is nothing to resume."""
+    import os
+    import signal
+
+    import qadistill.finetune as ft
+    from qadistill.errors import InterruptedRunError
+    from qadistill.store import Store
+
+    if when == "renamed":
+        real = ft.replace_dir
+
+        def then_ctrl_c(src, dst):
+            real(src, dst)
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C that lands right after the rename
+        monkeypatch.setattr(ft, "replace_dir", then_ctrl_c)
+    else:
+        real_rmtree = ft.shutil.rmtree
+
+        def rmtree(path, *a, **k):
+            if str(path).endswith(".work"):
+                raise KeyboardInterrupt
+            return real_rmtree(path, *a, **k)
+        monkeypatch.setattr(ft.shutil, "rmtree", rmtree)
+    store = Store.open()
+    data = tiny_jsonl(tmp_path / "d.jsonl", n_queries=6, per_query=3)
+    with pytest.raises(InterruptedRunError) as ei:
+        ft.run_teach(store, RECIPE, make_tiny_model(tmp_path / "base", "cross"), cfg(data, epochs=1), out_dir=tmp_path / "out")
+    assert "saved and registered" in str(ei.value) and "--resume" not in ei.value.hint and "zoo show tiny-cross" in ei.value.hint
+    arts = [a for a in store.artifacts(recipe="tiny-cross") if a.kind == "teacher-model"]
+    assert [a.path for a in arts] == [str(tmp_path / "out")]
+    assert [r["metric"] for r in store.results("tiny-cross")] == ["map"]
+    assert (tmp_path / "out" / "model.safetensors").exists()
