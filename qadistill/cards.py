@@ -72,7 +72,8 @@ def _pool_note(info: dict) -> str:
     chosen = d.get("unlabelled_teachers")
     by = f"; labelled by {', '.join(f'`{t}`' for t in chosen)} only" if chosen else ""
     if u:
-        return (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries, sha256 "
+        return (f"\n- TMKD stage 1 pool: `{u['path']}` ({u['pairs']} unlabelled pairs, {u['queries']} queries"
+                f"{'' if u.get('lists', u['queries']) == u['queries'] else ' in ' + str(u['lists']) + ' candidate lists'}, sha256 "
                 f"`{u['sha256'][:16]}…`), {u['passes']} pass(es), streamed in shards of {u['shard_pairs']}{by}")
     pairs = (info.get("stage1") or {}).get("pool_pairs")
     if not pairs:

@@ -208,7 +208,7 @@ def _check_lists(pipeline: PipelineRecipe, train_ds: QADataset, train_label: str
     d = pipeline.distill
     if d.loss == "pointwise":
         return
-    if pool is not None and pool.single_lists == pool.queries:
+    if pool is not None and pool.single_lists == pool.lists:
         raise UserInputError(f"{pool.path}: every query has one candidate (a query's list is its run of consecutive rows), "
                              f"so --loss {d.loss} has nothing to rank in stage 1", LISTS_HINT)
     teachers_rank = bool(pipeline.teachers) and d.alpha < 1 and d.mode != "gold"
@@ -241,9 +241,12 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
         notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
                      "the last weights are kept")
     pool = plan.unlabelled
-    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.single_lists * 2 >= pool.queries:
-        notes.append(f"warning: {pool.single_lists} of the {pool.queries} candidate lists in {pool.path} have one "
+    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.single_lists * 2 >= pool.lists:
+        notes.append(f"warning: {pool.single_lists} of the {pool.lists} candidate lists in {pool.path} have one "
                      f"candidate, which --loss {plan.pipeline.distill.loss} cannot rank: {LISTS_HINT}")
+    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.lists > pool.queries:
+        notes.append(f"note: {pool.path} has {pool.queries} queries in {pool.lists} runs of consecutive rows: a query "
+                     f"whose rows are apart is ranked as separate lists (sort the file by query to rank them together)")
     work = plan.out_dir.with_name(plan.out_dir.name + ".work")
     if resume and not any(work.rglob("checkpoint.pt")):
         notes.append(f"no checkpoint to resume in {work}: starting a fresh run")

@@ -33,11 +33,12 @@ class UnlabelledPool:
     path: str
     format: str
     pairs: int
-    queries: int  # runs of consecutive rows with one query
+    queries: int  # distinct query texts
     sha256: str
     shard_pairs: int
     stream: PairStream = field(repr=False, compare=False)
     single_lists: int = 0  # runs of one row: a ranking loss has nothing to rank in them
+    lists: int = 0  # candidate lists: runs of consecutive rows with one query (a query in two runs has two lists)
 
     def shard_sizes(self) -> list[int]:
         full, rest = divmod(self.pairs, self.shard_pairs)
@@ -45,11 +46,17 @@ class UnlabelledPool:
 
     def info(self, passes: int) -> dict:
         return {"path": self.path, "format": self.format, "pairs": self.pairs, "queries": self.queries,
-                "sha256": self.sha256, "shard_pairs": self.shard_pairs, "passes": passes}
+                "lists": self.lists, "sha256": self.sha256, "shard_pairs": self.shard_pairs, "passes": passes}
 
 
 def scan_pool(spec: str, shard_pairs: int) -> UnlabelledPool:
-    """Open, validate (every row: a bad one fails here with its file and line), count and hash an unlabelled pool."""
+    """Open, validate (every row: a bad one fails here with its file and line), count and hash an unlabelled pool.
+    Distinct queries are counted from an 8-byte hash per candidate list (8 bytes a list in memory, whatever the size
+    of the file)."""
+    from array import array
+
+    import numpy as np
+
     from qadistill import data as _data
     from qadistill.scores import content_sha, pair_keys
     from qadistill.stream import open_pairs
@@ -58,19 +65,22 @@ def scan_pool(spec: str, shard_pairs: int) -> UnlabelledPool:
         raise UserInputError(f"--unlabelled {spec}: expected a file of query–passage pairs, not a named data set",
                              "pass a .jsonl/.tsv/.csv/.parquet file (its labels, if any, are ignored)")
     stream = open_pairs(spec, labels=False)  # labels are ignored here, whatever they hold
-    h, n, queries, single, last, run = hashlib.sha256(), 0, 0, 0, None, 0
+    h, n, lists, single, last, run = hashlib.sha256(), 0, 0, 0, None, 0
+    starts = array("Q")  # one hash per list
     for qs, ps in stream.chunks(shard_pairs):
         h.update(content_sha(pair_keys(qs, ps)).encode())
         n += len(qs)
         for q in qs:
             if q != last:
                 single += run == 1
-                queries, last, run = queries + 1, q, 0
+                lists, last, run = lists + 1, q, 0
+                starts.append(int.from_bytes(hashlib.blake2b(q.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"))
             run += 1
     single += run == 1
     if n == 0:
         raise DataError(f"{spec}: no rows", "the file holds a header only or is empty")
-    return UnlabelledPool(str(stream.path), stream.format, n, queries, h.hexdigest(), shard_pairs, stream, single)
+    queries = int(np.unique(np.frombuffer(starts, dtype=np.uint64)).size)
+    return UnlabelledPool(str(stream.path), stream.format, n, queries, h.hexdigest(), shard_pairs, stream, single, lists)
 
 
 def grouped_pairs(shard: int, qs: list[str], ps: list[str]) -> list:

@@ -271,7 +271,8 @@ def test_a_pool_counts_its_one_candidate_lists(tmp_path):
     p = write(tmp_path / "p.jsonl", "".join(json.dumps({"query": q, "passage": f"p{i}."}) + "\n" for i, q in enumerate(rows)))
     for shard in (2, 3, 100):  # a list that crosses a chunk boundary is still one list
         pool = scan_pool(str(p), shard)
-        assert (pool.pairs, pool.queries, pool.single_lists) == (8, 5, 3)
+        assert (pool.pairs, pool.queries, pool.lists, pool.single_lists) == (8, 4, 5, 3)  # 4 queries, "a?" twice apart
+        assert pool.info(1)["queries"] == 4 and pool.info(1)["lists"] == 5
 
 
 @pytest.mark.parametrize("loss", ["listwise", "margin-mse"])
@@ -291,3 +292,24 @@ def test_a_ranking_loss_on_one_candidate_lists_is_refused_before_any_model_loads
     args[args.index("--data") + 1] = str(labelled)  # the labelled stage: one candidate per query
     r = cli(*args)
     assert r.exit_code == 2 and "lab.jsonl" in r.stderr and "no query has two or more candidates" in r.stderr
+
+
+def test_a_pool_whose_query_rows_are_apart_gets_a_note_before_any_work(cli, setup, tmp_path, monkeypatch):
+    import qadistill.distill
+
+    data, _ = setup
+    monkeypatch.setattr(qadistill.distill, "_run_main", lambda *a, **k: pytest.fail("the run started"))
+    from qadistill.errors import UserInputError
+
+    def stop(*a, **k):
+        raise UserInputError("stopped after the plan notes")
+    monkeypatch.setattr(qadistill.distill, "artifact_lock", stop)
+    rows = [(f"q{i // 2 % 3}?", f"p{i}.") for i in range(12)]  # q0 q0 q1 q1 q2 q2 q0 q0 ...: 3 queries in 6 runs
+    apart = write(tmp_path / "apart.jsonl", "".join(json.dumps({"query": q, "passage": p}) + "\n" for q, p in rows))
+    sorted_ = write(tmp_path / "sorted.jsonl", "".join(json.dumps({"query": q, "passage": p}) + "\n" for q, p in sorted(rows)))
+    r = cli(*_args(data, apart, "apart"))
+    err = " ".join(r.stderr.split())
+    assert "apart.jsonl has 3 queries in 6 runs of consecutive rows" in err and "sort the file by query" in err, err
+    assert "stopped after the plan notes" in err
+    r = cli(*_args(data, sorted_, "sorted"))
+    assert "runs of consecutive rows" not in " ".join(r.stderr.split()) and "stopped after the plan notes" in r.stderr
