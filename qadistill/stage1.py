@@ -30,7 +30,7 @@ from qadistill.train import TrainConfig, _Loop, rng_states, run_loop, set_rng_st
 class UnlabelledPool:
     """A validated pool file: ``sha256`` is what `qadistill score` records for the same data and shard size."""
 
-    path: str
+    path: str  # absolute: the card and metrics.json say which file, whatever the working folder was
     format: str
     pairs: int
     queries: int  # distinct query texts
@@ -80,7 +80,7 @@ def scan_pool(spec: str, shard_pairs: int) -> UnlabelledPool:
     if n == 0:
         raise DataError(f"{spec}: no rows", "the file holds a header only or is empty")
     queries = int(np.unique(np.frombuffer(starts, dtype=np.uint64)).size)
-    return UnlabelledPool(str(stream.path), stream.format, n, queries, h.hexdigest(), shard_pairs, stream, single, lists)
+    return UnlabelledPool(str(Path(stream.path).resolve()), stream.format, n, queries, h.hexdigest(), shard_pairs, stream, single, lists)
 
 
 def grouped_pairs(shard: int, qs: list[str], ps: list[str]) -> list:

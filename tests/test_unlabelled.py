@@ -313,3 +313,12 @@ def test_a_pool_whose_query_rows_are_apart_gets_a_note_before_any_work(cli, setu
     assert "stopped after the plan notes" in err
     r = cli(*_args(data, sorted_, "sorted"))
     assert "runs of consecutive rows" not in " ".join(r.stderr.split()) and "stopped after the plan notes" in r.stderr
+
+
+def test_a_pool_given_by_a_relative_path_is_recorded_by_its_absolute_one(tmp_path, monkeypatch):
+    from qadistill.stage1 import scan_pool
+
+    write(tmp_path / "p.jsonl", "".join(json.dumps({"query": "q?", "passage": f"p{i}."}) + "\n" for i in range(3)))
+    monkeypatch.chdir(tmp_path)
+    pool = scan_pool("p.jsonl", 100)
+    assert pool.path == str(tmp_path.resolve() / "p.jsonl") and pool.info(1)["path"] == pool.path
