@@ -619,9 +619,9 @@ def _check_out_root(root: Path) -> None:
     """--out must be (or become) a writable folder: said in one line before the reference is scored, not as an OS error
     after it."""
     from qadistill.errors import UserInputError
+    from qadistill.fsutil import check_folder_path
 
-    if root.exists() and not root.is_dir():
-        raise UserInputError(f"--out {root} is a file, not a folder", "pass a folder for the exported variants (it is created if missing)")
+    check_folder_path(root, "--out", "pass a folder for the exported variants (it is created if missing)")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

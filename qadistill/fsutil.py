@@ -62,14 +62,28 @@ def atomic_write_text(path: Path, text: str) -> None:
 MODEL_MARKERS = ("qadistill_checksums.json", "metrics.json", "qadistill_export.json")
 
 
+def check_folder_path(folder: Path, what: str = "--out", hint: str = "pick a new folder name") -> None:
+    """``folder`` is a folder or can become one: refused in one line before any work when it, or the nearest of its
+    parents that exists, is a file (creating it would fail only once the work is done)."""
+    from qadistill.errors import UserInputError
+
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise UserInputError(f"{what} {folder} is a file, not a folder", hint)
+        return
+    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserInputError(f"{what} {folder}: {parent} is a file, not a folder", hint)
+
+
 def check_replaceable(folder: Path, what: str = "--out") -> None:
     """A folder qadistill may replace: absent, empty, or one it wrote (a model folder with its own files). Anything
     else — a user's folder of other files — is refused before any work, never moved aside and deleted."""
     from qadistill.errors import UserInputError
 
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserInputError(f"{what} {folder} is a file, not a folder", "pick a new folder name")
+    check_folder_path(folder, what)
     if folder.is_dir() and any(folder.iterdir()) and not any((folder / m).is_file() for m in MODEL_MARKERS):
         raise UserInputError(f"{what} {folder} exists and is not a qadistill model folder: replacing it would delete "
                              "its files", "pick a new or empty folder")

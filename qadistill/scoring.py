@@ -77,8 +77,10 @@ def run_score(teachers: list, stream: PairStream, out_dir: Path | None = None, s
         raise UserInputError(f"a teacher is named twice in {','.join(names)}", "name each teacher once")
     size = shard_pairs or shard_pairs_default()
     out = Path(out_dir) if out_dir else default_out(stream)
-    if out.exists() and not out.is_dir():  # the manifest goes in a folder: said now, not after hours of scoring
-        raise UserInputError(f"--out {out} is a file, not a folder", "pass a folder for the manifest (it is created if missing)")
+    from qadistill.fsutil import check_folder_path
+
+    # the manifest goes in a folder: said now, not after hours of scoring
+    check_folder_path(out, "--out", "pass a folder for the manifest (it is created if missing)")
     if ray is not None:
         from qadistill.rayscore import score_with_ray
 

@@ -378,3 +378,13 @@ def test_zoo_list_and_show_flag_a_damaged_built_folder(cli, tmp_path):
     (folder / "vocab.txt").unlink()
     where, detail = availability("list")
     assert where == "damaged" and "vocab.txt is missing" in detail
+
+
+@pytest.mark.parametrize("cmd", [("distill", "quickstart", "--name", "x-s1"), ("teach", "minilm-l6-cross-wikiqa")])
+def test_out_under_a_file_is_refused_before_any_work(cli, tmp_path, cmd):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine\n")
+    r = cli(*cmd, "--out", str(f / "model"))
+    err = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and f"{f} is a file, not a folder" in err and "Traceback" not in r.output, r.output
+    assert f.read_text() == "mine\n"

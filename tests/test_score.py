@@ -214,6 +214,8 @@ def test_score_errors(cli, zoo, tmp_path):
     good = write(tmp_path / "good.jsonl", '{"query": "a?", "passage": "b."}\n')
     r = cli("score", "tiny-t0", "--data", str(good), "--out", str(good))  # before: "File exists" after the scoring
     assert r.exit_code == 2 and "is a file, not a folder" in r.stderr
+    r = cli("score", "tiny-t0", "--data", str(good), "--out", str(good / "scores"))  # a parent that is a file
+    assert r.exit_code == 2 and f"--out {good / 'scores'}: {good} is a file, not a folder" in " ".join(r.stderr.split()), r.output
     r = cli("score", "tiny-t0", "--data", str(good), "--split", "bogus")  # before: the whole file, scored as "good/bogus"
     assert r.exit_code == 2 and "--split bogus: a file is read whole here" in r.stderr
     pq = write(tmp_path / "p.parquet", "PAR1")
