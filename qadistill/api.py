@@ -76,8 +76,7 @@ class Reranker:
             raise UserInputError("no passages to rank", "pass passages one per line (a file or stdin)")
         for i, p in enumerate(passages):
             _check_text(p, f"passage {i}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise UserInputError(f"top_k {top_k!r}: must be a whole number of at least 1 (or None for all)", "e.g. top_k=3")
+        _check_whole("top_k", top_k, 1, "e.g. top_k=3 (or None for all)", optional=True)
         if ids is not None:
             if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__") or not hasattr(ids, "__getitem__"):
                 raise UserInputError(f"ids is {_a(ids)}, not a list of ids", "pass one id per passage, e.g. ids=['a', 'b'], or none")
