@@ -29,6 +29,9 @@ Arms `two-stage-3bi-avg` (teachers L6 + L3 + all-mpnet-base-v2, all three zero-s
 texts are computed once and cached). `two-stage-4t-avg-full` is `two-stage-4t-avg` on all 2,118 WikiQA train questions
 (`--limit-train-queries 2118`; its built-in pool, built from their texts, grows to 62.5k pairs): the one arm whose
 budget differs, asking whether the four-teacher student was short of data rather than of teachers.
+`two-stage-4t-avg-full-ema` is that arm keeping an exponential moving average of the weights (`--ema-decay 0.995`: the
+average spans about the last 200 steps of each stage; stage 2 takes about 640): same steps, same data, the kept weights
+averaged along the run instead of the last ones.
 
 Arm `two-stage-3t-pool2t` labels TMKD stage 1's pool with the two bi-encoders only (`--unlabelled-teachers`): the
 cross-encoder, fine-tuned on WikiQA questions, is out of its domain on the pool's other-document sentences and titles;
@@ -119,7 +122,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "from memory); -3bi arms add all-mpnet-base-v2 zero-shot instead (three bi-encoders, none fine-tuned "
                         "on WikiQA); -4t arms add both. two-stage arms add TMKD stage 1 on the "
                         "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes; pool2t: the pool labelled by "
-                        "the two bi-encoders only); -ffn768 arms are "
+                        "the two bi-encoders only; -ema: `--ema-decay 0.995`, an exponential moving average of the weights "
+                        "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
