@@ -43,7 +43,7 @@ DEMO_PLOT ?= demo-bench.png
 demo: venv
 	$(BIN)/qadistill doctor
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill distill quickstart --eval-also trecqa:dev --overwrite
-	HF_HUB_OFFLINE=1 $(BIN)/qadistill export quickstart-mkdm-s42 --quantize dynamic --per-channel --fp32-first-attention
+	HF_HUB_OFFLINE=1 $(BIN)/qadistill export quickstart-mkdm-s42 --quantize dynamic --per-channel --fp32-first-attention --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/qadistill bench all-minilm-l6-v2 quickstart-mkdm-s42 --backends torch,ort-int8 \
 		--batch-sizes 1,32 --min-time 1 --min-runs 3 --accuracy-queries 120 --plot $(DEMO_PLOT)
 	@echo ""

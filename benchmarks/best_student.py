@@ -53,7 +53,7 @@ def main() -> None:
     pruned = [r for x, rs in by_arm.items() if (m := PRUNED.fullmatch(x)) and m["source"] == arm for r in rs if r["seed"] == best["seed"]]
     out = {"arm": arm, "arm_dev_map": dev, "student": best["name"], "seed": best["seed"], "commands": [], "eval": {}, "int8": {}}
     for name in [best["name"], *(r["name"] for r in pruned)]:
-        exp = ["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options)]
+        exp = ["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options), "--overwrite"]
         exported = qadistill(*exp)
         out["commands"].append("qadistill " + " ".join(exp))
         q8 = next(r for r in exported if "int8" in r["name"])

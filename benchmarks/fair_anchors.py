@@ -74,7 +74,7 @@ def make_bert_base(student_folder: Path) -> Path:
 def export(name: str) -> list[str]:
     """ONNX fp32 + int8 dynamic per-channel; the registered names of both (parity on a few dev queries: for a random
     model it only checks that the export runs)."""
-    res = qadistill("export", name, "--quantize", "dynamic", "--per-channel", "--parity-queries", "10")
+    res = qadistill("export", name, "--quantize", "dynamic", "--per-channel", "--parity-queries", "10", "--overwrite")
     return [r["name"] for r in res]
 
 

@@ -77,7 +77,7 @@ def main() -> None:
               + f" over {len(rows)} seed(s); served: {chosen[key]}", flush=True)
     int8, parity = {}, {}
     for key, name in chosen.items():
-        exported = build(["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options)], commands)
+        exported = build(["export", name, "--quantize", "dynamic", *shlex.split(a.quantize_options), "--overwrite"], commands)
         int8[name] = next(r["name"] for r in exported if "int8" in r["name"])
         res = build(["eval", name, int8[name], "--data", "wikiqa", "--split", "test"], commands)
         ms = {r["model"]: r for r in res["rows"]}

@@ -115,11 +115,14 @@ def _check_text(text, what: str) -> None:
 
 
 def parity_trusted(parity: dict) -> bool:
-    """Whether `auto` may serve an export: it passed its parity bound, and its logit error is small next to the spread
-    of the model's own logits (else it reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
+    """Whether `auto` may serve an export: it passed its parity bound on at least ``MIN_TRUSTED_PARITY_QUERIES`` queries
+    (one query's MAP bounds nothing), and its logit error is small next to the spread of the model's own logits (else it
+    reorders near-ties: the quickstart student's int8 put a wrong passage first)."""
     from qadistill.compress import ties_reordered
+    from qadistill.modelref import MIN_TRUSTED_PARITY_QUERIES
 
-    return parity.get("ok", False) and not ties_reordered(parity.get("max_abs_diff", 0.0), parity.get("reference_std"))
+    enough = (parity.get("queries") or MIN_TRUSTED_PARITY_QUERIES) >= MIN_TRUSTED_PARITY_QUERIES
+    return parity.get("ok", False) and enough and not ties_reordered(parity.get("max_abs_diff", 0.0), parity.get("reference_std"))
 
 
 def resolve_model(name_or_path: str, backend: str = "auto", registry=None) -> tuple[str, Path, str, int, str]:

@@ -412,9 +412,21 @@ def check_export_request(variants: list[str], req: ExportRequest) -> bool:
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
     if req.fp32_sensitive < 0:
         raise UserInputError(f"--fp32-sensitive {req.fp32_sensitive} is negative", "pass how many operators to keep in fp32: 0 (none) or more")
-    if req.fp32_sensitive and Variant.int8_dynamic not in variants:
-        raise UserInputError("--fp32-sensitive applies to int8 dynamic only, and this export makes no int8-dynamic variant",
-                             "add --quantize dynamic, or drop --fp32-sensitive")
+    dynamic, static = Variant.int8_dynamic in variants, Variant.int8_static in variants
+    # an option no variant of this export reads is refused, never silently ignored
+    for given, option, applies, needs in (
+        (req.fp32_sensitive, "--fp32-sensitive", dynamic, "int8 dynamic"),
+        (req.fp32_first_attention, "--fp32-first-attention", dynamic, "int8 dynamic"),
+        (req.per_channel, "--per-channel", dynamic or static, "int8"),
+        (req.preset != "auto", f"--preset {req.preset}", dynamic or static, "int8"),
+        (req.calibration_method != "percentile", f"--calibration-method {req.calibration_method}", static, "static int8"),
+        (req.calibration_pairs != 256, f"--calibration-pairs {req.calibration_pairs}", static, "static int8"),
+    ):
+        if given and not applies:
+            variant = "int8-dynamic" if needs == "int8 dynamic" else "int8-static" if needs == "static int8" else "int8"
+            add = "--quantize static" if needs == "static int8" else "--quantize dynamic"
+            raise UserInputError(f"{option} applies to {needs} only, and this export makes no {variant} variant",
+                                 f"add {add}, or drop {option.split()[0]}")
     if Variant.int8_static in variants and req.calibration_method not in CALIB_METHODS:
         raise UserInputError(f"--calibration-method {req.calibration_method!r} is not a method", f"use one of {', '.join(CALIB_METHODS)}")
     cuda = _cuda_ok()
@@ -457,8 +469,8 @@ def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
         if req.fp32_sensitive:
             nodes = quantizable_nodes(graph / "model.onnx", job.preset)
             if req.fp32_sensitive >= len(nodes):
-                raise ExportError(f"--fp32-sensitive {req.fp32_sensitive} would keep all {len(nodes)} quantizable operators of this "
-                                  "model in fp32: nothing would be int8", f"use at most {len(nodes) - 1}, or export without --quantize")
+                raise UserInputError(f"--fp32-sensitive {req.fp32_sensitive} would keep all {len(nodes)} quantizable operators of this "
+                                     "model in fp32: nothing would be int8", f"use at most {len(nodes) - 1}, or export without --quantize")
             sens = node_sensitivity(graph, job.sample, job.max_length, job.preset, req.per_channel, job.tmp,
                                     cpu_session(req.fuse_skip_layernorm), job.progress, nodes)
             keep = [r["node"] for r in sens[: req.fp32_sensitive]]
@@ -524,9 +536,11 @@ def export_model(
     strict: bool = False,
     out_root: Path | None = None,
     progress=None,
+    overwrite: bool = True,
 ) -> list[VariantResult]:
     """Export ``folder`` into each variant; returns their results (parity included). The fp32 ONNX export is made once
-    and reused as the base of the others."""
+    and reused as the base of the others. ``overwrite=False`` refuses, before any work, a variant folder that exists
+    (the CLI's default)."""
     from qadistill.backends import TorchBackend
     from qadistill.progress import NullProgress
 
@@ -534,11 +548,16 @@ def export_model(
     folder = Path(folder)
     check_model_folder(folder)
     check_export_request(variants, req)
+    _check_sensitive_bound(folder, req.fp32_sensitive)
     preset = auto_preset() if req.preset == "auto" and any(Variant(v).is_int8 for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
     _check_out_root(out_root)
     for v in variants:
-        check_replaceable(out_root / f"{name}-{v}", "export folder")
+        dest = out_root / f"{name}-{v}"
+        check_replaceable(dest, "export folder")
+        if not overwrite and dest.exists():
+            raise UserInputError(f"export folder {dest} exists (an earlier export of {name}): replacing it drops its "
+                                 "parity record", "add --overwrite to replace it, or --out another folder")
     sample = parity_sample(data, "dev", parity_queries)
     task = progress.task(f"export {name}", len(variants) + 1)
     ref = scores_with(TorchBackend(folder, max_length, threads=None), sample)
@@ -613,6 +632,24 @@ def _sweep_dead_exports(root: Path) -> None:
         pid = d.name[len(EXPORT_TMP):].split("-", 1)[0]
         if d.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid), d.stat().st_mtime):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _check_sensitive_bound(folder: Path, k: int) -> None:
+    """``--fp32-sensitive K`` that keeps every operator in fp32 whatever the graph: refused from config.json before
+    any export work (at most six weight products per layer plus the pooler and the classifier). The exact count needs
+    the graph; build_variant checks it there, still before the per-operator measurement."""
+    import json
+
+    if not k:
+        return
+    try:
+        layers = int(json.loads((Path(folder) / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    most = 6 * layers + 2
+    if k >= most:
+        raise UserInputError(f"--fp32-sensitive {k}: this {layers}-layer model has at most {most} quantizable operators, so "
+                             "nothing would be int8", f"use a K well below {most} (e.g. 4), or export without --quantize")
 
 
 def _check_out_root(root: Path) -> None:

@@ -87,6 +87,27 @@ def check_replaceable(folder: Path, what: str = "--out") -> None:
     if folder.is_dir() and any(folder.iterdir()) and not any((folder / m).is_file() for m in MODEL_MARKERS):
         raise UserInputError(f"{what} {folder} exists and is not a qadistill model folder: replacing it would delete "
                              "its files", "pick a new or empty folder")
+    extra = _unrecorded_files(folder)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise UserInputError(f"{what} {folder} holds files qadistill did not write ({shown}): replacing the folder "
+                             "would delete them", f"move them out of {folder} first, or pick another folder")
+
+
+def _unrecorded_files(folder: Path) -> list[str]:
+    """Files of a model folder that its checksum record does not list (a user's notes put there after the build);
+    [] for a folder without a record, or one whose record does not read (the integrity check speaks for those)."""
+    import json
+
+    record = folder / "qadistill_checksums.json"
+    if not folder.is_dir() or not record.is_file():
+        return []
+    try:
+        listed = set(json.loads(record.read_text())["files"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
+        return []
+    return [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p != record and p.relative_to(folder).as_posix() not in listed]
 
 
 def replace_dir(tmp_dir: Path, final: Path) -> None:

@@ -35,6 +35,7 @@ def export_manifest(folder: Path) -> dict:
 # the split has fewer): on WikiQA dev (122 such queries) a 60-query sample moved an int8 export's MAP delta by up to
 # a point from one near-identical export to the next (benchmarks/int8_embeddings.py), as much as the bound itself.
 PARITY_QUERIES = 200
+MIN_TRUSTED_PARITY_QUERIES = 10  # fewer scorable queries bound no MAP change: `auto` does not serve such a variant
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def test_export_cli(cli, tiny, tmp_path):
     scorer = load_scorer("model-int8-dynamic", Registry(store=Store.open()), max_length=48)
     assert isinstance(scorer, OnnxCrossEncoderTeacher) and scorer.model.file_name == "model.onnx"
     r = cli("export", str(folder), "--quantize", "dynamic", "--per-channel", "--optimize", "O1", "--fuse-skip-layernorm",
-            "--data", str(data), "--parity-queries", "12", "--format", "json")
+            "--data", str(data), "--parity-queries", "12", "--format", "json", "--overwrite")
     assert r.exit_code == 0, r.output
     q8 = json.loads(r.stdout)[-1]
     # O1 has no transformer fusions, so int8 quantizes the plain graph: only the weight MatMuls (attention products stay
@@ -174,7 +174,7 @@ def test_export_cli(cli, tiny, tmp_path):
     # ONNX Runtime's calibrators print progress: it must not end up in the JSON on stdout
     for method in ("percentile", "entropy"):
         r = cli("export", str(folder), "--quantize", "static", "--calibration-method", method, "--calibration-pairs", "16",
-                "--data", str(data), "--parity-queries", "12", "--format", "json")
+                "--data", str(data), "--parity-queries", "12", "--format", "json", "--overwrite")
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout)[-1]["details"]["calibration_method"] == method
     r = cli("export", str(folder), "--fp16", "--data", str(data))
@@ -313,8 +313,16 @@ def test_fp32_sensitive_keeps_the_most_sensitive_operators_in_fp32(tiny, tmp_pat
     assert man["fp32_nodes"] == r.details["fp32_nodes"]
 
 
-def test_fp32_sensitive_is_refused_when_it_would_leave_nothing_int8_or_makes_no_int8(tiny, tmp_path):
-    with pytest.raises(ExportError, match="nothing would be int8"):
+def test_fp32_sensitive_is_refused_when_it_would_leave_nothing_int8_or_makes_no_int8(tiny, tmp_path, monkeypatch):
+    import qadistill.compress as compress
+
+    (r,) = run(tiny, tmp_path / "count", ["int8-dynamic"], req={"fp32_sensitive": 1})
+    n = len(r.details["sensitivity"]["nodes"])
+    with pytest.raises(UserInputError, match=f"would keep all {n} quantizable operators.*nothing would be int8"):
+        run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": n})  # the exact count, from the graph
+    # a K no model of this depth can reach: refused from config.json before the reference is scored
+    monkeypatch.setattr(compress, "parity_sample", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(UserInputError, match="at most .* quantizable operators, so nothing would be int8"):
         run(tiny, tmp_path, ["int8-dynamic"], req={"fp32_sensitive": 500})
     with pytest.raises(UserInputError, match="int8 dynamic only"):
         run(tiny, tmp_path, ["onnx"], req={"fp32_sensitive": 2})
@@ -332,3 +340,53 @@ def test_export_cli_fp32_sensitive(cli, tiny, tmp_path):
             "--out", str(tmp_path / "o"))
     assert r.exit_code == 0, r.output
     assert "fp32_sensitive=2" in r.stdout and "fp32_nodes=" in r.stdout and "mean_abs_diff" not in r.stdout  # figures: manifest only
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--per-channel"], "--per-channel applies to int8 only"),
+    (["--fp32-first-attention"], "--fp32-first-attention applies to int8 dynamic only"),
+    (["--quantize", "static", "--fp32-first-attention"], "--fp32-first-attention applies to int8 dynamic only"),
+    (["--preset", "avx2"], "--preset avx2 applies to int8 only"),
+    (["--quantize", "dynamic", "--calibration-method", "entropy"], "--calibration-method entropy applies to static int8 only"),
+    (["--quantize", "dynamic", "--calibration-pairs", "5"], "--calibration-pairs 5 applies to static int8 only"),
+])
+def test_an_option_no_variant_reads_is_refused_before_any_work(cli, tiny, tmp_path, monkeypatch, args, text):
+    import qadistill.compress as compress
+
+    folder, data = tiny
+    monkeypatch.setattr(compress, "parity_sample", lambda *a, **k: pytest.fail("work started"))
+    r = cli("export", str(folder), *args, "--data", str(data), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and text in " ".join(r.stderr.split()) and "Traceback" not in r.output, r.output
+
+
+def test_export_replaces_a_variant_only_with_overwrite_and_never_a_file_it_did_not_write(cli, tiny, tmp_path):
+    folder, data = tiny
+    args = ["export", str(folder), "--data", str(data), "--parity-queries", "12", "--out", str(tmp_path / "o")]
+    assert cli(*args).exit_code == 0
+    dest = tmp_path / "o" / f"{folder.name}-onnx"
+    record = (dest / "qadistill_export.json").read_text()
+    r = cli(*args)
+    assert r.exit_code == 2 and "exists (an earlier export" in r.stderr and "--overwrite" in r.stderr, r.output
+    assert (dest / "qadistill_export.json").read_text() == record
+    (dest / "my_notes.txt").write_text("mine\n")
+    r = cli(*args, "--overwrite")
+    err = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and "holds files qadistill did not write (my_notes.txt)" in err, r.output
+    assert (dest / "my_notes.txt").read_text() == "mine\n"
+    (dest / "my_notes.txt").unlink()
+    assert cli(*args, "--overwrite").exit_code == 0
+
+
+def test_a_parity_sample_too_small_to_bound_map_is_said_before_the_export(cli, tiny, monkeypatch):
+    import qadistill.compress as compress
+
+    folder, data = tiny
+
+    def stop(*a, **k):
+        raise UserInputError("stopped before the export")
+    monkeypatch.setattr(compress, "export_model", stop)
+    r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "2")
+    err = " ".join(r.stderr.split())
+    assert "has 2 dev queries, fewer than 10" in err and "will not serve these variants" in err and "stopped before" in err, err
+    r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12")
+    assert "fewer than 10" not in r.stderr and "stopped before" in r.stderr

@@ -146,6 +146,8 @@ def test_auto_serves_an_export_only_when_its_parity_can_be_trusted():
     assert not parity_trusted({"ok": True, "max_abs_diff": 0.0079, "reference_std": 0.0063})
     assert parity_trusted({"ok": True, "max_abs_diff": 1.7e-6, "reference_std": 0.0063})  # its fp32 ONNX is fine
     assert parity_trusted({"ok": True, "max_abs_diff": 0.3})  # exports made before reference_std was recorded
+    assert not parity_trusted({"ok": True, "max_abs_diff": 0.01, "reference_std": 1.2, "queries": 1})  # bounds nothing
+    assert parity_trusted({"ok": True, "max_abs_diff": 0.01, "reference_std": 1.2, "queries": 10})
 
 
 def test_api_rank_and_score_refuse_what_the_cli_refuses(tiny_rank):

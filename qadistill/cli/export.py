@@ -58,11 +58,12 @@ def export(
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     strict: Annotated[bool, typer.Option(help="Fail when a variant loses more than --max-map-drop.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the variants (default: $QADISTILL_HOME/artifacts).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace variants exported before (their parity records go with them).")] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Export to ONNX with Optimum, optimize with ONNX Runtime, quantize to int8 (dynamic/static), fp16 for GPU;
     each variant gets a parity check against PyTorch and is registered in the zoo as NAME-VARIANT."""
-    from qadistill.compress import ExportRequest, _cuda_ok, default_variants, export_model, register_exports
+    from qadistill.compress import ExportRequest, _cuda_ok, check_export_request, default_variants, export_model, register_exports
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -80,20 +81,39 @@ def export(
         variants = default_variants(_cuda_ok())
     else:
         variants = _variants(optimize, quantize, fp16)
-    _check_data(data, parity_queries, Variant.int8_static in variants)
     req = ExportRequest(variant="", optimize=optimize or "O2", preset=preset, calibration_method=calibration_method,
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm,
                         fp32_first_attention=fp32_first_attention, fp32_sensitive=fp32_sensitive)
+    check_export_request(variants, req)  # options first: an option no variant reads fails before the data loads
+    _check_registered(reg, label, variants, out)
+    _check_data(data, parity_queries, Variant.int8_static in variants)
     from qadistill.locks import artifact_lock
 
     with artifact_lock(f"{label}.export", "exports of"), RichProgress() as prog:  # one export of a model at a time
         results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
-                               bound_points=max_map_drop, strict=strict, out_root=out, progress=prog)
+                               bound_points=max_map_drop, strict=strict, out_root=out, progress=prog, overwrite=overwrite)
         register_exports(reg, label, results)
     if fmt is Format.json:
         print_json([r.to_dict() for r in results])
         return
     _render(results, label, max_map_drop)
+
+def _check_registered(reg, label: str, variants: list[str], out: Path | None) -> None:
+    """A variant the zoo has in another folder is not re-pointed by an --out elsewhere (the registered folder would be
+    left behind, unregistered): refused before any work."""
+    from qadistill import paths
+    from qadistill.errors import UserInputError
+
+    if reg.store is None:
+        return
+    root = Path(out) if out else paths.artifacts_dir()
+    for v in variants:
+        a = reg.store.artifact(f"{label}-{v}")
+        if a is not None and Path(a.path).resolve() != (root / f"{label}-{v}").resolve() and Path(a.path).exists():
+            raise UserInputError(f"{label}-{v} is already exported at {a.path}: --out {root} would make another folder the "
+                                 f"zoo's {label}-{v}", f"omit --out (add --overwrite to replace it in place), or remove it "
+                                 f"first with `qadistill zoo remove {label}-{v} --delete-files`")
+
 
 def _render(results: list, label: str, max_map_drop: float) -> None:
     """Each variant's size and parity (red past the bound), and the warnings."""
@@ -137,10 +157,17 @@ def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:
     from qadistill.data import load_dataset
     from qadistill.errors import UserInputError
 
+    from qadistill.modelref import MIN_TRUSTED_PARITY_QUERIES
+
     sample = parity_sample(data, "dev", parity_queries)
     if not sample.pairs:
         raise UserInputError(f"--data {data}: its dev split has no query with both a correct and a wrong candidate, "
                              "so the parity check cannot measure MAP", "pass labelled ranking data, e.g. --data wikiqa")
+    n = len({p.query_id for p in sample.pairs})
+    if n < MIN_TRUSTED_PARITY_QUERIES:
+        err_console().print(f"[yellow]warning: the parity sample of --data {data} has {n} dev quer{'y' if n == 1 else 'ies'}, fewer "
+                            f"than {MIN_TRUSTED_PARITY_QUERIES}: its MAP delta bounds nothing, so `rank`/`load` with backend "
+                            "auto will not serve these variants (name the backend to use them)[/]", soft_wrap=True)
     if calibrate:
         load_dataset(data, "train")
 
