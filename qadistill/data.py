@@ -149,8 +149,11 @@ def _label(raw, path, line) -> int | None:
     raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1", "labels must be 0 (not relevant) or 1 (relevant)")
 
 
-def _check(pairs: list[QAPair], lines: list[int], path) -> None:
+def _check(pairs: list[QAPair], lines: list[int], path, passage_ids: bool = True) -> None:
+    """Every row's texts, ids and labels consistent; ``passage_ids=False`` (the file gives none): the same passage twice
+    for one query is a repeated row (with ids, as in WikiQA, two candidates may share a text)."""
     seen: dict[tuple[str, str], int] = {}
+    texts_seen: dict[tuple[str, str], int] = {}
     texts: dict[str, tuple[str, int]] = {}
     labels: dict[tuple[str, str], tuple[int, int]] = {}  # (query_id, passage text) -> (label, line)
     for p, ln in zip(pairs, lines):
@@ -176,6 +179,12 @@ def _check(pairs: list[QAPair], lines: list[int], path) -> None:
             if first_label != p.label:
                 raise DataError(f"{path}:{ln}: the same passage for the same query has label {p.label} here, {first_label} on line {first_ln}",
                                 "one label per (query, passage): fix or remove one of the two rows")
+        if not passage_ids:
+            first_ln = texts_seen.setdefault((p.query_id, p.passage.strip()), ln)
+            if first_ln != ln:
+                raise DataError(f"{path}:{ln}: the same passage for the same query as on line {first_ln}, and no passage_id "
+                                "tells them apart: it would be scored and counted twice",
+                                "remove the repeated row, or give every row a passage_id if both are meant")
     if not pairs:
         raise DataError(f"{path}: no rows", "the file holds a header only or is empty")
 
@@ -313,10 +322,21 @@ class _IdTypes:
 def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADataset:
     pairs, lns = [], []
     ids = _IdTypes(path)
+    with_qid: dict[bool, int] = {}  # whether a row has a query_id -> its first line
+    any_pid = False
     for ln, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
         row = _json_row(line, path, ln)
+        has = "query_id" in row
+        with_qid.setdefault(has, ln)
+        if len(with_qid) == 2:
+            without, with_ = with_qid[False], with_qid[True]
+            raise DataError(f"{path}:{max(without, with_)}: "
+                            + (f"no query_id, while line {with_} has one" if without > with_ else f"a query_id, while line {without} has none")
+                            + ": the row without one would be a query of its own (grouped by its text, apart from its id's rows)",
+                            "give every row a query_id, or none (rows are then grouped by query text)")
+        any_pid = any_pid or "passage_id" in row
         pairs.append(
             QAPair(
                 ids.get(row, "query_id", row["query"], ln), row["query"], ids.get(row, "passage_id", f"p{ln}", ln), row["passage"],
@@ -324,7 +344,7 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
             )
         )
         lns.append(ln)
-    _check(pairs, lns, path)
+    _check(pairs, lns, path, passage_ids=any_pid)
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
 
 
@@ -379,6 +399,9 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
         if len(cells) != len(header):
             raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
         q = cells[idx["query"]]
+        if "query_id" in idx and not cells[idx["query_id"]].strip():
+            raise DataError(f"{path}:{ln}: empty {columns['query_id']}", "give every row its query's id (or drop the column: rows are "
+                            "then grouped by query text)")
         pairs.append(
             QAPair(
                 cells[idx["query_id"]] if "query_id" in idx else "q" + hashlib.sha1(q.encode()).hexdigest()[:10],
@@ -389,7 +412,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
             )
         )
         lns.append(ln)
-    _check(pairs, lns, path)
+    _check(pairs, lns, path, passage_ids="passage_id" in idx)
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
 
 

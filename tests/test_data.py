@@ -189,7 +189,8 @@ def test_labels_follow_one_rule_in_every_format(tmp_path):
 
 def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(tmp_path):
     """A contradiction would give a silently wrong metric (MAP 1.0 for a file that says both); an exact repeat with the
-    same label stays (WikiQA itself repeats a few sentences)."""
+    same label is refused where no passage_id tells the two apart, kept where ids do (WikiQA repeats a few sentences
+    under their own SentenceIDs)."""
     csv = write(tmp_path / "c.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,0\n")
     with pytest.raises(DataError, match=r"c.csv:4: .*label 0 here, 1 on line 2"):
         load_dataset(str(csv))
@@ -198,7 +199,10 @@ def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(t
     with pytest.raises(DataError, match=r"c.jsonl:2: .*label 0 here, 1 on line 1"):
         load_dataset(str(jl))
     same = write(tmp_path / "s.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,1\n")
-    assert len(load_dataset(str(same))) == 3
+    with pytest.raises(DataError, match=r"s.csv:4: the same passage for the same query as on line 2"):
+        load_dataset(str(same))
+    ids = write(tmp_path / "i.csv", "query,passage_id,passage,label\na?,s1,x,1\na?,s2,y,0\na?,s3,x,1\n")
+    assert len(load_dataset(str(ids))) == 3
 
 
 def test_a_column_named_twice_in_a_header_is_an_error(tmp_path):
@@ -222,3 +226,37 @@ def test_a_long_document_in_a_csv_field_reads(tmp_path):
     p = write(tmp_path / "long.csv", f'query,passage,label\na?,"{long}",1\na?,short,0\n')
     ds = load_dataset(str(p))
     assert len(ds.pairs[0].passage) == len(long)
+
+
+def test_a_jsonl_row_without_the_query_id_other_rows_have_is_refused(tmp_path):
+    rows = [{"query_id": "q1", "query": "who?", "passage": "a king.", "label": 1},
+            {"query_id": "q1", "query": "who?", "passage": "a dog.", "label": 0},
+            {"query": "who?", "passage": "a cat.", "label": 0}]  # before: a query of its own, MAP over 2 queries
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"d.jsonl:3: no query_id, while line 1 has one") as ei:
+        load_dataset(str(p))
+    assert "give every row a query_id, or none" in ei.value.hint
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows[::-1]))
+    with pytest.raises(DataError, match=r"d.jsonl:2: a query_id, while line 1 has none"):
+        load_dataset(str(p))
+    p.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "query_id"}) + "\n" for r in rows))
+    assert len(load_dataset(str(p)).query_groups()) == 1  # none at all: grouped by text
+
+
+def test_a_repeated_row_without_passage_ids_is_refused_and_ids_may_share_a_text(tmp_path):
+    rows = [{"query": "who?", "passage": "a king.", "label": 1}, {"query": "who?", "passage": "a dog.", "label": 0},
+            {"query": "who?", "passage": "a king.", "label": 1}]
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"d.jsonl:3: the same passage for the same query as on line 1, and no passage_id"):
+        load_dataset(str(p))
+    p.write_text("".join(json.dumps({**r, "passage_id": f"s{i}"}) + "\n" for i, r in enumerate(rows)))
+    assert len(load_dataset(str(p))) == 3  # two candidates with one text, told apart by their ids (WikiQA has such)
+    c = tmp_path / "d.csv"
+    c.write_text("query,passage,label\nwho?,a king.,1\nwho?,a dog.,0\nwho?,a king.,1\n")
+    with pytest.raises(DataError, match=r"d.csv:4: the same passage for the same query as on line 2"):
+        load_dataset(str(c))
+    c.write_text("query_id,query,passage,label\nq1,who?,a king.,1\n,who?,a dog.,0\n")
+    with pytest.raises(DataError, match=r"d.csv:3: empty query_id"):
+        load_dataset(str(c))

@@ -283,6 +283,12 @@ def csv_files(draw, delim: str) -> tuple[str, list[Row], list[int], list[str]]:
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
     if "query_id" not in header:
         rows = [replace(r, bad="label") if r.bad == "conflict" else r for r in rows]  # without ids, texts are the ids
+    if "passage_id" not in header:  # without passage ids, a passage repeated for its query is a repeated row: kept apart
+        seen: set = set()
+        for i, r in enumerate(rows):
+            while (r.query, r.passage.strip()) in seen:
+                r = rows[i] = replace(r, passage=r.passage + f" ({i})")
+            seen.add((r.query, r.passage.strip()))
     lines = [delim.join(header)]
     for r in rows:
         c = {"query": r.query, "passage": r.passage, "label": r.label, "query_id": r.qid, "passage_id": r.pid, "notes": "n"}
