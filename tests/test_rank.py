@@ -245,3 +245,14 @@ def test_rank_without_passages_at_a_terminal_says_how_instead_of_waiting(monkeyp
 def test_rank_a_missing_folder_or_empty_name_says_so(cli, model, msg):
     r = cli("rank", model, "-q", "who?", input="a king.\n")  # before: "not a valid Hugging Face repo id" / the current folder
     assert r.exit_code == 2 and msg in r.stderr and "Traceback" not in r.output
+
+
+def test_rank_json_gives_each_passage_its_input_line(cli, tiny_rank):
+    folder, _ = tiny_rank
+    r = cli("rank", str(folder), "-q", "who wrote hamlet?", "--format", "json", input="Hamlet.\n\n\nBananas.\n")
+    assert r.exit_code == 0, r.output
+    by = {x["passage"]: x for x in json.loads(r.stdout)["results"]}
+    assert (by["Hamlet."]["index"], by["Hamlet."]["line"]) == (0, 1)
+    assert (by["Bananas."]["index"], by["Bananas."]["line"]) == (1, 4)  # index: among the passages; line: in the input
+    r = cli("rank", str(folder), "-q", "who?", "--format", "json", input='{"id": "x1", "passage": "a king."}\n\n{"passage": "the queen."}\n')
+    assert {x["id"]: x["line"] for x in json.loads(r.stdout)["results"]} == {"x1": 1, "2": 3}

@@ -17,7 +17,14 @@ Backend = Enum("Backend", {b.replace("-", "_"): b for b in BACKENDS}, type=str) 
 
 
 def read_passages(source: str) -> tuple[list[str], list[str] | None]:
-    """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id"). '-' reads stdin."""
+    """(passages, ids or None) of a passage file or stdin (see ``read_numbered``)."""
+    texts, ids, _ = read_numbered(source)
+    return texts, ids
+
+
+def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
+    """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id"), with the 1-based input line
+    of each (blank lines are skipped, so a passage's position and its line differ after one). '-' reads stdin."""
     if source == "-":
         if sys.stdin.isatty():  # nothing piped in: waiting on the keyboard would look like a hang
             raise UserInputError("no passages: --passages is not given and nothing is piped in",
@@ -62,8 +69,8 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
             seen[pid] = i
             passages.append(txt)
             ids.append(pid)
-        return passages, ids
-    return lines, None
+        return passages, ids, [i for i, _ in numbered]
+    return lines, None, [i for i, _ in numbered]
 
 
 def _json_object_line(line: str) -> bool:
@@ -93,14 +100,15 @@ def rank(
 
     if not query.strip():
         raise UserInputError("the query is empty", "pass a question, e.g. --query \"who wrote hamlet?\"")
-    texts, ids = read_passages(passages)
+    texts, ids, line_nos = read_numbered(passages)
     if not texts:
         raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
     m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens, sessions=sessions)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
     if fmt is Format.json:
         print_json({"model": m.name, "backend": m.backend_name, "query": query,
-                    "results": [{"rank": r.rank, "index": r.index, "id": r.id, "score": r.score, "passage": r.passage} for r in ranked]})
+                    "results": [{"rank": r.rank, "index": r.index, "line": line_nos[r.index], "id": r.id, "score": r.score,
+                                 "passage": r.passage} for r in ranked]})
         return
     out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score", "#", "passage"],
                               [[r.rank, f"{r.score:.4f}", r.id or r.index, r.passage] for r in ranked]))
