@@ -289,7 +289,7 @@ def _json_type(v: object) -> str:
         return "boolean"
     if isinstance(v, (int, float)):
         return "number"
-    return {str: "string", list: "list", dict: "object", type(None): "null"}[type(v)]
+    return {str: "string", list: "list", dict: "object", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _a(kind: str) -> str:
@@ -346,6 +346,35 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
         lns.append(ln)
     _check(pairs, lns, path, passage_ids=any_pid)
     return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+
+
+def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
+    """A Parquet file with the JSONL field names as columns (``columns`` renames them), checked as every other format
+    (errors name the row, 1-based). Missing query ids group rows by query text."""
+    from qadistill.stream import _columns, _parquet_file
+
+    cols = _columns(columns)
+    f = _parquet_file(path, cols)  # not Parquet, or no query/passage column: a one-line error
+    present = {k: c for k, c in cols.items() if c in f.schema_arrow.names}
+    ids = _IdTypes(path)
+    pairs, rows, n = [], [], 0
+    for rb in f.iter_batches(batch_size=8192, columns=list(present.values())):
+        table = {k: rb.column(list(present.values()).index(c)).to_pylist() for k, c in present.items()}
+        for i in range(rb.num_rows):
+            n += 1
+            r = {k: v[i] for k, v in table.items()}
+            for k in ("query", "passage"):
+                if not isinstance(r[k], str):
+                    raise DataError(f"{path}:{n}: {k} is {_a(_json_type(r[k]))}, not text (row {n})", "store the texts as string columns")
+            for k in ("query_id", "passage_id"):
+                if k in r and (r[k] is None or (isinstance(r[k], str) and not r[k].strip())):
+                    raise DataError(f"{path}:{n}: empty {cols[k]} (row {n})", f"give every row its {k}, or drop the column")
+            r = {k: v for k, v in r.items() if v is not None or k == "label"}
+            pairs.append(QAPair(ids.get(r, "query_id", r["query"], n), r["query"], ids.get(r, "passage_id", f"p{n}", n),
+                                r["passage"], _label(r.get("label"), path, n)))
+            rows.append(n)
+    _check(pairs, rows, path, passage_ids="passage_id" in present)
+    return QADataset(name or path.name.split(".")[0], split or path.stem, pairs, str(path))
 
 
 CSV_FIELD_LIMIT = 2**27  # characters in one CSV/TSV field (Python's default, 131,072, refuses long real documents)
@@ -473,10 +502,12 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
         return load_delimited(path, {"query": "qtext", "passage": "atext", "label": "label"}, "trecqa", split)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file", f"use one of {', '.join(NAMED)}, a .tsv/.csv/.jsonl path, or hf:REPO_ID")
+        raise DataError(f"{spec}: no such dataset or file", f"use one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
     suffixes = "".join(path.suffixes)
     if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
         return load_jsonl(path, split=split)
+    if suffixes.lower().endswith(".parquet"):
+        return load_parquet(path, columns, split=split)
     if columns is None and path.name.lower().startswith("wikiqa") or (columns is None and _looks_like_wikiqa(path)):
         return load_wikiqa_tsv(path, path.stem, split)
     return load_delimited(path, columns, split=split)

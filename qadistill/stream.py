@@ -40,7 +40,7 @@ class PairStream:
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path, self.labels)
         elif self.format == "parquet":
-            yield from _parquet_rows(self.path, _columns(self.columns))
+            yield from _parquet_rows(self.path, _columns(self.columns), labels=self.labels)
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path, self.labels)
         else:
@@ -215,13 +215,20 @@ def _parquet_file(path: Path, columns: dict):
     return f
 
 
-def _parquet_rows(path: Path, columns: dict, batch: int = 8192) -> Iterator[tuple[str, str]]:
+def _parquet_rows(path: Path, columns: dict, batch: int = 8192, labels: bool = True) -> Iterator[tuple[str, str]]:
+    """The query and passage columns; a label column, where there is one and ``labels`` is on, must hold 0/1 (as in
+    every other format)."""
     f = _parquet_file(path, columns)
+    with_label = labels and columns.get("label") in f.schema_arrow.names
+    wanted = [columns["query"], columns["passage"]] + ([columns["label"]] if with_label else [])
     row = 0
-    for rb in f.iter_batches(batch_size=batch, columns=[columns["query"], columns["passage"]]):
+    for rb in f.iter_batches(batch_size=batch, columns=wanted):
         qs, ps = rb.column(0).to_pylist(), rb.column(1).to_pylist()
-        for q, p in zip(qs, ps):
+        ys = rb.column(2).to_pylist() if with_label else [None] * len(qs)
+        for q, p, y in zip(qs, ps, ys):
             row += 1
             if not isinstance(q, str) or not isinstance(p, str):
                 raise DataError(f"{path}: row {row}: query and passage must be strings", "store the texts as string columns")
+            if with_label:
+                _data._label(y, path, row)  # "FILE:ROW: label ..." as load_dataset says it
             yield _checked(q, p, f"{path}: row", row)

@@ -260,3 +260,45 @@ def test_a_repeated_row_without_passage_ids_is_refused_and_ids_may_share_a_text(
     c.write_text("query_id,query,passage,label\nq1,who?,a king.,1\n,who?,a dog.,0\n")
     with pytest.raises(DataError, match=r"d.csv:3: empty query_id"):
         load_dataset(str(c))
+
+
+def test_eval_data_can_be_parquet_checked_like_every_other_format(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    def table(**cols):
+        p = tmp_path / "d.parquet"
+        pq.write_table(pa.table(cols), str(p))
+        return str(p)
+
+    ds = load_dataset(table(query_id=["q1", "q1", "q2", "q2"], query=["who?", "who?", "what?", "what?"],
+                            passage=["a king.", "a dog.", "a cat.", "a hat."], label=[1, 0, 0, 1]))
+    assert len(ds) == 4 and len(ds.query_groups()) == 2 and ds.labels() == [1, 0, 0, 1]
+    assert len(load_dataset(table(query=["who?", "who?"], passage=["a.", "b."])).query_groups()) == 1  # by text, unlabelled
+    with pytest.raises(DataError, match=r"d.parquet:2: label 2 is not 0 or 1"):
+        load_dataset(table(query=["who?", "who?"], passage=["a.", "b."], label=[1, 2]))
+    with pytest.raises(DataError, match=r"d.parquet:2: label nan is not 0 or 1"):
+        load_dataset(table(query=["who?", "who?"], passage=["a.", "b."], label=[1.0, float("nan")]))
+    with pytest.raises(DataError, match=r"d.parquet:2: the same passage for the same query as on line 1"):
+        load_dataset(table(query=["who?", "who?"], passage=["a.", "a."], label=[1, 1]))
+    with pytest.raises(DataError, match=r"d.parquet:2: empty passage"):
+        load_dataset(table(query=["who?", "who?"], passage=["a.", " "]))
+    with pytest.raises(DataError, match=r"d.parquet: missing column 'passage'"):
+        load_dataset(table(query=["who?"], text=["a."]))
+    bad = tmp_path / "fake.parquet"
+    bad.write_text("query,passage\nwho?,a.\n")
+    with pytest.raises(DataError, match=r"fake.parquet: not a readable Parquet file"):
+        load_dataset(str(bad))
+
+
+def test_a_streamed_parquet_file_checks_its_labels_unless_they_are_ignored(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from qadistill.stream import open_pairs
+
+    p = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"query": ["who?", "who?"], "passage": ["a.", "b."], "label": [1, 2]}), str(p))
+    with pytest.raises(DataError, match=r"d.parquet:2: label 2 is not 0 or 1"):
+        open_pairs(str(p)).count()
+    assert open_pairs(str(p), labels=False).count() == 2  # an unlabelled pool: its labels are ignored
