@@ -73,6 +73,7 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
 
 
 NO_SCORABLE_QUERY = "no query with both a correct and a wrong candidate"
+NO_CORRECT_PAIR = "no pair is labelled correct, so recall (and F1) is 0/0"
 ONE_CLASS = "the labels hold one class only"
 CUTOFF = 10  # the k of MRR@k and NDCG@k
 MRR_K, NDCG_K = f"mrr@{CUTOFF}", f"ndcg@{CUTOFF}"
@@ -127,7 +128,7 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
         MRR_K: sum(rrs_k) / n if n else None,
         NDCG_K: sum(ndcgs) / n if n else None,
         "accuracy": sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else None,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+        "f1": (2 * tp / (2 * tp + fp + fn) if tp else 0.0) if 1 in labels else None,  # no correct pair: recall is 0/0
         "auc": roc_auc(scores, labels),
         "queries": n,
         "pairs": len(labels),
@@ -135,6 +136,8 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
     undefined = {k: NO_SCORABLE_QUERY for k in RANKING if out[k] is None}
     if out["auc"] is None and labels:
         undefined["auc"] = ONE_CLASS
+    if out["f1"] is None and labels:
+        undefined["f1"] = NO_CORRECT_PAIR
     if undefined:
         out["undefined"] = undefined
     return out

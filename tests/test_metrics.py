@@ -131,3 +131,10 @@ def test_stored_leaves_out_a_metric_the_dict_does_not_hold():
     assert stored(old) == {"map": 0.5, "mrr": 0.6, "p@1": 0.4, "accuracy": 0.7, "f1": 0.2, "auc": None}
     new = ranking_metrics(["a", "a"], [1.0, 0.0], [1, 0])
     assert set(stored(new)) == {"map", "mrr", "p@1", "mrr@10", "ndcg@10", "accuracy", "f1", "auc"}
+
+
+def test_f1_without_a_correct_pair_is_undefined_with_its_reason_not_zero():
+    m = ranking_metrics(["q", "q", "r"], [1.0, -1.0, 2.0], [0, 0, 0])
+    assert m["f1"] is None and "recall (and F1) is 0/0" in m["undefined"]["f1"]
+    m = ranking_metrics(["q", "q"], [-1.0, -2.0], [1, 0])  # a correct pair, none predicted: F1 is 0, defined
+    assert m["f1"] == 0.0 and "f1" not in m.get("undefined", {})

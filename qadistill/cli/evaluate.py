@@ -68,6 +68,14 @@ def _render(res: dict) -> None:
     heads = [h for h, _ in cols]
     con.print(table(f"{res['data']}/{res['split']} ({res['stats']['pairs']} pairs)", heads, rows,
                     no_wrap=tuple(h for h in heads if h != "model")))  # a long model name wraps, the figures never do
+    reasons: dict[str, list[str]] = {}  # why a "-" is a "-": the data leaves the metric undefined (the same for every row)
+    for r in res["rows"]:
+        for key, why in (r.get("undefined") or {}).items():
+            name = next((h for h, k in COLUMNS if k == key), key)
+            if name in heads and name not in reasons.setdefault(why, []):
+                reasons[why].append(name)
+    for why, names in reasons.items():
+        err_console().print(f"[dim]{', '.join(names)} -: {why}[/]")
     hidden = [h for h, _ in COLUMNS if h not in heads]
     if hidden:
         err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
