@@ -451,7 +451,10 @@ def load_hub_dataset(repo_id: str, split: str) -> QADataset:
         import datasets  # noqa: F401
         from datasets import load_dataset as hf_load
     except ImportError:
-        raise DataError("Hub datasets need the `datasets` library", "pip install datasets (or use a local file)") from None
+        from qadistill.errors import MissingPackageError
+
+        raise MissingPackageError("Hub datasets need the `datasets` library, which is not installed",
+                                  "pip install datasets (or use a local file)") from None
     try:
         ds = hf_load(repo_id, split=split)
     except Exception as exc:

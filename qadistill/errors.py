@@ -101,6 +101,10 @@ class InterruptedRunError(QadistillError):
         self.exit_code = exit_code_of(cause) if cause is not None else 130
 
 
+class MissingPackageError(QadistillError):
+    """An optional package the asked-for feature needs is not installed: the environment, not the input (exit 1)."""
+
+
 class DiskFullError(QadistillError):
     """A write that ran out of disk space (ENOSPC) or quota (EDQUOT); nothing half-written is left behind."""
 

@@ -69,7 +69,9 @@ def require_ray():
         import ray.data  # noqa: F401  (ray[data]: pyarrow, pandas)
     except ImportError as exc:  # (a folder named ray in the working directory imports as an empty namespace package)
         part = "" if (exc.name or "ray").split(".")[0] == "ray" else f" (its dependency {exc.name} is missing)"
-        raise UserInputError(f"--engine ray needs ray[data], which is not installed{part}", INSTALL_HINT) from None
+        from qadistill.errors import MissingPackageError
+
+        raise MissingPackageError(f"--engine ray needs ray[data], which is not installed{part}", INSTALL_HINT) from None
     return ray
 
 

@@ -105,8 +105,10 @@ def _pyarrow(path: Path):
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{path}: reading Parquet needs the pyarrow package, which is not installed",
-                        "pip install pyarrow (or convert the file to JSONL)") from None
+        from qadistill.errors import MissingPackageError
+
+        raise MissingPackageError(f"{path}: reading Parquet needs the pyarrow package, which is not installed",
+                                  "pip install pyarrow (or convert the file to JSONL)") from None
     return pq
 
 

@@ -223,7 +223,7 @@ def test_score_errors(cli, zoo, tmp_path):
         import pyarrow  # noqa: F401
     except ImportError:
         r = cli("score", "tiny-t0", "--data", str(pq))
-        assert r.exit_code == 2 and "needs the pyarrow package" in r.stderr and "pip install pyarrow" in r.stderr
+        assert r.exit_code == 1 and "needs the pyarrow package" in r.stderr  # the environment, not the input and "pip install pyarrow" in r.stderr
 
 
 def test_whole_data_cache_entries_from_before_the_shard_store_are_still_read(tmp_path, pool, monkeypatch):

@@ -13,8 +13,8 @@ import pytest
 from qadistill.errors import QadistillError, UserInputError
 
 
-def _one_line_error(r, *needles: str) -> None:
-    assert r.exit_code == 2, r.output
+def _one_line_error(r, *needles: str, code: int = 2) -> None:
+    assert r.exit_code == code, r.output
     assert "Traceback" not in r.output
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [r.stderr.splitlines()[0]]
     for n in needles:
@@ -26,7 +26,7 @@ def test_engine_ray_without_ray_names_the_extra_before_anything_else(cli, monkey
     monkeypatch.setitem(sys.modules, "ray.data", None)
     # an unknown teacher and a missing file: the missing extra is reported first, before any name, file or model
     r = cli("score", "no-such-teacher", "--data", str(tmp_path / "missing.jsonl"), "--engine", "ray")
-    _one_line_error(r, "--engine ray needs ray[data], which is not installed", "pip install 'qadistill[ray]'")
+    _one_line_error(r, "--engine ray needs ray[data], which is not installed", "pip install 'qadistill[ray]'", code=1)  # environment
 
 
 def _closed_port() -> int:
