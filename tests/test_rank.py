@@ -256,3 +256,10 @@ def test_rank_json_gives_each_passage_its_input_line(cli, tiny_rank):
     assert (by["Bananas."]["index"], by["Bananas."]["line"]) == (1, 4)  # index: among the passages; line: in the input
     r = cli("rank", str(folder), "-q", "who?", "--format", "json", input='{"id": "x1", "passage": "a king."}\n\n{"passage": "the queen."}\n')
     assert {x["id"]: x["line"] for x in json.loads(r.stdout)["results"]} == {"x1": 1, "2": 3}
+
+
+@pytest.mark.parametrize("bad", ['{"x": 1}', "[1]", "true", "1.5", "null"])
+def test_rank_jsonl_id_that_is_not_a_string_or_integer_is_refused(cli, tiny_rank, bad):
+    folder, _ = tiny_rank
+    r = cli("rank", str(folder), "-q", "who?", input=f'{{"id": "a", "passage": "x."}}\n{{"id": {bad}, "passage": "y."}}\n')
+    assert r.exit_code == 2 and "stdin:2: id" in r.stderr and "not a string or a whole number" in r.stderr, r.output

@@ -63,7 +63,11 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
             if not isinstance(txt, str) or not txt.strip():
                 raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
                                      "give every passage some text")
-            pid = str(row.get("id", row_no))
+            raw_id = row.get("id", row_no)
+            if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+                raise UserInputError(f"{name}:{i}: id {json.dumps(raw_id)[:40]} is not a string or a whole number",
+                                     "give each passage a string (or integer) id, or none")
+            pid = str(raw_id)
             if pid in seen:
                 raise UserInputError(f"{name}:{i}: id {pid!r} was already used on line {seen[pid]}", "ids must be unique")
             seen[pid] = i
