@@ -112,7 +112,6 @@ def finetune_cross_encoder(
 
     from qadistill.crossfit import write_folds
     from qadistill.integrity import write_checksums
-    from qadistill.interrupts import deferred
 
     if recipe.architecture != "cross-encoder":
         raise UserInputError(f"'{recipe.name}' is a {recipe.architecture}: `teach` fine-tunes cross-encoders", "pick a cross-encoder teacher recipe")
@@ -154,9 +153,17 @@ def finetune_cross_encoder(
         atomic_write_text(final_tmp / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(final_tmp / "recipe.toml", recipe_to_toml(made_with(recipe, cfg)))
     write_checksums(final_tmp)  # again, now that metrics.json and recipe.toml are there
+    return _publish(final_tmp, out_dir, work, metrics, recipe.name, on_saved)
+
+
+def _publish(final_tmp: Path, out_dir: Path, work: Path, metrics: dict, name: str, on_saved) -> dict:
+    """Rename the finished folder into place and run ``on_saved`` as one step a Ctrl-C waits for, then remove the work
+    folder (a Ctrl-C there raises with ``saved``: nothing is left to resume)."""
+    from qadistill.interrupts import deferred
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     metrics["path"] = str(out_dir)
-    with deferred() as interrupt:  # the folder in place and its registration are one step: a Ctrl-C waits for both
+    with deferred() as interrupt:
         replace_dir(final_tmp, out_dir)
         if on_saved is not None:
             on_saved(metrics)
@@ -164,7 +171,7 @@ def finetune_cross_encoder(
         interrupt.check()
         shutil.rmtree(work, ignore_errors=True)
     except KeyboardInterrupt as exc:
-        exc.saved = recipe.name  # type: ignore[attr-defined]
+        exc.saved = name  # type: ignore[attr-defined]
         raise
     return metrics
 
