@@ -496,6 +496,8 @@ def named_path(name: str, split: str) -> Path:
 
 
 def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:
+    if not spec.strip():  # Path("") is the working folder: "is a folder" would name nothing the user typed
+        raise DataError("the data name is empty", f"pass one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
     if spec.startswith("hf:"):
         return load_hub_dataset(spec[3:], split)
     if spec in NAMED:

@@ -302,3 +302,13 @@ def test_a_streamed_parquet_file_checks_its_labels_unless_they_are_ignored(tmp_p
     with pytest.raises(DataError, match=r"d.parquet:2: label 2 is not 0 or 1"):
         open_pairs(str(p)).count()
     assert open_pairs(str(p), labels=False).count() == 2  # an unlabelled pool: its labels are ignored
+
+
+@pytest.mark.parametrize("spec", ["", "  "])
+def test_an_empty_data_name_is_said_so_not_the_working_folder(spec):
+    from qadistill.stream import open_pairs
+
+    with pytest.raises(DataError, match="the data name is empty"):
+        load_dataset(spec)
+    with pytest.raises(DataError, match="the data name is empty"):
+        open_pairs(spec)
