@@ -35,6 +35,7 @@ class QAPair:
     passage: str
     label: int | None  # 1 relevant, 0 not, None unlabelled
     title: str | None = None  # e.g. the WikiQA document title (used to build unlabelled pairs)
+    line: int | None = field(default=None, compare=False, repr=False)  # where a loaded file holds it (for messages)
 
 
 @dataclass
@@ -157,6 +158,7 @@ def _check(pairs: list[QAPair], lines: list[int], path, passage_ids: bool = True
     texts: dict[str, tuple[str, int]] = {}
     labels: dict[tuple[str, str], tuple[int, int]] = {}  # (query_id, passage text) -> (label, line)
     for p, ln in zip(pairs, lines):
+        object.__setattr__(p, "line", ln)  # frozen pair: its place in the file is set once, here
         if not p.query.strip():
             raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
         if not p.passage.strip():

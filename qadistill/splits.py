@@ -71,7 +71,8 @@ def require_labelled(ds: QADataset, what: str) -> None:
     first = next((p for p in ds.pairs if p.label is None), None)
     if first is not None:
         n = sum(p.label is None for p in ds.pairs)
-        raise DataError(f"{what}: {n} of {len(ds)} pairs have no label (first: query_id={first.query_id}, "
+        where = f"{ds.path}:{first.line}: " if ds.path and first.line else ""
+        raise DataError(f"{where}{what}: {n} of {len(ds)} pairs have no label (first: query_id={first.query_id}, "
                         f"passage_id={first.passage_id}); metrics need labels",
                         "give labelled data (label 0 or 1 on every row)")
 

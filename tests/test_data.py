@@ -312,3 +312,13 @@ def test_an_empty_data_name_is_said_so_not_the_working_folder(spec):
         load_dataset(spec)
     with pytest.raises(DataError, match="the data name is empty"):
         open_pairs(spec)
+
+
+def test_an_unlabelled_pair_in_labelled_data_is_named_by_its_line(tmp_path):
+    from qadistill.splits import require_labelled
+
+    rows = [{"query": "who?", "passage": "a.", "label": 1}, {"query": "who?", "passage": "b."}, {"query": "who?", "passage": "c.", "label": 0}]
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n\n".join(json.dumps(r) for r in rows) + "\n")  # blank lines between: the line is the file's
+    with pytest.raises(DataError, match=r"d.jsonl:3: test: 1 of 3 pairs have no label"):
+        require_labelled(load_dataset(str(p)), "test")
