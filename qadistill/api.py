@@ -12,6 +12,8 @@ PyTorch backend is used.
 
 from __future__ import annotations
 
+import math
+
 import os
 import warnings
 from dataclasses import dataclass
@@ -50,9 +52,12 @@ class Reranker:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
 
     def score(self, pairs: Iterable[tuple[str, str]]) -> list[float]:
-        """Logits of (query, passage) pairs, in their order; a pair that is not two non-empty strings is an error."""
+        """Logits of (query, passage) pairs, in their order; a pair that is not two non-empty strings is an error, and
+        so is a score that is not finite (a damaged or diverged model: never a NaN that would reorder a ranking)."""
+        self._check_open()
         if isinstance(pairs, (str, bytes)):
             raise UserInputError("pairs: expected (query, passage) pairs, not one string", "e.g. score([(\"who?\", \"a passage\")])")
+        _check_iterable(pairs, "pairs", "e.g. score([(\"who?\", \"a passage\")])")
         pairs = list(pairs)
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -63,14 +68,25 @@ class Reranker:
         if not pairs:
             return []
         qs, ps = [q for q, _ in pairs], [p for _, p in pairs]
-        return self._backend.score_real_lengths(qs, ps, self.batch_size, self.batch_tokens).tolist()
+        scores = self._backend.score_real_lengths(qs, ps, self.batch_size, self.batch_tokens).tolist()
+        bad = next((i for i, x in enumerate(scores) if not math.isfinite(x)), None)
+        if bad is not None:
+            from qadistill.errors import ScoreError
+
+            n = sum(not math.isfinite(x) for x in scores)
+            raise ScoreError(f"{self.name} gave a non-finite score ({scores[bad]}) for pair {bad} ({n} of {len(scores)} pairs): "
+                             "its output would reorder the whole ranking", "the weights are damaged or diverged: rebuild or re-pull "
+                             "the model (a folder qadistill built is checked against its checksum record)")
+        return scores
 
     def rank(self, query: str, passages: Sequence[str], top_k: int | None = None, ids: Sequence[str] | None = None) -> list[Ranked]:
+        self._check_open()
         if not isinstance(query, str) or not query.strip():
             raise UserInputError("the query is empty" if isinstance(query, str) else f"the query is {_a(query)}, not text",
                                  "pass a question, e.g. --query \"who wrote hamlet?\"")
         if isinstance(passages, (str, bytes)):
             raise UserInputError("passages: expected a list of passages, not one string", "wrap it: rank(query, [passage])")
+        _check_iterable(passages, "passages", "pass a list of passages, e.g. rank(query, [\"a passage\"])")
         passages = list(passages)
         if not passages:
             raise UserInputError("no passages to rank", "pass passages one per line (a file or stdin)")
@@ -89,7 +105,13 @@ class Reranker:
         return [Ranked(r + 1, i, scores[i], passages[i], ids[i] if ids else None) for r, i in enumerate(order)]
 
     def close(self) -> None:
+        """Free the model; a later ``score`` or ``rank`` is an error (load it again)."""
         self._backend.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise UserInputError(f"{self.name} was closed", f"load it again: qadistill.load({self.name!r})")
 
 
 def _a(value) -> str:
@@ -107,11 +129,21 @@ def _check_whole(what: str, value, least: int, hint: str, optional: bool = False
         raise UserInputError(f"{what} {value!r}: must be a whole number of at least {least}", hint)
 
 
+def _check_iterable(value, what: str, hint: str) -> None:
+    if value is None or not hasattr(value, "__iter__"):
+        raise UserInputError(f"{what} is {_a(value)}, not a list", hint)
+
+
 def _check_text(text, what: str) -> None:
     if not isinstance(text, str):
         raise UserInputError(f"{what} is {_a(text)}, not text", "pass strings")
     if not text.strip():
         raise UserInputError(f"{what} is empty", "give every passage some text (drop the empty ones)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (text decoded with surrogateescape): the tokenizer cannot take it
+        raise UserInputError(f"{what} holds a character that is not Unicode text (a lone surrogate)",
+                             "decode the text as UTF-8 (errors='replace'), or drop that passage") from None
 
 
 def parity_trusted(parity: dict) -> bool:

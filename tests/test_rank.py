@@ -263,3 +263,47 @@ def test_rank_jsonl_id_that_is_not_a_string_or_integer_is_refused(cli, tiny_rank
     folder, _ = tiny_rank
     r = cli("rank", str(folder), "-q", "who?", input=f'{{"id": "a", "passage": "x."}}\n{{"id": {bad}, "passage": "y."}}\n')
     assert r.exit_code == 2 and "stdin:2: id" in r.stderr and "not a string or a whole number" in r.stderr, r.output
+
+
+def test_a_nan_score_is_an_error_naming_the_pair_never_a_reordered_ranking(cli, tiny_rank, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from qadistill.api import load
+    from qadistill.errors import ScoreError
+
+    folder = shutil.copytree(tiny_rank[0], tmp_path / "nan-model")
+    (folder / "qadistill_checksums.json").unlink(missing_ok=True)  # a plain folder: nothing to check it against
+    w = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in w if k.endswith("word_embeddings.weight"))
+    from transformers import AutoTokenizer
+
+    tid = AutoTokenizer.from_pretrained(str(folder))("king", add_special_tokens=False)["input_ids"][0]
+    w[key][tid] = float("nan")  # one word's row: only the passage that holds it scores NaN
+    save_file(w, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    m = load(str(folder), backend="torch")
+    with pytest.raises(ScoreError, match=r"non-finite score \(nan\) for pair 1 \(1 of 3 pairs\)"):
+        m.rank("who?", ["paris.", "a king.", "the queen."])
+    r = cli("rank", str(folder), "-q", "who?", "--backend", "torch", "--format", "json", input="paris.\na king.\nthe queen.\n")
+    assert r.exit_code != 0 and "non-finite score" in r.stderr and "NaN" not in r.stdout, r.output
+
+
+def test_api_refuses_none_for_a_list_a_lone_surrogate_and_use_after_close(tiny_rank):
+    from qadistill.api import load
+    from qadistill.errors import UserInputError
+
+    m = load(str(tiny_rank[0]), backend="torch")
+    with pytest.raises(UserInputError, match="pairs is a NoneType, not a list"):
+        m.score(None)
+    with pytest.raises(UserInputError, match="passages is a NoneType, not a list"):
+        m.rank("who?", None)
+    with pytest.raises(UserInputError, match="passage 0 holds a character that is not Unicode text"):
+        m.rank("who?", ["\ud800abc", "b"])
+    assert len(m.rank("who?", ["a king.", "b"])) == 2
+    m.close()
+    with pytest.raises(UserInputError, match="was closed"):
+        m.rank("who?", ["a king.", "b"])
+    with pytest.raises(UserInputError, match="was closed"):
+        m.score([("who?", "a king.")])
