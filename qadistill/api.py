@@ -189,7 +189,23 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
         return p.name, p, kind, int(ref.max_length or 128), arch
     if backend in ("onnx", "onnx-int8"):
         raise UserInputError(f"{p} has no ONNX model", f"run `qadistill export {p} --quantize dynamic` first, or use --backend torch")
+    if (p / "model.onnx").exists() and not any((p / w).exists() for w in ("model.safetensors", "pytorch_model.bin")):
+        source = _export_source(p)
+        raise UserInputError(f"{p} is an ONNX export: it has no PyTorch weights for backend torch",
+                             f"load its source model{f' {source!r}' if source else ''} for torch, or drop backend torch")
     return p.name, p, "torch", 128, arch
+
+
+def _export_source(folder: Path) -> str | None:
+    """The model an export folder was made from, as its manifest names it (None when it does not)."""
+    import json
+
+    try:
+        man = json.loads((folder / "qadistill_export.json").read_text())
+    except (OSError, ValueError):
+        return None
+    src = (man.get("source_name") or man.get("source")) if isinstance(man, dict) else None
+    return src if isinstance(src, str) else None
 
 
 def _pick_variant(ref, backend: str) -> tuple[Path, str]:

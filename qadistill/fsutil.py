@@ -77,6 +77,24 @@ def check_folder_path(folder: Path, what: str = "--out", hint: str = "pick a new
         raise UserInputError(f"{what} {folder}: {parent} is a file, not a folder", hint)
 
 
+def check_can_create(folder: Path, what: str = "--out", hint: str = "pick a folder you can write to") -> None:
+    """``folder`` can be written where it will go: a temp folder is made (and removed) beside it, in the nearest
+    parent that exists, so a read-only or special place is refused before any work, not after it."""
+    import tempfile
+
+    from qadistill.errors import UserInputError
+
+    folder = Path(folder)
+    check_folder_path(folder, what, hint)
+    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    if parent is None:
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".qadistill-probe-", dir=parent))
+    except OSError as exc:
+        raise UserInputError(f"{what} {folder}: cannot create it in {parent} ({exc.strerror or exc})", hint) from None
+
+
 def check_replaceable(folder: Path, what: str = "--out") -> None:
     """A folder qadistill may replace: absent, empty, or one it wrote (a model folder with its own files). Anything
     else — a user's folder of other files — is refused before any work, never moved aside and deleted."""

@@ -211,10 +211,10 @@ def check_push_dest(dest: Path, own: bool = False) -> None:
     """The staging folder must be new, empty, or one an earlier push staged: anything else (a user's folder, the
     qadistill home, a built model) is refused before any file moves, never replaced. ``own``: the default folder under
     $QADISTILL_HOME/push, which only push writes (also before the marker existed)."""
-    from qadistill.fsutil import check_folder_path
+    from qadistill.fsutil import check_can_create
 
     dest = Path(dest)
-    check_folder_path(dest, "--out", "pick a new or empty folder")
+    check_can_create(dest, "--out", "pick a new or empty folder you can write to")
     if not own and dest.is_dir() and any(dest.iterdir()) and not (dest / STAGED).is_file():
         raise UserInputError(f"--out {dest} holds files push did not stage there: staging would replace them",
                              "pick a new or empty folder")

@@ -233,3 +233,21 @@ def test_a_token_is_redacted_where_it_stands_alone_not_inside_words():
     assert redact("MaxRetryError: Bearer hf_abc123 refused", "hf_abc123") == "MaxRetryError: Bearer *** refused"
     assert redact("MaxRetryError exceeded (token=x)", "x") == "MaxRetryError exceeded (token=***)"  # was "Ma***RetryError e***ceeded"
     assert redact("no secret here", None) == "no secret here"
+
+
+def test_push_dry_run_out_where_nothing_can_be_created_is_refused_before_staging(cli, built_student, tmp_path):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK) and os.geteuid() == 0:  # root writes anyway: use a place no one can create in
+            out = "/proc/qadistill-push-test"
+        else:
+            out = str(ro / "staged")
+        r = cli("zoo", "push", "my-student", "me/my-student", "--dry-run", "--out", out)
+        err = " ".join(r.stderr.split())
+        assert r.exit_code == 2 and f"--out {out}: cannot create it in" in err and ".qadistill" not in err, r.output
+    finally:
+        os.chmod(ro, 0o700)

@@ -307,3 +307,16 @@ def test_api_refuses_none_for_a_list_a_lone_surrogate_and_use_after_close(tiny_r
         m.rank("who?", ["a king.", "b"])
     with pytest.raises(UserInputError, match="was closed"):
         m.score([("who?", "a king.")])
+
+
+def test_an_onnx_export_loaded_for_torch_names_its_source_not_damage(cli, tiny_rank, tmp_path):
+    from qadistill.api import load
+    from qadistill.errors import UserInputError
+
+    folder, data = tiny_rank
+    r = cli("export", str(folder), "--data", str(data), "--parity-queries", "12", "--out", str(tmp_path / "x"), "--format", "json")
+    assert r.exit_code == 0, r.output
+    onnx_dir = json.loads(r.stdout)[0]["path"]
+    with pytest.raises(UserInputError, match="is an ONNX export: it has no PyTorch weights") as ei:
+        load(onnx_dir, backend="torch")
+    assert "load its source model" in ei.value.hint
