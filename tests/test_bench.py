@@ -155,6 +155,13 @@ def test_bench_json_schema_store_round_trip_and_compare(cli, tiny_bench, tmp_pat
     assert csv.stdout.splitlines()[0].startswith("model,backend,device,threads,batch_size")
     bad = cli("bench", "--compare", "nope", "--compare", res["run_id"])
     assert bad.exit_code == 2 and "no stored bench run" in bad.stderr
+    as_csv = cli("bench", "--compare", res["run_id"], "--compare", r2["run_id"], "--format", "csv")
+    lines = as_csv.stdout.splitlines()
+    assert as_csv.exit_code == 0 and lines[0].startswith("model,backend,batch_size,lengths,a_pairs_s") and len(lines) == 3
+    both = cli("bench", str(folder), "--compare", res["run_id"], "--compare", r2["run_id"])  # the model would be dropped
+    assert both.exit_code == 2 and "would not be benched" in both.stderr
+    one = cli("bench", "--compare", res["run_id"])
+    assert one.exit_code == 2 and "exactly two run ids" in one.stderr and res["run_id"] in " ".join(one.stderr.split())
 
 
 @pytest.mark.parametrize("width", [80, 120, 200])

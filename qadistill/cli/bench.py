@@ -52,6 +52,9 @@ def bench(
     device, fmt = device.value, fmt.value
     store = Store.open()
     if compare:
+        if models:  # a comparison of stored runs measures nothing: models named beside it would be silently dropped
+            raise UserInputError(f"--compare shows two stored runs; the models named too ({', '.join(models)}) would not be benched",
+                                 "run `qadistill bench MODELS` first (it prints its run id), then compare the ids alone")
         _compare(_saved_runs(store, compare), fmt)
         return
     if not models:
@@ -99,7 +102,8 @@ def _saved_runs(store, ids: list[str]) -> list[dict]:
     from qadistill.errors import UserInputError
 
     if len(ids) != 2:
-        raise UserInputError("--compare needs exactly two run ids", "list them with `qadistill bench --compare` ids from the store")
+        have = ", ".join(x["id"] for x in store.bench_runs(5)) or "none yet: run `qadistill bench MODELS` first"
+        raise UserInputError("--compare needs exactly two run ids: --compare RUN_A --compare RUN_B", f"recent runs: {have}")
     runs = [store.bench_run(r) for r in ids]
     for rid, r in zip(ids, runs):
         if r is None:
@@ -214,6 +218,16 @@ def _compare(runs: list[dict], fmt: str) -> None:
                     "a_map": ra.get("map") if ra else None, "b_map": rb.get("map") if rb else None})
     if fmt == "json":
         print_json({"a": runs[0]["run_id"], "b": runs[1]["run_id"], "rows": out})
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(out[0]) if out else ["model"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(out)
+        typer.echo(buf.getvalue(), nl=False)
         return
     f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     out_console().print(table(f"{runs[0]['run_id']} (A) vs {runs[1]['run_id']} (B)",
