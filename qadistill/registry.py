@@ -98,6 +98,9 @@ class Registry:
         try:
             e = self.get(name_or_folder)
         except UnknownNameError:
+            if p.is_file():  # not a name: a weights file or a README given for the folder around it
+                raise UserInputError(f"{p} is a file, not a model folder",
+                                     f"pass the folder that holds config.json (e.g. {p.parent}), or a zoo name") from None
             if hub and "/" in name_or_folder:
                 return self._hub_ref(name_or_folder)
             raise

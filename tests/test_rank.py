@@ -320,3 +320,13 @@ def test_an_onnx_export_loaded_for_torch_names_its_source_not_damage(cli, tiny_r
     with pytest.raises(UserInputError, match="is an ONNX export: it has no PyTorch weights") as ei:
         load(onnx_dir, backend="torch")
     assert "load its source model" in ei.value.hint
+
+
+def test_a_file_given_as_the_model_is_said_to_be_a_file(tmp_path):
+    from qadistill.api import load
+    from qadistill.errors import UserInputError
+
+    f = tmp_path / "README.md"
+    f.write_text("# not a model\n")
+    with pytest.raises(UserInputError, match="README.md is a file, not a model folder"):
+        load(str(f))
