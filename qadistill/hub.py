@@ -29,7 +29,9 @@ SAFE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "README.md", 
 
 def parse_repo_ref(ref: str) -> tuple[str, str]:
     """'org/name[@revision]' → (repo_id, revision), validated before any request."""
-    repo, _, rev = ref.partition("@")
+    repo, at, rev = ref.partition("@")
+    if at and not rev.strip():  # "org/name@": a revision was meant and is missing, not "main"
+        raise UserInputError(f"'{ref}' names no revision after '@'", "use ORG/NAME (the main branch) or ORG/NAME@REVISION (a branch, tag or commit)")
     try:
         validate_repo_id(repo)
         validate_revision(rev or "main")

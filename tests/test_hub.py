@@ -251,3 +251,12 @@ def test_push_dry_run_out_where_nothing_can_be_created_is_refused_before_staging
         assert r.exit_code == 2 and f"--out {out}: cannot create it in" in err and ".qadistill" not in err, r.output
     finally:
         os.chmod(ro, 0o700)
+
+
+def test_a_hub_id_ending_in_at_names_the_missing_revision():
+    from qadistill.errors import UserInputError
+    from qadistill.hub import parse_repo_ref
+
+    with pytest.raises(UserInputError, match="names no revision after '@'"):
+        parse_repo_ref("org/name@")
+    assert parse_repo_ref("org/name") == ("org/name", "main") and parse_repo_ref("org/name@v1") == ("org/name", "v1")
