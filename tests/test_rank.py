@@ -330,3 +330,11 @@ def test_a_file_given_as_the_model_is_said_to_be_a_file(tmp_path):
     f.write_text("# not a model\n")
     with pytest.raises(UserInputError, match="README.md is a file, not a model folder"):
         load(str(f))
+
+
+def test_sessions_on_a_pytorch_model_is_refused(tiny_rank):
+    from qadistill.api import load
+    from qadistill.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="sessions=2 needs an ONNX model"):
+        load(str(tiny_rank[0]), backend="torch", sessions=2)
