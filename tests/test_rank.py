@@ -265,28 +265,27 @@ def test_rank_jsonl_id_that_is_not_a_string_or_integer_is_refused(cli, tiny_rank
     assert r.exit_code == 2 and "stdin:2: id" in r.stderr and "not a string or a whole number" in r.stderr, r.output
 
 
-def test_a_nan_score_is_an_error_naming_the_pair_never_a_reordered_ranking(cli, tiny_rank, tmp_path):
-    import shutil
+def test_a_nan_score_is_an_error_naming_the_pair_never_a_reordered_ranking(cli, tiny_rank, monkeypatch):
+    """Damaged weights in a folder without a checksum record gave NaN for one passage, which sorted into the ranking
+    and reordered every passage. The model's scores are made NaN for one pair here (tokenizers differ across the
+    Hugging Face lines: on one, the tiny tokenizer maps every word to [UNK], so a corrupted embedding row hits all)."""
+    import numpy as np
 
-    import torch
-    from safetensors.torch import load_file, save_file
-
+    import qadistill.backends as backends
     from qadistill.api import load
     from qadistill.errors import ScoreError
 
-    folder = shutil.copytree(tiny_rank[0], tmp_path / "nan-model")
-    (folder / "qadistill_checksums.json").unlink(missing_ok=True)  # a plain folder: nothing to check it against
-    w = load_file(str(folder / "model.safetensors"))
-    key = next(k for k in w if k.endswith("word_embeddings.weight"))
-    from transformers import AutoTokenizer
+    real = backends.Backend.score_real_lengths
 
-    tid = AutoTokenizer.from_pretrained(str(folder))("king", add_special_tokens=False)["input_ids"][0]
-    w[key][tid] = float("nan")  # one word's row: only the passage that holds it scores NaN
-    save_file(w, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    m = load(str(folder), backend="torch")
+    def one_nan(self, qs, ps, *a, **k):
+        out = np.asarray(real(self, qs, ps, *a, **k), dtype=np.float64)
+        out[[i for i, p in enumerate(ps) if "king" in p]] = np.nan
+        return out
+    monkeypatch.setattr(backends.Backend, "score_real_lengths", one_nan)
+    m = load(str(tiny_rank[0]), backend="torch")
     with pytest.raises(ScoreError, match=r"non-finite score \(nan\) for pair 1 \(1 of 3 pairs\)"):
         m.rank("who?", ["paris.", "a king.", "the queen."])
-    r = cli("rank", str(folder), "-q", "who?", "--backend", "torch", "--format", "json", input="paris.\na king.\nthe queen.\n")
+    r = cli("rank", str(tiny_rank[0]), "-q", "who?", "--backend", "torch", "--format", "json", input="paris.\na king.\nthe queen.\n")
     assert r.exit_code != 0 and "non-finite score" in r.stderr and "NaN" not in r.stdout, r.output
 
 
