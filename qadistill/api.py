@@ -13,7 +13,6 @@ PyTorch backend is used.
 from __future__ import annotations
 
 import math
-
 import os
 import warnings
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ class Reranker:
         self._backend = backend
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
@@ -110,7 +110,7 @@ class Reranker:
         self._closed = True
 
     def _check_open(self) -> None:
-        if getattr(self, "_closed", False):
+        if self._closed:
             raise UserInputError(f"{self.name} was closed", f"load it again: qadistill.load({self.name!r})")
 
 
@@ -198,13 +198,10 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
 
 def _export_source(folder: Path) -> str | None:
     """The model an export folder was made from, as its manifest names it (None when it does not)."""
-    import json
+    from qadistill.modelref import export_manifest
 
-    try:
-        man = json.loads((folder / "qadistill_export.json").read_text())
-    except (OSError, ValueError):
-        return None
-    src = (man.get("source_name") or man.get("source")) if isinstance(man, dict) else None
+    man = export_manifest(folder)
+    src = man.get("source_name") or man.get("source")
     return src if isinstance(src, str) else None
 
 

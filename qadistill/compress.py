@@ -412,19 +412,20 @@ def check_export_request(variants: list[str], req: ExportRequest) -> bool:
             raise UserInputError(f"unknown variant {v!r}", "use onnx, optimized, int8-dynamic, int8-static or fp16")
     if req.fp32_sensitive < 0:
         raise UserInputError(f"--fp32-sensitive {req.fp32_sensitive} is negative", "pass how many operators to keep in fp32: 0 (none) or more")
-    dynamic, static = Variant.int8_dynamic in variants, Variant.int8_static in variants
-    # an option no variant of this export reads is refused, never silently ignored
-    for given, option, applies, needs in (
-        (req.fp32_sensitive, "--fp32-sensitive", dynamic, "int8 dynamic"),
-        (req.fp32_first_attention, "--fp32-first-attention", dynamic, "int8 dynamic"),
-        (req.per_channel, "--per-channel", dynamic or static, "int8"),
-        (req.preset != "auto", f"--preset {req.preset}", dynamic or static, "int8"),
-        (req.calibration_method != "percentile", f"--calibration-method {req.calibration_method}", static, "static int8"),
-        (req.calibration_pairs != 256, f"--calibration-pairs {req.calibration_pairs}", static, "static int8"),
+    # an option no variant of this export reads is refused, never silently ignored: (what it applies to, the variants
+    # that read it, the --quantize that makes one)
+    dynamic = ("int8 dynamic", "int8-dynamic", {Variant.int8_dynamic}, "--quantize dynamic")
+    static = ("static int8", "int8-static", {Variant.int8_static}, "--quantize static")
+    int8 = ("int8", "int8", {Variant.int8_dynamic, Variant.int8_static}, "--quantize dynamic")
+    for given, option, (needs, variant, readers, add) in (
+        (req.fp32_sensitive, "--fp32-sensitive", dynamic),
+        (req.fp32_first_attention, "--fp32-first-attention", dynamic),
+        (req.per_channel, "--per-channel", int8),
+        (req.preset != "auto", f"--preset {req.preset}", int8),
+        (req.calibration_method != "percentile", f"--calibration-method {req.calibration_method}", static),
+        (req.calibration_pairs != 256, f"--calibration-pairs {req.calibration_pairs}", static),
     ):
-        if given and not applies:
-            variant = "int8-dynamic" if needs == "int8 dynamic" else "int8-static" if needs == "static int8" else "int8"
-            add = "--quantize static" if needs == "static int8" else "--quantize dynamic"
+        if given and not readers & set(variants):
             raise UserInputError(f"{option} applies to {needs} only, and this export makes no {variant} variant",
                                  f"add {add}, or drop {option.split()[0]}")
     if Variant.int8_static in variants and req.calibration_method not in CALIB_METHODS:
@@ -670,6 +671,20 @@ def _check_out_root(root: Path) -> None:
 def _mkdir(p: Path) -> str:
     Path(p).mkdir(parents=True, exist_ok=True)
     return str(p)
+
+
+def check_registered_exports(registry, label: str, variants: list[str], out_root: Path | None) -> None:
+    """A variant the zoo has in another folder is not re-pointed by an --out elsewhere (the registered folder would be
+    left behind, unregistered): refused before any work."""
+    if registry.store is None:
+        return
+    root = Path(out_root) if out_root else paths.artifacts_dir()
+    for v in variants:
+        a = registry.store.artifact(f"{label}-{v}")
+        if a is not None and Path(a.path).resolve() != (root / f"{label}-{v}").resolve() and Path(a.path).exists():
+            raise UserInputError(f"{label}-{v} is already exported at {a.path}: --out {root} would make another folder the "
+                                 f"zoo's {label}-{v}", f"omit --out (add --overwrite to replace it in place), or remove it "
+                                 f"first with `qadistill zoo remove {label}-{v} --delete-files`")
 
 
 def register_exports(registry, label: str, results: list) -> None:

@@ -361,7 +361,7 @@ def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | 
     ids = _IdTypes(path)
     pairs, rows, n = [], [], 0
     for rb in f.iter_batches(batch_size=8192, columns=list(present.values())):
-        table = {k: rb.column(list(present.values()).index(c)).to_pylist() for k, c in present.items()}
+        table = {k: col.to_pylist() for k, col in zip(present, rb.columns)}  # the batch's columns in ``present``'s order
         for i in range(rb.num_rows):
             n += 1
             r = {k: v[i] for k, v in table.items()}
@@ -497,9 +497,18 @@ def named_path(name: str, split: str) -> Path:
     raise DataError(f"unknown dataset '{name}'", f"use one of {', '.join(NAMED)}, a file path, or hf:REPO_ID")
 
 
+def data_hint() -> str:
+    return f"use one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID"
+
+
+def check_data_name(spec: str) -> None:
+    """Path("") is the working folder: an empty name is said to be empty, not "a folder"."""
+    if not spec.strip():
+        raise DataError("the data name is empty", data_hint())
+
+
 def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:
-    if not spec.strip():  # Path("") is the working folder: "is a folder" would name nothing the user typed
-        raise DataError("the data name is empty", f"pass one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
+    check_data_name(spec)
     if spec.startswith("hf:"):
         return load_hub_dataset(spec[3:], split)
     if spec in NAMED:
@@ -509,7 +518,7 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
         return load_delimited(path, {"query": "qtext", "passage": "atext", "label": "label"}, "trecqa", split)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file", f"use one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
+        raise DataError(f"{spec}: no such dataset or file", data_hint())
     suffixes = "".join(path.suffixes)
     if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
         return load_jsonl(path, split=split)

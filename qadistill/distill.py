@@ -240,13 +240,14 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
     if not plan.splits.dev.stats()["queries_with_pos_and_neg"]:
         notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
                      "the last weights are kept")
-    pool = plan.unlabelled
-    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.single_lists * 2 >= pool.lists:
-        notes.append(f"warning: {pool.single_lists} of the {pool.lists} candidate lists in {pool.path} have one "
-                     f"candidate, which --loss {plan.pipeline.distill.loss} cannot rank: {LISTS_HINT}")
-    if pool is not None and plan.pipeline.distill.loss != "pointwise" and pool.lists > pool.queries:
-        notes.append(f"note: {pool.path} has {pool.queries} queries in {pool.lists} runs of consecutive rows: a query "
-                     f"whose rows are apart is ranked as separate lists (sort the file by query to rank them together)")
+    pool, loss = plan.unlabelled, plan.pipeline.distill.loss
+    if pool is not None and loss != "pointwise":  # a ranking loss ranks each candidate list of the pool
+        if pool.single_lists * 2 >= pool.lists:
+            notes.append(f"warning: {pool.single_lists} of the {pool.lists} candidate lists in {pool.path} have one "
+                         f"candidate, which --loss {loss} cannot rank: {LISTS_HINT}")
+        if pool.lists > pool.queries:
+            notes.append(f"note: {pool.path} has {pool.queries} queries in {pool.lists} runs of consecutive rows: a query "
+                         f"whose rows are apart is ranked as separate lists (sort the file by query to rank them together)")
     work = plan.out_dir.with_name(plan.out_dir.name + ".work")
     if resume and not any(work.rglob("checkpoint.pt")):
         notes.append(f"no checkpoint to resume in {work}: starting a fresh run")

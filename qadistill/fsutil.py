@@ -72,9 +72,13 @@ def check_folder_path(folder: Path, what: str = "--out", hint: str = "pick a new
         if not folder.is_dir():
             raise UserInputError(f"{what} {folder} is a file, not a folder", hint)
         return
-    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    parent = _nearest_existing_parent(folder)
     if parent is not None and not parent.is_dir():
         raise UserInputError(f"{what} {folder}: {parent} is a file, not a folder", hint)
+
+
+def _nearest_existing_parent(folder: Path) -> Path | None:
+    return next((p for p in Path(folder).absolute().parents if p.exists()), None)
 
 
 def check_can_create(folder: Path, what: str = "--out", hint: str = "pick a folder you can write to") -> None:
@@ -86,7 +90,7 @@ def check_can_create(folder: Path, what: str = "--out", hint: str = "pick a fold
 
     folder = Path(folder)
     check_folder_path(folder, what, hint)
-    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    parent = _nearest_existing_parent(folder)
     if parent is None:
         return
     try:
@@ -115,17 +119,19 @@ def check_replaceable(folder: Path, what: str = "--out") -> None:
 def _unrecorded_files(folder: Path) -> list[str]:
     """Files of a model folder that its checksum record does not list (a user's notes put there after the build);
     [] for a folder without a record, or one whose record does not read (the integrity check speaks for those)."""
-    import json
+    from qadistill.errors import ModelFolderError
+    from qadistill.integrity import folder_files, read_checksums
 
-    record = folder / "qadistill_checksums.json"
-    if not folder.is_dir() or not record.is_file():
+    if not folder.is_dir():
         return []
     try:
-        listed = set(json.loads(record.read_text())["files"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
+        man = read_checksums(folder)
+    except ModelFolderError:
         return []
-    return [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p != record and p.relative_to(folder).as_posix() not in listed]
+    if man is None:
+        return []
+    rels = (p.relative_to(folder).as_posix() for p in folder_files(folder))
+    return [r for r in rels if r not in man["files"]]
 
 
 def replace_dir(tmp_dir: Path, final: Path) -> None:

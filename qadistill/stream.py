@@ -76,14 +76,12 @@ def _columns(columns: dict | None) -> dict:
 def open_pairs(spec: str, split: str | None = None, columns: dict | None = None, labels: bool = True) -> PairStream:
     """The pair stream of a file path, a named data set (wikiqa, trecqa) or hf:REPO; ``labels=False``: any label
     column is ignored, not checked (an unlabelled pool)."""
-    if not spec.strip():
-        raise DataError("the data name is empty", f"pass one of {', '.join(_data.NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
+    _data.check_data_name(spec)
     if spec.startswith("hf:") or spec in _data.NAMED:
         return PairStream(spec, split or "test", spec[3:] if spec.startswith("hf:") else spec, "dataset", None, columns)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file",
-                        f"use one of {', '.join(_data.NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID")
+        raise DataError(f"{spec}: no such dataset or file", _data.data_hint())
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it")
     if split not in (None, "", "all"):  # a stream reads a file whole: it is not cut by query as eval/distill cut it

@@ -10,6 +10,7 @@ gradients are averaged; only the main process evaluates and writes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -299,30 +300,28 @@ class _Loop:
                     self.ema[name].mul_(d).add_(p.detach(), alpha=1 - d)
         self.state["ema_updates"] = n + 1
 
+    @contextlib.contextmanager
     def ema_weights(self):
         """A context in which the model holds the averaged weights (the trained ones come back after)."""
-        import contextlib
+        if not self.cfg.ema_decay:
+            yield
+            return
+        params = dict(self.raw.named_parameters())
+        kept = {n: params[n].detach().clone() for n in self.ema}
+        self._load_weights(self.ema)
+        try:
+            yield
+        finally:
+            self._load_weights(kept)
 
+    def _load_weights(self, tensors: dict) -> None:
+        """Copy ``tensors`` (name -> tensor) into the model's parameters of those names."""
         import torch
 
-        @contextlib.contextmanager
-        def swapped():
-            if not self.cfg.ema_decay:
-                yield
-                return
-            params = dict(self.raw.named_parameters())
-            kept = {n: params[n].detach().clone() for n in self.ema}
-            with torch.no_grad():
-                for n, v in self.ema.items():
-                    params[n].copy_(v)
-            try:
-                yield
-            finally:
-                with torch.no_grad():
-                    for n, v in kept.items():
-                        params[n].copy_(v)
-
-        return swapped()
+        params = dict(self.raw.named_parameters())
+        with torch.no_grad():
+            for n, v in tensors.items():
+                params[n].copy_(v)
 
     def _load_checkpoint(self) -> dict:
         """The checkpoint, refused (before any step) when damaged or made from other settings or data: resuming it
@@ -467,10 +466,7 @@ class _Loop:
         if self.cfg.select_on_dev and self.best_path.exists():
             self.raw.load_state_dict(torch.load(self.best_path, weights_only=True))
         elif self.cfg.ema_decay:  # the last average, not the last step's weights
-            with torch.no_grad():
-                params = dict(self.raw.named_parameters())
-                for n, v in self.ema.items():
-                    params[n].copy_(v)
+            self._load_weights(self.ema)
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
         state["precision"] = self.precision
         return state

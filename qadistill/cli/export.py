@@ -8,7 +8,7 @@ import typer
 
 from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
-from qadistill.modelref import PARITY_QUERIES, Variant
+from qadistill.modelref import MIN_TRUSTED_PARITY_QUERIES, PARITY_QUERIES, Variant
 
 
 class Optimize(str, Enum):
@@ -63,7 +63,8 @@ def export(
 ) -> None:
     """Export to ONNX with Optimum, optimize with ONNX Runtime, quantize to int8 (dynamic/static), fp16 for GPU;
     each variant gets a parity check against PyTorch and is registered in the zoo as NAME-VARIANT."""
-    from qadistill.compress import ExportRequest, _cuda_ok, check_export_request, default_variants, export_model, register_exports
+    from qadistill.compress import (ExportRequest, _cuda_ok, check_export_request, check_registered_exports, default_variants,
+                                    export_model, register_exports)
     from qadistill.errors import UserInputError
     from qadistill.progress import RichProgress
     from qadistill.registry import Registry
@@ -85,7 +86,7 @@ def export(
                         calibration_pairs=calibration_pairs, per_channel=per_channel, fuse_skip_layernorm=fuse_skip_layernorm,
                         fp32_first_attention=fp32_first_attention, fp32_sensitive=fp32_sensitive)
     check_export_request(variants, req)  # options first: an option no variant reads fails before the data loads
-    _check_registered(reg, label, variants, out)
+    check_registered_exports(reg, label, variants, out)
     _check_data(data, parity_queries, Variant.int8_static in variants)
     from qadistill.locks import artifact_lock
 
@@ -97,22 +98,6 @@ def export(
         print_json([r.to_dict() for r in results])
         return
     _render(results, label, max_map_drop)
-
-def _check_registered(reg, label: str, variants: list[str], out: Path | None) -> None:
-    """A variant the zoo has in another folder is not re-pointed by an --out elsewhere (the registered folder would be
-    left behind, unregistered): refused before any work."""
-    from qadistill import paths
-    from qadistill.errors import UserInputError
-
-    if reg.store is None:
-        return
-    root = Path(out) if out else paths.artifacts_dir()
-    for v in variants:
-        a = reg.store.artifact(f"{label}-{v}")
-        if a is not None and Path(a.path).resolve() != (root / f"{label}-{v}").resolve() and Path(a.path).exists():
-            raise UserInputError(f"{label}-{v} is already exported at {a.path}: --out {root} would make another folder the "
-                                 f"zoo's {label}-{v}", f"omit --out (add --overwrite to replace it in place), or remove it "
-                                 f"first with `qadistill zoo remove {label}-{v} --delete-files`")
 
 
 def _render(results: list, label: str, max_map_drop: float) -> None:
@@ -156,8 +141,6 @@ def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:
     from qadistill.compress import parity_sample
     from qadistill.data import load_dataset
     from qadistill.errors import UserInputError
-
-    from qadistill.modelref import MIN_TRUSTED_PARITY_QUERIES
 
     sample = parity_sample(data, "dev", parity_queries)
     if not sample.pairs:
