@@ -132,30 +132,45 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
 
 
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
+MORE_ARM = re.compile(r"(?P<source>.+)-more")  # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass
 PRUNE_RECIPE = """kind = "student"
 name = "{name}"
 description = "{source} with its feed-forward layers pruned to {width} units (benchmarks/mkdm_ablation.py)"
 init = {{ type = "prune", model = "{source}", intermediate_size = {width} }}
 """
+CONTINUE_RECIPE = """kind = "student"
+name = "{name}"
+description = "{source} as built, for one more labelled pass (benchmarks/mkdm_ablation.py)"
+init = {{ type = "continue", model = "{source}" }}
+"""
+
+
+def _derived(arm: str):
+    """The match of a pruned (``SOURCE-ffnW``) or continued (``SOURCE-more``) arm whose SOURCE is an arm, else None."""
+    if arm in ARMS:
+        return None
+    m = PRUNED_ARM.fullmatch(arm) or MORE_ARM.fullmatch(arm)
+    return m if m and m["source"] in ARMS else None
 
 
 def known(arm: str) -> bool:
-    m = PRUNED_ARM.fullmatch(arm)
-    return arm in ARMS or bool(m and m["source"] in ARMS)
+    return arm in ARMS or _derived(arm) is not None
 
 
 def arm_teachers(arm: str) -> str:
-    m = PRUNED_ARM.fullmatch(arm)
-    opts = ARMS[m["source"] if m and arm not in ARMS else arm]
+    m = _derived(arm)
+    opts = ARMS[m["source"] if m else arm]
     return opts[opts.index("--teachers") + 1] if "--teachers" in opts else TEACHERS
 
 
 def arm_options(arm: str, seed: int) -> list[str]:
     """The arm's `distill quickstart` options. A pruned arm (``SOURCE-ffnW``) prunes that seed's SOURCE student to W
     feed-forward units (a student recipe with init type "prune", added to the user zoo) and runs the labelled stage from
-    it with the same teachers, mode and heads as its source: the recovery pass (no stage 1)."""
-    m = PRUNED_ARM.fullmatch(arm)
-    if arm in ARMS or not m:
+    it with the same teachers, mode and heads as its source: the recovery pass (no stage 1). A continued arm
+    (``SOURCE-more``) starts from that seed's SOURCE student as built (init type "continue") and runs the same labelled
+    stage once more: a second labelled epoch with the learning rate restarted (no stage 1)."""
+    m = _derived(arm)
+    if m is None:
         return ARMS[arm]
     src, opts, out = m["source"], ARMS[m["source"]], []
     skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1}
@@ -167,7 +182,9 @@ def arm_options(arm: str, seed: int) -> list[str]:
         out.append(opts[i])
         i += 1
     name = f"abl-{arm}-s{seed}-student"
-    zoo_add(name, PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]))
+    recipe = PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]) if m.re is PRUNED_ARM else \
+        CONTINUE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}")
+    zoo_add(name, recipe)
     return [*out, "--student", name]
 
 

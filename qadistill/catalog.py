@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qadistill.errors import QadistillError
 from qadistill.recipes import (
+    ContinueInit,
     PipelineRecipe,
     PrebuiltRecipe,
     PretrainedInit,
@@ -95,10 +96,10 @@ def _entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Sourc
         init = r.init
         if isinstance(init, PretrainedInit):
             return f"init:{init.source.describe()}", source_status(init.source)
-        if isinstance(init, PruneInit):
+        if isinstance(init, (PruneInit, ContinueInit)):
             from qadistill.prune import describe, source_folder
 
-            label = f"init:{init.model} pruned to {describe(init)}"
+            label = f"init:{init.model} pruned to {describe(init)}" if isinstance(init, PruneInit) else f"init:{init.model} as built"
 
             try:
                 folder = source_folder(init.model, reg)  # the resolver distill uses: artifact or model folder

@@ -27,7 +27,7 @@ from qadistill.integrity import write_checksums
 from qadistill.cards import model_card  # noqa: F401  (re-exported)
 from qadistill.metrics import fmt, ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
-from qadistill.recipes import PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
+from qadistill.recipes import ContinueInit, PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
 from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
 from qadistill.teachers import spread_targets, teacher_targets
 
@@ -188,6 +188,11 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         check_init(encoder_folder_for(student_recipe, registry), student_recipe.init)
         if student_recipe.init.intermediate_size is not None:
             require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
+    if isinstance(student_recipe.init, ContinueInit):
+        from qadistill.prune import check_source
+        from qadistill.student import encoder_folder_for
+
+        check_source(encoder_folder_for(student_recipe, registry), "continue")
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
     check_replaceable(out)
@@ -383,7 +388,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     K = n_heads(d.mode, len(teachers))
     torch.manual_seed(d.seed)
     model = make_student_class()(encoder, K, heads=d.heads)
-    if pruned is not None:
+    if pruned is not None:  # prune / continue: every head starts from the source's score
         from qadistill.student import heads_from_classifier
 
         heads_from_classifier(model, pruned[1])
@@ -399,7 +404,7 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
                    progress=progress, label=f"distill {d.mode}")
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
-            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None else None,
+            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
             "teacher_folds": {t.name: len(t.folds()) for t in teachers if hasattr(t, "folds") and t.folds()}}
 
 
@@ -580,10 +585,16 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
 
 def _build(plan: _Plan, registry, seed: int) -> tuple:
     """(encoder, tokenizer, None) for the student recipe's init; for ``prune``, (pruned encoder, tokenizer,
-    (PruneReport, the source's classifier)), ranked on the first ``importance_queries`` train questions."""
+    (PruneReport, the source's classifier)), ranked on the first ``importance_queries`` train questions; for
+    ``continue``, (the source's encoder, tokenizer, (None, its classifier))."""
     from qadistill.student import build_encoder, encoder_folder_for
 
     init = plan.student_recipe.init
+    if isinstance(init, ContinueInit):
+        from qadistill.prune import continued_encoder
+
+        encoder, tok, classifier = continued_encoder(encoder_folder_for(plan.student_recipe, registry))
+        return encoder, tok, (None, classifier)
     if isinstance(init, PruneInit):
         from qadistill.prune import pruned_encoder
 

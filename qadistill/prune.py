@@ -108,7 +108,7 @@ def source_folder(ref: str, registry) -> Path:
     from qadistill.errors import UnknownNameError
 
     try:
-        m = registry.resolve(ref, use="prune a built student (a `qadistill distill` artifact) or its folder", recipes=(),
+        m = registry.resolve(ref, use="start from a built student (a `qadistill distill` artifact) or its folder", recipes=(),
                              model_folders_only=True)
     except UnknownNameError:
         raise UserInputError(f"init.model '{ref}' is not a built student yet",
@@ -116,6 +116,23 @@ def source_folder(ref: str, registry) -> Path:
     if m.kind not in ("student-model", "folder"):
         raise UserInputError(f"init.model '{ref}' is a {m.kind}, not a built student", "name a `qadistill distill` artifact or its folder")
     return m.folder
+
+
+def _load_student(folder: Path):
+    """(one-logit ``BertForSequenceClassification``, tokenizer) of the built student in ``folder`` (checksums checked)."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from qadistill.integrity import load_pretrained
+
+    return load_pretrained(BertForSequenceClassification, folder), AutoTokenizer.from_pretrained(str(folder))
+
+
+def continued_encoder(folder: Path):
+    """(BertModel with its pooler, tokenizer, classifier) of the built student in ``folder``, unchanged: a continue
+    init, whose run starts every head from the source's served score (the classifier's one-logit ``nn.Linear``)."""
+    check_source(folder, "continue")
+    model, tok = _load_student(folder)
+    return model.bert, tok, model.classifier
 
 
 def _reconfigured(bert, **changes):
@@ -152,17 +169,23 @@ def describe(init) -> str:
     return ", ".join(x for x in parts if x)
 
 
-def check_init(folder: Path, init) -> None:
-    """Before any work: ``folder`` is a one-logit BERT student that ``init`` (a PruneInit) really changes: a smaller
-    feed-forward width, a divisor of its head count below it, another activation."""
+def check_source(folder: Path, verb: str = "prune") -> dict:
+    """Before any work: ``folder`` holds a one-logit BERT student (what a prune or continue init starts from); its config."""
     import json
 
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise UserInputError(f"{folder}/config.json cannot be read: {exc}", "prune a student built by `qadistill distill`") from None
-    if cfg.get("model_type") != "bert" or len(cfg.get("id2label") or {"0": 0}) != 1:
-        raise UserInputError(f"{folder} is not a one-logit BERT student", "prune a student built by `qadistill distill`")
+        raise UserInputError(f"{folder}/config.json cannot be read: {exc}", f"{verb} a student built by `qadistill distill`") from None
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "bert" or len(cfg.get("id2label") or {"0": 0}) != 1:
+        raise UserInputError(f"{folder} is not a one-logit BERT student", f"{verb} a student built by `qadistill distill`")
+    return cfg
+
+
+def check_init(folder: Path, init) -> None:
+    """Before any work: ``folder`` is a one-logit BERT student that ``init`` (a PruneInit) really changes: a smaller
+    feed-forward width, a divisor of its head count below it, another activation."""
+    cfg = check_source(folder)
     width = int(cfg.get("intermediate_size", 0))
     if init.intermediate_size is not None and init.intermediate_size >= width:
         raise UserInputError(f"init.intermediate_size {init.intermediate_size} does not prune {folder.name} (it has {width} units)",
@@ -181,14 +204,9 @@ def pruned_encoder(folder: Path, init, pairs: list[QAPair], max_length: int, sou
     as ``init`` (a PruneInit) says; the classifier (its one-logit ``nn.Linear``) lets the recovery pass start every
     head from the source's score. ``source``: how the report names the source (the zoo name; a card must not carry a
     local path), default the folder's name."""
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from qadistill.integrity import load_pretrained
-
     check_init(folder, init)
-    model = load_pretrained(BertForSequenceClassification, folder)
+    model, tok = _load_student(folder)
     width, heads, act = model.config.intermediate_size, model.config.num_attention_heads, model.config.hidden_act
-    tok = AutoTokenizer.from_pretrained(str(folder))
     encoder, kept, used = model.bert, [], []
     if init.intermediate_size is not None:
         importance = ffn_importance(model, tok, pairs, max_length)

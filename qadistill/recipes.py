@@ -254,7 +254,16 @@ class PruneInit(_Strict):
         return self
 
 
-StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit, PruneInit], Field(discriminator="type")]
+class ContinueInit(_Strict):
+    """Start from a built student as it is: its encoder, and every head from its served score. The distillation run
+    that uses this student is a further pass: another labelled pass over the same data (a warm restart of the learning
+    rate), or new data (a built student adapted to a user's domain)."""
+
+    type: Literal["continue"]
+    model: str = Field(min_length=1, description="A built student (zoo artifact name) or a folder with its config.json.")
+
+
+StudentInit = Annotated[Union[PretrainedInit, TruncateInit, ConfigInit, PruneInit, ContinueInit], Field(discriminator="type")]
 
 
 HeadKind = Literal[HEAD_KINDS]  # type: ignore[valid-type]  (distill --heads)

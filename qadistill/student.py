@@ -16,7 +16,7 @@ from pathlib import Path
 from qadistill.errors import UserInputError
 from qadistill.integrity import QuietTransformers, write_checksums
 from qadistill.fsutil import plain_modes
-from qadistill.recipes import ConfigInit, PretrainedInit, PruneInit, StudentRecipe, TeacherRecipe, TruncateInit
+from qadistill.recipes import ConfigInit, ContinueInit, PretrainedInit, PruneInit, StudentRecipe, TeacherRecipe, TruncateInit
 from qadistill.sources import resolve_source
 
 
@@ -24,7 +24,7 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
     init = recipe.init
     if isinstance(init, PretrainedInit):
         return resolve_source(init.source)
-    if isinstance(init, PruneInit):
+    if isinstance(init, (PruneInit, ContinueInit)):
         from qadistill.prune import source_folder
 
         return source_folder(init.model, registry)
@@ -38,7 +38,7 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
 
 def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
     """(BertModel with a pooler, tokenizer) for the student's initialisation (not ``prune``, which needs train data:
-    ``qadistill.prune.pruned_encoder``)."""
+    ``qadistill.prune.pruned_encoder``, nor ``continue``: ``qadistill.prune.continued_encoder``)."""
     import torch
     from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 

@@ -215,3 +215,49 @@ def test_distill_from_merged_heads_saves_a_plain_model_with_fewer_wider_heads(cl
     assert "attention heads 4 -> 2" in card and "activation gelu -> gelu_new" in card and "feed-forward width" not in card
     full = json.loads((tmp_path / "qadistill-home" / "artifacts" / "src" / "metrics.json").read_text())
     assert res["parameters"] == full["parameters"]
+
+
+CONTINUED = """kind = "student"
+name = "tiny-continued"
+description = "the tiny student as built, for a further pass"
+init = {{ type = "continue", model = "{model}" }}
+"""
+
+
+@requires_package("all-minilm-l6-v2")
+def test_a_continue_init_starts_every_head_from_the_built_students_score(cli, tiny_zoo, tmp_path):
+    """With a learning rate too small to move a weight, the continued student scores what its source scored: the
+    encoder and the served score are carried over (a fresh head would rank differently), in either mode."""
+    common = ["--teachers", "tiny-t0,tiny-t1", "--data", str(tiny_zoo), "--max-length", "48", "--batch-size", "8", "--format", "json"]
+    r = cli("distill", "--student", "tiny-random-student", *common, "--mode", "avg", "--name", "src")
+    assert r.exit_code == 0, r.output
+    src = json.loads(r.stdout)
+    assert cli("zoo", "add", str(write(tmp_path / "c.toml", CONTINUED.format(model="src")))).exit_code == 0
+    listed = {x["name"]: x for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    assert listed["tiny-continued"]["available"] and "as built" in listed["tiny-continued"]["source"]
+    for mode in ("avg", "mkdm"):
+        r = cli("distill", "--student", "tiny-continued", *common, "--mode", mode, "--lr", "1e-12", "--name", f"more-{mode}")
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)
+        assert res["student"]["init"] == {"type": "continue", "model": "src"} and res["pruned"] is None
+        assert res["parameters"] == src["parameters"]
+        assert res["metrics"]["test"]["map"] == pytest.approx(src["metrics"]["test"]["map"], abs=1e-9), mode
+        assert res["dev_map"] == pytest.approx(src["dev_map"], abs=1e-9), mode
+    card = (tmp_path / "qadistill-home" / "artifacts" / "more-mkdm" / "README.md").read_text()
+    assert '"type": "continue"' in card and "pruned from" not in card
+    r = cli("distill", "--student", "tiny-continued", *common, "--name", "fresh")  # the same source, a normal rate: it trains
+    assert r.exit_code == 0 and json.loads(r.stdout)["metrics"]["test"]["map"] >= 0
+
+
+@requires_package("all-minilm-l6-v2")
+def test_a_continue_init_of_an_unbuilt_source_or_a_teacher_fails_before_any_work(cli, tiny_zoo, tmp_path):
+    common = ["--teachers", "tiny-t0", "--mode", "single", "--data", str(tiny_zoo), "--max-length", "48"]
+    assert cli("zoo", "add", str(write(tmp_path / "c.toml", CONTINUED.format(model="not-built-yet")))).exit_code == 0
+    r = cli("distill", "--student", "tiny-continued", *common)
+    assert r.exit_code == 2 and "init.model 'not-built-yet' is not a built student yet" in r.stderr and "Traceback" not in r.output
+    folder = tmp_path / "not-a-student"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert", "id2label": {"0": "a", "1": "b"}}')
+    assert cli("zoo", "add", "--force", str(write(tmp_path / "c.toml", CONTINUED.format(model=folder)))).exit_code == 0
+    r = cli("distill", "--student", "tiny-continued", *common)
+    assert r.exit_code == 2 and "is not a one-logit BERT student" in r.stderr and "continue a student built by" in r.stderr
