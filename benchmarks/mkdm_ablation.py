@@ -10,7 +10,7 @@ Usage:
       two-stage-4t-avg-full-ema,
       two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
-      two-stage-3t-infold-ffn768]
+      two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -39,6 +39,8 @@ it teaches in the labelled stage, as in `two-stage-3t`.
 
 An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
+An arm `SOURCE-more` (e.g. `two-stage-4t-avg-full-more`) starts from each seed's SOURCE student as built (student init
+type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted.
 
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
@@ -125,7 +127,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "the two bi-encoders only; -ema: `--ema-decay 0.995`, an exponential moving average of the weights "
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
-                        "pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
+                        "once more, the learning rate restarted (train s: that pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
