@@ -400,24 +400,47 @@ def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
         raise DataError(f"{path}:{ln}: {problem}", 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""') from None
 
 
+# Headers read without a column mapping, tried in this order when a file has neither a 'query' nor a 'passage'
+# column: field -> the file's column. TrecQA's raw release, WikiQA's columns in a CSV (or a TSV whose cells are
+# quoted), and the Hugging Face microsoft/wiki_qa columns.
+KNOWN_LAYOUTS = {
+    "TrecQA": {"query": "qtext", "passage": "atext", "label": "label"},
+    "WikiQA": {"query_id": "QuestionID", "query": "Question", "passage_id": "SentenceID", "passage": "Sentence", "label": "Label"},
+    "wiki_qa": {"query_id": "question_id", "query": "question", "passage": "answer", "label": "label"},
+}
+
+
+def header_columns(header: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
+    """Field -> column name for a CSV/TSV header: the JSONL field names with ``columns``' renames; with no mapping
+    given and neither a 'query' nor a 'passage' column, the first of ``KNOWN_LAYOUTS`` whose query and passage
+    columns the header has (its other fields where the header has them)."""
+    base = {f: f for f in JSONL_FIELDS}
+    if columns:
+        return {**base, **columns}
+    if "query" not in header and "passage" not in header:
+        for layout in KNOWN_LAYOUTS.values():
+            if layout["query"] in header and layout["passage"] in header:
+                return {**base, **layout}
+    return base
+
+
 def _header_hint(header: list[str], columns: dict[str, str]) -> str:
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
-    hint = f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}); found: {found}"
-    if columns["query"] == "query" and {"qtext", "atext"} <= set(header):
-        hint += "; for a TrecQA-style file rename qtext to query and atext to passage"
-    return hint
+    known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())
+    return (f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
+            f"or the query and passage columns of a known layout ({known}); found: {found}")
 
 
 def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
     """CSV/TSV with a header. ``columns`` maps our fields (query, passage, label, query_id, passage_id) to the file's
     column names; by default the JSONL field names are used. Missing query ids group rows by query text."""
-    columns = {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
     lines = _read_lines(path)
     delim = "\t" if ".tsv" in path.suffixes else ","
     if not lines:
         raise DataError(f"{path}: empty file", "expected a header row")
     header = header_cells(lines[0], delim, path)
+    columns = header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))
@@ -524,17 +547,21 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
         return load_jsonl(path, split=split)
     if suffixes.lower().endswith(".parquet"):
         return load_parquet(path, columns, split=split)
-    if columns is None and path.name.lower().startswith("wikiqa") or (columns is None and _looks_like_wikiqa(path)):
+    if columns is None and _looks_like_wikiqa(path):
         return load_wikiqa_tsv(path, path.stem, split)
     return load_delimited(path, columns, split=split)
 
 
 def _looks_like_wikiqa(path: Path) -> bool:
+    """The file's header is WikiQA's, tab-separated (QuestionID and Sentence among its cells): the WikiQA TSV reader,
+    whose cells hold quotes that are text, not CSV quoting, and which names any WikiQA column missing. The file's name
+    does not decide: wikiqa_heldout.csv may be any layout."""
     try:
         with _open_text(path) as fh:
-            return fh.readline().startswith("QuestionID\t")
+            first = fh.readline().rstrip("\r\n")
     except Exception:
         return False
+    return {"QuestionID", "Sentence"} <= {c.strip() for c in first.split("\t")}
 
 
 def unique(seq: Iterable[str]) -> list[str]:

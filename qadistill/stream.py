@@ -44,8 +44,7 @@ class PairStream:
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path, self.labels)
         else:
-            yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",",
-                                       _columns(self.columns), self.labels)
+            yield from _delimited_rows(self.path, "\t" if self.format == "tsv" else ",", self.columns, self.labels)
 
     def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(queries, passages) of ``size`` pairs at a time (the last chunk may be shorter)."""
@@ -94,7 +93,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
     elif suffixes.endswith(".parquet"):
         fmt = "parquet"
         _parquet_file(path, _columns(columns))  # not Parquet, or no such columns: a one-line error now
-    elif columns is None and (path.name.lower().startswith("wikiqa") or _data._looks_like_wikiqa(path)):
+    elif columns is None and _data._looks_like_wikiqa(path):
         fmt = "wikiqa-tsv"
     else:
         fmt = "tsv" if ".tsv" in path.suffixes else "csv"
@@ -164,14 +163,15 @@ def _jsonl_rows(path: Path, labels: bool = True) -> Iterator[tuple[str, str]]:
         yield _checked(row["query"], row["passage"], path, ln)
 
 
-def _delimited_rows(path: Path, delim: str, columns: dict, labels: bool = True) -> Iterator[tuple[str, str]]:
-    """CSV/TSV with a header: the query and passage columns named by ``columns``; a label column, where there is one
-    and ``labels`` is on, must hold 0/1."""
+def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool = True) -> Iterator[tuple[str, str]]:
+    """CSV/TSV with a header: the query and passage columns named by ``columns`` (``data.header_columns``: the caller's
+    renames, else the JSONL names or a known layout); a label column, where there is one and ``labels`` is on, must hold 0/1."""
     it = _lines(path)
     first = next(it, None)
     if first is None:
         raise DataError(f"{path}: empty file", "expected a header row")
     header = _data.header_cells(first[1], delim, path)
+    columns = _data.header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:
             raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))

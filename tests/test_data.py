@@ -90,8 +90,9 @@ def test_csv_with_column_mapping(tmp_path):
     p = write(tmp_path / "t.csv", 'qtext,label,atext\n"who?",1,"him"\n"who?",0,"her"\n')
     ds = load_dataset(str(p), columns={"query": "qtext", "passage": "atext", "label": "label"})
     assert len(ds.query_groups()) == 1 and ds.labels() == [1, 0]
-    with pytest.raises(DataError, match=r"missing column 'query'"):
-        load_dataset(str(p))
+    assert load_dataset(str(p)).pairs == ds.pairs  # TrecQA's header is a known layout: the same without the mapping
+    with pytest.raises(DataError, match=r"missing column 'question'"):
+        load_dataset(str(p), columns={"query": "question", "passage": "atext"})  # a mapping given is the one used
 
 
 def test_unknown_dataset_and_split():
@@ -170,11 +171,11 @@ def test_jsonl_ids_of_two_json_types_are_an_error_naming_both_lines(tmp_path, fi
 
 
 def test_csv_missing_column_hint_names_the_header_it_needs(tmp_path):
-    p = write(tmp_path / "t.csv", 'qtext,label,atext\n"who?",1,"him"\n')
+    p = write(tmp_path / "t.csv", 'q_text,label,a_text\n"who?",1,"him"\n')
     with pytest.raises(DataError) as ei:
         load_dataset(str(p))
     assert "--columns" not in ei.value.hint
-    assert "query" in ei.value.hint and "passage" in ei.value.hint and "qtext" in ei.value.hint and "atext" in ei.value.hint
+    assert "query" in ei.value.hint and "passage" in ei.value.hint and "q_text" in ei.value.hint and "a_text" in ei.value.hint
 
 
 def test_labels_follow_one_rule_in_every_format(tmp_path):
@@ -322,3 +323,46 @@ def test_an_unlabelled_pair_in_labelled_data_is_named_by_its_line(tmp_path):
     p.write_text("\n\n".join(json.dumps(r) for r in rows) + "\n")  # blank lines between: the line is the file's
     with pytest.raises(DataError, match=r"d.jsonl:3: test: 1 of 3 pairs have no label"):
         require_labelled(load_dataset(str(p)), "test")
+
+
+def test_a_file_named_wikiqa_in_the_plain_layout_loads_by_its_header_not_its_name(tmp_path):
+    """The file name used to decide: wikiqa_heldout.csv with query/passage columns went to the WikiQA TSV reader and
+    failed on its missing QuestionID column."""
+    from qadistill.stream import open_pairs
+
+    f = write(tmp_path / "wikiqa_heldout.csv", "query_id,query,passage_id,passage,label\nq1,who,p1,me,1\nq1,who,p2,you,0\n")
+    ds = load_dataset(str(f), "all")
+    assert [(p.query_id, p.passage_id, p.label) for p in ds.pairs] == [("q1", "p1", 1), ("q1", "p2", 0)]
+    assert list(open_pairs(str(f)).rows()) == [("who", "me"), ("who", "you")]
+    tsv = write(tmp_path / "heldout.tsv", "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"
+                                          'Q1\twho\tD1\tT\tS1\tsaid "me" once\t1\nQ1\twho\tD1\tT\tS2\tyou\t0\n')
+    ds = load_dataset(str(tsv), "all")  # any name: the WikiQA header picks the WikiQA reader (its quotes are text)
+    assert [p.passage for p in ds.pairs] == ['said "me" once', "you"] and ds.pairs[0].title == "T"
+
+
+@pytest.mark.parametrize("header,rows,ids", [
+    ("qtext,label,atext", ["who,1,me", "who,0,you", "what,0,a", "what,1,b"], None),  # TrecQA raw
+    ("QuestionID,Question,DocumentID,DocumentTitle,SentenceID,Sentence,Label",
+     ["Q1,who,D,T,S1,me,1", "Q1,who,D,T,S2,you,0", "Q2,what,D,T,S3,a,0", "Q2,what,D,T,S4,b,1"], ["S1", "S2", "S3", "S4"]),  # WikiQA columns in a CSV
+    ("question_id,question,document_title,answer,label",
+     ["Q1,who,T,me,1", "Q1,who,T,you,0", "Q2,what,T,a,0", "Q2,what,T,b,1"], None),  # Hugging Face microsoft/wiki_qa
+])
+def test_known_qa_layouts_load_without_a_column_mapping_in_eval_and_in_the_stream(tmp_path, header, rows, ids):
+    from qadistill.stream import open_pairs
+
+    f = write(tmp_path / "held.csv", header + "\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(str(f), "all")
+    assert [(p.query, p.passage, p.label) for p in ds.pairs] == [("who", "me", 1), ("who", "you", 0), ("what", "a", 0), ("what", "b", 1)]
+    assert len(ds.query_groups()) == 2
+    if ids:
+        assert [p.passage_id for p in ds.pairs] == ids
+    assert list(open_pairs(str(f)).rows()) == [("who", "me"), ("who", "you"), ("what", "a"), ("what", "b")]
+
+
+def test_a_header_of_no_known_layout_names_the_columns_it_takes(tmp_path):
+    f = write(tmp_path / "odd.csv", "q,a,y\nwho,me,1\n")
+    with pytest.raises(DataError, match="missing column 'query'") as e:
+        load_dataset(str(f), "all")
+    assert "TrecQA: qtext, atext" in e.value.hint and "found: q, a, y" in e.value.hint
+    both = write(tmp_path / "both.csv", "query,passage,qtext,atext,label\nwho,me,x,y,1\n")  # the plain names win
+    assert load_dataset(str(both), "all").pairs[0].passage == "me"
