@@ -40,7 +40,8 @@ it teaches in the labelled stage, as in `two-stage-3t`.
 An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE student to W feed-forward units (student
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
 An arm `SOURCE-more` (e.g. `two-stage-4t-avg-full-more`) starts from each seed's SOURCE student as built (student init
-type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted.
+type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted;
+`SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4.
 
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
@@ -135,7 +136,8 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
 
 
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
-MORE_ARM = re.compile(r"(?P<source>.+)-more")  # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass
+MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>more(?:-t1|-a8|-lr1e-4)?)")  # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass
+MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"]}
 PRUNE_RECIPE = """kind = "student"
 name = "{name}"
 description = "{source} with its feed-forward layers pruned to {width} units (benchmarks/mkdm_ablation.py)"
@@ -185,10 +187,11 @@ def arm_options(arm: str, seed: int) -> list[str]:
         out.append(opts[i])
         i += 1
     name = f"abl-{arm}-s{seed}-student"
-    recipe = PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]) if m.re is PRUNED_ARM else \
-        CONTINUE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}")
-    zoo_add(name, recipe)
-    return [*out, "--student", name]
+    if m.re is PRUNED_ARM:
+        zoo_add(name, PRUNE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}", width=m["width"]))
+        return [*out, "--student", name]
+    zoo_add(name, CONTINUE_RECIPE.format(name=name, source=f"abl-{src}-s{seed}"))
+    return [*out, *MORE_OPTIONS[m["more"]], "--student", name]
 
 
 def zoo_add(name: str, recipe: str) -> None:
