@@ -84,6 +84,14 @@ def _pool_note(info: dict) -> str:
             f"{d.get('unlabelled_passes', 1)} pass(es){by}")
 
 
+def _continue_note(init: dict | None) -> str:
+    """The "how it was made" line of a student that started from a built one as it is (student init type continue)."""
+    if not init or init.get("type") != "continue":
+        return ""
+    return (f"\n- continued from `{init['model']}` as built (its encoder, every head from its score; its own card says how "
+            f"it was made), then this run")
+
+
 def _prune_note(pr: dict | None) -> str:
     """The "how it was made" line of a student that started from a pruned one (metrics.json ``pruned``)."""
     if not pr:
@@ -157,7 +165,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 - teachers: {_teachers_note(teachers, info.get('teacher_folds') or {})}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
   temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
-- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}
+- objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}{_continue_note(info['student'].get('init'))}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}
 - command: `{info['command']}`

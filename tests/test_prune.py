@@ -244,7 +244,7 @@ def test_a_continue_init_starts_every_head_from_the_built_students_score(cli, ti
         assert res["metrics"]["test"]["map"] == pytest.approx(src["metrics"]["test"]["map"], abs=1e-9), mode
         assert res["dev_map"] == pytest.approx(src["dev_map"], abs=1e-9), mode
     card = (tmp_path / "qadistill-home" / "artifacts" / "more-mkdm" / "README.md").read_text()
-    assert '"type": "continue"' in card and "pruned from" not in card
+    assert '"type": "continue"' in card and "continued from `src` as built" in card and "pruned from" not in card
     r = cli("distill", "--student", "tiny-continued", *common, "--name", "fresh")  # the same source, a normal rate: it trains
     assert r.exit_code == 0 and json.loads(r.stdout)["metrics"]["test"]["map"] >= 0
 
