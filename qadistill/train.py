@@ -330,11 +330,14 @@ class _Loop:
 
         from qadistill.errors import UserInputError
 
-        fresh = f"rerun without --resume to start over (delete {self.ckpt.parent.parent})"
+        fresh = f"to start over, delete {self.ckpt.parent.parent} and rerun without --resume"
+        problem = hashed_problem(self.ckpt)
+        if problem is not None:
+            raise UserInputError(f"checkpoint {self.ckpt} is damaged ({problem})", fresh)
         try:
             saved = torch.load(self.ckpt, weights_only=False)
         except Exception as exc:
-            raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", fresh) from None
+            raise UserInputError(f"checkpoint {self.ckpt} is damaged ({type(exc).__name__}: {_first_words(str(exc))})", fresh) from None
         free = ("checkpoint_every", "epochs_setting")  # settings that change no weight
         mine = {k: v for k, v in asdict(self.cfg).items() if k not in free}
         theirs = {k: v for k, v in (saved.get("config") or {}).items() if k not in free}
@@ -356,15 +359,9 @@ class _Loop:
         import torch
 
         if self.main:
-            tmp = self.ckpt.with_suffix(".tmp")
-            try:
-                torch.save({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                            "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp,
-                            "ema": self.ema}, tmp)
-                tmp.replace(self.ckpt)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            save_hashed({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                         "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp,
+                         "ema": self.ema}, self.ckpt)
         self.acc.wait_for_everyone()
 
     def evaluate(self) -> None:
@@ -379,13 +376,7 @@ class _Loop:
             state["history"].append({"step": state["step"], "dev_map": m["map"], "dev_mrr": m["mrr"]})
             if dm > state["best_map"]:
                 state.update(best_map=dm, best_step=state["step"], evals_since_best=0)
-                tmp = self.best_path.with_suffix(".tmp")
-                try:
-                    torch.save(self.raw.state_dict(), tmp)
-                    tmp.replace(self.best_path)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                save_hashed(self.raw.state_dict(), self.best_path)
             else:
                 state["evals_since_best"] += 1
 
@@ -464,12 +455,61 @@ class _Loop:
         state = self.state
         state["stopped_early"] = stop
         if self.cfg.select_on_dev and self.best_path.exists():
+            problem = hashed_problem(self.best_path)
+            if problem is not None:
+                from qadistill.errors import UserInputError
+
+                raise UserInputError(f"the best dev weights {self.best_path} are damaged ({problem})",
+                                     f"to start over, delete {self.best_path.parent.parent} and rerun without --resume")
             self.raw.load_state_dict(torch.load(self.best_path, weights_only=True))
         elif self.cfg.ema_decay:  # the last average, not the last step's weights
             self._load_weights(self.ema)
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
         state["precision"] = self.precision
         return state
+
+
+HASH_SUFFIX = ".sha256"  # beside checkpoint.pt and best.pt: the sha256 of the file as written
+
+
+def save_hashed(obj, path: Path) -> None:
+    """``torch.save(obj)`` to ``path`` through a temp file, with the sha256 of the bytes written beside it
+    (``PATH.sha256``): a resumed run refuses a checkpoint whose bytes changed, which a zip that still opens would hide."""
+    import torch
+
+    from qadistill.integrity import file_sha256
+
+    tmp, side = path.with_suffix(".tmp"), path.with_name(path.name + HASH_SUFFIX)
+    side_tmp = side.with_suffix(".tmp")
+    try:
+        torch.save(obj, tmp)
+        side_tmp.write_text(file_sha256(tmp) + "\n")
+        side.unlink(missing_ok=True)  # a stop between the renames leaves the file unrecorded (loaded as before), never
+        tmp.replace(path)  # a good file beside the record of the one it replaced
+        side_tmp.replace(side)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
+        raise
+
+
+def hashed_problem(path: Path) -> str | None:
+    """What is wrong with a file ``save_hashed`` wrote: its bytes against the recorded sha256 (None: they agree, or it
+    was written before the record existed)."""
+    from qadistill.integrity import file_sha256
+
+    side = path.with_name(path.name + HASH_SUFFIX)
+    if not side.exists():
+        return None
+    want = side.read_text().strip()
+    got = file_sha256(path)
+    return None if got == want else f"its sha256 {got[:12]}… is not the {want[:12]}… recorded in {side.name} when it was written"
+
+
+def _first_words(text: str, limit: int = 120) -> str:
+    """The first line of an exception's text, cut at a word boundary."""
+    line = (text.splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def data_fingerprint(qs: list[str], ps: list[str], y, tl) -> str:

@@ -93,3 +93,56 @@ def test_resume_refuses_a_checkpoint_of_other_settings_or_data_or_a_damaged_one(
     (work / "checkpoint.pt").write_bytes((work / "checkpoint.pt").read_bytes()[:1000])
     with pytest.raises(UserInputError, match="is damaged"):
         run(work, root / "guard.safetensors", None, True)
+
+
+def _garble(path: Path) -> None:
+    """Flip 64 bytes a third of the way in: a checkpoint's zip usually still opens (a tensor's bytes change)."""
+    data = bytearray(path.read_bytes())
+    at = len(data) // 3
+    data[at:at + 64] = bytes(b ^ 0x5A for b in data[at:at + 64])
+    path.write_bytes(bytes(data))
+
+
+def test_resume_refuses_a_checkpoint_whose_bytes_changed_though_it_still_loads(reference):
+    """A checkpoint garbled inside one tensor loaded (the zip opened) and resumed to other weights, exit 0."""
+    import torch
+
+    from qadistill.errors import UserInputError
+
+    root, _, _ = reference
+    work = root / "garbled"
+    with pytest.raises(KeyboardInterrupt):
+        run(work, root / "garbled.safetensors", 4, False, signal.SIGINT)
+    ckpt = work / "checkpoint.pt"
+    assert (work / "checkpoint.pt.sha256").exists()
+    _garble(ckpt)
+    try:
+        torch.load(ckpt, weights_only=False)  # this file is still a checkpoint to torch; or damaged to it too
+    except Exception:
+        pytest.skip("this garbling broke the zip itself (the older check catches that)")
+    with pytest.raises(UserInputError, match=r"is damaged \(its sha256 .* recorded in checkpoint.pt.sha256") as ei:
+        run(work, root / "garbled.safetensors", None, True)
+    assert f"delete {work.parent}" not in ei.value.hint or "rerun without --resume" in ei.value.hint
+
+
+def test_damaged_best_weights_are_refused_at_the_end_not_served(reference, monkeypatch):
+    """best.pt, written at step 10's dev evaluation, garbled before the resumed run ends, with step 20's evaluation
+    made worse so that best.pt stays the one served: the run refuses it instead of serving its weights."""
+    import qadistill.train as train_mod
+    from qadistill.errors import UserInputError
+    from qadistill.train import hashed_problem, save_hashed
+
+    root, _, _ = reference
+    work, out = root / "garbled-best", root / "garbled-best.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        run(work, out, 12, False, signal.SIGINT)  # past the epoch-end dev evaluation
+    assert (work / "best.pt.sha256").exists()
+    _garble(work / "best.pt")
+    monkeypatch.setattr(train_mod, "dev_map", lambda *a, **k: {"map": 0.0, "mrr": 0.0})
+    with pytest.raises(UserInputError, match=r"best dev weights .*best.pt are damaged"):
+        run(work, out, None, True)
+    assert not out.exists()
+    save_hashed({"x": 1}, root / "x.pt")
+    assert hashed_problem(root / "x.pt") is None
+    (root / "x.pt").write_bytes((root / "x.pt").read_bytes() + b"\0")
+    assert "recorded in x.pt.sha256" in hashed_problem(root / "x.pt")
