@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from qadistill import paths
-from qadistill.fsutil import atomic_write_bytes
+from qadistill.shardindex import write_shard
 
 
 def text_key(text: str) -> bytes:
@@ -76,7 +76,7 @@ class EmbeddingStore:
         buf = io.BytesIO()
         np.savez(buf, keys=keys, emb=emb)
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.npz"
-        atomic_write_bytes(self.dir / name, buf.getvalue())
+        write_shard(self.dir / name, buf.getvalue())
         self._index.add(name, keys, emb)
 
     def get(self, texts: list[str]):

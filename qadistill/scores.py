@@ -26,7 +26,6 @@ from typing import Iterable, Sequence
 
 from qadistill import paths
 from qadistill.cache import make_key
-from qadistill.fsutil import atomic_write_bytes
 
 DEFAULT_SHARD_PAIRS = 4096
 
@@ -114,7 +113,7 @@ class ScoreStore:
         """The shard's raw scores, or None when absent or bad (a bad file is deleted). ``keys``: the pairs it must hold."""
         import numpy as np
 
-        from qadistill.shardindex import load_or_drop
+        from qadistill.shardindex import DIGEST_SUFFIX, load_or_drop
 
         p = self.path(key)
         if not p.is_file():
@@ -122,6 +121,7 @@ class ScoreStore:
         got = load_or_drop(p, self._load)
         if got is not None and keys is not None and not np.array_equal(got[0], keys):
             p.unlink(missing_ok=True)
+            p.with_name(p.name + DIGEST_SUFFIX).unlink(missing_ok=True)
             got = None
         return None if got is None else got[1]
 
@@ -138,11 +138,11 @@ class ScoreStore:
         """Store one shard (atomically); returns the sha256 of the file written."""
         import numpy as np
 
+        from qadistill.shardindex import write_shard
+
         buf = io.BytesIO()
         np.savez(buf, keys=np.asarray(keys, dtype=np.uint8), raw=np.asarray(raw, dtype=np.float32))
-        data = buf.getvalue()
-        atomic_write_bytes(self.path(key), data)
-        return hashlib.sha256(data).hexdigest()
+        return write_shard(self.path(key), buf.getvalue())
 
     def file_sha(self, key: str) -> str:
         h = hashlib.sha256()

@@ -9,29 +9,77 @@ A prefix hit is checked against the full key in the file itself. The files' keys
 through a cache of whole loaded files bounded in bytes (QADISTILL_SHARD_CACHE_MB; by default 128 for embeddings,
 16 for scores), never all held.
 
-A file that does not load (truncated, corrupt) or fails the store's own check is deleted, so its keys are computed
-again; files another process adds are picked up by the next ``refresh``.
+A file that does not load (truncated, corrupt), fails the store's own check or disagrees with the sha256 recorded
+beside it when it was written (``NAME.sha256``: a file rewritten with other values that still loads) is deleted, so
+its keys are computed again; files another process adds are picked up by the next ``refresh``. Files written before
+the record existed have none and are read as before.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CACHE_MB = 128
 MAX_RUN = 1 << 18  # keys per sorted run: merging stops there, so a merge never holds more than ~10 MB extra
 
 
-def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
-    """``load(path)`` -> (keys, values), or None when it raises or rejects the file; a rejected file is deleted."""
+DIGEST_SUFFIX = ".sha256"  # beside each shard file: the sha256 of the bytes written
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def write_shard(path: Path, data: bytes) -> str:
+    """Write one shard file atomically, its sha256 recorded beside it first (a stop between the two leaves a record
+    without a file, which the next write of that name replaces); returns the sha256."""
+    import hashlib
+
+    from qadistill.fsutil import atomic_write_bytes, atomic_write_text
+
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_text(_digest_path(path), digest + "\n")
+    atomic_write_bytes(path, data)
+    return digest
+
+
+def _recorded_mismatch(path: Path) -> bool:
+    """The file's bytes differ from the sha256 recorded when it was written (no record: False)."""
+    import hashlib
+
+    side = _digest_path(path)
     try:
-        got = load(path)
+        want = side.read_text().strip()
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest() != want
+
+
+def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
+    """``load(path)`` -> (keys, values), or None when it raises or rejects the file or its bytes disagree with their
+    recorded sha256; a rejected file is deleted (with its record), so its keys are computed again."""
+    try:
+        changed = _recorded_mismatch(path)
+        got = None if changed else load(path)
     except Exception:  # a truncated or corrupt file: drop it, its keys are computed again
-        got = None
+        changed, got = False, None
+    if changed:
+        log.warning("%s does not match the sha256 recorded when it was written: deleted, its entries are computed again", path)
     if got is None:
         path.unlink(missing_ok=True)
+        _digest_path(path).unlink(missing_ok=True)
     return got
 
 

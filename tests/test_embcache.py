@@ -62,6 +62,43 @@ def test_a_corrupt_shard_is_dropped_and_recomputed(tmp_path):
     assert fresh.missing(["a", "b", "c"]) == ["a", "b", "c"] and not shard.exists()
 
 
+def _rewrite(path, **arrays) -> None:
+    """Rewrite a shard as a valid .npz of other values: it loads, the zip's own checks pass."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def test_a_shard_rewritten_with_other_values_is_dropped_not_served(tmp_path):
+    """A shard file replaced by a valid .npz of the same keys and other rows was read as if written here: the stores
+    used its values (a teacher's scores, a bi-encoder's embeddings) with exit 0. The sha256 recorded beside each shard
+    when it was written now drops it, so it is computed again; a shard written before the record existed still loads."""
+    from qadistill.embcache import EmbeddingStore, text_keys
+    from qadistill.scores import ScoreStore, pair_key
+
+    s = EmbeddingStore("space", tmp_path)
+    s.add(["a", "b"], np.ones((2, 4)))
+    shard = next((tmp_path / "space").glob("shard-*.npz"))
+    assert (shard.parent / (shard.name + ".sha256")).exists()
+    _rewrite(shard, keys=text_keys(["a", "b"]), emb=np.full((2, 4), 7.0, dtype=np.float32))
+    fresh = EmbeddingStore("space", tmp_path)
+    assert fresh.missing(["a", "b"]) == ["a", "b"] and not shard.exists()
+
+    scores = ScoreStore("teacher", tmp_path / "scores")
+    keys = np.stack([np.frombuffer(pair_key(f"q{i}", f"p{i}"), dtype=np.uint8) for i in range(3)])
+    key = scores.shard_key(keys)
+    scores.write(key, keys, np.array([0.1, 0.2, 0.3], dtype=np.float32))
+    assert np.allclose(scores.read(key, keys), [0.1, 0.2, 0.3])
+    _rewrite(scores.path(key), keys=keys, raw=np.full(3, 0.99, dtype=np.float32))
+    assert scores.read(key, keys) is None and not scores.path(key).exists()
+    raw, found = ScoreStore("teacher", tmp_path / "scores").lookup(keys)
+    assert not found.any()
+    _rewrite(scores.path(key), keys=keys, raw=np.full(3, 0.5, dtype=np.float32))  # no record beside it: an older file
+    assert np.allclose(scores.read(key, keys), 0.5)
+
+
 WRITER = """
 import sys, numpy as np
 from qadistill.embcache import EmbeddingStore
