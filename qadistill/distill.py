@@ -181,20 +181,9 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     _check_student_length(student_recipe, registry, d.max_length)
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
-    if isinstance(student_recipe.init, PruneInit):
-        from qadistill.prune import check_init
-        from qadistill.student import encoder_folder_for
-
-        check_init(encoder_folder_for(student_recipe, registry), student_recipe.init)
-        if student_recipe.init.intermediate_size is not None:
-            require_labelled(train_ds, f"{splits.label('train')} (pruning ranks feed-forward units with the gold loss)")
-    if isinstance(student_recipe.init, ContinueInit):
-        from qadistill.prune import check_source
-        from qadistill.student import encoder_folder_for
-
-        check_source(encoder_folder_for(student_recipe, registry), "continue")
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
+    _check_built_source(student_recipe, registry, out, train_ds, splits.label("train"))
     check_replaceable(out)
     if not overwrite and out.is_dir() and any(out.iterdir()):
         raise UserInputError(f"{out} already holds a model: rebuilding would replace it",
@@ -581,6 +570,29 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
         exc.saved = plan.name  # type: ignore[attr-defined]
         raise
     return DistillResult(plan.name, str(plan.out_dir), info, run_id)
+
+
+def _check_built_source(recipe: StudentRecipe, registry, out: Path, train_ds, train_label: str) -> None:
+    """Before any work, for a student that starts from a built one (init prune / continue): the source is a one-logit
+    BERT student the init really changes (prune), pruning has labels to rank units with, and the run's output is not
+    the source itself."""
+    init = recipe.init
+    if not isinstance(init, (PruneInit, ContinueInit)):
+        return
+    from qadistill.prune import check_init, check_source
+    from qadistill.student import encoder_folder_for
+
+    source = encoder_folder_for(recipe, registry)
+    if isinstance(init, PruneInit):
+        check_init(source, init)
+        if init.intermediate_size is not None:
+            require_labelled(train_ds, f"{train_label} (pruning ranks feed-forward units with the gold loss)")
+    else:
+        check_source(source, "continue")
+    if out.resolve() == source.resolve():
+        raise UserInputError(f"{out} is the built student this run starts from (init.model '{init.model}' of student "
+                             f"'{recipe.name}'): the run would replace its own source",
+                             "pick another --name / --out (the source stays as it was built)")
 
 
 def _build(plan: _Plan, registry, seed: int) -> tuple:

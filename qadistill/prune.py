@@ -114,7 +114,8 @@ def source_folder(ref: str, registry) -> Path:
         raise UserInputError(f"init.model '{ref}' is not a built student yet",
                              f"build it first (`qadistill distill ... --name {ref}`), or name a student folder") from None
     if m.kind not in ("student-model", "folder"):
-        raise UserInputError(f"init.model '{ref}' is a {m.kind}, not a built student", "name a `qadistill distill` artifact or its folder")
+        article = "an" if m.kind[:1] in "aeiou" else "a"
+        raise UserInputError(f"init.model '{ref}' is {article} {m.kind}, not a built student", "name a `qadistill distill` artifact or its folder")
     return m.folder
 
 
@@ -179,6 +180,10 @@ def check_source(folder: Path, verb: str = "prune") -> dict:
         raise UserInputError(f"{folder}/config.json cannot be read: {exc}", f"{verb} a student built by `qadistill distill`") from None
     if not isinstance(cfg, dict) or cfg.get("model_type") != "bert" or len(cfg.get("id2label") or {"0": 0}) != 1:
         raise UserInputError(f"{folder} is not a one-logit BERT student", f"{verb} a student built by `qadistill distill`")
+    if not any((folder / w).is_file() for w in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")):
+        onnx = sorted(p.name for p in folder.glob("*.onnx"))
+        what = f"an ONNX export ({', '.join(onnx)}), which cannot be trained on" if onnx else "no PyTorch weights (model.safetensors)"
+        raise UserInputError(f"{folder} holds {what}", f"{verb} the student it was exported from (its name, without the variant suffix)")
     return cfg
 
 

@@ -247,6 +247,10 @@ def test_a_continue_init_starts_every_head_from_the_built_students_score(cli, ti
     assert '"type": "continue"' in card and "continued from `src` as built" in card and "pruned from" not in card
     r = cli("distill", "--student", "tiny-continued", *common, "--name", "fresh")  # the same source, a normal rate: it trains
     assert r.exit_code == 0 and json.loads(r.stdout)["metrics"]["test"]["map"] >= 0
+    before = (tmp_path / "qadistill-home" / "artifacts" / "src" / "model.safetensors").read_bytes()
+    r = cli("distill", "--student", "tiny-continued", *common, "--name", "src", "--overwrite")  # into its own source
+    assert r.exit_code == 2 and "the run would replace its own source" in r.stderr and "Traceback" not in r.output
+    assert (tmp_path / "qadistill-home" / "artifacts" / "src" / "model.safetensors").read_bytes() == before
 
 
 @requires_package("all-minilm-l6-v2")
@@ -261,3 +265,8 @@ def test_a_continue_init_of_an_unbuilt_source_or_a_teacher_fails_before_any_work
     assert cli("zoo", "add", "--force", str(write(tmp_path / "c.toml", CONTINUED.format(model=folder)))).exit_code == 0
     r = cli("distill", "--student", "tiny-continued", *common)
     assert r.exit_code == 2 and "is not a one-logit BERT student" in r.stderr and "continue a student built by" in r.stderr
+    (folder / "config.json").write_text('{"model_type": "bert", "id2label": {"0": "LABEL_0"}}')
+    (folder / "model.onnx").write_bytes(b"onnx")  # an export folder: config.json beside model.onnx, no PyTorch weights
+    r = cli("distill", "--student", "tiny-continued", *common)
+    assert r.exit_code == 2 and "holds an ONNX export (model.onnx), which cannot be trained on" in r.stderr
+    assert "the student it was exported from" in r.stderr and "damaged" not in r.stderr
