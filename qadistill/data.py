@@ -389,15 +389,17 @@ def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
     try:
         return next(csv.reader([line], delimiter=delim, strict=True), [])
     except csv.Error as exc:
-        problem = str(exc)
+        problem, hint = str(exc), 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""'
         if problem == "unexpected end of data":
             problem = "unclosed quote (a quoted field must end on its line)"
+            hint = ("if the field holds a line break, put spaces in its place (a row is one line here), or write the file as "
+                    'JSONL, whose strings escape it; a quote inside a quoted field is doubled: ""')
         elif problem.startswith("field larger than field limit"):
             raise DataError(f"{path}:{ln}: a field is longer than {csv.field_size_limit():,} characters",
                             "split the document into passages (a model reads a few hundred tokens of it at most)") from None
         else:
             problem = f"bad quoting ({problem})"
-        raise DataError(f"{path}:{ln}: {problem}", 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""') from None
+        raise DataError(f"{path}:{ln}: {problem}", hint) from None
 
 
 # Headers read without a column mapping, tried in this order when a file has neither a 'query' nor a 'passage'

@@ -553,3 +553,12 @@ def test_found_by_fuzzing(tmp_path, name, content, outcome):
     else:
         with pytest.raises(DataError, match=re.escape(str(path)) + outcome):
             load_dataset(str(path))
+
+
+def test_an_unclosed_quote_hints_at_the_line_break_not_at_quoting_the_delimiter(tmp_path):
+    """A quoted field with a line break (valid CSV elsewhere) was told to quote its delimiter, which it had done."""
+    path = tmp_path / "b.csv"
+    path.write_text('query,passage,label\nq?,"a passage\nover two lines",1\n')
+    with pytest.raises(DataError, match="unclosed quote") as e:
+        load_dataset(str(path))
+    assert "line break" in e.value.hint and "JSONL" in e.value.hint
