@@ -28,7 +28,7 @@ class ZooRow:
     origin: str
     parameters: int | None
     source: str
-    availability: str  # offline | hf-cache | needs-hub | missing-package | missing-folder | needs-build | damaged
+    availability: str  # offline | hf-cache | needs-hub | missing-package | missing-folder | needs-build | damaged | invalid
     available: bool
     built: list[str]
     best_map: float | None
@@ -97,14 +97,16 @@ def _entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Sourc
         if isinstance(init, PretrainedInit):
             return f"init:{init.source.describe()}", source_status(init.source)
         if isinstance(init, (PruneInit, ContinueInit)):
-            from qadistill.prune import describe, source_folder
+            from qadistill.prune import UnbuiltSourceError, describe, source_folder
 
             label = f"init:{init.model} pruned to {describe(init)}" if isinstance(init, PruneInit) else f"init:{init.model} as built"
 
             try:
                 folder = source_folder(init.model, reg)  # the resolver distill uses: artifact or model folder
-            except QadistillError:
+            except UnbuiltSourceError:
                 return label, SourceStatus(False, "needs-build", f"build {init.model} first")
+            except QadistillError as exc:  # e.g. a teacher's name: no build makes it a student
+                return label, SourceStatus(False, "invalid", exc.message)
             ok = folder.exists()
             return label, SourceStatus(ok, "offline" if ok else "missing-folder", str(folder))
         ref = init.model if isinstance(init, TruncateInit) else init.vocab_from

@@ -103,6 +103,10 @@ def prune_ffn(bert, keep: list):
     return pruned
 
 
+class UnbuiltSourceError(UserInputError):
+    """A prune / continue init names a student that is not built (yet): building it is the way out."""
+
+
 def source_folder(ref: str, registry) -> Path:
     """The folder of the built student ``ref`` (a zoo artifact or a folder): a one-logit BERT sequence classifier."""
     from qadistill.errors import UnknownNameError
@@ -111,7 +115,7 @@ def source_folder(ref: str, registry) -> Path:
         m = registry.resolve(ref, use="start from a built student (a `qadistill distill` artifact) or its folder", recipes=(),
                              model_folders_only=True)
     except UnknownNameError:
-        raise UserInputError(f"init.model '{ref}' is not a built student yet",
+        raise UnbuiltSourceError(f"init.model '{ref}' is not a built student yet",
                              f"build it first (`qadistill distill ... --name {ref}`), or name a student folder") from None
     if m.kind not in ("student-model", "folder"):
         article = "an" if m.kind[:1] in "aeiou" else "a"

@@ -259,6 +259,11 @@ def test_a_continue_init_of_an_unbuilt_source_or_a_teacher_fails_before_any_work
     assert cli("zoo", "add", str(write(tmp_path / "c.toml", CONTINUED.format(model="not-built-yet")))).exit_code == 0
     r = cli("distill", "--student", "tiny-continued", *common)
     assert r.exit_code == 2 and "init.model 'not-built-yet' is not a built student yet" in r.stderr and "Traceback" not in r.output
+    listed = {x["name"]: x for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    assert listed["tiny-continued"]["availability"] == "needs-build"
+    assert cli("zoo", "add", "--force", str(write(tmp_path / "c.toml", CONTINUED.format(model="tiny-t0")))).exit_code == 0
+    listed = {x["name"]: x for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    assert listed["tiny-continued"]["availability"] == "invalid" and "is a teacher" in listed["tiny-continued"]["detail"]  # no build fixes it
     folder = tmp_path / "not-a-student"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert", "id2label": {"0": "a", "1": "b"}}')

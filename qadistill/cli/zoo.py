@@ -25,6 +25,7 @@ AVAIL_STYLE = {
     "missing-package": "[red]missing-package[/]",
     "missing-folder": "[red]missing-folder[/]",
     "damaged": "[red]damaged[/]",
+    "invalid": "[red]invalid[/]",
     "pullable": "[cyan]pullable[/]",
 }
 
