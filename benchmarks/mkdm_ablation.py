@@ -10,7 +10,8 @@ Usage:
       two-stage-4t-avg-full-ema,
       two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
-      two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more]
+      two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
+      two-stage-4t-avg-full-more-lr1e-4]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -129,7 +130,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
-                        "once more, the learning rate restarted (train s: that pass only). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4: that pass at "
+                        "temperature 1 / gold weight 0.8 / learning rate 1e-4). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
