@@ -353,9 +353,9 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
 def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
     """A Parquet file with the JSONL field names as columns (``columns`` renames them), checked as every other format
     (errors name the row, 1-based). Missing query ids group rows by query text."""
-    from qadistill.stream import _columns, _parquet_file
+    from qadistill.stream import _parquet_file
 
-    cols = _columns(columns)
+    cols = field_columns(columns)
     f = _parquet_file(path, cols)  # not Parquet, or no query/passage column: a one-line error
     present = {k: c for k, c in cols.items() if c in f.schema_arrow.names}
     ids = _IdTypes(path)
@@ -412,18 +412,20 @@ KNOWN_LAYOUTS = {
 }
 
 
+def field_columns(columns: dict[str, str] | None = None) -> dict[str, str]:
+    """Field -> column name: the JSONL field names, with the caller's renames."""
+    return {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
+
+
 def header_columns(header: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
-    """Field -> column name for a CSV/TSV header: the JSONL field names with ``columns``' renames; with no mapping
-    given and neither a 'query' nor a 'passage' column, the first of ``KNOWN_LAYOUTS`` whose query and passage
-    columns the header has (its other fields where the header has them)."""
-    base = {f: f for f in JSONL_FIELDS}
-    if columns:
-        return {**base, **columns}
-    if "query" not in header and "passage" not in header:
+    """Field -> column name for a CSV/TSV header: ``field_columns(columns)``; with no mapping given and neither a
+    'query' nor a 'passage' column, the first of ``KNOWN_LAYOUTS`` whose query and passage columns the header has
+    (its other fields where the header has them)."""
+    if not columns and "query" not in header and "passage" not in header:
         for layout in KNOWN_LAYOUTS.values():
             if layout["query"] in header and layout["passage"] in header:
-                return {**base, **layout}
-    return base
+                return field_columns(layout)
+    return field_columns(columns)
 
 
 def _header_hint(header: list[str], columns: dict[str, str]) -> str:
@@ -436,7 +438,8 @@ def _header_hint(header: list[str], columns: dict[str, str]) -> str:
 
 def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
     """CSV/TSV with a header. ``columns`` maps our fields (query, passage, label, query_id, passage_id) to the file's
-    column names; by default the JSONL field names are used. Missing query ids group rows by query text."""
+    column names; by default the JSONL field names are used, or a known layout's (``header_columns``). Missing query
+    ids group rows by query text."""
     lines = _read_lines(path)
     delim = "\t" if ".tsv" in path.suffixes else ","
     if not lines:
@@ -540,7 +543,7 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
         path = named_path(spec, split)
         if spec == "wikiqa":
             return load_wikiqa_tsv(path, "wikiqa", split)
-        return load_delimited(path, {"query": "qtext", "passage": "atext", "label": "label"}, "trecqa", split)
+        return load_delimited(path, KNOWN_LAYOUTS["TrecQA"], "trecqa", split)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{spec}: no such dataset or file", data_hint())

@@ -40,7 +40,7 @@ class PairStream:
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path, self.labels)
         elif self.format == "parquet":
-            yield from _parquet_rows(self.path, _columns(self.columns), labels=self.labels)
+            yield from _parquet_rows(self.path, _data.field_columns(self.columns), labels=self.labels)
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path, self.labels)
         else:
@@ -67,11 +67,6 @@ class PairStream:
         return n
 
 
-def _columns(columns: dict | None) -> dict:
-    """Field -> column name: the JSONL field names, with the caller's renames."""
-    return {**{f: f for f in _data.JSONL_FIELDS}, **(columns or {})}
-
-
 def open_pairs(spec: str, split: str | None = None, columns: dict | None = None, labels: bool = True) -> PairStream:
     """The pair stream of a file path, a named data set (wikiqa, trecqa) or hf:REPO; ``labels=False``: any label
     column is ignored, not checked (an unlabelled pool)."""
@@ -92,7 +87,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
         fmt = "jsonl"
     elif suffixes.endswith(".parquet"):
         fmt = "parquet"
-        _parquet_file(path, _columns(columns))  # not Parquet, or no such columns: a one-line error now
+        _parquet_file(path, _data.field_columns(columns))  # not Parquet, or no such columns: a one-line error now
     elif columns is None and _data._looks_like_wikiqa(path):
         fmt = "wikiqa-tsv"
     else:
