@@ -64,6 +64,30 @@ def file_sha256(path: Path) -> str:
     return hit
 
 
+SIDECAR_SUFFIX = ".sha256"
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where a single file's sha256 record lives (``NAME.sha256`` beside it): for files outside a folder manifest, a
+    training checkpoint or a cache shard."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def sidecar_problem(path: Path) -> str | None:
+    """What is wrong with a file against the sha256 recorded beside it when it was written; None when they agree or
+    there is no record (a file written before records existed)."""
+    side = sidecar_path(path)
+    try:
+        want = side.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"its record {side.name} does not read ({exc})"
+    got = file_sha256(path)
+    return None if got == want else f"its sha256 {got[:12]}… is not the {want[:12]}… recorded in {side.name} when it was written"
+
+
 def folder_files(folder: Path) -> list[Path]:
     """Every regular file under ``folder`` (sorted), except the checksum manifest itself."""
     folder = Path(folder)

@@ -113,7 +113,8 @@ class ScoreStore:
         """The shard's raw scores, or None when absent or bad (a bad file is deleted). ``keys``: the pairs it must hold."""
         import numpy as np
 
-        from qadistill.shardindex import DIGEST_SUFFIX, load_or_drop
+        from qadistill.integrity import sidecar_path
+        from qadistill.shardindex import load_or_drop
 
         p = self.path(key)
         if not p.is_file():
@@ -121,7 +122,7 @@ class ScoreStore:
         got = load_or_drop(p, self._load)
         if got is not None and keys is not None and not np.array_equal(got[0], keys):
             p.unlink(missing_ok=True)
-            p.with_name(p.name + DIGEST_SUFFIX).unlink(missing_ok=True)
+            sidecar_path(p).unlink(missing_ok=True)
             got = None
         return None if got is None else got[1]
 
@@ -145,11 +146,9 @@ class ScoreStore:
         return write_shard(self.path(key), buf.getvalue())
 
     def file_sha(self, key: str) -> str:
-        h = hashlib.sha256()
-        with open(self.path(key), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        from qadistill.integrity import file_sha256
+
+        return file_sha256(self.path(key))
 
     # -- by pair ------------------------------------------------------------------------------------------------------
     def _refresh(self) -> None:

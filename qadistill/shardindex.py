@@ -10,7 +10,7 @@ through a cache of whole loaded files bounded in bytes (QADISTILL_SHARD_CACHE_MB
 16 for scores), never all held.
 
 A file that does not load (truncated, corrupt), fails the store's own check or disagrees with the sha256 recorded
-beside it when it was written (``NAME.sha256``: a file rewritten with other values that still loads) is deleted, so
+beside it when it was written (``integrity.sidecar_problem``: a file rewritten with other values that still loads) is deleted, so
 its keys are computed again; files another process adds are picked up by the next ``refresh``. Files written before
 the record existed have none and are read as before.
 """
@@ -29,57 +29,35 @@ DEFAULT_CACHE_MB = 128
 MAX_RUN = 1 << 18  # keys per sorted run: merging stops there, so a merge never holds more than ~10 MB extra
 
 
-DIGEST_SUFFIX = ".sha256"  # beside each shard file: the sha256 of the bytes written
-
-
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + DIGEST_SUFFIX)
-
-
 def write_shard(path: Path, data: bytes) -> str:
     """Write one shard file atomically, its sha256 recorded beside it first (a stop between the two leaves a record
     without a file, which the next write of that name replaces); returns the sha256."""
     import hashlib
 
     from qadistill.fsutil import atomic_write_bytes, atomic_write_text
+    from qadistill.integrity import sidecar_path
 
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_text(_digest_path(path), digest + "\n")
+    atomic_write_text(sidecar_path(path), digest + "\n")
     atomic_write_bytes(path, data)
     return digest
-
-
-def _recorded_mismatch(path: Path) -> bool:
-    """The file's bytes differ from the sha256 recorded when it was written (no record: False)."""
-    import hashlib
-
-    side = _digest_path(path)
-    try:
-        want = side.read_text().strip()
-    except FileNotFoundError:
-        return False
-    except (OSError, UnicodeDecodeError):
-        return True
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest() != want
 
 
 def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
     """``load(path)`` -> (keys, values), or None when it raises or rejects the file or its bytes disagree with their
     recorded sha256; a rejected file is deleted (with its record), so its keys are computed again."""
+    from qadistill.integrity import sidecar_path, sidecar_problem
+
     try:
-        changed = _recorded_mismatch(path)
-        got = None if changed else load(path)
+        problem = sidecar_problem(path)
+        got = None if problem else load(path)
     except Exception:  # a truncated or corrupt file: drop it, its keys are computed again
-        changed, got = False, None
-    if changed:
-        log.warning("%s does not match the sha256 recorded when it was written: deleted, its entries are computed again", path)
+        problem, got = None, None
+    if problem:
+        log.warning("%s: %s; deleted, its entries are computed again", path, problem)
     if got is None:
         path.unlink(missing_ok=True)
-        _digest_path(path).unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)
     return got
 
 

@@ -331,7 +331,9 @@ class _Loop:
         from qadistill.errors import UserInputError
 
         fresh = f"to start over, delete {self.ckpt.parent.parent} and rerun without --resume"
-        problem = hashed_problem(self.ckpt)
+        from qadistill.integrity import sidecar_problem
+
+        problem = sidecar_problem(self.ckpt)
         if problem is not None:
             raise UserInputError(f"checkpoint {self.ckpt} is damaged ({problem})", fresh)
         try:
@@ -455,7 +457,9 @@ class _Loop:
         state = self.state
         state["stopped_early"] = stop
         if self.cfg.select_on_dev and self.best_path.exists():
-            problem = hashed_problem(self.best_path)
+            from qadistill.integrity import sidecar_problem
+
+            problem = sidecar_problem(self.best_path)
             if problem is not None:
                 from qadistill.errors import UserInputError
 
@@ -469,17 +473,15 @@ class _Loop:
         return state
 
 
-HASH_SUFFIX = ".sha256"  # beside checkpoint.pt and best.pt: the sha256 of the file as written
-
-
 def save_hashed(obj, path: Path) -> None:
     """``torch.save(obj)`` to ``path`` through a temp file, with the sha256 of the bytes written beside it
-    (``PATH.sha256``): a resumed run refuses a checkpoint whose bytes changed, which a zip that still opens would hide."""
+    (``integrity.sidecar_path``): a resumed run refuses a checkpoint whose bytes changed (``integrity.sidecar_problem``),
+    which a zip that still opens would hide."""
     import torch
 
-    from qadistill.integrity import file_sha256
+    from qadistill.integrity import file_sha256, sidecar_path
 
-    tmp, side = path.with_suffix(".tmp"), path.with_name(path.name + HASH_SUFFIX)
+    tmp, side = path.with_suffix(".tmp"), sidecar_path(path)
     side_tmp = side.with_suffix(".tmp")
     try:
         torch.save(obj, tmp)
@@ -491,19 +493,6 @@ def save_hashed(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         side_tmp.unlink(missing_ok=True)
         raise
-
-
-def hashed_problem(path: Path) -> str | None:
-    """What is wrong with a file ``save_hashed`` wrote: its bytes against the recorded sha256 (None: they agree, or it
-    was written before the record existed)."""
-    from qadistill.integrity import file_sha256
-
-    side = path.with_name(path.name + HASH_SUFFIX)
-    if not side.exists():
-        return None
-    want = side.read_text().strip()
-    got = file_sha256(path)
-    return None if got == want else f"its sha256 {got[:12]}… is not the {want[:12]}… recorded in {side.name} when it was written"
 
 
 def _first_words(text: str, limit: int = 120) -> str:

@@ -130,7 +130,8 @@ def test_damaged_best_weights_are_refused_at_the_end_not_served(reference, monke
     made worse so that best.pt stays the one served: the run refuses it instead of serving its weights."""
     import qadistill.train as train_mod
     from qadistill.errors import UserInputError
-    from qadistill.train import hashed_problem, save_hashed
+    from qadistill.integrity import sidecar_problem
+    from qadistill.train import save_hashed
 
     root, _, _ = reference
     work, out = root / "garbled-best", root / "garbled-best.safetensors"
@@ -143,6 +144,6 @@ def test_damaged_best_weights_are_refused_at_the_end_not_served(reference, monke
         run(work, out, None, True)
     assert not out.exists()
     save_hashed({"x": 1}, root / "x.pt")
-    assert hashed_problem(root / "x.pt") is None
+    assert sidecar_problem(root / "x.pt") is None
     (root / "x.pt").write_bytes((root / "x.pt").read_bytes() + b"\0")
-    assert "recorded in x.pt.sha256" in hashed_problem(root / "x.pt")
+    assert "recorded in x.pt.sha256" in sidecar_problem(root / "x.pt")
