@@ -5,6 +5,10 @@ manifest records each file's sha256 and shape, so a truncated or corrupt file is
 Long computations write finished chunks to ``<key>.parts/`` as they go: an interrupted scoring resumes where it stopped,
 and a per-key lock (``.locks/<key>.lock``) makes a second process wait for the first instead of doing the work twice.
 A corrupt manifest is moved aside (``manifest.json.corrupt-<time>``) and rebuilt from the files, never silently dropped.
+Each ``.npy`` (and each finished chunk) also has its sha256 recorded beside it (``NAME.npy.sha256``,
+``integrity.write_recorded``): a rebuild drops a file whose bytes changed since it was written, and a resumed computation
+recomputes such a chunk, so two faults at once (a corrupt manifest and an edited file) are caught too. Files written
+before the record existed have none and are trusted as before.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from qadistill import paths
-from qadistill.fsutil import atomic_write_bytes, atomic_write_text
+from qadistill.fsutil import atomic_write_text
+from qadistill.integrity import drop_recorded, sidecar_problem, write_recorded
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +94,12 @@ class LogitCache:
         os.replace(self.manifest_path, aside)
         entries = {}
         for f in sorted(self.root.glob("*.npy")):
-            entry = _entry_for_file(f)
+            problem = sidecar_problem(f)
+            entry = None if problem else _entry_for_file(f)
+            if problem:
+                log.warning("logit cache file %s: %s; deleted, it is computed again when needed", f.name, problem)
             if entry is None:
-                f.unlink(missing_ok=True)
+                drop_recorded(f)
             else:
                 entries[f.stem] = entry
         atomic_write_text(self.manifest_path, json.dumps(entries, indent=1, sort_keys=True))
@@ -112,15 +120,15 @@ class LogitCache:
             return None
         data = p.read_bytes()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            p.unlink(missing_ok=True)
+            drop_recorded(p)
             return None
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except Exception:
-            p.unlink(missing_ok=True)
+            drop_recorded(p)
             return None
         if list(arr.shape) != entry["shape"]:
-            p.unlink(missing_ok=True)
+            drop_recorded(p)
             return None
         return arr
 
@@ -132,14 +140,14 @@ class LogitCache:
         buf = io.BytesIO()
         np.save(buf, arr, allow_pickle=False)
         data = buf.getvalue()
-        atomic_write_bytes(self.path(key), data)
+        digest = write_recorded(self.path(key), data)
         try:
             with self._locked():
                 m = self._manifest_locked()
-                m[key] = {"sha256": hashlib.sha256(data).hexdigest(), "shape": list(arr.shape), "created": time.time(), **(meta or {})}
+                m[key] = {"sha256": digest, "shape": list(arr.shape), "created": time.time(), **(meta or {})}
                 atomic_write_text(self.manifest_path, json.dumps(m, indent=1, sort_keys=True))
         except BaseException:
-            self.path(key).unlink(missing_ok=True)  # a file the manifest does not vouch for is never read: free it
+            drop_recorded(self.path(key))  # a file the manifest does not vouch for is never read: free it
             raise
 
     def compute(
@@ -177,16 +185,20 @@ class LogitCache:
             arr = None
             if cp.exists():
                 try:
-                    arr = np.load(cp, allow_pickle=False)
-                    if arr.shape[0] != stop - start:
-                        arr = None
+                    problem = sidecar_problem(cp)
+                    if problem:
+                        log.warning("logit cache chunk %s: %s; computed again", cp, problem)
+                    else:
+                        arr = np.load(cp, allow_pickle=False)
+                        if arr.shape[0] != stop - start:
+                            arr = None
                 except Exception:
                     arr = None
             if arr is None:
                 arr = np.asarray(fn(start, stop))
                 buf = io.BytesIO()
                 np.save(buf, arr, allow_pickle=False)
-                atomic_write_bytes(cp, buf.getvalue())
+                write_recorded(cp, buf.getvalue())
             chunks.append(arr)
             if on_chunk:
                 on_chunk(stop - start)

@@ -88,6 +88,24 @@ def sidecar_problem(path: Path) -> str | None:
     return None if got == want else f"its sha256 {got[:12]}… is not the {want[:12]}… recorded in {side.name} when it was written"
 
 
+def write_recorded(path: Path, data: bytes) -> str:
+    """Write one file atomically with its sha256 recorded beside it first (a stop between the two leaves a record
+    without a file, which the next write of that name replaces); returns the sha256. Read back with
+    ``sidecar_problem``."""
+    from qadistill.fsutil import atomic_write_bytes, atomic_write_text
+
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_text(sidecar_path(path), digest + "\n")
+    atomic_write_bytes(path, data)
+    return digest
+
+
+def drop_recorded(path: Path) -> None:
+    """Delete a file and its sha256 record."""
+    Path(path).unlink(missing_ok=True)
+    sidecar_path(path).unlink(missing_ok=True)
+
+
 def folder_files(folder: Path) -> list[Path]:
     """Every regular file under ``folder`` (sorted), except the checksum manifest itself."""
     folder = Path(folder)

@@ -113,7 +113,7 @@ class ScoreStore:
         """The shard's raw scores, or None when absent or bad (a bad file is deleted). ``keys``: the pairs it must hold."""
         import numpy as np
 
-        from qadistill.integrity import sidecar_path
+        from qadistill.integrity import drop_recorded
         from qadistill.shardindex import load_or_drop
 
         p = self.path(key)
@@ -121,8 +121,7 @@ class ScoreStore:
             return None
         got = load_or_drop(p, self._load)
         if got is not None and keys is not None and not np.array_equal(got[0], keys):
-            p.unlink(missing_ok=True)
-            sidecar_path(p).unlink(missing_ok=True)
+            drop_recorded(p)
             got = None
         return None if got is None else got[1]
 

@@ -30,23 +30,16 @@ MAX_RUN = 1 << 18  # keys per sorted run: merging stops there, so a merge never 
 
 
 def write_shard(path: Path, data: bytes) -> str:
-    """Write one shard file atomically, its sha256 recorded beside it first (a stop between the two leaves a record
-    without a file, which the next write of that name replaces); returns the sha256."""
-    import hashlib
+    """Write one shard file atomically with its sha256 recorded beside it (``integrity.write_recorded``)."""
+    from qadistill.integrity import write_recorded
 
-    from qadistill.fsutil import atomic_write_bytes, atomic_write_text
-    from qadistill.integrity import sidecar_path
-
-    digest = hashlib.sha256(data).hexdigest()
-    atomic_write_text(sidecar_path(path), digest + "\n")
-    atomic_write_bytes(path, data)
-    return digest
+    return write_recorded(path, data)
 
 
 def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
     """``load(path)`` -> (keys, values), or None when it raises or rejects the file or its bytes disagree with their
     recorded sha256; a rejected file is deleted (with its record), so its keys are computed again."""
-    from qadistill.integrity import sidecar_path, sidecar_problem
+    from qadistill.integrity import drop_recorded, sidecar_problem
 
     try:
         problem = sidecar_problem(path)
@@ -56,8 +49,7 @@ def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
     if problem:
         log.warning("%s: %s; deleted, its entries are computed again", path, problem)
     if got is None:
-        path.unlink(missing_ok=True)
-        sidecar_path(path).unlink(missing_ok=True)
+        drop_recorded(path)
     return got
 
 

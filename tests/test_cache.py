@@ -37,6 +37,41 @@ def test_a_corrupt_manifest_is_moved_aside_and_rebuilt_from_the_files(tmp_path, 
     assert capsys.readouterr().out == ""
 
 
+def test_a_corrupt_manifest_and_an_edited_file_at_once_drop_that_file(tmp_path):
+    """Two faults together: the rebuild must not vouch for a file whose bytes changed since it was written."""
+    c = LogitCache(tmp_path / "c")
+    a, b = np.arange(10, dtype=np.float32), np.ones(4, dtype=np.float32)
+    c.put("ka", a)
+    c.put("kb", b)
+    np.save(c.path("kb"), b * 7)  # still a valid .npy of the same shape, other values
+    c.manifest_path.write_text("{")
+    assert c.get("kb") is None and not c.path("kb").exists()
+    assert np.array_equal(c.get("ka"), a) and set(c.entries()) == {"ka"}
+    legacy = c.path("kold")  # a file from before records existed: trusted as before
+    np.save(legacy, a)
+    c.manifest_path.write_text("{")
+    assert np.array_equal(c.get("kold"), a)
+
+
+def test_an_edited_chunk_is_computed_again_on_resume(tmp_path):
+    c = LogitCache(tmp_path / "c")
+    calls = []
+
+    def fn(a, b):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped after the first chunk
+        return np.arange(a, b, dtype=np.float32)
+
+    with pytest.raises(KeyboardInterrupt):
+        c.compute("k", 20, 10, fn)
+    chunk = tmp_path / "c" / "k.parts" / "000000000-000000010.npy"
+    np.save(chunk, np.full(10, 99, dtype=np.float32))  # valid, right shape, wrong values
+    calls.clear()
+    got = c.compute("k", 20, 10, lambda a, b: (calls.append(a), np.arange(a, b, dtype=np.float32))[1])
+    assert np.array_equal(got, np.arange(20, dtype=np.float32)) and calls == [0, 10]
+
+
 def test_a_manifest_that_is_not_an_object_is_recovered_too(tmp_path):
     c = LogitCache(tmp_path / "c")
     c.put("ka", np.zeros(4))
@@ -74,22 +109,22 @@ def test_disk_full_is_a_qadistill_error_naming_the_file(tmp_path, monkeypatch):
 def test_put_leaves_nothing_behind_when_the_manifest_cannot_be_written(tmp_path, monkeypatch):
     c = LogitCache(tmp_path / "c")
     c.put("old", np.zeros(3))
-    _enospc_on_call(monkeypatch, 2)  # the .npy is written, the manifest update hits a full disk
+    _enospc_on_call(monkeypatch, 3)  # the .npy and its record are written, the manifest update hits a full disk
     with pytest.raises(DiskFullError, match="manifest.json"):
         c.put("new", np.arange(5))
     names = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert names == [".lock", "manifest.json", "old.npy"]
+    assert names == [".lock", "manifest.json", "old.npy", "old.npy.sha256"]
     assert set(c.entries()) == {"old"}
 
 
 def test_compute_on_a_full_disk_keeps_finished_chunks_and_no_temp_files(tmp_path, monkeypatch):
     c = LogitCache(tmp_path / "c")
-    _enospc_on_call(monkeypatch, 2)  # the second chunk cannot be written
+    _enospc_on_call(monkeypatch, 4)  # the second chunk cannot be written (each chunk: its record, then the file)
     with pytest.raises(DiskFullError):
         c.compute("k", 30, 10, lambda a, b: np.arange(a, b, dtype=np.float32))
     root = tmp_path / "c"
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-    assert [p.name for p in (root / "k.parts").iterdir()] == ["000000000-000000010.npy"]  # resumable
+    assert sorted(p.name for p in (root / "k.parts").iterdir() if p.suffix == ".npy") == ["000000000-000000010.npy"]  # resumable
 
 
 def test_cli_reports_a_full_disk_in_one_line(cli, monkeypatch):
