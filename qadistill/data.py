@@ -351,12 +351,12 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
 
 
 def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
-    """A Parquet file with the JSONL field names as columns (``columns`` renames them), checked as every other format
+    """A Parquet file with the JSONL field names as columns (``columns`` renames them) or a known layout's
+    (``header_columns``, as CSV/TSV), checked as every other format
     (errors name the row, 1-based). Missing query ids group rows by query text."""
     from qadistill.stream import _parquet_file
 
-    cols = field_columns(columns)
-    f = _parquet_file(path, cols)  # not Parquet, or no query/passage column: a one-line error
+    f, cols = _parquet_file(path, columns)  # not Parquet, or no query/passage column: a one-line error
     present = {k: c for k, c in cols.items() if c in f.schema_arrow.names}
     ids = _IdTypes(path)
     pairs, rows, n = [], [], 0
@@ -418,7 +418,7 @@ def field_columns(columns: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def header_columns(header: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
-    """Field -> column name for a CSV/TSV header: ``field_columns(columns)``; with no mapping given and neither a
+    """Field -> column name for a CSV/TSV header or a Parquet schema: ``field_columns(columns)``; with no mapping given and neither a
     'query' nor a 'passage' column, the first of ``KNOWN_LAYOUTS`` whose query and passage columns the header has
     (its other fields where the header has them)."""
     if not columns and "query" not in header and "passage" not in header:
@@ -428,7 +428,7 @@ def header_columns(header: list[str], columns: dict[str, str] | None = None) -> 
     return field_columns(columns)
 
 
-def _header_hint(header: list[str], columns: dict[str, str]) -> str:
+def header_hint(header: list[str], columns: dict[str, str]) -> str:
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
     known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())
@@ -448,7 +448,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     columns = header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _header_hint(header, columns))
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", header_hint(header, columns))
     idx = {f: header.index(c) for f, c in columns.items() if c in header}
     pairs, lns = [], []
     for ln, line in enumerate(lines[1:], start=2):

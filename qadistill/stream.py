@@ -40,7 +40,7 @@ class PairStream:
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path, self.labels)
         elif self.format == "parquet":
-            yield from _parquet_rows(self.path, _data.field_columns(self.columns), labels=self.labels)
+            yield from _parquet_rows(self.path, self.columns, labels=self.labels)
         elif self.format == "wikiqa-tsv":
             yield from _wikiqa_rows(self.path, self.labels)
         else:
@@ -87,7 +87,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
         fmt = "jsonl"
     elif suffixes.endswith(".parquet"):
         fmt = "parquet"
-        _parquet_file(path, _data.field_columns(columns))  # not Parquet, or no such columns: a one-line error now
+        _parquet_file(path, columns)  # not Parquet, or no such columns: a one-line error now
     elif columns is None and _data._looks_like_wikiqa(path):
         fmt = "wikiqa-tsv"
     else:
@@ -169,7 +169,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool =
     columns = _data.header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data._header_hint(header, columns))
+            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data.header_hint(header, columns))
     qi, pi = header.index(columns["query"]), header.index(columns["passage"])
     li = header.index(columns["label"]) if labels and columns.get("label") in header else None
     for ln, line in it:
@@ -197,8 +197,9 @@ def _wikiqa_rows(path: Path, labels: bool = True) -> Iterator[tuple[str, str]]:
         yield _checked(cells[col["Question"]], cells[col["Sentence"]], path, ln)
 
 
-def _parquet_file(path: Path, columns: dict):
-    """The opened ParquetFile, checked: readable as Parquet, with the query and passage columns."""
+def _parquet_file(path: Path, columns: dict | None):
+    """(the opened ParquetFile, field -> column): readable as Parquet, with the query and passage columns. The columns
+    are ``data.header_columns`` of its schema: the caller's mapping, or a known layout's when none is given."""
     pq = _pyarrow(path)
     try:
         f = pq.ParquetFile(str(path))
@@ -206,16 +207,17 @@ def _parquet_file(path: Path, columns: dict):
         raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:120]})",
                         "check the file (a truncated copy?), or give it the extension of its real format") from None
     names = f.schema_arrow.names
+    cols = _data.header_columns(names, columns)
     for need in ("query", "passage"):
-        if columns[need] not in names:
-            raise DataError(f"{path}: missing column '{columns[need]}' (for {need})", f"the file has the columns {', '.join(names[:12])}")
-    return f
+        if cols[need] not in names:
+            raise DataError(f"{path}: missing column '{cols[need]}' (for {need})", _data.header_hint(names, cols))
+    return f, cols
 
 
-def _parquet_rows(path: Path, columns: dict, batch: int = 8192, labels: bool = True) -> Iterator[tuple[str, str]]:
+def _parquet_rows(path: Path, columns: dict | None, batch: int = 8192, labels: bool = True) -> Iterator[tuple[str, str]]:
     """The query and passage columns; a label column, where there is one and ``labels`` is on, must hold 0/1 (as in
     every other format)."""
-    f = _parquet_file(path, columns)
+    f, columns = _parquet_file(path, columns)
     with_label = labels and columns.get("label") in f.schema_arrow.names
     wanted = [columns["query"], columns["passage"]] + ([columns["label"]] if with_label else [])
     row = 0

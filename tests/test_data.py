@@ -292,6 +292,30 @@ def test_eval_data_can_be_parquet_checked_like_every_other_format(tmp_path):
         load_dataset(str(bad))
 
 
+def test_parquet_in_a_known_layout_loads_without_a_mapping_as_csv_does(tmp_path):
+    """Hugging Face's microsoft/wiki_qa ships as Parquet with question/answer columns: read as its CSV is."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from qadistill.stream import open_pairs
+
+    p = tmp_path / "wiki_qa-test.parquet"
+    pq.write_table(pa.table({"question_id": ["Q1", "Q1", "Q2", "Q2"], "question": ["who?", "who?", "what?", "what?"],
+                             "document_title": ["t"] * 4, "answer": ["a king.", "a dog.", "a cat.", "a hat."],
+                             "label": [1, 0, 0, 1]}), str(p))
+    ds = load_dataset(str(p))
+    assert [(x.query_id, x.passage, x.label) for x in ds.pairs][:2] == [("Q1", "a king.", 1), ("Q1", "a dog.", 0)]
+    assert open_pairs(str(p)).count() == 4 and list(open_pairs(str(p)).rows())[2] == ("what?", "a cat.")
+    t = tmp_path / "trec.parquet"
+    pq.write_table(pa.table({"qtext": ["who?", "who?"], "label": [1, 0], "atext": ["a.", "b."]}), str(t))
+    assert load_dataset(str(t)).labels() == [1, 0]
+    x = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"q": ["who?"], "a": ["x."]}), str(x))
+    with pytest.raises(DataError, match=r"x.parquet: missing column 'query'") as ei:
+        load_dataset(str(x))
+    assert "known layout (TrecQA: qtext, atext" in ei.value.hint and "found: q, a" in ei.value.hint
+
+
 def test_a_streamed_parquet_file_checks_its_labels_unless_they_are_ignored(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
