@@ -306,3 +306,12 @@ def test_an_interrupted_command_says_how_to_finish(capsys):
         command()
     err = capsys.readouterr().err
     assert exc.value.exit_code == 130 and "error: interrupted" in err and "hint: run the same command again to finish it" in err
+
+
+def test_a_file_where_qadistill_keeps_a_folder_is_named_with_what_to_do(cli, tmp_path, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "zoo").write_text("not a folder")
+    r = cli("zoo", "add", str(write(tmp_path / "mine.toml", MY_TEACHER)))
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"{isolated_home / 'zoo'}: a file stands where a folder is needed" in r.stderr
+    assert "move it out of the way" in r.stderr and (isolated_home / "zoo").read_text() == "not a folder"

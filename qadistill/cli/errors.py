@@ -28,12 +28,18 @@ FOREIGN_ERRORS: list[tuple[type[BaseException], str, str]] = [
 
 def os_message(exc: OSError) -> str:
     where = " ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    if where and exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir over a file, or a file on the way to a path
+        return f"{where}: a file stands where a folder is needed" + (" (on the way to it)" if exc.errno == errno.ENOTDIR else "")
+    if where and exc.errno == errno.EISDIR:
+        return f"{where}: a folder stands where a file is needed"
     return f"{exc.strerror or type(exc).__name__}" + (f": {where}" if where else f" ({exc})")
 
 
 def os_hint(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "check the folder's permissions, or set QADISTILL_HOME to a writable folder"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR) and (exc.filename or exc.filename2):
+        return "move it out of the way or choose another path (QADISTILL_HOME for qadistill's own folders), then run the command again"
     return "check the path and the disk, then run the command again"
 
 
