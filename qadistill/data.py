@@ -417,22 +417,58 @@ def field_columns(columns: dict[str, str] | None = None) -> dict[str, str]:
     return {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
 
 
+# Other common names of a field, matched ignoring case, spaces and dashes, for a header with neither the JSONL
+# names nor a known layout; a field that two columns could be is left unmapped (the missing-column hint names both).
+COLUMN_SYNONYMS = {
+    "query": ("question", "qtext", "query_text", "question_text", "querytext"),
+    "passage": ("answer", "sentence", "atext", "document", "doc", "text", "context", "candidate", "passage_text",
+                "answer_text", "sentence_text", "doc_text", "document_text"),
+    "label": ("labels", "relevance", "relevant", "is_relevant", "is_correct", "correct", "target"),
+    "query_id": ("qid", "question_id", "questionid", "queryid"),
+    "passage_id": ("pid", "docid", "doc_id", "document_id", "sentence_id", "sentenceid", "answer_id", "passageid"),
+}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def synonym_candidates(header: list[str], field: str) -> list[str]:
+    """The header's columns that ``COLUMN_SYNONYMS`` names for ``field`` (or its own name in another case)."""
+    names = {field, *COLUMN_SYNONYMS[field]}
+    return [h for h in header if _norm(h) in names]
+
+
 def header_columns(header: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
-    """Field -> column name for a CSV/TSV header or a Parquet schema: ``field_columns(columns)``; with no mapping given and neither a
-    'query' nor a 'passage' column, the first of ``KNOWN_LAYOUTS`` whose query and passage columns the header has
-    (its other fields where the header has them)."""
-    if not columns and "query" not in header and "passage" not in header:
+    """Field -> column name for a CSV/TSV header or a Parquet schema: ``field_columns(columns)``; with no mapping
+    given, a field whose JSONL name the header lacks takes the first of ``KNOWN_LAYOUTS`` whose query and passage
+    columns the header has (its other fields where the header has them), else the one column ``COLUMN_SYNONYMS``
+    names for it."""
+    if columns:
+        return field_columns(columns)
+    if "query" not in header and "passage" not in header:
         for layout in KNOWN_LAYOUTS.values():
             if layout["query"] in header and layout["passage"] in header:
                 return field_columns(layout)
-    return field_columns(columns)
+    out = field_columns()
+    taken = {f for f in out.values() if f in header}
+    for field, name in out.items():
+        if name not in header:
+            found = [h for h in synonym_candidates(header, field) if h not in taken]
+            if len(found) == 1:
+                out[field] = found[0]
+                taken.add(found[0])
+    return out
 
 
 def header_hint(header: list[str], columns: dict[str, str]) -> str:
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
     known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())
-    return (f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
+    twice = [f"{f} could be any of {', '.join(c)}" for f in ("query", "passage")
+             if columns[f] not in header and len(c := synonym_candidates(header, f)) > 1]
+    return ((f"{'; '.join(twice)}: rename the one meant to {' / '.join(f.split()[0] for f in twice)}; " if twice else "")
+            + f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
             f"or the query and passage columns of a known layout ({known}); found: {found}")
 
 

@@ -285,7 +285,7 @@ def test_eval_data_can_be_parquet_checked_like_every_other_format(tmp_path):
     with pytest.raises(DataError, match=r"d.parquet:2: empty passage"):
         load_dataset(table(query=["who?", "who?"], passage=["a.", " "]))
     with pytest.raises(DataError, match=r"d.parquet: missing column 'passage'"):
-        load_dataset(table(query=["who?"], text=["a."]))
+        load_dataset(table(query=["who?"], body=["a."]))
     bad = tmp_path / "fake.parquet"
     bad.write_text("query,passage\nwho?,a.\n")
     with pytest.raises(DataError, match=r"fake.parquet: not a readable Parquet file"):
@@ -390,3 +390,25 @@ def test_a_header_of_no_known_layout_names_the_columns_it_takes(tmp_path):
     assert "TrecQA: qtext, atext" in e.value.hint and "found: q, a, y" in e.value.hint
     both = write(tmp_path / "both.csv", "query,passage,qtext,atext,label\nwho,me,x,y,1\n")  # the plain names win
     assert load_dataset(str(both), "all").pairs[0].passage == "me"
+
+
+@pytest.mark.parametrize("header,row1,row2", [
+    ("question,sentence,label", "who,me,1", "who,you,0"),
+    ("Query,Document,Relevance", "who,me,1", "who,you,0"),
+    ("qid,Question Text,pid,Passage,is_relevant", "Q1,who,P1,me,1", "Q1,who,P2,you,0"),
+    ("query,text,relevant", "who,me,1", "who,you,0"),  # the plain query name with a common passage name
+])
+def test_common_column_names_are_read_without_a_mapping(tmp_path, header, row1, row2):
+    from qadistill.stream import open_pairs
+
+    f = write(tmp_path / "held.csv", f"{header}\n{row1}\n{row2}\n")
+    ds = load_dataset(str(f), "all")
+    assert [(p.query, p.passage, p.label) for p in ds.pairs] == [("who", "me", 1), ("who", "you", 0)]
+    assert list(open_pairs(str(f)).rows()) == [("who", "me"), ("who", "you")]
+
+
+def test_a_field_two_columns_could_be_is_refused_naming_both(tmp_path):
+    f = write(tmp_path / "squad.csv", "question,context,sentence,label\nwho,me,x,1\n")
+    with pytest.raises(DataError, match="missing column 'passage'") as e:
+        load_dataset(str(f), "all")
+    assert "passage could be any of context, sentence: rename the one meant to passage" in e.value.hint
