@@ -423,7 +423,7 @@ COLUMN_SYNONYMS = {
     "query": ("question", "qtext", "query_text", "question_text", "querytext"),
     "passage": ("answer", "sentence", "atext", "document", "doc", "text", "context", "candidate", "passage_text",
                 "answer_text", "sentence_text", "doc_text", "document_text"),
-    "label": ("labels", "relevance", "relevant", "is_relevant", "is_correct", "correct", "target"),
+    "label": ("labels", "relevant", "is_relevant", "is_correct", "correct"),  # yes/no names only: graded ones are not 0/1
     "query_id": ("qid", "question_id", "questionid", "queryid"),
     "passage_id": ("pid", "docid", "doc_id", "document_id", "sentence_id", "sentenceid", "answer_id", "passageid"),
 }

@@ -394,7 +394,7 @@ def test_a_header_of_no_known_layout_names_the_columns_it_takes(tmp_path):
 
 @pytest.mark.parametrize("header,row1,row2", [
     ("question,sentence,label", "who,me,1", "who,you,0"),
-    ("Query,Document,Relevance", "who,me,1", "who,you,0"),
+    ("Query,Document,Is-Correct", "who,me,1", "who,you,0"),
     ("qid,Question Text,pid,Passage,is_relevant", "Q1,who,P1,me,1", "Q1,who,P2,you,0"),
     ("query,text,relevant", "who,me,1", "who,you,0"),  # the plain query name with a common passage name
 ])
