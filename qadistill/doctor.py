@@ -129,6 +129,32 @@ def home_check() -> Check:
     return Check("qadistill_home", True, f"{home} (writable)")
 
 
+def store_check() -> Check:
+    """The store (names, runs, results) reads whole: ``PRAGMA quick_check`` reads every page, so a damaged page of a
+    table no command has read yet is found here, not in the middle of a later command."""
+    import sqlite3
+
+    from qadistill.errors import QadistillError
+    from qadistill.store import Store
+
+    path = paths.store_path()
+    if not path.exists():
+        return Check("store", True, f"{path} (not created yet)")
+    try:
+        with Store(path) as store:
+            try:
+                rows = [str(r[0]) for r in store.conn.execute("PRAGMA quick_check(5)").fetchall()]
+                n = store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            except sqlite3.DatabaseError as exc:  # a page too damaged for the check itself to walk
+                rows = [str(exc)]
+            if rows != ["ok"]:
+                err = store._unreadable("; ".join(rows)[:300])
+                return Check("store", False, err.message, True, err.hint)
+    except QadistillError as exc:  # it does not open at all (not SQLite, unreadable, no permission)
+        return Check("store", False, exc.message, True, exc.hint)
+    return Check("store", True, f"{path} (reads whole; {n} runs)")
+
+
 def run_doctor(probe_gpu: bool = True) -> DoctorReport:
     rep = DoctorReport()
     for dist, mod, req in LIBRARIES:
@@ -165,7 +191,7 @@ def run_doctor(probe_gpu: bool = True) -> DoctorReport:
                   "pip uninstall -y onnxruntime && pip install 'qadistill[gpu]'")
         )
 
-    rep.checks += model_checks() + [home_check()]
+    rep.checks += model_checks() + [home_check(), store_check()]
     feats = cpu_features()
     data = paths.data_dir()
     rep.info = {

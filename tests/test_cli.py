@@ -145,7 +145,7 @@ def test_doctor_fails_when_a_required_piece_is_missing(cli, monkeypatch):
     monkeypatch.setattr(core, "_version", lambda d: None if d == "onnx" else real(d))
     r = cli("doctor")
     assert r.exit_code == 1
-    assert "missing: lib:onnx" in r.stderr and "make venv" in r.stderr
+    assert "failed: lib:onnx" in r.stderr and "make venv" in r.stderr
 
 
 def test_doctor_says_which_exporter_is_active_and_why(cli, monkeypatch):
@@ -315,3 +315,24 @@ def test_a_file_where_qadistill_keeps_a_folder_is_named_with_what_to_do(cli, tmp
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert f"{isolated_home / 'zoo'}: a file stands where a folder is needed" in r.stderr
     assert "move it out of the way" in r.stderr and (isolated_home / "zoo").read_text() == "not a folder"
+
+
+def test_doctor_reads_the_whole_store_and_names_a_damaged_page(cli, isolated_home):
+    """A garbled page of a table no command read yet went unnoticed; doctor reads every page (PRAGMA quick_check)."""
+    from qadistill.store import Store
+
+    with Store.open() as store:
+        for i in range(300):
+            store.start_run(f"run {i} " + "x" * 200)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = [r[0] for r in store.conn.execute("SELECT pageno FROM dbstat WHERE name = 'runs' AND pagetype = 'leaf'")]
+    r = cli("doctor", "--format", "json")
+    assert [c for c in json.loads(r.stdout)["checks"] if c["name"] == "store"][0]["ok"]
+    db = isolated_home / "qadistill.db"
+    with open(db, "r+b") as fh:
+        fh.seek((pages[len(pages) // 2] - 1) * 4096 + 8)
+        fh.write(b"\xff" * 64)
+    r = cli("doctor", "--format", "json")
+    check = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "store"][0]
+    assert r.exit_code == 1 and not check["ok"] and "is unreadable" in check["value"] and "move it aside" in check["fix"]
+    assert "failed: store" in r.stderr

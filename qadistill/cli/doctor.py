@@ -16,7 +16,7 @@ def doctor(fmt: FormatOpt = Format.table) -> None:
         print_json(rep.to_dict())
     else:
         con = out_console()
-        rows = [["[green]ok[/]" if c.ok else ("[red]MISSING[/]" if c.required else "[yellow]-[/]"), c.name, c.value, c.fix or ""] for c in rep.checks]
+        rows = [["[green]ok[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]-[/]"), c.name, c.value, c.fix or ""] for c in rep.checks]
         con.print(table("qadistill doctor", ["", "check", "value", "fix"], rows))
         info = rep.info
         feats = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in info["cpu_features"].items())
@@ -32,8 +32,8 @@ def doctor(fmt: FormatOpt = Format.table) -> None:
         ]
         con.print(table(None, ["setting", "value"], rows))
     if not rep.ok:
-        missing = [c.name for c in rep.checks if c.required and not c.ok]
+        failed = [c.name for c in rep.checks if c.required and not c.ok]
         from qadistill.cli.errors import report
 
-        report(f"missing: {', '.join(missing)}", next(c.fix for c in rep.checks if c.required and not c.ok))
+        report(f"failed: {', '.join(failed)}", next(c.fix for c in rep.checks if c.required and not c.ok))
         raise typer.Exit(1)
