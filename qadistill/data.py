@@ -112,16 +112,29 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
 
 
+NOT_UTF8_HINT = "convert the file to UTF-8, naming its real encoding: iconv -f CP1252 -t UTF-8 FILE > FILE_UTF8"
+
+
+def utf16_problem(head: bytes, path: Path) -> DataError | None:
+    """The error for a file that starts with a UTF-16 byte-order mark (Excel's "Unicode text" export), else None."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); qadistill reads UTF-8",
+                         f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.with_name('utf8-' + path.name)}")
+    return None
+
+
 def _read_lines(path: Path) -> list[str]:
     r"""All lines, decoded (a leading BOM dropped; \n, \r\n and \r end a line, nothing else does: a U+2028 or a form feed
     inside a text stays in it). Bad UTF-8 or a NUL byte is a DataError naming the line (never a partial list)."""
     raw = _read_bytes(path)
+    if (utf16 := utf16_problem(raw[:2], path)) is not None:
+        raise utf16
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         text = _one_newline(raw[bom:].decode("utf-8"))
     except UnicodeDecodeError as exc:
         line = _one_newline(raw[: bom + exc.start].decode("utf-8", "replace")).count("\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {bom + exc.start})", "convert the file to UTF-8") from None
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {bom + exc.start})", NOT_UTF8_HINT) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise DataError(f"{path}:{line}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
@@ -481,6 +494,8 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     if not lines:
         raise DataError(f"{path}: empty file", "expected a header row")
     header = header_cells(lines[0], delim, path)
+    if (bad := delimiter_problem(header, delim, path)) is not None:
+        raise bad
     columns = header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:
@@ -571,6 +586,51 @@ def check_data_name(spec: str) -> None:
         raise DataError("the data name is empty", data_hint())
 
 
+# File kinds qadistill does not read, each with how to get one it does.
+OTHER_FORMATS = {
+    ".json": "qadistill reads JSON Lines (one object per line, .jsonl); convert an array of objects with: jq -c '.[]' {path} > {jsonl}",
+    ".xlsx": "save the sheet as CSV (UTF-8) with a header row query,passage,label",
+    ".xls": "save the sheet as CSV (UTF-8) with a header row query,passage,label",
+    ".ods": "save the sheet as CSV (UTF-8) with a header row query,passage,label",
+    ".zip": "unzip it and pass the data file inside",
+    ".tar": "unpack it and pass the data file inside",
+    ".pkl": "write the data as JSONL, CSV/TSV or Parquet",
+    ".pickle": "write the data as JSONL, CSV/TSV or Parquet",
+    ".feather": "write the data as Parquet (pyarrow.parquet.write_table) or JSONL",
+    ".arrow": "write the data as Parquet (pyarrow.parquet.write_table) or JSONL",
+}
+
+
+def file_format(path: Path) -> str:
+    """How a data file is read, by its name: "jsonl", "parquet" or "delimited" (CSV/TSV, the default); a kind qadistill
+    does not read (``OTHER_FORMATS``: .json, a spreadsheet, an archive, a pickle) is a DataError saying what to do."""
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".jsonl", ".jsonl.gz")):
+        return "jsonl"
+    if suffixes.endswith(".parquet"):
+        return "parquet"
+    kind = next((k for k in OTHER_FORMATS if suffixes.endswith((k, k + ".gz"))), None)
+    if kind is not None:
+        raise DataError(f"{path}: a {kind} file, which qadistill does not read",
+                        OTHER_FORMATS[kind].format(path=path, jsonl=path.with_name(path.name.split(".")[0] + ".jsonl")))
+    return "delimited"
+
+
+def delimiter_problem(header: list[str], delim: str, path: Path) -> DataError | None:
+    """The error for a header that is one cell holding another delimiter (a tab- or ;-separated file named .csv, a
+    comma-separated one named .tsv), else None."""
+    if len(header) != 1:
+        return None
+    for other, name in (("\t", "tabs"), (";", "semicolons"), (",", "commas"), ("|", "bars")):
+        if other != delim and other in header[0]:
+            ext = ".tsv" if delim == "\t" else ".csv"
+            fix = ("rename it to .tsv" if other == "\t" else "rename it to .csv" if other == "," else
+                   f"write it with {'tabs' if delim == chr(9) else 'commas'}")
+            return DataError(f"{path}:1: the header is one column with {name} in it, but a {ext} file is read as "
+                             f"{'tab' if delim == chr(9) else 'comma'}-separated", f"{fix} (the extension decides the delimiter)")
+    return None
+
+
 def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:
     check_data_name(spec)
     if spec.startswith("hf:"):
@@ -583,10 +643,10 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{spec}: no such dataset or file", data_hint())
-    suffixes = "".join(path.suffixes)
-    if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
+    kind = file_format(path)
+    if kind == "jsonl":
         return load_jsonl(path, split=split)
-    if suffixes.lower().endswith(".parquet"):
+    if kind == "parquet":
         return load_parquet(path, columns, split=split)
     if columns is None and _looks_like_wikiqa(path):
         return load_wikiqa_tsv(path, path.stem, split)

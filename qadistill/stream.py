@@ -81,11 +81,11 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
     if split not in (None, "", "all"):  # a stream reads a file whole: it is not cut by query as eval/distill cut it
         raise DataError(f"--split {split}: a file is read whole here, it has no '{split}' split",
                         f"drop --split (or pass --split all), or cut {path.name} into its own files first")
-    suffixes = "".join(path.suffixes).lower()
+    kind = _data.file_format(path)
     stem = path.name.split(".")[0]
-    if suffixes.endswith(".jsonl") or suffixes.endswith(".jsonl.gz"):
+    if kind == "jsonl":
         fmt = "jsonl"
-    elif suffixes.endswith(".parquet"):
+    elif kind == "parquet":
         fmt = "parquet"
         _parquet_file(path, columns)  # not Parquet, or no such columns: a one-line error now
     elif columns is None and _data._looks_like_wikiqa(path):
@@ -123,6 +123,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             for i, raw in enumerate(fh):
                 if i == 0 and raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8):]
+                if i == 0 and (utf16 := _data.utf16_problem(raw[:2], path)) is not None:
+                    raise utf16
                 raw = raw[:-1] if raw.endswith(b"\n") else raw
                 parts = raw.split(b"\r")
                 if len(parts) > 1 and parts[-1] == b"":
@@ -132,7 +134,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     try:
                         line = part.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise DataError(f"{path}:{ln}: not UTF-8 text", "convert the file to UTF-8") from None
+                        raise DataError(f"{path}:{ln}: not UTF-8 text", _data.NOT_UTF8_HINT) from None
                     if "\x00" in line:
                         raise DataError(f"{path}:{ln}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
                     yield ln, line
@@ -166,6 +168,8 @@ def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool =
     if first is None:
         raise DataError(f"{path}: empty file", "expected a header row")
     header = _data.header_cells(first[1], delim, path)
+    if (bad := _data.delimiter_problem(header, delim, path)) is not None:
+        raise bad
     columns = _data.header_columns(header, columns)
     for need in ("query", "passage"):
         if columns[need] not in header:

@@ -412,3 +412,38 @@ def test_a_field_two_columns_could_be_is_refused_naming_both(tmp_path):
     with pytest.raises(DataError, match="missing column 'passage'") as e:
         load_dataset(str(f), "all")
     assert "passage could be any of context, sentence: rename the one meant to passage" in e.value.hint
+
+
+@pytest.mark.parametrize("name,text,error,hint", [
+    ("tabs.csv", "query\tpassage\tlabel\nwho\tme\t1\n", "header is one column with tabs in it, but a .csv", "rename it to .tsv"),
+    ("semi.csv", "query;passage;label\nwho;me;1\n", "one column with semicolons in it", "write it with commas"),
+    ("commas.tsv", "query,passage,label\nwho,me,1\n", "one column with commas in it, but a .tsv file is read as tab", "rename it to .csv"),
+])
+def test_a_file_with_another_delimiter_than_its_name_says_is_named_so(tmp_path, name, text, error, hint):
+    from qadistill.stream import open_pairs
+
+    f = write(tmp_path / name, text)
+    for load in (lambda: load_dataset(str(f), "all"), lambda: open_pairs(str(f)).count()):
+        with pytest.raises(DataError, match=error) as e:
+            load()
+        assert hint in e.value.hint
+
+
+def test_utf16_and_other_file_kinds_get_what_to_do(tmp_path):
+    from qadistill.stream import open_pairs
+
+    u16 = tmp_path / "excel.csv"
+    u16.write_text("query,passage,label\nwho,me,1\n", encoding="utf-16")
+    arr = write(tmp_path / "rows.json", '[{"query": "who", "passage": "me", "label": 1}]')
+    sheet = tmp_path / "rows.xlsx"
+    sheet.write_bytes(b"PK\x03\x04")
+    for load in (lambda p: load_dataset(str(p), "all"), lambda p: open_pairs(str(p)).count()):
+        with pytest.raises(DataError, match="UTF-16 text") as e:
+            load(u16)
+        assert "iconv -f UTF-16 -t UTF-8" in e.value.hint
+        with pytest.raises(DataError, match=r"rows.json: a .json file, which qadistill does not read") as e:
+            load(arr)
+        assert f"jq -c '.[]' {arr} > {tmp_path / 'rows.jsonl'}" in e.value.hint
+        with pytest.raises(DataError, match=r"a .xlsx file") as e:
+            load(sheet)
+        assert "save the sheet as CSV" in e.value.hint
