@@ -130,16 +130,18 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
-                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4: that pass at "
-                        "temperature 1 / gold weight 0.8 / learning rate 1e-4). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4: "
+                        "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / both 0.8 and 1e-4). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
 
 
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
-MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>more(?:-t1|-a8|-lr1e-4)?)")  # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass
-MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"]}
+MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"],
+                "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"]}
+# e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass (with the options MORE_OPTIONS names)
+MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>" + "|".join(sorted(map(re.escape, MORE_OPTIONS), key=len, reverse=True)) + ")")
 PRUNE_RECIPE = """kind = "student"
 name = "{name}"
 description = "{source} with its feed-forward layers pruned to {width} units (benchmarks/mkdm_ablation.py)"
@@ -153,11 +155,19 @@ init = {{ type = "continue", model = "{source}" }}
 
 
 def _derived(arm: str):
-    """The match of a pruned (``SOURCE-ffnW``) or continued (``SOURCE-more``) arm whose SOURCE is an arm, else None."""
+    """The match of a pruned (``SOURCE-ffnW``) or continued (``SOURCE-more``) arm whose SOURCE is an arm (itself
+    possibly a continued one: ``SOURCE-more-more`` is a third labelled pass), else None."""
     if arm in ARMS:
         return None
     m = PRUNED_ARM.fullmatch(arm) or MORE_ARM.fullmatch(arm)
-    return m if m and m["source"] in ARMS else None
+    return m if m and known(m["source"]) else None
+
+
+def _root(arm: str) -> str:
+    """The arm of ``ARMS`` a derived arm starts from."""
+    while (m := _derived(arm)) is not None:
+        arm = m["source"]
+    return arm
 
 
 def known(arm: str) -> bool:
@@ -165,8 +175,7 @@ def known(arm: str) -> bool:
 
 
 def arm_teachers(arm: str) -> str:
-    m = _derived(arm)
-    opts = ARMS[m["source"] if m else arm]
+    opts = ARMS[_root(arm)]
     return opts[opts.index("--teachers") + 1] if "--teachers" in opts else TEACHERS
 
 
@@ -179,7 +188,7 @@ def arm_options(arm: str, seed: int) -> list[str]:
     m = _derived(arm)
     if m is None:
         return ARMS[arm]
-    src, opts, out = m["source"], ARMS[m["source"]], []
+    src, opts, out = m["source"], ARMS[_root(arm)], []
     skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1}
     i = 0
     while i < len(opts):
