@@ -113,6 +113,7 @@ def test_rank_stdin_and_jsonl(cli, tiny_rank):
         (["-q", "  "], "a\n", "the query is empty"),
         (["-q", "who?"], "\n\n", "no passages to rank"),
         (["-q", "who?"], "\x00\x01binary", "not a text file"),
+        (["-q", "who?"], "Paris.\nRome.\n".encode("utf-16"), "is UTF-16 text"),
         (["-q", "who?", "-p", "/nonexistent/p.txt"], None, "does not exist"),
     ],
 )
