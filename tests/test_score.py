@@ -255,7 +255,7 @@ def test_stream_reads_delimited_files_by_their_header_and_wikiqa_tsv_by_its_own(
     tsv.write_text("query\tpassage\nq one\tp one\nq two\tp two\n")
     assert list(open_pairs(str(tsv)).rows()) == [("q one", "p one"), ("q two", "p two")]
     bad = tmp_path / "bad.csv"
-    bad.write_text("question,text\nq,p\n")
+    bad.write_text("ask,body\nq,p\n")  # question,text now read by their common names
     with pytest.raises(DataError, match=r"bad.csv:1: missing column 'query'"):
         list(open_pairs(str(bad)).rows())
     label = tmp_path / "label.csv"
@@ -289,7 +289,7 @@ def test_parquet_pairs_stream_by_batch_and_bad_parquet_is_one_line(cli, zoo, tmp
     assert s.format == "parquet" and s.count() == 50 and list(s.rows()) == rows
     assert [len(q) for q, _ in s.chunks(16)] == [16, 16, 16, 2]
     nocol = tmp_path / "nocol.parquet"
-    pq.write_table(pa.table({"question": ["a?"], "passage": ["b"]}), str(nocol))
+    pq.write_table(pa.table({"ask": ["a?"], "passage": ["b"]}), str(nocol))
     with pytest.raises(DataError, match="missing column 'query'"):
         list(open_pairs(str(nocol)).rows())
     nums = tmp_path / "nums.parquet"
