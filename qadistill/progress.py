@@ -6,7 +6,10 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def task(self, description: str, total: int) -> "Task": ...
+    def task(self, description: str, total: int, done: int = 0) -> "Task":
+        """A task of ``total`` units of which ``done`` are already done (a resumed run): its rate and ETA count only
+        the units this process advances."""
+        ...
 
 
 class Task(Protocol):
@@ -23,7 +26,7 @@ class _NullTask:
 
 
 class NullProgress:
-    def task(self, description: str, total: int) -> _NullTask:
+    def task(self, description: str, total: int, done: int = 0) -> _NullTask:
         return _NullTask()
 
 
@@ -35,12 +38,15 @@ def _fields_text(fields: dict) -> str:
 class _PlainTask:
     """Progress as a few plain lines (for a pipe or a log): the start, each quarter with its ETA, the end."""
 
-    def __init__(self, console, description: str, total: int) -> None:
+    def __init__(self, console, description: str, total: int, done: int = 0) -> None:
         import time
 
-        self._c, self._d, self._total, self._n, self._quarter = console, description, max(int(total), 0), 0, 0
+        self._c, self._d, self._total = console, description, max(int(total), 0)
+        self._n = self._start = min(max(int(done), 0), self._total)
+        self._quarter = self._n * 4 // self._total if self._total else 0
         self._t0 = time.perf_counter()
-        self._c.print(f"{description}: {self._total} to do", markup=False, highlight=False, soft_wrap=True)
+        left = f"{self._total - self._n} of {self._total} to do ({self._n} done before)" if self._n else f"{self._total} to do"
+        self._c.print(f"{description}: {left}", markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, n: int = 1, **fields: object) -> None:
         import time
@@ -52,7 +58,7 @@ class _PlainTask:
         if self._quarter < q < 4:
             self._quarter = q
             el = time.perf_counter() - self._t0
-            eta = el / self._n * (self._total - self._n)
+            eta = el / max(self._n - self._start, 1) * (self._total - self._n)  # at this process's rate
             self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
                           markup=False, highlight=False, soft_wrap=True)
 
@@ -88,10 +94,10 @@ class RichProgress:
         if not self._plain:
             self._p.stop()
 
-    def task(self, description: str, total: int):
+    def task(self, description: str, total: int, done: int = 0):
         if self._plain:
-            return _PlainTask(self._console, description, total)
-        tid = self._p.add_task(description, total=total, info="")
+            return _PlainTask(self._console, description, total, done)
+        tid = self._p.add_task(description, total=total, completed=done, info="")  # rich's rate: advances only
         p = self._p
 
         class _T:

@@ -163,8 +163,7 @@ def run_loop(loop: "_Loop", resume: bool, progress: Progress | None, label: str)
 
     progress = progress or NullProgress()
     loop.restore(resume)
-    task = progress.task(label, loop.total)
-    task.advance(loop.state["step"])
+    task = progress.task(label, loop.total, done=loop.state["step"])
     loop.dmodel.train()
     stop = False
     with deferred() as interrupt:

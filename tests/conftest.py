@@ -115,11 +115,11 @@ class ActAt:
     def __init__(self, step: int, action) -> None:
         self.step, self.action = step, action
 
-    def task(self, description, total):
-        outer = self
+    def task(self, description, total, done=0):
+        outer, start = self, done
 
         class T:
-            n = 0
+            n = start  # a resumed run's steps count from where it stopped
 
             def advance(self, k=1, **fields):
                 self.n += k

@@ -183,6 +183,26 @@ def test_progress_in_a_pipe_is_a_few_plain_lines_with_an_eta(capsys):
     assert lines[4].startswith("distill mkdm: done in") and len(lines) == 5
 
 
+def test_a_resumed_task_in_a_pipe_counts_its_rate_from_where_it_resumed(capsys, monkeypatch):
+    """A resumed run's progress started at 0 and then jumped to the resumed step, so its first ETA line read ~0s."""
+    import time
+
+    from qadistill.progress import RichProgress
+
+    clock = iter(range(0, 10_000_000, 1000))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    with RichProgress() as prog:
+        t = prog.task("distill mkdm", 100, done=60)
+        for _ in range(40):
+            t.advance(1)
+        t.done()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[0] == "distill mkdm: 40 of 100 to do (60 done before)"
+    assert len(lines) == 3 and lines[1].startswith("distill mkdm: 75/100 (75%)")
+    el, eta = (float(x) for x in re.findall(r"(\d+)s elapsed, ETA (\d+)s", lines[1])[0])
+    assert eta == pytest.approx(el / 15 * 25, abs=1)  # this process's 15 steps in el seconds, 25 to go
+
+
 def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkeypatch):
     """The command passes the artifact to the core functions and prints their result as JSON (core patched)."""
     import qadistill.hub as hub

@@ -21,7 +21,7 @@ class Recorder:
         self.param = dict(model.named_parameters())[name]
         self.seen = [self.param.detach().clone()]
 
-    def task(self, description, total):
+    def task(self, description, total, done=0):
         outer = self
 
         class T:
