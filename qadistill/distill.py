@@ -453,6 +453,8 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "unlabelled": plan.unlabelled.info(d.unlabelled_passes) if plan.unlabelled is not None else None,
         "stage1": _slim(stage1), "stage2": _slim(stage2), "teacher_scoring_seconds": t["teacher_seconds"],
         "train_seconds": stage2["train_seconds"] + (stage1["train_seconds"] if stage1 else 0.0),
+        # of which spent before a --resume, by the interrupted run(s): total_seconds counts this process only
+        "train_seconds_before_resume": sum((s or {}).get("train_seconds_before", 0.0) for s in (stage1, stage2)),
         "total_seconds": total_seconds, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "command": command, "max_length": d.max_length,
     }
@@ -621,5 +623,6 @@ def _build(plan: _Plan, registry, seed: int) -> tuple:
 def _slim(state: dict | None) -> dict | None:
     if state is None:
         return None
-    keep = ("step", "best_map", "best_step", "history", "train_seconds", "pairs_seen", "stopped_early", "pool_pairs", "seconds_per_pair")
+    keep = ("step", "best_map", "best_step", "history", "train_seconds", "train_seconds_before", "pairs_seen", "stopped_early",
+            "pool_pairs", "seconds_per_pair")
     return {k: state[k] for k in keep if k in state}

@@ -276,6 +276,7 @@ class _Loop:
             self.sched.load_state_dict(saved["scheduler"])
             self.state = saved["state"]
             self.state.setdefault("epoch", self.state["step"] // max(self.steps_per_epoch, 1))  # checkpoints written before 0.2
+            self.state["train_seconds_before"] = self.state["train_seconds"]  # spent by the run(s) this one resumes
             set_rng_states(saved.get("rng") or {"torch": saved["torch_rng"]})
             self.ema = saved.get("ema")
         self.dmodel, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)

@@ -51,6 +51,8 @@ def test_signal_at_a_step_saves_a_checkpoint_and_resumes_to_identical_weights(re
     assert state["step"] == TOTAL_STEPS
     assert [h["dev_map"] for h in state["history"]] == [h["dev_map"] for h in ref_state["history"]]
     assert same_weights(full, out)
+    # the time the interrupted run spent is kept apart, so a summary does not pass it off as this process's
+    assert 0 < state["train_seconds_before"] < state["train_seconds"] and "train_seconds_before" not in ref_state
 
 
 @pytest.mark.parametrize("step", [random.Random(1).randint(1, TOTAL_STEPS - 1), 10])

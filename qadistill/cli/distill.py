@@ -135,4 +135,8 @@ def _report(res, mode: str, fmt: Format) -> None:
     out_console().print(table(f"{res.name} ({res.metrics['parameters'] / 1e6:.1f}M params, {mode})",
                               ["data", "MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries"], rows,
                               no_wrap=("MAP", "MRR", "MRR@10", "NDCG@10", "P@1", "AUC", "queries")))
-    err_console().print(f"saved to {res.path}  (train {res.metrics['train_seconds']:.0f}s, total {res.metrics['total_seconds']:.0f}s)")
+    m = res.metrics
+    before = m.get("train_seconds_before_resume") or 0.0
+    times = (f"train {m['train_seconds']:.0f}s, {before:.0f}s of it before --resume; this process {m['total_seconds']:.0f}s in all"
+             if before else f"train {m['train_seconds']:.0f}s, total {m['total_seconds']:.0f}s")
+    err_console().print(f"saved to {res.path}  ({times})")
