@@ -278,9 +278,15 @@ def _json_row(line: str, path: Path, ln: int) -> dict:
         raise DataError(f"{path}:{ln}: invalid JSON ({str(exc)[:80]})", "one JSON object per line") from None
     if not isinstance(row, dict):
         raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
+    if "query" not in row or "passage" not in row:  # other common field names, as a CSV header's (header_columns)
+        names = header_columns(list(row))
+        row = {**{c: v for c, v in row.items() if c not in names.values()}, **{f: row[c] for f, c in names.items() if c in row}}
     missing = [f for f in ("query", "passage") if f not in row]
     if missing:
-        raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}", f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
+        twice = [f"{f} could be any of {', '.join(c)}" for f in missing if len(c := synonym_candidates(list(row), f)) > 1]
+        raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}",
+                        (f"{'; '.join(twice)}: rename the one meant; " if twice else "")
+                        + f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
     for f in ("query", "passage"):
         if not isinstance(row[f], str):
             raise DataError(f"{path}:{ln}: field '{f}' is {_a(_json_type(row[f]))}, expected a string", "put the text in quotes")

@@ -447,3 +447,18 @@ def test_utf16_and_other_file_kinds_get_what_to_do(tmp_path):
         with pytest.raises(DataError, match=r"a .xlsx file") as e:
             load(sheet)
         assert "save the sheet as CSV" in e.value.hint
+
+
+def test_jsonl_rows_with_common_field_names_load_as_csv_headers_do(tmp_path):
+    from qadistill.stream import open_pairs
+
+    rows = [{"question_id": "Q1", "question": "who", "answer": "me", "label": 1},
+            {"question_id": "Q1", "question": "who", "answer": "you", "label": 0}]
+    f = write(tmp_path / "wiki_qa.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(str(f), "all")
+    assert [(p.query_id, p.query, p.passage, p.label) for p in ds.pairs] == [("Q1", "who", "me", 1), ("Q1", "who", "you", 0)]
+    assert list(open_pairs(str(f)).rows()) == [("who", "me"), ("who", "you")]
+    odd = write(tmp_path / "odd.jsonl", json.dumps({"question": "who", "context": "me", "sentence": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"odd.jsonl:1: missing field\(s\) passage$") as e:
+        load_dataset(str(odd), "all")
+    assert "passage could be any of context, sentence" in e.value.hint
