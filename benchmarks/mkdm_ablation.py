@@ -130,8 +130,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
-                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4: "
-                        "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / both 0.8 and 1e-4). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4 / -a8-lr5e-5: "
+                        "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / gold weight 0.8 at 1e-4 / at 5e-5). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
@@ -139,7 +139,8 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
 
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
 MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"],
-                "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"]}
+                "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"],
+                "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"]}
 # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass (with the options MORE_OPTIONS names)
 MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>" + "|".join(sorted(map(re.escape, MORE_OPTIONS), key=len, reverse=True)) + ")")
 PRUNE_RECIPE = """kind = "student"
