@@ -470,12 +470,12 @@ def header_columns(header: list[str], columns: dict[str, str] | None = None) -> 
             if layout["query"] in header and layout["passage"] in header:
                 return field_columns(layout)
     out = field_columns()
-    taken = {f for f in out.values() if f in header}
-    for field, name in out.items():
+    taken = {c for c in out.values() if c in header}
+    for fname, name in out.items():
         if name not in header:
-            found = [h for h in synonym_candidates(header, field) if h not in taken]
+            found = [h for h in synonym_candidates(header, fname) if h not in taken]
             if len(found) == 1:
-                out[field] = found[0]
+                out[fname] = found[0]
                 taken.add(found[0])
     return out
 
