@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from qadistill import paths
-from qadistill.shardindex import write_shard
+from qadistill.integrity import write_recorded
 
 
 def text_key(text: str) -> bytes:
@@ -76,7 +76,7 @@ class EmbeddingStore:
         buf = io.BytesIO()
         np.savez(buf, keys=keys, emb=emb)
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.npz"
-        write_shard(self.dir / name, buf.getvalue())
+        write_recorded(self.dir / name, buf.getvalue())  # its sha256 beside it: shardindex.load_or_drop checks it
         self._index.add(name, keys, emb)
 
     def get(self, texts: list[str]):

@@ -138,11 +138,11 @@ class ScoreStore:
         """Store one shard (atomically); returns the sha256 of the file written."""
         import numpy as np
 
-        from qadistill.shardindex import write_shard
+        from qadistill.integrity import write_recorded
 
         buf = io.BytesIO()
         np.savez(buf, keys=np.asarray(keys, dtype=np.uint8), raw=np.asarray(raw, dtype=np.float32))
-        return write_shard(self.path(key), buf.getvalue())
+        return write_recorded(self.path(key), buf.getvalue())  # its sha256 beside it, checked on load
 
     def file_sha(self, key: str) -> str:
         from qadistill.integrity import file_sha256

@@ -29,13 +29,6 @@ DEFAULT_CACHE_MB = 128
 MAX_RUN = 1 << 18  # keys per sorted run: merging stops there, so a merge never holds more than ~10 MB extra
 
 
-def write_shard(path: Path, data: bytes) -> str:
-    """Write one shard file atomically with its sha256 recorded beside it (``integrity.write_recorded``)."""
-    from qadistill.integrity import write_recorded
-
-    return write_recorded(path, data)
-
-
 def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
     """``load(path)`` -> (keys, values), or None when it raises or rejects the file or its bytes disagree with their
     recorded sha256; a rejected file is deleted (with its record), so its keys are computed again."""
