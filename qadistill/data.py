@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -279,14 +280,12 @@ def _json_row(line: str, path: Path, ln: int) -> dict:
     if not isinstance(row, dict):
         raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
     if "query" not in row or "passage" not in row:  # other common field names, as a CSV header's (header_columns)
-        names = header_columns(list(row))
+        names = _row_columns(tuple(row))
         row = {**{c: v for c, v in row.items() if c not in names.values()}, **{f: row[c] for f, c in names.items() if c in row}}
     missing = [f for f in ("query", "passage") if f not in row]
     if missing:
-        twice = [f"{f} could be any of {', '.join(c)}" for f in missing if len(c := synonym_candidates(list(row), f)) > 1]
         raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}",
-                        (f"{'; '.join(twice)}: rename the one meant; " if twice else "")
-                        + f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
+                        ambiguity_note(list(row), missing) + f"JSONL rows have the fields {', '.join(JSONL_FIELDS)}")
     for f in ("query", "passage"):
         if not isinstance(row[f], str):
             raise DataError(f"{path}:{ln}: field '{f}' is {_a(_json_type(row[f]))}, expected a string", "put the text in quotes")
@@ -295,6 +294,12 @@ def _json_row(line: str, path: Path, ln: int) -> dict:
             raise DataError(f"{path}:{ln}: field '{f}' holds an unpaired surrogate escape (like \\ud800)",
                             "a character beyond U+FFFF is written as a pair of escapes, or as itself in UTF-8")
     return row
+
+
+@functools.lru_cache(maxsize=64)
+def _row_columns(keys: tuple[str, ...]) -> dict[str, str]:
+    """``header_columns`` of a JSONL row's keys, once per key set (a file's rows share one); read-only."""
+    return header_columns(list(keys))
 
 
 def _encodable(text: str) -> bool:
@@ -480,15 +485,42 @@ def header_columns(header: list[str], columns: dict[str, str] | None = None) -> 
     return out
 
 
+def ambiguity_note(names: list[str], fields) -> str:
+    """For each of ``fields`` that several of ``names`` could be (``synonym_candidates``), the columns to choose
+    from, as the start of a hint ("" when none is ambiguous)."""
+    twice = [(f, c) for f in fields if len(c := synonym_candidates(names, f)) > 1]
+    if not twice:
+        return ""
+    return ("; ".join(f"{f} could be any of {', '.join(c)}" for f, c in twice)
+            + f": rename the one meant to {' / '.join(f for f, _ in twice)}; ")
+
+
 def header_hint(header: list[str], columns: dict[str, str]) -> str:
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
     known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())
-    twice = [f"{f} could be any of {', '.join(c)}" for f in ("query", "passage")
-             if columns[f] not in header and len(c := synonym_candidates(header, f)) > 1]
-    return ((f"{'; '.join(twice)}: rename the one meant to {' / '.join(f.split()[0] for f in twice)}; " if twice else "")
+    return (ambiguity_note(header, [f for f in ("query", "passage") if columns[f] not in header])
             + f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
             f"or the query and passage columns of a known layout ({known}); found: {found}")
+
+
+def require_columns(names: list[str], columns: dict[str, str] | None, where: str) -> dict[str, str]:
+    """Field -> column for a header or schema (``header_columns``), its query and passage columns required: a missing
+    one is a DataError at ``where`` ("FILE:1" for a header line, "FILE" for a Parquet schema)."""
+    cols = header_columns(names, columns)
+    for need in ("query", "passage"):
+        if cols[need] not in names:
+            raise DataError(f"{where}: missing column '{cols[need]}' (for {need})", header_hint(names, cols))
+    return cols
+
+
+def delimited_header(line: str, delim: str, path: Path, columns: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """A CSV/TSV header line's column names and the field -> column map (``require_columns``); a header that is one
+    cell holding another delimiter is refused as such (``delimiter_problem``)."""
+    header = header_cells(line, delim, path)
+    if (bad := delimiter_problem(header, delim, path)) is not None:
+        raise bad
+    return header, require_columns(header, columns, f"{path}:1")
 
 
 def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
@@ -499,13 +531,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     delim = "\t" if ".tsv" in path.suffixes else ","
     if not lines:
         raise DataError(f"{path}: empty file", "expected a header row")
-    header = header_cells(lines[0], delim, path)
-    if (bad := delimiter_problem(header, delim, path)) is not None:
-        raise bad
-    columns = header_columns(header, columns)
-    for need in ("query", "passage"):
-        if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", header_hint(header, columns))
+    header, columns = delimited_header(lines[0], delim, path, columns)
     idx = {f: header.index(c) for f, c in columns.items() if c in header}
     pairs, lns = [], []
     for ln, line in enumerate(lines[1:], start=2):

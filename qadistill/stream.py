@@ -167,13 +167,7 @@ def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool =
     first = next(it, None)
     if first is None:
         raise DataError(f"{path}: empty file", "expected a header row")
-    header = _data.header_cells(first[1], delim, path)
-    if (bad := _data.delimiter_problem(header, delim, path)) is not None:
-        raise bad
-    columns = _data.header_columns(header, columns)
-    for need in ("query", "passage"):
-        if columns[need] not in header:
-            raise DataError(f"{path}:1: missing column '{columns[need]}' (for {need})", _data.header_hint(header, columns))
+    header, columns = _data.delimited_header(first[1], delim, path, columns)
     qi, pi = header.index(columns["query"]), header.index(columns["passage"])
     li = header.index(columns["label"]) if labels and columns.get("label") in header else None
     for ln, line in it:
@@ -210,12 +204,7 @@ def _parquet_file(path: Path, columns: dict | None):
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, truncated
         raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:120]})",
                         "check the file (a truncated copy?), or give it the extension of its real format") from None
-    names = f.schema_arrow.names
-    cols = _data.header_columns(names, columns)
-    for need in ("query", "passage"):
-        if cols[need] not in names:
-            raise DataError(f"{path}: missing column '{cols[need]}' (for {need})", _data.header_hint(names, cols))
-    return f, cols
+    return f, _data.require_columns(f.schema_arrow.names, columns, str(path))
 
 
 def _parquet_rows(path: Path, columns: dict | None, batch: int = 8192, labels: bool = True) -> Iterator[tuple[str, str]]:
