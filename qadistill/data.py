@@ -116,9 +116,12 @@ def _read_bytes(path: Path) -> bytes:
 NOT_UTF8_HINT = "convert the file to UTF-8, naming its real encoding: iconv -f CP1252 -t UTF-8 FILE > FILE_UTF8"
 
 
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's / Notepad's "Unicode text": a NUL beside each ASCII letter
+
+
 def utf16_problem(head: bytes, path: Path) -> DataError | None:
     """The error for a file that starts with a UTF-16 byte-order mark (Excel's "Unicode text" export), else None."""
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if head.startswith(UTF16_BOMS):
         return DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); qadistill reads UTF-8",
                          f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.with_name('utf8-' + path.name)}")
     return None
@@ -648,19 +651,23 @@ def file_format(path: Path) -> str:
     return "delimited"
 
 
+DELIMITERS = {"\t": ("tabs", "tab-separated", ".tsv"), ",": ("commas", "comma-separated", ".csv"),
+              ";": ("semicolons", "semicolon-separated", None), "|": ("bars", "bar-separated", None)}
+
+
 def delimiter_problem(header: list[str], delim: str, path: Path) -> DataError | None:
     """The error for a header that is one cell holding another delimiter (a tab- or ;-separated file named .csv, a
     comma-separated one named .tsv), else None."""
     if len(header) != 1:
         return None
-    for other, name in (("\t", "tabs"), (";", "semicolons"), (",", "commas"), ("|", "bars")):
-        if other != delim and other in header[0]:
-            ext = ".tsv" if delim == "\t" else ".csv"
-            fix = ("rename it to .tsv" if other == "\t" else "rename it to .csv" if other == "," else
-                   f"write it with {'tabs' if delim == chr(9) else 'commas'}")
-            return DataError(f"{path}:1: the header is one column with {name} in it, but a {ext} file is read as "
-                             f"{'tab' if delim == chr(9) else 'comma'}-separated", f"{fix} (the extension decides the delimiter)")
-    return None
+    other = next((d for d in DELIMITERS if d != delim and d in header[0]), None)
+    if other is None:
+        return None
+    name, ext = DELIMITERS[other][0], DELIMITERS[other][2]
+    plain, mine, my_ext = DELIMITERS[delim]
+    fix = f"rename it to {ext}" if ext else f"write it with {plain}"
+    return DataError(f"{path}:1: the header is one column with {name} in it, but a {my_ext} file is read as {mine}",
+                     f"{fix} (the extension decides the delimiter)")
 
 
 def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:

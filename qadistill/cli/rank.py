@@ -38,7 +38,9 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
         if not p.is_file():
             raise UserInputError(f"passage file {p} does not exist", "pass a text file with one passage per line, or - for stdin")
         raw, name = p.read_bytes(), str(p)
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's / Notepad's "Unicode" text: every ASCII letter has a NUL byte
+    from qadistill.data import UTF16_BOMS
+
+    if raw.startswith(UTF16_BOMS):
         raise UserInputError(f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark); qadistill reads UTF-8",
                              f"convert it: iconv -f UTF-16 -t UTF-8 {name} > passages-utf8.txt")
     if b"\x00" in raw[:4096]:
