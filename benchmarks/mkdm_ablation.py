@@ -11,7 +11,8 @@ Usage:
       two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
-      two-stage-4t-avg-full-more-lr1e-4]
+      two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
+      two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
