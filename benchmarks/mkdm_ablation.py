@@ -114,6 +114,10 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # the same, keeping an exponential moving average of the weights (decay .995 per step: about the last 200 steps)
     "two-stage-4t-avg-full-ema": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
                                   "--ema-decay", "0.995"],
+    # the same with a gold-heavy labelled stage (gold weight 0.8) that rehearses the pool: one teacher-only pool batch per
+    # labelled batch mixed in (`--rehearse 1`), so fitting the gold labels does not wash out what stage 1 taught
+    "two-stage-4t-avg-full-a8-rh1": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
+                                     "--alpha", "0.8", "--rehearse", "1"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }

@@ -84,6 +84,16 @@ def _pool_note(info: dict) -> str:
             f"{d.get('unlabelled_passes', 1)} pass(es){by}")
 
 
+def _rehearsal_note(info: dict) -> str:
+    """The "how it was made" line of a labelled stage that rehearsed the unlabelled pool ([distill] rehearse)."""
+    r = (info.get("stage2") or {}).get("rehearsal")
+    if not r:
+        return ""
+    src = f"`{info['unlabelled']['path']}`" if info.get("unlabelled") else "the pool built from the train split's texts"
+    return (f"\n- labelled stage with rehearsal: {r['ratio']:g} teacher-only batch(es) of {src} per labelled batch "
+            f"({sum(r['batches_per_epoch'])} of its {r['steps']} steps, drawn from {r['pairs_held']} pairs held)")
+
+
 def _continue_note(init: dict | None) -> str:
     """The "how it was made" line of a student that started from a built one as it is (student init type continue)."""
     if not init or init.get("type") != "continue":
@@ -164,7 +174,7 @@ Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev
 
 - teachers: {_teachers_note(teachers, info.get('teacher_folds') or {})}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
-  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}
+  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}{_rehearsal_note(info)}
 - objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}{_continue_note(info['student'].get('init'))}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}

@@ -11,6 +11,7 @@ shard (``qadistill.stage1``).
 from __future__ import annotations
 
 import json
+import math
 import platform
 import random
 import shutil
@@ -304,28 +305,33 @@ def _score_teachers(plan: _Plan, teachers: list, progress: Progress) -> tuple:
         return teacher_targets(teachers, plan.train, plan.pipeline.distill.mode, progress)
 
 
-def _stage1(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress, pool: PoolSettings | None) -> tuple:
-    """TMKD stage 1: soft-label-only training on teacher-scored unlabelled pairs built from the train texts."""
-    from qadistill.teachers import BiEncoderTeacher
-    from qadistill.train import train
-
-    mode = plan.pipeline.distill.mode
+def _builtin_pool(plan: _Plan, teachers: list, progress: Progress, pool: PoolSettings | None) -> tuple:
+    """The pool built from the train texts and its teacher targets (labelled by ``_stage1_teachers``), and the seconds
+    the labelling took. Every process of a launch builds the same pool: the embedding and scoring are shared out."""
     from qadistill import parallel
+    from qadistill.teachers import BiEncoderTeacher
 
     embedder = next((t for t in teachers if isinstance(t, BiEncoderTeacher)), None)
     chosen, layout = _stage1_teachers(plan, teachers)
-    with parallel.collective():  # every process builds the same pool: the embedding and scoring are shared out
+    with parallel.collective():
         pool_ds = build_unlabelled_pool(plan.train, embedder, pool or PoolSettings.from_recipe(plan.pipeline.distill), progress)
         t0 = time.perf_counter()
-        pool_targets = spread_targets(teacher_targets(chosen, pool_ds, "avg" if mode == "avg" else "mkdm", progress), layout)
-    if mode == "single":
-        pool_targets = pool_targets[:, :1]
-    seconds = time.perf_counter() - t0
+        targets = spread_targets(teacher_targets(chosen, pool_ds, "avg" if plan.pipeline.distill.mode == "avg" else "mkdm", progress), layout)
+    if plan.pipeline.distill.mode == "single":
+        targets = targets[:, :1]
+    return pool_ds, targets, time.perf_counter() - t0
+
+
+def _stage1(plan: _Plan, model, tok, pool_set: tuple, base, work: Path, resume: bool, progress: Progress) -> dict:
+    """TMKD stage 1: soft-label-only training on teacher-scored unlabelled pairs built from the train texts."""
+    from qadistill.train import train
+
+    pool_ds, pool_targets, _ = pool_set
     state = train(model, tok, pool_ds.pairs, pool_targets, _stage1_config(base, plan.pipeline.distill.unlabelled_passes),
                   work / "stage1", dev=plan.splits.dev,
                   resume=resume, progress=progress, label="stage 1 (unlabelled)")
     state["pool_pairs"] = len(pool_ds)
-    return state, seconds
+    return state
 
 
 def _stage1_teachers(plan: _Plan, teachers: list) -> tuple[list, list | None]:
@@ -341,10 +347,12 @@ def _stage1_teachers(plan: _Plan, teachers: list) -> tuple[list, list | None]:
 
 
 def _stage1_config(base, passes: int):
-    """Stage 1 trains on the teachers only (alpha 0) and keeps its last weights for stage 2."""
+    """Stage 1 trains on the teachers only (alpha 0, no rehearsal: the pool is what it trains on) and keeps its last
+    weights for stage 2."""
     from qadistill.train import TrainConfig
 
-    return TrainConfig(**{**base.__dict__, "epochs": passes, "alpha": 0.0, "select_on_dev": False, "epochs_setting": "unlabelled_passes"})
+    return TrainConfig(**{**base.__dict__, "epochs": passes, "alpha": 0.0, "select_on_dev": False, "epochs_setting": "unlabelled_passes",
+                          "rehearse": 0.0})
 
 
 def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress) -> tuple:
@@ -382,19 +390,44 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
 
         heads_from_classifier(model, pruned[1])
     base = train_config(d)
-    stage1 = None
+    stage1 = pool_set = None
+    if plan.unlabelled is None and (plan.stage1 or d.rehearse):
+        pool_set = _builtin_pool(plan, teachers, progress, pool)
+        teacher_seconds += pool_set[2]
     if plan.stage1:
         if plan.unlabelled is not None:
             stage1, secs = _stage1_stream(plan, model, tok, teachers, base, work, resume, progress)
+            teacher_seconds += secs
         else:
-            stage1, secs = _stage1(plan, model, tok, teachers, base, work, resume, progress, pool)
-        teacher_seconds += secs
+            stage1 = _stage1(plan, model, tok, pool_set, base, work, resume, progress)
+    rehearsal = None
+    if d.rehearse:
+        t1 = time.perf_counter()
+        rehearsal = _rehearsal_set(plan, teachers, pool_set, progress)
+        teacher_seconds += time.perf_counter() - t1
     stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
-                   progress=progress, label=f"distill {d.mode}")
+                   progress=progress, label=f"distill {d.mode}" + (f" + rehearsal x{d.rehearse:g}" if rehearsal else ""),
+                   rehearsal=rehearsal)
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
             "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
             "teacher_folds": {t.name: len(t.folds()) for t in teachers if hasattr(t, "folds") and t.folds()}}
+
+
+def _rehearsal_set(plan: _Plan, teachers: list, pool_set: tuple | None, progress: Progress) -> tuple:
+    """The teacher-labelled pairs the labelled stage rehearses ([distill] rehearse): the built-in pool as a whole, or
+    from a [data] unlabelled file a seeded draw of whole shards, enough for every epoch's draw (``stage1.rehearsal_sample``:
+    memory grows with what is drawn, not with the file)."""
+    if pool_set is not None:
+        return pool_set[0].pairs, pool_set[1]
+    from qadistill.stage1 import ShardTargets, rehearsal_sample
+
+    d, pool = plan.pipeline.distill, plan.unlabelled
+    chosen, layout = _stage1_teachers(plan, teachers)
+    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout)
+    want = math.ceil(d.rehearse * len(plan.train) * d.epochs * 1.25)  # a ranking loss packs lists: some slack
+    pairs, logits = rehearsal_sample(pool, targets, want, d.seed)
+    return pairs, logits[:, :1] if d.mode == "single" else logits
 
 
 def head_combine(plan: _Plan) -> str:
@@ -624,5 +657,5 @@ def _slim(state: dict | None) -> dict | None:
     if state is None:
         return None
     keep = ("step", "best_map", "best_step", "history", "train_seconds", "train_seconds_before", "pairs_seen", "stopped_early",
-            "pool_pairs", "seconds_per_pair")
+            "pool_pairs", "seconds_per_pair", "rehearsal")
     return {k: state[k] for k in keep if k in state}

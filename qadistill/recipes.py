@@ -322,6 +322,10 @@ class DistillSettings(TrainSettings):
         "Stage 1: the teachers that label its pool (a subset of the pipeline's teachers; default: all of them). A "
         "teacher fine-tuned on the labelled questions is out of its domain on the pool's other-document sentences and "
         "pseudo-queries; with mode mkdm, the head of a teacher left out here learns the mean of those named in stage 1."))
+    rehearse: float = Field(default=0.0, ge=0, le=10, description=(
+        "The labelled stage: this many teacher-only batches from the unlabelled pool (the built-in one, or [data] "
+        "unlabelled) per labelled batch, shuffled in among them, so the student keeps rehearsing what the teachers "
+        "say about the pool while it fits the gold labels; 0: off. Works with or without stage 1."))
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
     freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")
@@ -378,9 +382,9 @@ class PipelineRecipe(_RecipeBase):
             if stray:
                 raise ValueError(f"unlabelled_teachers names {', '.join(stray)}, not among the pipeline's teachers "
                                  f"({', '.join(self.teachers) or 'none'}): stage 1 labels its pool with some of them")
-            if not (self.distill.pretrain_unlabelled or self.data.unlabelled):
-                raise ValueError("unlabelled_teachers chooses who labels TMKD stage 1's pool, and this pipeline has no stage 1: "
-                                 "add pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled")
+            if not (self.distill.pretrain_unlabelled or self.data.unlabelled or self.distill.rehearse):
+                raise ValueError("unlabelled_teachers chooses who labels the unlabelled pool, and this pipeline uses none: "
+                                 "add pretrain_unlabelled = true (distill --pretrain-unlabelled), [data] unlabelled or rehearse")
         self._stage1_options_apply()
         if self.distill.head_combine == "learned" and mode != "mkdm":
             raise ValueError(f"head_combine 'learned' weighs one head per teacher, which mode '{mode}' does not have: "
@@ -390,6 +394,9 @@ class PipelineRecipe(_RecipeBase):
     def _stage1_options_apply(self) -> None:
         """A stage-1 setting that would change nothing is refused, not recorded in the artifact as if it had applied."""
         d, pool_file = self.distill, self.data.unlabelled
+        if d.rehearse and d.mode == "gold":
+            raise ValueError("rehearse mixes in batches the teachers label, and mode 'gold' has no teachers: "
+                             "pick mode avg or mkdm with teachers, or leave rehearse at 0")
         if d.unlabelled_passes != 1 and not (d.pretrain_unlabelled or pool_file):
             raise ValueError("unlabelled_passes sets TMKD stage 1's passes, and this pipeline has no stage 1: add "
                              "pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled, or leave it at 1")
@@ -400,9 +407,9 @@ class PipelineRecipe(_RecipeBase):
             if pool_file:
                 raise ValueError(f"{f} shapes the built-in stage-1 pool, which [data] unlabelled ({pool_file}) replaces: "
                                  f"leave it at {default} with a pool file of your own")
-            if not d.pretrain_unlabelled:
-                raise ValueError(f"{f} shapes the built-in stage-1 pool, and this pipeline has no stage 1: add "
-                                 f"pretrain_unlabelled = true (distill --pretrain-unlabelled), or leave it at {default}")
+            if not (d.pretrain_unlabelled or d.rehearse):
+                raise ValueError(f"{f} shapes the built-in unlabelled pool, and this pipeline uses none: add "
+                                 f"pretrain_unlabelled = true (distill --pretrain-unlabelled) or rehearse, or leave it at {default}")
 
 
 class PublishedFigures(_Strict):

@@ -179,6 +179,31 @@ class _StreamLoop(_Loop):
         self._tensors(grouped_pairs(i, qs, ps), logits)
 
 
+def rehearsal_sample(pool: UnlabelledPool, targets: ShardTargets, want: int, seed: int) -> tuple[list, object]:
+    """About ``want`` pairs of the pool for the labelled stage to rehearse (``[distill] rehearse``): whole shards in a
+    seeded order until they hold ``want`` (all of them for a smaller pool), read in one pass and labelled through the
+    score store as stage 1 labels them. Returns the pairs (each shard's lists under ids of their own, as
+    ``grouped_pairs`` names them) and their targets [n, K]."""
+    import random
+
+    import numpy as np
+
+    order = list(range(len(pool.shard_sizes())))
+    random.Random(seed).shuffle(order)
+    chosen, held = set(), 0
+    for i in order:
+        if held >= want:
+            break
+        chosen.add(i)
+        held += pool.shard_sizes()[i]
+    pairs, logits = [], []
+    for i, (qs, ps) in enumerate(pool.stream.chunks(pool.shard_pairs)):
+        if i in chosen:
+            pairs += grouped_pairs(i, qs, ps)
+            logits.append(np.asarray(targets(qs, ps), dtype=np.float32))
+    return pairs, np.concatenate(logits)
+
+
 def train_stream(model, tokenizer, pool: UnlabelledPool, targets: ShardTargets, cfg: TrainConfig, work: Path, dev=None,
                  resume: bool = False, progress: Progress | None = None, label: str = "stage 1 (unlabelled)") -> dict:
     """Train ``model`` in place on the pool, ``cfg.epochs`` passes; returns the run state (as ``train.train``)."""

@@ -46,6 +46,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; fp32 weights) | auto (bf16 where the device computes it natively)
     epochs_setting: str = "epochs"  # what the user calls ``epochs`` in messages (TMKD stage 1: unlabelled_passes)
     ema_decay: float = 0.0  # >0: evaluate, select and keep an exponential moving average of the trained weights
+    rehearse: float = 0.0  # >0: this many teacher-only batches of the rehearsal set per batch of the pairs (train's rehearsal)
 
 
 
@@ -151,10 +152,16 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     label: str = "train",
+    rehearsal: tuple | None = None,  # (pairs, teacher logits [M, K]): teacher-only pairs mixed in, cfg.rehearse per batch
 ) -> dict:
     """Train ``model`` (a MultiHeadStudent) in place; returns the run state. The best (or last) weights are loaded
-    into ``model`` at the end. ``work`` holds the checkpoint and the best weights while training."""
-    return run_loop(_Loop(model, tokenizer, pairs, teacher_logits, cfg, Path(work), dev), resume, progress, label)
+    into ``model`` at the end. ``work`` holds the checkpoint and the best weights while training.
+
+    With ``rehearsal`` and ``cfg.rehearse`` = r > 0, each epoch also takes about r batches of the rehearsal pairs per
+    batch of ``pairs`` (a seeded draw of that set's own batches, a new draw each epoch), shuffled in among them. Their
+    labels are ignored, so they train on the teachers alone: the labelled stage keeps rehearsing what TMKD stage 1
+    taught instead of drifting to the gold labels only."""
+    return run_loop(_Loop(model, tokenizer, pairs, teacher_logits, cfg, Path(work), dev, rehearsal), resume, progress, label)
 
 
 def run_loop(loop: "_Loop", resume: bool, progress: Progress | None, label: str) -> dict:
@@ -177,14 +184,21 @@ class _Loop:
     """One training run's moving parts: data as tensors, optimizer and schedule under Accelerate, the run state, and
     the checkpoint and best weights in ``work``. Its steps run in the order ``train`` calls them."""
 
+    n_main: int | None = None  # pairs held before the rehearsal set (None: no rehearsal set, all are trained on)
+
     def __init__(self, model, tokenizer, pairs: list[QAPair], teacher_logits, cfg: TrainConfig, work: Path,
-                 dev: QADataset | None) -> None:
+                 dev: QADataset | None, rehearsal: tuple | None = None) -> None:
         self._setup(model, tokenizer, cfg, work, dev)
         self._seed()
+        self.n_main = len(pairs)  # the pairs trained on; any after them are the rehearsal set
+        if rehearsal is not None and cfg.rehearse > 0:
+            pairs, teacher_logits = with_rehearsal(pairs, teacher_logits, *rehearsal)
         self._tensors(pairs, teacher_logits)
         self.data_fp = data_fingerprint(self.qs, self.ps, self.y, self.tl)  # what the checkpoint was trained on
         # per-epoch step counts (a ranking loss packs whole lists, so an epoch's batch count can vary with its seed)
-        self.epoch_steps = [math.ceil(len(self.batches(e)) / self.world) for e in range(cfg.epochs)]
+        epochs = [self.batches(e) for e in range(cfg.epochs)]
+        self.epoch_steps = [math.ceil(len(b) / self.world) for b in epochs]
+        self.rehearsal_batches = [sum(x[0] >= self.n_main for x in b) for b in epochs]  # of each epoch's batches
         self.steps_per_epoch = self.epoch_steps[0]
         self.total = sum(self.epoch_steps)
         self._optimizer()
@@ -235,11 +249,25 @@ class _Loop:
         return self.seeded_batches(self.cfg.seed + epoch)
 
     def seeded_batches(self, seed: int) -> list[list[int]]:
-        """Length-bucketed batches of the pairs held, or whole query lists for a ranking loss."""
+        """Length-bucketed batches of the pairs held, or whole query lists for a ranking loss; with a rehearsal set,
+        round(rehearse x their count) of its own batches (a seeded draw) shuffled in among them."""
+        n = len(self.qs) if self.n_main is None else self.n_main
+        main = self._batches(0, n, seed)
+        if n == len(self.qs):
+            return main
+        extra = self._batches(n, len(self.qs), seed + 1)  # already in a seeded random order
+        mixed = main + extra[: min(len(extra), round(self.cfg.rehearse * len(main)))]
+        random.Random(seed + 2).shuffle(mixed)
+        return mixed
+
+    def _batches(self, lo: int, hi: int, seed: int) -> list[list[int]]:
+        """Batches of the pairs ``lo..hi-1`` alone (indices into all the pairs held)."""
         cfg = self.cfg
         if cfg.loss == "pointwise":
-            return bucketed_batches(self.lengths, cfg.batch_size, seed)
-        return grouped_batches(self.groups, self.lengths, cfg.batch_size, cfg.list_size, seed)
+            out = bucketed_batches(self.lengths[lo:hi], cfg.batch_size, seed)
+        else:
+            out = grouped_batches(self.groups[lo:hi], self.lengths[lo:hi], cfg.batch_size, cfg.list_size, seed)
+        return [[i + lo for i in b] for b in out] if lo else out
 
     def _optimizer(self) -> None:
         """AdamW without weight decay on biases and LayerNorm weights; linear warm-up then decay."""
@@ -470,7 +498,26 @@ class _Loop:
             self._load_weights(self.ema)
         state["seconds_per_pair"] = state["train_seconds"] / max(state["pairs_seen"], 1)
         state["precision"] = self.precision
+        if self.n_main is not None and len(self.qs) > self.n_main:
+            state["rehearsal"] = {"ratio": self.cfg.rehearse, "pairs_held": len(self.qs) - self.n_main,
+                                  "batches_per_epoch": self.rehearsal_batches, "steps": sum(self.epoch_steps)}
         return state
+
+
+def with_rehearsal(pairs: list[QAPair], teacher_logits, extra: list[QAPair], extra_logits) -> tuple[list[QAPair], object]:
+    """``pairs`` then ``extra`` with their labels dropped (trained on the teachers alone) and their query ids kept
+    apart (a query in both is two lists), and the two teacher-logit arrays stacked. The logits must have one column
+    layout: the same heads."""
+    import numpy as np
+
+    if teacher_logits is None:
+        raise ValueError("rehearsal trains on teacher logits, and these pairs have none (gold-only training)")
+    a = np.asarray(teacher_logits, dtype=np.float32).reshape(len(pairs), -1)
+    b = np.asarray(extra_logits, dtype=np.float32).reshape(len(extra), -1)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"rehearsal logits have {b.shape[1]} columns, the pairs' have {a.shape[1]}: one per head in both")
+    moved = [replace(p, query_id=f"rehearse:{p.query_id}", label=None) for p in extra]
+    return list(pairs) + moved, np.concatenate([a, b])
 
 
 def save_hashed(obj, path: Path) -> None:

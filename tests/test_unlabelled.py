@@ -178,8 +178,10 @@ def test_recipe_unlabelled_teachers_are_validated():
     for bad, match in (([], "is empty"), (["t0", "t0"], "must not repeat"), (["t0", "t9"], "t9, not among the pipeline's teachers")):
         with pytest.raises(RecipeError, match=match):
             parse_recipe({**base, "distill": {"pretrain_unlabelled": True, "unlabelled_teachers": bad}})
-    with pytest.raises(RecipeError, match="has no stage 1"):
+    with pytest.raises(RecipeError, match="labels the unlabelled pool, and this pipeline uses none"):
         parse_recipe({**base, "distill": {"unlabelled_teachers": ["t0"]}})
+    # rehearsal labels the pool too: there the choice applies without a stage 1
+    assert parse_recipe({**base, "distill": {"rehearse": 0.5, "unlabelled_teachers": ["t0"]}}).distill.unlabelled_teachers == ["t0"]
 
 
 @requires_package("all-minilm-l6-v2")
@@ -219,7 +221,7 @@ def test_unlabelled_teachers_errors_are_one_line(cli, tiny_zoo):
     assert r.exit_code == 2 and "tiny-t7, not among the pipeline's teachers" in r.stderr and "Traceback" not in r.stderr
     r = cli("distill", "--teachers", "tiny-t0,tiny-t1", "--student", "tiny-random-student", "--data", str(tiny_zoo),
             "--unlabelled-teachers", "tiny-t0")
-    assert r.exit_code == 2 and "no stage 1" in r.stderr
+    assert r.exit_code == 2 and "this pipeline uses none" in r.stderr
 
 
 def test_streamed_stage1_targets_follow_the_layout_and_key_the_checkpoint():
@@ -257,8 +259,13 @@ def test_stage1_settings_that_would_change_nothing_are_refused():
         parse_recipe({**base, "distill": {"unlabelled_passes": 3}})
     with pytest.raises(RecipeError, match=r"pool_pseudo_queries shapes the built-in stage-1 pool, which \[data\] unlabelled"):
         parse_recipe({**base, "data": {"unlabelled": "pairs.jsonl"}, "distill": {"pool_pseudo_queries": 2}})
-    with pytest.raises(RecipeError, match="pool_hard_negatives shapes the built-in stage-1 pool, and this pipeline has no stage 1"):
+    with pytest.raises(RecipeError, match="pool_hard_negatives shapes the built-in unlabelled pool, and this pipeline uses none"):
         parse_recipe({**base, "distill": {"pool_hard_negatives": 2}})
+    assert parse_recipe({**base, "distill": {"rehearse": 1, "pool_hard_negatives": 2}}).distill.pool_hard_negatives == 2
+    with pytest.raises(RecipeError, match="rehearse mixes in batches the teachers label, and mode 'gold' has no teachers"):
+        parse_recipe({**base, "teachers": [], "distill": {"mode": "gold", "rehearse": 0.5}})
+    with pytest.raises(RecipeError, match="rehearse"):
+        parse_recipe({**base, "distill": {"rehearse": -1}})
     ok = parse_recipe({**base, "distill": {"pretrain_unlabelled": True, "unlabelled_passes": 2, "pool_pseudo_queries": 2}})
     assert ok.distill.pool_pseudo_queries == 2
     assert parse_recipe({**base, "data": {"unlabelled": "pairs.jsonl"}, "distill": {"unlabelled_passes": 2}}).distill.unlabelled_passes == 2

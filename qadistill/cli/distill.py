@@ -50,6 +50,7 @@ def distill(
     unlabelled_teachers: Annotated[str | None, typer.Option(help="Stage 1: comma-separated teachers that label its pool (some of --teachers; default all). mkdm heads of the others learn those teachers' mean in stage 1.")] = None,
     pool_hard_negatives: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: similar sentences of other documents per train question (default 5).")] = None,
     pool_pseudo_queries: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: sentences per document used as queries against its other sentences (default 0).")] = None,
+    rehearse: Annotated[float | None, typer.Option(min=0.0, max=10.0, help="Labelled stage: teacher-only batches from the unlabelled pool (built-in or --unlabelled) per labelled batch, mixed in (e.g. 0.5); 0: off.")] = None,
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
     eval_also: Annotated[list[str] | None, typer.Option("--eval-also", help="Extra validation data, e.g. trecqa:dev (never trained on).")] = None,
     name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
@@ -74,7 +75,7 @@ def distill(
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed, "ema_decay": ema_decay,
                       "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes,
                       "unlabelled_teachers": None if unlabelled_teachers is None else [t.strip() for t in unlabelled_teachers.split(",") if t.strip()],
-                      "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries},
+                      "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries, "rehearse": rehearse},
                      {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
                       "unlabelled": unlabelled})
     res = _run(recipe, reg, store, name=name, out_dir=out, resume=resume, extra_evals=eval_also or [], overwrite=overwrite)
