@@ -46,6 +46,9 @@ def config():
     return TrainConfig(epochs=2, batch_size=4, max_length=32, learning_rate=5e-4, checkpoint_every=3, patience=5, seed=11)
 
 
+rehearsal = None  # a test may set a function (dataset, teacher logits) -> (pairs, logits) to rehearse (config().rehearse)
+
+
 def run(work: Path, out: Path, kill_at: int | None, resume: bool, sig: int = signal.SIGKILL) -> dict:
     from safetensors.torch import save_file
 
@@ -54,7 +57,8 @@ def run(work: Path, out: Path, kill_at: int | None, resume: bool, sig: int = sig
 
     model, tok, ds, teacher = build(work.parent / "fixture")
     progress = KillAt(kill_at, sig) if kill_at else NullProgress()
-    state = train(model, tok, ds.pairs, teacher, config(), work, dev=ds, resume=resume, progress=progress)
+    state = train(model, tok, ds.pairs, teacher, config(), work, dev=ds, resume=resume, progress=progress,
+                  rehearsal=rehearsal(ds, teacher) if rehearsal else None)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
     return state
 
