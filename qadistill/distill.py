@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qadistill import __version__, paths
-from qadistill.data import QADataset, QAPair, load_dataset, unique
+from qadistill.data import QADataset, QAPair, unique
 from qadistill.errors import UserInputError
 from qadistill.locks import artifact_lock
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
 from qadistill.cards import model_card  # noqa: F401  (re-exported)
-from qadistill.metrics import fmt, ranking_metrics, stored
+from qadistill.metrics import ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import ContinueInit, PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
 from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits

@@ -75,7 +75,7 @@ def active_exporter() -> Exporter:
 
     forced = os.environ.get(EXPORTER_ENV, "").strip().lower()
     if forced not in ("", "auto", "optimum", "torch"):
-        raise UserInputError(f"{EXPORTER_ENV}={forced!r} is not an exporter", f"set it to optimum, torch or auto (or unset it)")
+        raise UserInputError(f"{EXPORTER_ENV}={forced!r} is not an exporter", "set it to optimum, torch or auto (or unset it)")
     if forced == "torch":
         return Exporter("torch", f"{EXPORTER_ENV}=torch")
     why_not = _optimum_status()

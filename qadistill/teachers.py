@@ -15,14 +15,13 @@ still read first.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from qadistill import parallel
 from qadistill.cache import LogitCache, length_order, make_key
 from qadistill.data import QADataset, load_dataset, unique
-from qadistill.errors import QadistillError, UserInputError
+from qadistill.errors import QadistillError
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import TeacherRecipe
 from qadistill.sources import folder_architecture, folder_fingerprint, resolve_source
@@ -368,8 +367,6 @@ class CrossEncoderTeacher(Teacher):
 
 def teacher_targets(teachers: list, ds: QADataset, mode: str, progress: Progress):
     """Teacher logits reduced for the mode: mkdm [N, K]; avg [N, 1] (mean); single [N, 1]; gold None."""
-    import numpy as np
-
     if mode == "gold" or not teachers:
         return None
     return stack_targets([t.logits(ds, progress) for t in teachers], mode)

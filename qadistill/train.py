@@ -295,8 +295,6 @@ class _Loop:
     def restore(self, resume: bool) -> None:
         """Continue from the checkpoint when asked (weights, optimizer, schedule, state, RNGs), then hand the model to
         Accelerate."""
-        import torch
-
         if resume and self.ckpt.exists():
             saved = self._load_checkpoint()
             self.model.load_state_dict(saved["model"])
@@ -386,8 +384,6 @@ class _Loop:
     def save_checkpoint(self) -> None:
         # written only between steps, with every RNG state and the position (step, epoch): a resumed run replays
         # exactly what the uninterrupted run would have done
-        import torch
-
         if self.main:
             save_hashed({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                          "rng": rng_states(), "state": self.state, "config": asdict(self.cfg), "data": self.data_fp,
@@ -395,8 +391,6 @@ class _Loop:
         self.acc.wait_for_everyone()
 
     def evaluate(self) -> None:
-        import torch
-
         if self.dev is None or not self.main:
             return
         state = self.state
