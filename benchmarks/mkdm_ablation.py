@@ -12,7 +12,7 @@ Usage:
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
       two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
-      two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more]
+      two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -45,7 +45,9 @@ An arm `SOURCE-ffnW` (e.g. `two-stage-3t-ffn768`) prunes each seed's SOURCE stud
 init type "prune", FastFormers-style) and runs the labelled stage from it with the same teachers: the recovery pass.
 An arm `SOURCE-more` (e.g. `two-stage-4t-avg-full-more`) starts from each seed's SOURCE student as built (student init
 type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted;
-`SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4.
+`SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4;
+`-more-a8-rh05` at gold weight 0.8 rehearsing the built-in pool (`--rehearse 0.5`: one teacher-only pool batch per two
+labelled batches).
 
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
@@ -137,8 +139,9 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
-                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4 / -a8-lr5e-5: "
-                        "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / gold weight 0.8 at 1e-4 / at 5e-5). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4 / -a8-lr5e-5 / -a8-rh05: "
+                        "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / gold weight 0.8 at 1e-4 / at 5e-5 / "
+                        "gold weight 0.8 with one teacher-only pool batch per two labelled batches, `--rehearse 0.5`). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
@@ -147,7 +150,7 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
 MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"],
                 "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"],
-                "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"]}
+                "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"], "more-a8-rh05": ["--alpha", "0.8", "--rehearse", "0.5"]}
 # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass (with the options MORE_OPTIONS names)
 MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>" + "|".join(sorted(map(re.escape, MORE_OPTIONS), key=len, reverse=True)) + ")")
 PRUNE_RECIPE = """kind = "student"
