@@ -49,6 +49,10 @@ type "continue") and runs the same labelled stage once more: a second labelled e
 `-more-a8-rh05` at gold weight 0.8 rehearsing the built-in pool (`--rehearse 0.5`: one teacher-only pool batch per two
 labelled batches).
 
+A derived arm needs that seed's source student: where this machine has not built it (a clean clone), the script
+rebuilds it first with the source arm's command and records it beside the recorded row of the same name in
+results/mkdm_ablation_sources.jsonl (a rerun on another CPU lands near the recorded run, not on it).
+
 Each run is one `qadistill distill quickstart ...` process; rows are appended to results/mkdm_ablation.jsonl as each
 finishes (stop and continue with --skip-done); the table goes to results/mkdm_ablation.md. Arms run with
 `--head-combine learned` also give the plain mean's metrics from the same run (the "(mean)" rows).
@@ -143,6 +147,12 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / gold weight 0.8 at 1e-4 / at 5e-5 / "
                         "gold weight 0.8 with one teacher-only pool batch per two labelled batches, `--rehearse 0.5`). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
+SOURCES = RES / "mkdm_ablation_sources.jsonl"
+SOURCES_REPORT = {"title": "Source students rebuilt for derived arms (`benchmarks/mkdm_ablation.py`)", "order": 102,
+                  "note": "A derived arm (-more, -ffnW) starts from its source arm's student of each seed; where the machine had "
+                          "not built it, the script rebuilt it with the recorded command. One line per rebuilt student, with "
+                          "the recorded run's figures under 'recorded': runs agree across machines only to a point (bf16 "
+                          "kernels differ between CPUs)."}
 RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "order": None,
                "note": "One line per arm and seed; the page shows mkdm_ablation.md."}
 
@@ -259,19 +269,57 @@ def ensemble(teachers: str = TEACHERS) -> dict:
 def run_arm(arm: str, seed: int) -> dict:
     name = f"abl-{arm}-s{seed}"
     res = qadistill("distill", "quickstart", "--eval-also", "trecqa:dev", *arm_options(arm, seed), "--seed", str(seed), "--name", name, "--overwrite")
+    return arm_row(res, arm, seed, res["_wall_seconds"], res["_command"])
+
+
+def arm_row(res: dict, arm: str, seed: int, wall: float, command: str) -> dict:
+    """One line of the runs file from a distill result (its JSON output, or a built student's metrics.json)."""
     m, comb = res["metrics"], res.get("head_combination") or {}
-    row = {"name": name, "arm": arm, "seed": seed, "test_map": m["test"]["map"], "test_mrr": m["test"]["mrr"],
+    row = {"name": f"abl-{arm}-s{seed}", "arm": arm, "seed": seed, "test_map": m["test"]["map"], "test_mrr": m["test"]["mrr"],
            "trec_map": m["trecqa:dev"]["map"], "trec_mrr": m["trecqa:dev"]["mrr"], "dev_map": res["dev_map"],
            "head_kind": res.get("head_kind"), "head_weights": res.get("head_weights"), "learned_kept": comb.get("kept"),
            "dev_map_mean": comb.get("map_mean"), "dev_map_learned": comb.get("map_learned"),
-           "parameters": res["parameters"], "train_seconds": res["train_seconds"], "wall_seconds": res["_wall_seconds"],
-           "threads": res["threads"], "command": res["_command"],
+           "parameters": res["parameters"], "train_seconds": res["train_seconds"], "wall_seconds": wall,
+           "threads": res["threads"], "command": command,
            "stage1_pool_pairs": (res.get("stage1") or {}).get("pool_pairs")}
     if comb.get("mean_metrics"):
         mm = comb["mean_metrics"]
         row.update(mean_test_map=mm["test"]["map"], mean_test_mrr=mm["test"]["mrr"], mean_trec_map=mm["trecqa:dev"]["map"],
                    mean_trec_mrr=mm["trecqa:dev"]["mrr"])
     return row
+
+
+def ensure_source(arm: str, seed: int) -> None:
+    """A derived arm trains from that seed's student of its source arm. Where this machine has not built it (a clean
+    clone, a new machine), rebuild it with the source arm's command (its own source first, for a chain), and record
+    the rebuilt student beside the recorded row of the same name in results/mkdm_ablation_sources.jsonl: how far a
+    rerun lands from the recorded run (bf16 kernels differ between CPUs, so runs agree across machines only to a
+    point). A source built here before is recorded once, from its metrics.json."""
+    from qadistill.paths import artifacts_dir
+
+    m = _derived(arm)
+    if m is None:
+        return
+    src = m["source"]
+    ensure_source(src, seed)
+    name = f"abl-{src}-s{seed}"
+    metrics = artifacts_dir() / name / "metrics.json"
+    if metrics.exists():
+        info = json.loads(metrics.read_text())
+        row = None
+    else:
+        row = run_arm(src, seed)
+    done = {json.loads(x)["name"] for x in SOURCES.read_text().splitlines() if x.strip()} if SOURCES.exists() else set()
+    if name in done:
+        return
+    if row is None:
+        row = arm_row(info, src, seed, info["total_seconds"], info["command"].replace(" --format json", ""))
+    recorded = next((json.loads(x) for x in RUNS.read_text().splitlines() if x.strip() and json.loads(x)["name"] == name), None) \
+        if RUNS.exists() else None
+    row["recorded"] = {k: recorded[k] for k in ("dev_map", "test_map", "trec_map", "train_seconds")} if recorded else None
+    with SOURCES.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    ensure_sidecar(SOURCES, SOURCES_REPORT)
 
 
 def main() -> None:
@@ -290,6 +338,7 @@ def main() -> None:
             for arm in a.arms.split(","):
                 if f"abl-{arm}-s{seed}" in done:
                     continue
+                ensure_source(arm, seed)
                 row = run_arm(arm, seed)
                 with RUNS.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
