@@ -12,7 +12,8 @@ Usage:
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
       two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
-      two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05]
+      two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05,
+      two-stage-4t-avg-full-more-a8-rh0]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -47,7 +48,8 @@ An arm `SOURCE-more` (e.g. `two-stage-4t-avg-full-more`) starts from each seed's
 type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted;
 `SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4;
 `-more-a8-rh05` at gold weight 0.8 rehearsing the built-in pool (`--rehearse 0.5`: one teacher-only pool batch per two
-labelled batches).
+labelled batches), and `-more-a8-rh0` is `-more-a8` run again under a name of its own (`--rehearse 0`, off): its
+paired control, from the same source students on the same machine.
 
 A derived arm needs that seed's source student: where this machine has not built it (a clean clone), the script
 rebuilds it first with the source arm's command and records it beside the recorded row of the same name in
@@ -160,7 +162,9 @@ RUNS_REPORT = {"title": "MKDM ablation runs (`benchmarks/mkdm_ablation.py`)", "o
 PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3t-ffn768: that arm's students, pruned
 MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"],
                 "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"],
-                "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"], "more-a8-rh05": ["--alpha", "0.8", "--rehearse", "0.5"]}
+                "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"], "more-a8-rh05": ["--alpha", "0.8", "--rehearse", "0.5"],
+                # -more-a8 again under its own name: the paired control of -more-a8-rh05 on the same machine's sources
+                "more-a8-rh0": ["--alpha", "0.8", "--rehearse", "0"]}
 # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass (with the options MORE_OPTIONS names)
 MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>" + "|".join(sorted(map(re.escape, MORE_OPTIONS), key=len, reverse=True)) + ")")
 PRUNE_RECIPE = """kind = "student"
