@@ -25,6 +25,7 @@ from pathlib import Path
 from _report import write_json
 from fair_anchors import qadistill  # the one-JSON-result runner
 from mkdm_ablation import PRUNED_ARM as PRUNED  # the ablation's pruned arms, SOURCE-ffnW
+from mkdm_ablation import SAME_RECIPE  # control arms that rerun another arm's recipe: their seeds count for that arm
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
@@ -35,15 +36,16 @@ REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runt
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP")
+    ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP (an arm's reruns under "
+                    "another name, mkdm_ablation.SAME_RECIPE, pooled with it)")
     ap.add_argument("--quantize-options", default="--per-channel --fp32-sensitive 4")
     ap.add_argument("--bench-min-time", default="2")
     ap.add_argument("--min-seeds", type=int, default=3, help="only arms run with at least this many seeds compete (a one-seed probe does not)")
     a = ap.parse_args()
     rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
     by_arm: dict[str, list[dict]] = {}
-    for r in rows:
-        by_arm.setdefault(r["arm"], []).append(r)
+    for r in rows:  # a rerun of an arm's recipe under another name (SAME_RECIPE) is more seeds of that arm
+        by_arm.setdefault(SAME_RECIPE.get(r["arm"], r["arm"]), []).append(r)
     # dev_map: the checkpoint-selection dev MAP of the heads' mean (or the one head), the same measure for every arm;
     # an arm's dev-fitted head weights (dev_map_learned) are fitted on that same dev split, so their dev MAP is in-sample
     dev = {arm: statistics.mean(r["dev_map"] for r in rs) for arm, rs in by_arm.items()}

@@ -165,6 +165,9 @@ MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--al
                 "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"], "more-a8-rh05": ["--alpha", "0.8", "--rehearse", "0.5"],
                 # -more-a8 again under its own name: the paired control of -more-a8-rh05 on the same machine's sources
                 "more-a8-rh0": ["--alpha", "0.8", "--rehearse", "0"]}
+# arms that rerun another arm's recipe under a name of their own (a paired control on another machine's sources): one
+# recipe, so benchmarks/best_student.py pools their seeds with that arm's
+SAME_RECIPE = {"two-stage-4t-avg-full-more-a8-rh0": "two-stage-4t-avg-full-more-a8"}
 # e.g. two-stage-4t-avg-full-more: that arm's students, one more labelled pass (with the options MORE_OPTIONS names)
 MORE_ARM = re.compile(r"(?P<source>.+)-(?P<more>" + "|".join(sorted(map(re.escape, MORE_OPTIONS), key=len, reverse=True)) + ")")
 PRUNE_RECIPE = """kind = "student"
