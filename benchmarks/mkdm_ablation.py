@@ -13,7 +13,7 @@ Usage:
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
       two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
       two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05,
-      two-stage-4t-avg-full-more-a8-rh0]
+      two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh025]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -48,7 +48,7 @@ An arm `SOURCE-more` (e.g. `two-stage-4t-avg-full-more`) starts from each seed's
 type "continue") and runs the same labelled stage once more: a second labelled epoch with the learning rate restarted;
 `SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4;
 `-more-a8-rh05` at gold weight 0.8 rehearsing the built-in pool (`--rehearse 0.5`: one teacher-only pool batch per two
-labelled batches), and `-more-a8-rh0` is `-more-a8` run again under a name of its own (`--rehearse 0`, off): its
+labelled batches; `-more-a8-rh025`: one per four), and `-more-a8-rh0` is `-more-a8` run again under a name of its own (`--rehearse 0`, off): its
 paired control, from the same source students on the same machine.
 
 A derived arm needs that seed's source student: where this machine has not built it (a clean clone), the script
@@ -145,9 +145,9 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
                         "pass only); -more arms start from each seed's student of that arm as built and run the labelled stage "
-                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4 / -a8-lr5e-5 / -a8-rh05: "
+                        "once more, the learning rate restarted (train s: that pass only; -more-t1 / -a8 / -lr1e-4 / -lr5e-5 / -a8-lr1e-4 / -a8-lr5e-5 / -a8-rh05 / -a8-rh025: "
                         "that pass at temperature 1 / gold weight 0.8 / learning rate 1e-4 / 5e-5 / gold weight 0.8 at 1e-4 / at 5e-5 / "
-                        "gold weight 0.8 with one teacher-only pool batch per two labelled batches, `--rehearse 0.5`). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
+                        "gold weight 0.8 with one teacher-only pool batch per two / four labelled batches, `--rehearse 0.5` / `0.25`). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 SOURCES = RES / "mkdm_ablation_sources.jsonl"
 SOURCES_REPORT = {"title": "Source students rebuilt for derived arms (`benchmarks/mkdm_ablation.py`)", "order": 102,
@@ -163,6 +163,7 @@ PRUNED_ARM = re.compile(r"(?P<source>.+)-ffn(?P<width>\d+)")  # e.g. two-stage-3
 MORE_OPTIONS = {"more": [], "more-t1": ["--temperature", "1"], "more-a8": ["--alpha", "0.8"], "more-lr1e-4": ["--lr", "1e-4"],
                 "more-lr5e-5": ["--lr", "5e-5"], "more-a8-lr1e-4": ["--alpha", "0.8", "--lr", "1e-4"],
                 "more-a8-lr5e-5": ["--alpha", "0.8", "--lr", "5e-5"], "more-a8-rh05": ["--alpha", "0.8", "--rehearse", "0.5"],
+                "more-a8-rh025": ["--alpha", "0.8", "--rehearse", "0.25"],
                 # -more-a8 again under its own name: the paired control of -more-a8-rh05 on the same machine's sources
                 "more-a8-rh0": ["--alpha", "0.8", "--rehearse", "0"]}
 # arms that rerun another arm's recipe under a name of their own (a paired control on another machine's sources): one
