@@ -297,6 +297,11 @@ def arm_row(res: dict, arm: str, seed: int, wall: float, command: str) -> dict:
     return row
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The lines of a runs file (none where it does not exist yet)."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
 def ensure_source(arm: str, seed: int) -> None:
     """A derived arm trains from that seed's student of its source arm. Where this machine has not built it (a clean
     clone, a new machine), rebuild it with the source arm's command (its own source first, for a chain), and record
@@ -312,18 +317,13 @@ def ensure_source(arm: str, seed: int) -> None:
     ensure_source(src, seed)
     name = f"abl-{src}-s{seed}"
     metrics = artifacts_dir() / name / "metrics.json"
-    if metrics.exists():
-        info = json.loads(metrics.read_text())
-        row = None
-    else:
-        row = run_arm(src, seed)
-    done = {json.loads(x)["name"] for x in SOURCES.read_text().splitlines() if x.strip()} if SOURCES.exists() else set()
-    if name in done:
+    row = None if metrics.exists() else run_arm(src, seed)
+    if name in {r["name"] for r in read_rows(SOURCES)}:
         return
     if row is None:
+        info = json.loads(metrics.read_text())
         row = arm_row(info, src, seed, info["total_seconds"], info["command"].replace(" --format json", ""))
-    recorded = next((json.loads(x) for x in RUNS.read_text().splitlines() if x.strip() and json.loads(x)["name"] == name), None) \
-        if RUNS.exists() else None
+    recorded = next((r for r in read_rows(RUNS) if r["name"] == name), None)
     row["recorded"] = {k: recorded[k] for k in ("dev_map", "test_map", "trec_map", "train_seconds")} if recorded else None
     with SOURCES.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -341,7 +341,7 @@ def main() -> None:
         for t in {arm_teachers(arm) for arm in a.arms.split(",")}:
             ensure_taught(t)
             ensemble(t)
-        done = {json.loads(x)["name"] for x in RUNS.read_text().splitlines() if x.strip()} if a.skip_done and RUNS.exists() else set()
+        done = {r["name"] for r in read_rows(RUNS)} if a.skip_done else set()
         for seed in [int(s) for s in a.seeds.split(",")]:  # seed-major: every arm has a first seed early
             for arm in a.arms.split(","):
                 if f"abl-{arm}-s{seed}" in done:
@@ -361,7 +361,7 @@ def _ms(v: list[float]) -> str:
 
 
 def write_table() -> None:
-    rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x.strip()]
+    rows = read_rows(RUNS)
     sets = [TEACHERS] + [t for t in ENSEMBLES if t != TEACHERS and any(arm_teachers(r["arm"]) == t for r in rows if known(r["arm"]))]
     lines = ["| model | teachers | seeds | WikiQA dev MAP | WikiQA test MAP | MRR | TREC-QA dev MAP | MRR | % of its teachers' ensemble MAP (WikiQA / TREC) | "
              "head weights (mean; learned kept) | stage-1 pool pairs | params | train s (median) | command |",

@@ -355,13 +355,21 @@ def _stage1_config(base, passes: int):
                           "rehearse": 0.0})
 
 
+def _file_pool_targets(plan: _Plan, teachers: list, progress: Progress):
+    """How the [data] unlabelled file's shards are labelled (``stage1.ShardTargets``), for stage 1 and rehearsal alike:
+    by ``_stage1_teachers``, through the score store."""
+    from qadistill.stage1 import ShardTargets
+
+    chosen, layout = _stage1_teachers(plan, teachers)
+    return ShardTargets(chosen, plan.pipeline.distill.mode, plan.unlabelled.shard_pairs, progress, layout=layout)
+
+
 def _stage1_stream(plan: _Plan, model, tok, teachers: list, base, work: Path, resume: bool, progress: Progress) -> tuple:
     """TMKD stage 1 on the [data] unlabelled file, streamed shard by shard (``qadistill.stage1``)."""
-    from qadistill.stage1 import ShardTargets, train_stream
+    from qadistill.stage1 import train_stream
 
     d, pool = plan.pipeline.distill, plan.unlabelled
-    chosen, layout = _stage1_teachers(plan, teachers)
-    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout)
+    targets = _file_pool_targets(plan, teachers, progress)
     state = train_stream(model, tok, pool, targets, _stage1_config(base, d.unlabelled_passes), work / "stage1",
                          dev=plan.splits.dev, resume=resume, progress=progress, label=f"stage 1 ({Path(pool.path).name})")
     state["pool_pairs"] = pool.pairs
@@ -420,14 +428,11 @@ def _rehearsal_set(plan: _Plan, teachers: list, pool_set: tuple | None, progress
     memory grows with what is drawn, not with the file)."""
     if pool_set is not None:
         return pool_set[0].pairs, pool_set[1]
-    from qadistill.stage1 import ShardTargets, rehearsal_sample
+    from qadistill.stage1 import rehearsal_sample
 
-    d, pool = plan.pipeline.distill, plan.unlabelled
-    chosen, layout = _stage1_teachers(plan, teachers)
-    targets = ShardTargets(chosen, d.mode, pool.shard_pairs, progress, layout=layout)
+    d = plan.pipeline.distill
     want = math.ceil(d.rehearse * len(plan.train) * d.epochs * 1.25)  # a ranking loss packs lists: some slack
-    pairs, logits = rehearsal_sample(pool, targets, want, d.seed)
-    return pairs, logits[:, :1] if d.mode == "single" else logits
+    return rehearsal_sample(plan.unlabelled, _file_pool_targets(plan, teachers, progress), want, d.seed)
 
 
 def head_combine(plan: _Plan) -> str:

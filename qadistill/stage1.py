@@ -188,14 +188,15 @@ def rehearsal_sample(pool: UnlabelledPool, targets: ShardTargets, want: int, see
 
     import numpy as np
 
-    order = list(range(len(pool.shard_sizes())))
+    sizes = pool.shard_sizes()
+    order = list(range(len(sizes)))
     random.Random(seed).shuffle(order)
     chosen, held = set(), 0
     for i in order:
         if held >= want:
             break
         chosen.add(i)
-        held += pool.shard_sizes()[i]
+        held += sizes[i]
     pairs, logits = [], []
     for i, (qs, ps) in enumerate(pool.stream.chunks(pool.shard_pairs)):
         if i in chosen:
