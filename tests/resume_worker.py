@@ -63,6 +63,41 @@ def run(work: Path, out: Path, kill_at: int | None, resume: bool, sig: int = sig
     return state
 
 
+def setting_resumes_exactly(tmp: Path, cut_at: int, rehearse_with=None, **setting) -> dict:
+    """With the training config changed by ``setting`` (and ``rehearse_with`` as the rehearsal hook): a run Ctrl-C'd
+    at step ``cut_at`` and resumed ends with the dev history and the weights of one run straight through, and a
+    checkpoint made without the setting is refused on resume, naming it. Returns the straight run's state; its weights
+    are at TMP/full.safetensors. The module's config and hook are restored whatever happens."""
+    import dataclasses
+
+    import pytest
+    from test_resume import same_weights
+
+    from qadistill.errors import UserInputError
+
+    global config, rehearsal
+    base = config
+    changed = lambda: dataclasses.replace(base(), **setting)  # noqa: E731
+    try:
+        rehearsal, config = rehearse_with, changed
+        full = run(tmp / "full", tmp / "full.safetensors", None, False)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp / "cut", tmp / "cut.safetensors", cut_at, False, signal.SIGINT)
+        resumed = run(tmp / "cut", tmp / "cut.safetensors", None, True)
+        assert [h["dev_map"] for h in resumed["history"]] == [h["dev_map"] for h in full["history"]]
+        assert same_weights(tmp / "full.safetensors", tmp / "cut.safetensors")
+        config = base
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp / "plain", tmp / "plain.safetensors", 4, False, signal.SIGINT)
+        config = changed
+        (name, value), = setting.items()
+        with pytest.raises(UserInputError, match=rf"other settings.*{name} {getattr(base(), name)} -> {value}"):
+            run(tmp / "plain", tmp / "plain.safetensors", None, True)
+    finally:
+        config, rehearsal = base, None
+    return full
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     kill = int(args[args.index("--kill-at") + 1]) if "--kill-at" in args else None

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 
 import pytest
 
 import resume_worker
-from resume_worker import run
+from resume_worker import run, setting_resumes_exactly
 from test_resume import same_weights
 
 pytestmark = pytest.mark.integration  # a real (tiny) training loop
@@ -62,26 +61,7 @@ def test_the_kept_weights_are_the_documented_average_of_the_steps(tmp_path, deca
 
 
 def test_dev_selects_among_averages_and_an_interrupted_average_resumes_bit_for_bit(tmp_path):
-    base = resume_worker.config
-    try:
-        resume_worker.config = lambda: dataclasses.replace(base(), ema_decay=0.8)
-        full = run(tmp_path / "full", tmp_path / "full.safetensors", None, False)
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "cut", tmp_path / "cut.safetensors", 7, False, signal.SIGINT)
-        resumed = run(tmp_path / "cut", tmp_path / "cut.safetensors", None, True)
-        assert [h["dev_map"] for h in resumed["history"]] == [h["dev_map"] for h in full["history"]]
-        assert same_weights(tmp_path / "full.safetensors", tmp_path / "cut.safetensors")
-        # a checkpoint made without the average is refused, naming the setting
-        resume_worker.config = base
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "plain", tmp_path / "plain.safetensors", 4, False, signal.SIGINT)
-        resume_worker.config = lambda: dataclasses.replace(base(), ema_decay=0.8)
-        from qadistill.errors import UserInputError
-
-        with pytest.raises(UserInputError, match="other settings.*ema_decay 0.0 -> 0.8"):
-            run(tmp_path / "plain", tmp_path / "plain.safetensors", None, True)
-    finally:
-        resume_worker.config = base
+    setting_resumes_exactly(tmp_path, 7, ema_decay=0.8)
     # the run without the average keeps other weights
     run(tmp_path / "noema", tmp_path / "noema.safetensors", None, False)
     assert not same_weights(tmp_path / "full.safetensors", tmp_path / "noema.safetensors")

@@ -128,34 +128,11 @@ def _rehearsed(ds, teacher):
 
 @pytest.mark.integration
 def test_an_interrupted_rehearsing_run_resumes_bit_for_bit_and_a_plain_checkpoint_is_refused(tmp_path):
-    import dataclasses
-    import signal
-
-    import resume_worker
-    from resume_worker import run
+    from resume_worker import run, setting_resumes_exactly
     from test_resume import same_weights
 
-    from qadistill.errors import UserInputError
-
-    base = resume_worker.config
-    try:
-        resume_worker.rehearsal = _rehearsed
-        resume_worker.config = lambda: dataclasses.replace(base(), rehearse=0.5)
-        full = run(tmp_path / "full", tmp_path / "full.safetensors", None, False)
-        assert full["rehearsal"]["batches_per_epoch"] == [5, 5]  # 10 labelled batches an epoch, half as many of the pool
-        assert full["step"] == 30
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "cut", tmp_path / "cut.safetensors", 17, False, signal.SIGINT)
-        resumed = run(tmp_path / "cut", tmp_path / "cut.safetensors", None, True)
-        assert [h["dev_map"] for h in resumed["history"]] == [h["dev_map"] for h in full["history"]]
-        assert same_weights(tmp_path / "full.safetensors", tmp_path / "cut.safetensors")
-        resume_worker.config = base  # a checkpoint made without rehearsal is refused, naming the setting
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path / "plain", tmp_path / "plain.safetensors", 4, False, signal.SIGINT)
-        resume_worker.config = lambda: dataclasses.replace(base(), rehearse=0.5)
-        with pytest.raises(UserInputError, match="other settings.*rehearse 0.0 -> 0.5"):
-            run(tmp_path / "plain", tmp_path / "plain.safetensors", None, True)
-    finally:
-        resume_worker.config, resume_worker.rehearsal = base, None
+    full = setting_resumes_exactly(tmp_path, 17, _rehearsed, rehearse=0.5)
+    assert full["rehearsal"]["batches_per_epoch"] == [5, 5]  # 10 labelled batches an epoch, half as many of the pool
+    assert full["step"] == 30
     run(tmp_path / "none", tmp_path / "none.safetensors", None, False)  # rehearsal changes the weights
     assert not same_weights(tmp_path / "full.safetensors", tmp_path / "none.safetensors")
