@@ -7,13 +7,15 @@ combination is chosen on WikiQA dev only.
 Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
       two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3bi-avg,two-stage-4t-avg,two-stage-4t-avg-full,
-      two-stage-4t-avg-full-ema,two-stage-4t-avg-full-a8-rh1,
+      two-stage-4t-avg-full-ema,two-stage-4t-avg-full-a8-rh1,two-stage-4t-avg-full-len128,
       two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
       two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
       two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05,
-      two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh025]
+      two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh025,two-stage-4t-avg-full-more-a9-rh05,
+      two-stage-4t-avg-full-more-a10-rh05,two-stage-4t-avg-full-more-a8-len128,two-stage-4t-avg-full-more-a8-rh05-len128,
+      two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -49,7 +51,10 @@ type "continue") and runs the same labelled stage once more: a second labelled e
 `SOURCE-more-t1`, `-more-a8` and `-more-lr1e-4` run that pass at temperature 1, gold weight 0.8 or learning rate 1e-4;
 `-more-a8-rh05` at gold weight 0.8 rehearsing the built-in pool (`--rehearse 0.5`: one teacher-only pool batch per two
 labelled batches; `-more-a8-rh025`: one per four), and `-more-a8-rh0` is `-more-a8` run again under a name of its own (`--rehearse 0`, off): its
-paired control, from the same source students on the same machine.
+paired control, from the same source students on the same machine; `-more-a9-rh05` / `-more-a10-rh05` rehearse at gold
+weight 0.9 / 1 (1: the labelled batches on gold alone), `-more-a8-len128` and `-more-a8-rh05-len128` run the pass at
+max length 128. A derived arm keeps its source arm's options, so the passes of `two-stage-4t-avg-full-len128` run at
+128 too.
 
 A derived arm needs that seed's source student: where this machine has not built it (a clean clone), the script
 rebuilds it first with the source arm's command and records it beside the recorded row of the same name in
@@ -128,7 +133,7 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # labelled batch mixed in (`--rehearse 1`), so fitting the gold labels does not wash out what stage 1 taught
     "two-stage-4t-avg-full-a8-rh1": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
                                      "--alpha", "0.8", "--rehearse", "1"],
-    # the same at max length 128 in both stages (64 cuts 6% of WikiQA's pairs, 10% of its dev answers)
+    # two-stage-4t-avg-full at max length 128 in both stages (64 cuts 6% of WikiQA's pairs, 10% of its dev answers)
     "two-stage-4t-avg-full-len128": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
                                      "--max-length", "128"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],

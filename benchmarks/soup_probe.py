@@ -33,7 +33,6 @@ COPIED = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer
 
 
 def student(arm: str, seed: int) -> tuple[Path, dict]:
-    sys.path.insert(0, str(HERE.parent))
     from qadistill.paths import artifacts_dir
 
     folder = artifacts_dir() / f"abl-{arm}-s{seed}"
@@ -61,6 +60,11 @@ def score(folder: Path, max_length: int) -> dict:
             for key, (data, split) in SETS.items()}
 
 
+def line(figures: dict) -> str:
+    """``{"a": {"dev": .., "test": .., "trec": ..}, ...}`` as ``a DEV / TEST / TREC | ...``."""
+    return " | ".join(f"{k} " + " / ".join(f"{v[x]:.4f}" for x in SETS) for k, v in figures.items())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--a", default="two-stage-4t-avg-full-more-a8-rh0")
@@ -85,12 +89,12 @@ def main() -> None:
             soup(fa, fb, a.weight, out)
             figures = {"a": score(fa, ma["max_length"]), "b": score(fb, ma["max_length"]), "soup": score(out, ma["max_length"])}
             rows.append({"seed": s, "source": ma["student"]["init"]["model"], "max_length": ma["max_length"], **figures})
-            print(f"seed {s}: " + " | ".join(f"{k} " + " / ".join(f"{v[x]:.4f}" for x in SETS) for k, v in figures.items()))
+            print(f"seed {s}: {line(figures)}")
     mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in ("a", "b", "soup")}
     cmd = "python benchmarks/soup_probe.py " + " ".join(sys.argv[1:])
     write_json(RES / "soup_probe.json", {"command": cmd.strip(), "a": a.a, "b": a.b, "weight": a.weight, "sets": SETS,
                                          "seeds": rows, "mean": mean}, REPORT)
-    print("mean (dev / test / trec): " + " | ".join(f"{k} " + " / ".join(f"{v[x]:.4f}" for x in SETS) for k, v in mean.items()))
+    print(f"mean (dev / test / trec): {line(mean)}")
 
 
 if __name__ == "__main__":
