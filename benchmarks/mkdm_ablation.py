@@ -160,6 +160,7 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "-len128 arms train (and serve) at max length 128, which 64 cuts for 6% of WikiQA's pairs). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
                         "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
 SOURCES = RES / "mkdm_ablation_sources.jsonl"
+RECORDED = ("dev_map", "test_map", "trec_map", "train_seconds")  # a rebuilt source's figures set beside the recorded run's
 SOURCES_REPORT = {"title": "Source students rebuilt for derived arms (`benchmarks/mkdm_ablation.py`)", "order": 102,
                   "note": "A derived arm (-more, -ffnW) starts from its source arm's student of each seed; where the machine had "
                           "not built it, the script rebuilt it with the recorded command. One line per rebuilt student, with "
@@ -323,7 +324,8 @@ def ensure_source(arm: str, seed: int) -> None:
     clone, a new machine), rebuild it with the source arm's command (its own source first, for a chain), and record
     the rebuilt student beside the recorded row of the same name in results/mkdm_ablation_sources.jsonl: how far a
     rerun lands from the recorded run (bf16 kernels differ between CPUs, so runs agree across machines only to a
-    point). A source built here before is recorded once, from its metrics.json."""
+    point). A source built here before is recorded once, from its metrics.json, unless it is the recorded run itself
+    (the source arm run here: nothing was rebuilt)."""
     from qadistill.paths import artifacts_dir
 
     m = _derived(arm)
@@ -336,11 +338,13 @@ def ensure_source(arm: str, seed: int) -> None:
     row = None if metrics.exists() else run_arm(src, seed)
     if name in {r["name"] for r in read_rows(SOURCES)}:
         return
+    recorded = next((r for r in read_rows(RUNS) if r["name"] == name), None)
     if row is None:
         info = json.loads(metrics.read_text())
         row = arm_row(info, src, seed, info["total_seconds"], info["command"].replace(" --format json", ""))
-    recorded = next((r for r in read_rows(RUNS) if r["name"] == name), None)
-    row["recorded"] = {k: recorded[k] for k in ("dev_map", "test_map", "trec_map", "train_seconds")} if recorded else None
+        if recorded and all(recorded[k] == row[k] for k in RECORDED):
+            return
+    row["recorded"] = {k: recorded[k] for k in RECORDED} if recorded else None
     with SOURCES.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     ensure_sidecar(SOURCES, SOURCES_REPORT)
