@@ -253,6 +253,21 @@ def image(e: Entry) -> list[str]:
     return [*said(e.report), f"![{e.report.get('title', e.path.name)}]({link})", ""]
 
 
+def soup_probe(e: Entry) -> list[str]:
+    """``soup_probe.py`` results, one table each: every ingredient arm and their weight average, mean MAP over the
+    seeds per set, then the seeds' soup figures and the command."""
+    out = list(said(e.report))
+    for m in e.members:
+        d = m.data
+        sets = list(d["sets"])
+        head = ["student", *(f"{' '.join(d['sets'][k])} MAP" for k in sets)]
+        rows = [f"| {'**soup**' if k == 'soup' else f'`{k}`'} | " + " | ".join(f"{d['mean'][k][x]:.4f}" for x in sets) + " |"
+                for k in [*d["arms"], "soup"]]
+        seeds = "; ".join(f"seed {r['seed']} " + " / ".join(f"{r['soup'][x]:.4f}" for x in sets) for r in d["seeds"])
+        out += [*table(head, rows), "", f"Soup per seed ({' / '.join(sets)}): {seeds}. Command: `{d['command']}`", ""]
+    return out
+
+
 def raw_json(e: Entry) -> list[str]:
     return [*said(e.report), "```json", json.dumps(e.data, indent=2), "```", ""]
 
@@ -328,6 +343,7 @@ KINDS: list[tuple[str, Callable[[Any], bool], Callable[[Entry], list[str]]]] = [
     ("session settings A/B", lambda d: rows_with(d, "speedup_vs_defaults"), session_ab),
     ("head shapes", lambda d: rows_with(d, "heads", "activation", "p50_ms_median"), head_shapes),
     ("int8 settings", lambda d: rows_with(d, "variant", "dev_map", "test_map"), int8_settings),
+    ("soup probe", lambda d: isinstance(d, dict) and {"arms", "seeds", "mean", "sets"} <= d.keys(), soup_probe),
     ("anything else", lambda d: True, raw_json),
 ]
 VIEWS: dict[str, Callable[[Entry], list[str]]] = {"raw": raw_json, "text": text_block, "int8-vs-fp32": int8_vs_fp32}

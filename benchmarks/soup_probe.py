@@ -1,13 +1,14 @@
-"""A probe, not a feature: average the weights of two ablation students that continued the same source student (a
-"model soup" of two second passes, e.g. one without and one with rehearsal) and score the average as the students
-are scored (at their max length) on WikiQA dev, WikiQA test and TREC-QA dev, beside its two ingredients.
+"""A probe, not a feature: average the weights of several ablation students that continued the same source student (a
+uniform "model soup" of second passes, e.g. one without and one with rehearsal) and score the average as the students
+are scored (at their max length) on WikiQA dev, WikiQA test and TREC-QA dev, beside its ingredients.
 
-  python benchmarks/soup_probe.py [--a two-stage-4t-avg-full-more-a8-rh0] [--b two-stage-4t-avg-full-more-a8-rh05]
-                                  [--seeds 1,2,3] [--weight 0.5]
+  python benchmarks/soup_probe.py [--arms two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh05]
+                                  [--seeds 1,2,3] [--out soup_probe.json]
 
-Needs each seed's students of both arms built on this machine (benchmarks/mkdm_ablation.py). Refuses a pair that did
-not start from the same student or differs in shape or max length. The averaged folders go to a temporary folder and
-are removed; results/soup_probe.json keeps the figures and the command.
+Needs each seed's students of every arm built on this machine (benchmarks/mkdm_ablation.py). Refuses ingredients that
+did not start from the same student or differ in shape or max length. The averaged folders go to a temporary folder
+and are removed; results/soup_probe.json (or the --out name, one file per set of arms probed) keeps the figures and
+the command.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from fair_anchors import qadistill  # the one-JSON-result runner
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
-REPORT = {"title": "Weight average of two second passes from one source student (`benchmarks/soup_probe.py`)", "order": 103,
-          "note": "A probe: per seed, the two arms' students (both continued from that seed's source) averaged weight by "
-                  "weight, scored at their max length; MAP. Not a served recipe."}
+REPORT = {"title": "Weight average of second passes from one source student (`benchmarks/soup_probe.py`)", "order": 103,
+          "note": "A probe: per seed, the arms' students (all continued from that seed's source) averaged weight by "
+                  "weight, uniformly, and scored at their max length; MAP. Not a served recipe."}
 SETS = {"dev": ("wikiqa", "dev"), "test": ("wikiqa", "test"), "trec": ("trecqa", "dev")}
 COPIED = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -41,17 +42,19 @@ def student(arm: str, seed: int) -> tuple[Path, dict]:
     return folder, json.loads((folder / "metrics.json").read_text())
 
 
-def soup(a: Path, b: Path, weight: float, out: Path) -> None:
-    """OUT: A's files with weights (1 - weight) * A + weight * B."""
+def soup(folders: list[Path], out: Path) -> None:
+    """OUT: the first folder's files with the mean of the folders' weights."""
     from safetensors.torch import load_file, save_file
 
-    x, y = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    if x.keys() != y.keys() or any(x[k].shape != y[k].shape for k in x):
-        raise SystemExit(f"{a.name} and {b.name} differ in shape: only students of one architecture average")
+    tensors = [load_file(str(f / "model.safetensors")) for f in folders]
+    first = tensors[0]
+    for f, t in zip(folders[1:], tensors[1:]):
+        if t.keys() != first.keys() or any(t[k].shape != first[k].shape for k in first):
+            raise SystemExit(f"{folders[0].name} and {f.name} differ in shape: only students of one architecture average")
     out.mkdir(parents=True)
-    for f in COPIED:
-        shutil.copy(a / f, out / f)
-    mixed = {k: ((1 - weight) * x[k].float() + weight * y[k].float()).to(x[k].dtype) for k in x}
+    for name in COPIED:
+        shutil.copy(folders[0] / name, out / name)
+    mixed = {k: (sum(t[k].float() for t in tensors) / len(tensors)).to(first[k].dtype) for k in first}
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -67,33 +70,37 @@ def line(figures: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--a", default="two-stage-4t-avg-full-more-a8-rh0")
-    ap.add_argument("--b", default="two-stage-4t-avg-full-more-a8-rh05")
+    ap.add_argument("--arms", default="two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh05",
+                    help="two or more ablation arms continued from one source arm, comma-separated")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--weight", type=float, default=0.5, help="B's share of each weight (0..1)")
+    ap.add_argument("--out", default="soup_probe.json", help="result file name under benchmarks/results/")
     a = ap.parse_args()
-    if not 0 <= a.weight <= 1:
-        raise SystemExit(f"--weight {a.weight}: give a share between 0 and 1")
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    if len(set(arms)) < 2 or len(set(arms)) != len(arms):
+        raise SystemExit(f"--arms {a.arms}: give two or more different arms")
+    if Path(a.out).name != a.out or not a.out.endswith(".json"):
+        raise SystemExit(f"--out {a.out}: give a plain file name ending in .json (it is written under {RES})")
     seeds = [int(s) for s in a.seeds.split(",")]
-    pairs = {s: (student(a.a, s), student(a.b, s)) for s in seeds}  # all checked before any work
-    for s, ((_, ma), (_, mb)) in pairs.items():
-        src = [m["student"].get("init", {}).get("model") for m in (ma, mb)]
-        if src[0] is None or src[0] != src[1]:
-            raise SystemExit(f"seed {s}: the students started from {src[0]!r} and {src[1]!r}: a soup needs one source")
-        if ma["max_length"] != mb["max_length"]:
-            raise SystemExit(f"seed {s}: max lengths {ma['max_length']} and {mb['max_length']} differ")
+    built = {s: [student(arm, s) for arm in arms] for s in seeds}  # all checked before any work
+    for s, students in built.items():
+        src = {m["student"].get("init", {}).get("model") for _, m in students}
+        if None in src or len(src) != 1:
+            raise SystemExit(f"seed {s}: the students started from {sorted(map(str, src))}: a soup needs one source")
+        if len({m["max_length"] for _, m in students}) != 1:
+            raise SystemExit(f"seed {s}: the students' max lengths {[m['max_length'] for _, m in students]} differ")
     rows = []
     with tempfile.TemporaryDirectory(prefix="soup-") as tmp:
-        for s, ((fa, ma), (fb, _)) in pairs.items():
+        for s, students in built.items():
             out = Path(tmp) / f"soup-s{s}"
-            soup(fa, fb, a.weight, out)
-            figures = {"a": score(fa, ma["max_length"]), "b": score(fb, ma["max_length"]), "soup": score(out, ma["max_length"])}
-            rows.append({"seed": s, "source": ma["student"]["init"]["model"], "max_length": ma["max_length"], **figures})
+            soup([f for f, _ in students], out)
+            length = students[0][1]["max_length"]
+            figures = {arm: score(f, length) for arm, (f, _) in zip(arms, students)}
+            figures["soup"] = score(out, length)
+            rows.append({"seed": s, "source": students[0][1]["student"]["init"]["model"], "max_length": length, **figures})
             print(f"seed {s}: {line(figures)}")
-    mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in ("a", "b", "soup")}
+    mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in [*arms, "soup"]}
     cmd = "python benchmarks/soup_probe.py " + " ".join(sys.argv[1:])
-    write_json(RES / "soup_probe.json", {"command": cmd.strip(), "a": a.a, "b": a.b, "weight": a.weight, "sets": SETS,
-                                         "seeds": rows, "mean": mean}, REPORT)
+    write_json(RES / a.out, {"command": cmd.strip(), "arms": arms, "sets": SETS, "seeds": rows, "mean": mean}, REPORT)
     print(f"mean (dev / test / trec): {line(mean)}")
 
 

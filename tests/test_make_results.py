@@ -60,3 +60,28 @@ def test_a_rerun_keeps_the_report_a_result_has(tmp_path: Path) -> None:
     txt = tmp_path / "t.txt"
     _report.write_text(txt, "x\n", {"title": "t", "order": 2})
     assert _report.read(txt) == {"title": "t", "order": 2} and txt.read_text() == "x\n"
+
+
+def _soup(arms: list[str], soup_test: float, command: str) -> dict:
+    sets = {"dev": ["wikiqa", "dev"], "test": ["wikiqa", "test"]}
+    seeds = [{"seed": s, **{k: {"dev": 0.7, "test": soup_test + (s - 1.5) / 100 if k == "soup" else 0.6} for k in [*arms, "soup"]}}
+             for s in (1, 2)]
+    mean = {k: {x: sum(r[k][x] for r in seeds) / 2 for x in sets} for k in [*arms, "soup"]}
+    return {"command": command, "arms": arms, "sets": sets, "seeds": seeds, "mean": mean}
+
+
+def test_soup_probes_of_one_section_show_as_tables_under_one_heading(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    res.mkdir()
+    _write(res / "soup_a.json", {"report": {"title": "Soups", "note": "A probe.", "order": 1, "section": "soup"},
+                                 **_soup(["x", "y"], 0.75, "python benchmarks/soup_probe.py")})
+    _write(res / "soup_b.json", {"report": {"order": 2, "section": "soup"},
+                                 **_soup(["x", "y", "z"], 0.8, "python benchmarks/soup_probe.py --arms x,y,z --out soup_b.json")})
+    text = "\n".join(make_results.page(res))
+    assert text.count("## Soups") == 1 and "A probe." in text
+    assert "| student | wikiqa dev MAP | wikiqa test MAP |" in text
+    assert "| `z` | 0.7000 | 0.6000 |" in text
+    assert "| **soup** | 0.7000 | 0.7500 |" in text and "| **soup** | 0.7000 | 0.8000 |" in text  # the seeds' mean
+    assert "seed 1 0.7000 / 0.7450; seed 2 0.7000 / 0.7550" in text
+    assert text.index("Command: `python benchmarks/soup_probe.py`") < text.index("--arms x,y,z --out soup_b.json`")
+    assert '"arms"' not in text  # not the raw JSON
