@@ -8,14 +8,15 @@ Usage:
   python benchmarks/mkdm_ablation.py [--arms gold,avg,pointwise,margin-mse,listwise,listwise-mlp,two-stage,two-stage-avg,
       two-stage-3t,two-stage-3t-avg,two-stage-3t-pool2t,two-stage-3bi-avg,two-stage-4t-avg,two-stage-4t-avg-full,
       two-stage-4t-avg-full-ema,two-stage-4t-avg-full-a8-rh1,two-stage-4t-avg-full-len128,
-      two-stage-3t-infold,
+      two-stage-4t-avg-full-2pass,two-stage-4t-avg-full-3pass,two-stage-3t-infold,
       two-stage-2pass,two-stage-pq,
       two-stage-3t-infold-ffn768,two-stage-4t-avg-full-more,two-stage-4t-avg-full-more-t1,two-stage-4t-avg-full-more-a8,
       two-stage-4t-avg-full-more-lr1e-4,two-stage-4t-avg-full-more-lr5e-5,two-stage-4t-avg-full-more-a8-lr1e-4,
       two-stage-4t-avg-full-more-a8-lr5e-5,two-stage-4t-avg-full-more-more,two-stage-4t-avg-full-more-a8-rh05,
       two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh025,two-stage-4t-avg-full-more-a9-rh05,
       two-stage-4t-avg-full-more-a10-rh05,two-stage-4t-avg-full-more-a8-len128,two-stage-4t-avg-full-more-a8-rh05-len128,
-      two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05]
+      two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05,
+      two-stage-4t-avg-full-2pass-more-a9-rh05]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -136,6 +137,11 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # two-stage-4t-avg-full at max length 128 in both stages (64 cuts 6% of WikiQA's pairs, 10% of its dev answers)
     "two-stage-4t-avg-full-len128": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
                                      "--max-length", "128"],
+    # two-stage-4t-avg-full with two / three passes over its pool in stage 1 (twice / three times the teacher-scored steps)
+    "two-stage-4t-avg-full-2pass": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
+                                    "--unlabelled-passes", "2"],
+    "two-stage-4t-avg-full-3pass": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
+                                    "--unlabelled-passes", "3"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -148,7 +154,7 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "the WikiQA train questions, -infold arms: the same teacher without them, scoring those questions "
                         "from memory); -3bi arms add all-mpnet-base-v2 zero-shot instead (three bi-encoders, none fine-tuned "
                         "on WikiQA); -4t arms add both. two-stage arms add TMKD stage 1 on the "
-                        "pool in the pool column (pq: 2 pseudo-queries per document; 2pass: two passes; pool2t: the pool labelled by "
+                        "pool in the pool column (pq: 2 pseudo-queries per document; 2pass / 3pass: two / three passes; pool2t: the pool labelled by "
                         "the two bi-encoders only; -ema: `--ema-decay 0.995`, an exponential moving average of the weights "
                         "evaluated and kept in each stage); -ffn768 arms are "
                         "those students with their FFN pruned to 768 units, then one labelled pass as recovery (train s: that "
