@@ -109,6 +109,8 @@ data = "wikiqa"
 folds = 0
 """
 LEARNED = ["--head-combine", "learned"]
+# two-stage-4t-avg on all 2,118 WikiQA train questions: the options every -full arm starts from
+FULL_4T = ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118"]
 ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, linear heads unless said)
     "gold": ["--mode", "gold"],
     "avg": ["--mode", "avg"],
@@ -126,22 +128,17 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     "two-stage-3bi-avg": ["--teachers", TEACHERS_3BI, "--mode", "avg", "--pretrain-unlabelled"],
     "two-stage-4t-avg": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled"],
     # the one arm off the quickstart budget: all 2,118 WikiQA train questions (and the pool built from their texts), 1 epoch
-    "two-stage-4t-avg-full": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118"],
+    "two-stage-4t-avg-full": FULL_4T,
     # the same, keeping an exponential moving average of the weights (decay .995 per step: about the last 200 steps)
-    "two-stage-4t-avg-full-ema": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
-                                  "--ema-decay", "0.995"],
+    "two-stage-4t-avg-full-ema": [*FULL_4T, "--ema-decay", "0.995"],
     # the same with a gold-heavy labelled stage (gold weight 0.8) that rehearses the pool: one teacher-only pool batch per
     # labelled batch mixed in (`--rehearse 1`), so fitting the gold labels does not wash out what stage 1 taught
-    "two-stage-4t-avg-full-a8-rh1": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
-                                     "--alpha", "0.8", "--rehearse", "1"],
+    "two-stage-4t-avg-full-a8-rh1": [*FULL_4T, "--alpha", "0.8", "--rehearse", "1"],
     # two-stage-4t-avg-full at max length 128 in both stages (64 cuts 6% of WikiQA's pairs, 10% of its dev answers)
-    "two-stage-4t-avg-full-len128": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
-                                     "--max-length", "128"],
+    "two-stage-4t-avg-full-len128": [*FULL_4T, "--max-length", "128"],
     # two-stage-4t-avg-full with two / three passes over its pool in stage 1 (twice / three times the teacher-scored steps)
-    "two-stage-4t-avg-full-2pass": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
-                                    "--unlabelled-passes", "2"],
-    "two-stage-4t-avg-full-3pass": ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118",
-                                    "--unlabelled-passes", "3"],
+    "two-stage-4t-avg-full-2pass": [*FULL_4T, "--unlabelled-passes", "2"],
+    "two-stage-4t-avg-full-3pass": [*FULL_4T, "--unlabelled-passes", "3"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
