@@ -254,15 +254,16 @@ def image(e: Entry) -> list[str]:
 
 
 def soup_probe(e: Entry) -> list[str]:
-    """``soup_probe.py`` results, one table each: every ingredient arm and their weight average, mean MAP over the
-    seeds per set, then the seeds' soup figures and the command."""
+    """``soup_probe.py`` results, one table each: every ingredient arm (with its share when the soup is weighted) and
+    their weight average, mean MAP over the seeds per set, then the seeds' soup figures and the command."""
     out = list(said(e.report))
     for m in e.members:
         d = m.data
         sets = list(d["sets"])
         head = ["student", *(f"{' '.join(d['sets'][k])} MAP" for k in sets)]
-        rows = [f"| {'**soup**' if k == 'soup' else f'`{k}`'} | " + " | ".join(f"{d['mean'][k][x]:.4f}" for x in sets) + " |"
-                for k in [*d["arms"], "soup"]]
+        share = dict(zip(d["arms"], [w / sum(d["weights"]) for w in d["weights"]])) if d.get("weights") else {}
+        name = {k: f"`{k}`" + (f" (share {share[k]:.2f})" if k in share else "") for k in d["arms"]} | {"soup": "**soup**"}
+        rows = [f"| {name[k]} | " + " | ".join(f"{d['mean'][k][x]:.4f}" for x in sets) + " |" for k in [*d["arms"], "soup"]]
         seeds = "; ".join(f"seed {r['seed']} " + " / ".join(f"{r['soup'][x]:.4f}" for x in sets) for r in d["seeds"])
         out += [*table(head, rows), "", f"Soup per seed ({' / '.join(sets)}): {seeds}. Command: `{d['command']}`", ""]
     return out

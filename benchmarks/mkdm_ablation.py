@@ -139,6 +139,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # two-stage-4t-avg-full with two / three passes over its pool in stage 1 (twice / three times the teacher-scored steps)
     "two-stage-4t-avg-full-2pass": [*FULL_4T, "--unlabelled-passes", "2"],
     "two-stage-4t-avg-full-3pass": [*FULL_4T, "--unlabelled-passes", "3"],
+    # -2pass again, its served weights mixed with stage 1's last at the share of 0, 0.1 .. 1 with the best dev MAP (WiSE-FT);
+    # every share's figures are recorded, so its share-0 rows repeat -2pass on this machine
+    "two-stage-4t-avg-full-2pass-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--stage1-mix", "dev"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -310,11 +313,28 @@ def arm_row(res: dict, arm: str, seed: int, wall: float, command: str) -> dict:
            "parameters": res["parameters"], "train_seconds": res["train_seconds"], "wall_seconds": wall,
            "threads": res["threads"], "command": command,
            "stage1_pool_pairs": (res.get("stage1") or {}).get("pool_pairs")}
+    mix = res.get("stage1_mix")
+    if mix:  # the served share and every share's figures (dev chose, or the recipe set, the served one)
+        curves = {k: {c["share"]: c for c in mix["curves"][k]["by_share"]} for k in ("test", "trecqa:dev")}
+        row.update(stage1_share=mix["share"], mix_curve=[
+            {"share": c["share"], "dev_map": c["map"], "test_map": curves["test"][c["share"]]["map"],
+             "test_mrr": curves["test"][c["share"]]["mrr"], "trec_map": curves["trecqa:dev"][c["share"]]["map"],
+             "trec_mrr": curves["trecqa:dev"][c["share"]]["mrr"]} for c in mix["dev_curve"]])
     if comb.get("mean_metrics"):
         mm = comb["mean_metrics"]
         row.update(mean_test_map=mm["test"]["map"], mean_test_mrr=mm["test"]["mrr"], mean_trec_map=mm["trecqa:dev"]["map"],
                    mean_trec_mrr=mm["trecqa:dev"]["mrr"])
     return row
+
+
+def share_rows(rs: list[dict]) -> dict[float, list[dict]]:
+    """An arm's runs as they would have been at each stage-1 share of their recorded curve (``mix_curve``): share ->
+    the seeds' rows with that share's figures. Empty unless every seed recorded one curve of the same shares."""
+    curves = [r.get("mix_curve") for r in rs]
+    if not all(curves) or len({tuple(c["share"] for c in curve) for curve in curves}) != 1:
+        return {}
+    return {c["share"]: [{**r, **{k: v for k, v in r["mix_curve"][i].items() if k != "share"}, "dev_map_learned": None}
+                         for r in rs] for i, c in enumerate(curves[0])}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -403,8 +423,12 @@ def write_table() -> None:
     for arm, rs in arms.items():
         e = ensemble(arm_teachers(arm) if known(arm) else TEACHERS)["ensemble"]
         n_teachers = 0 if arm == "gold" else len((arm_teachers(arm) if known(arm) else TEACHERS).split(","))
-        variants = [("", "")] + ([("mean_", " (mean)")] if all("mean_test_map" in r for r in rs) else [])
-        for pre, tag in variants:
+        shares = share_rows(rs)
+        by_seed = "/".join(f"{r['stage1_share']:g}" for r in rs) if shares else ""
+        served = f" (served: stage-1 share {by_seed} by seed)" if shares else ""
+        variants = [("", served, rs)] + ([("mean_", " (mean)", rs)] if all("mean_test_map" in r for r in rs) else [])
+        variants += [("", f" (stage-1 share {w:g})", srs) for w, srs in shares.items()]
+        for pre, tag, rs in variants:
             tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]
             w = "-" if pre or not rs[0].get("head_weights") or len(rs[0]["head_weights"]) < 2 else \
                 "/".join(f"{statistics.mean(r['head_weights'][i] for r in rs):.2f}" for i in range(len(rs[0]["head_weights"]))) + \

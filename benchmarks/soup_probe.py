@@ -1,12 +1,14 @@
-"""A probe, not a feature: average the weights of several ablation students that continued the same source student (a
-uniform "model soup" of second passes, e.g. one without and one with rehearsal) and score the average as the students
-are scored (at their max length) on WikiQA dev, WikiQA test and TREC-QA dev, beside its ingredients.
+"""A probe, not a feature: average the weights of several ablation students of one lineage (a "model soup": second
+passes that continued the same source student, e.g. one without and one with rehearsal, or a source and a pass that
+continued it, as in WiSE-FT, arXiv 2109.01903) and score the average as the students are scored (at their max length)
+on WikiQA dev, WikiQA test and TREC-QA dev, beside its ingredients.
 
   python benchmarks/soup_probe.py [--arms two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh05]
-                                  [--seeds 1,2,3] [--out soup_probe.json]
+                                  [--weights 1,1] [--seeds 1,2,3] [--out soup_probe.json]
 
 Needs each seed's students of every arm built on this machine (benchmarks/mkdm_ablation.py). Refuses ingredients that
-did not start from the same student or differ in shape or max length. The averaged folders go to a temporary folder
+are not of one lineage (one common starting point: the same source student, or an ingredient the others continued)
+or differ in shape or max length. --weights gives each arm's share (normalised; uniform when left out). The averaged folders go to a temporary folder
 and are removed; results/soup_probe.json (or the --out name, one file per set of arms probed) keeps the figures and
 the command.
 """
@@ -42,8 +44,9 @@ def student(arm: str, seed: int) -> tuple[Path, dict]:
     return folder, json.loads((folder / "metrics.json").read_text())
 
 
-def soup(folders: list[Path], out: Path) -> None:
-    """OUT: the first folder's files with the mean of the folders' weights."""
+def soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> None:
+    """OUT: the first folder's files with the weighted mean of the folders' weights (uniform when ``weights`` is None;
+    normalised to sum to one)."""
     from safetensors.torch import load_file, save_file
 
     tensors = [load_file(str(f / "model.safetensors")) for f in folders]
@@ -54,8 +57,24 @@ def soup(folders: list[Path], out: Path) -> None:
     out.mkdir(parents=True)
     for name in COPIED:
         shutil.copy(folders[0] / name, out / name)
-    mixed = {k: (sum(t[k].float() for t in tensors) / len(tensors)).to(first[k].dtype) for k in first}
+    w = [1.0] * len(tensors) if weights is None else [float(x) for x in weights]
+    if len(w) != len(tensors) or any(x < 0 for x in w) or sum(w) <= 0:
+        raise SystemExit(f"weights {w}: give one non-negative weight per ingredient ({len(tensors)}), not all zero")
+    w = [x / sum(w) for x in w]
+    mixed = {k: sum(x * t[k].float() for x, t in zip(w, tensors)).to(first[k].dtype) for k in first}
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def lineage_root(names: list[str], inits: list[str | None]) -> str:
+    """The one starting point of the ingredients named ``names`` (folder names; ``inits`` the model each started from):
+    the starts that are not themselves ingredients must be one and the same. Siblings that continued one source, or a
+    source and the passes that continued it, qualify; students of two sources do not."""
+    if None in inits:
+        raise SystemExit(f"{names[inits.index(None)]} records no starting model: a soup needs one lineage")
+    roots = {i for i in inits if i not in names}
+    if len(roots) != 1:
+        raise SystemExit(f"the students {names} started from {sorted(roots)}: a soup needs one lineage (one common start)")
+    return roots.pop()
 
 
 def score(folder: Path, max_length: int) -> dict:
@@ -71,7 +90,8 @@ def line(figures: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arms", default="two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh05",
-                    help="two or more ablation arms continued from one source arm, comma-separated")
+                    help="two or more ablation arms of one lineage (continued from one source arm, or a source arm and arms that continued it), comma-separated")
+    ap.add_argument("--weights", default=None, help="each arm's share, comma-separated, normalised (default: uniform)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--out", default="soup_probe.json", help="result file name under benchmarks/results/")
     a = ap.parse_args()
@@ -80,27 +100,35 @@ def main() -> None:
         raise SystemExit(f"--arms {a.arms}: give two or more different arms")
     if Path(a.out).name != a.out or not a.out.endswith(".json"):
         raise SystemExit(f"--out {a.out}: give a plain file name ending in .json (it is written under {RES})")
+    weights = None
+    if a.weights is not None:
+        try:
+            weights = [float(x) for x in a.weights.split(",")]
+        except ValueError:
+            raise SystemExit(f"--weights {a.weights}: give numbers, comma-separated") from None
+        if len(weights) != len(arms) or any(x < 0 for x in weights) or sum(weights) <= 0:
+            raise SystemExit(f"--weights {a.weights}: give one non-negative weight per arm ({len(arms)}), not all zero")
     seeds = [int(s) for s in a.seeds.split(",")]
     built = {s: [student(arm, s) for arm in arms] for s in seeds}  # all checked before any work
     for s, students in built.items():
-        src = {m["student"].get("init", {}).get("model") for _, m in students}
-        if None in src or len(src) != 1:
-            raise SystemExit(f"seed {s}: the students started from {sorted(map(str, src))}: a soup needs one source")
+        lineage_root([f.name for f, _ in students], [m["student"].get("init", {}).get("model") for _, m in students])
         if len({m["max_length"] for _, m in students}) != 1:
             raise SystemExit(f"seed {s}: the students' max lengths {[m['max_length'] for _, m in students]} differ")
     rows = []
     with tempfile.TemporaryDirectory(prefix="soup-") as tmp:
         for s, students in built.items():
             out = Path(tmp) / f"soup-s{s}"
-            soup([f for f, _ in students], out)
+            soup([f for f, _ in students], out, weights)
             length = students[0][1]["max_length"]
             figures = {arm: score(f, length) for arm, (f, _) in zip(arms, students)}
             figures["soup"] = score(out, length)
-            rows.append({"seed": s, "source": students[0][1]["student"]["init"]["model"], "max_length": length, **figures})
+            root = lineage_root([f.name for f, _ in students], [m["student"]["init"]["model"] for _, m in students])
+            rows.append({"seed": s, "source": root, "max_length": length, **figures})
             print(f"seed {s}: {line(figures)}")
     mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in [*arms, "soup"]}
     cmd = "python benchmarks/soup_probe.py " + " ".join(sys.argv[1:])
-    write_json(RES / a.out, {"command": cmd.strip(), "arms": arms, "sets": SETS, "seeds": rows, "mean": mean}, REPORT)
+    out = {"command": cmd.strip(), "arms": arms, **({"weights": weights} if weights else {}), "sets": SETS, "seeds": rows, "mean": mean}
+    write_json(RES / a.out, out, REPORT)
     print(f"mean (dev / test / trec): {line(mean)}")
 
 

@@ -84,6 +84,26 @@ def _pool_note(info: dict) -> str:
             f"{d.get('unlabelled_passes', 1)} pass(es){by}")
 
 
+def _dev_line(info: dict) -> str:
+    """The card's dev figure: the best during training, or the served stage-1 mix's ([distill] stage1_mix)."""
+    m, data = info.get("stage1_mix"), info.get("dev_data", "dev")
+    if not m:
+        return f"Best dev MAP during training: {fmt(info['dev_map'])} ({data})."
+    return (f"Dev MAP of the served weights (stage-1 share {m['share']:g}): {fmt(m['dev_map'])}; the labelled stage's own: "
+            f"{fmt(m['dev_map_unmixed'])} ({data}).")
+
+
+def _mix_note(info: dict) -> str:
+    """The "how it was made" line of a student whose served weights mix in TMKD stage 1's ([distill] stage1_mix)."""
+    m = info.get("stage1_mix")
+    if not m:
+        return ""
+    how = "the share with the best dev MAP" if m["setting"] == "dev" else "the recipe's share"
+    curve = ", ".join(f"{c['share']:g}: {fmt(c['map'])}" for c in m["dev_curve"])
+    return (f"\n- served weights: {1 - m['share']:g} x the labelled stage's + {m['share']:g} x TMKD stage 1's last "
+            f"(WiSE-FT; {how}); dev MAP by stage-1 share ({m['fitted_on']}): {curve}")
+
+
 def _rehearsal_note(info: dict) -> str:
     """The "how it was made" line of a labelled stage that rehearsed the unlabelled pool ([distill] rehearse)."""
     r = (info.get("stage2") or {}).get("rehearsal")
@@ -168,13 +188,13 @@ score = model(**enc).logits[:, 0]
 {rows}
 
 MAP/MRR/MRR@10/NDCG@10/P@1 count queries with at least one correct and one wrong candidate (the WikiQA convention).
-Best dev MAP during training: {fmt(info['dev_map'])} ({info.get('dev_data', 'dev')}).{split_note}
+{_dev_line(info)}{split_note}
 
 ## How it was made
 
 - teachers: {_teachers_note(teachers, info.get('teacher_folds') or {})}; student init: `{json.dumps(info['student'].get('init'))}`
 - mode {d.get('mode')}, epochs {d.get('epochs')}, batch {d.get('batch_size')}, lr {d.get('learning_rate')}, max length {d.get('max_length')},
-  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}{_rehearsal_note(info)}
+  temperature {d.get('temperature')}, alpha {d.get('alpha')}, seed {d.get('seed')}, TMKD stage 1: {d.get('pretrain_unlabelled') or bool(u)}{pool_note}{_rehearsal_note(info)}{_mix_note(info)}
 - objective {d.get('loss', 'pointwise')}; heads {info.get('head_kind', 'linear')} x {info.get('heads', 1)}, served as {_combination(info)}{_prune_note(info.get("pruned"))}{_continue_note(info['student'].get('init'))}
 - train pairs: {info['train_pairs']}; training {info['train_seconds']:.0f} s, teacher scoring {info['teacher_scoring_seconds']:.0f} s,
   {info['threads']} threads on {info['machine']}

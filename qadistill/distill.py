@@ -233,8 +233,9 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
             notes.append(f"warning: the {which} data shares {n} of its {len(ds)} pairs with the training data "
                          f"(named with --{which}): its metrics are not held out")
     if not plan.splits.dev.stats()["queries_with_pos_and_neg"]:
+        mix = ' (and stage1_mix "dev" serves share 0)' if plan.pipeline.distill.stage1_mix == "dev" and plan.stage1 else ""
         notes.append("warning: no dev query has both a correct and a wrong candidate: dev MAP cannot select weights, "
-                     "the last weights are kept")
+                     f"the last weights are kept{mix}")
     pool, loss = plan.unlabelled, plan.pipeline.distill.loss
     if pool is not None and loss != "pointwise":  # a ranking loss ranks each candidate list of the pool
         if pool.single_lists * 2 >= pool.lists:
@@ -408,6 +409,8 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
             teacher_seconds += secs
         else:
             stage1 = _stage1(plan, model, tok, pool_set, base, work, resume, progress)
+    # stage 1's last weights, for the served mix ([distill] stage1_mix; WiSE-FT between the two stages)
+    stage1_weights = _weights_copy(model) if plan.stage1 and d.stage1_mix != 0 else None
     rehearsal = None
     if d.rehearse:
         t1 = time.perf_counter()
@@ -416,10 +419,61 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
                    progress=progress, label=f"distill {d.mode}" + (f" + rehearsal x{d.rehearse:g}" if rehearsal else ""),
                    rehearsal=rehearsal)
+    mix = _mix_stage1(plan, model, tok, stage1_weights) if stage1_weights is not None else None
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
-            "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
+            "stage1_mix": mix, "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
             "teacher_folds": {t.name: len(t.folds()) for t in teachers if hasattr(t, "folds") and t.folds()}}
+
+
+STAGE1_MIX_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the shares [distill] stage1_mix = "dev" chooses from
+
+
+def _weights_copy(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def mix_weights(last: dict, first: dict, share: float) -> dict:
+    """``(1 - share) x last + share x first``, tensor by tensor (integer buffers such as position ids: ``last``'s)."""
+    import torch
+
+    return {k: torch.lerp(v, first[k].to(v.dtype), share) if v.is_floating_point() else v for k, v in last.items()}
+
+
+def _mix_stage1(plan: _Plan, model, tok, stage1_weights: dict) -> dict:
+    """WiSE-FT between TMKD's stages ([distill] stage1_mix): the served weights are the labelled stage's moved toward
+    stage 1's last by the share the recipe sets, or by the share of ``STAGE1_MIX_GRID`` with the best dev MAP. Every
+    share's dev MAP is recorded (the curve), so a fixed share can be checked against its neighbours."""
+    d, dev, label = plan.pipeline.distill, plan.splits.dev, plan.splits.label("dev")
+    trained = _weights_copy(model)
+    grid = sorted(set(STAGE1_MIX_GRID) | ({d.stage1_mix} if d.stage1_mix != "dev" else set()))
+    curve = {}
+    for share in grid:
+        model.load_state_dict(mix_weights(trained, stage1_weights, share))
+        curve[share] = evaluate_student(model, tok, dev, d.max_length, label)["map"]
+    # an undefined dev MAP (no dev query with a correct and a wrong candidate) chooses nothing: share 0 then
+    share = max(grid, key=lambda w: (curve[w] if curve[w] is not None else -1.0, -w)) if d.stage1_mix == "dev" else float(d.stage1_mix)
+    model.load_state_dict(mix_weights(trained, stage1_weights, share))
+    return {"setting": d.stage1_mix, "share": share, "dev_map": curve[share], "dev_map_unmixed": curve[0.0],
+            "dev_curve": [{"share": w, "map": curve[w]} for w in grid], "fitted_on": label,
+            "_weights": (trained, stage1_weights)}  # for _mix_curves; not saved
+
+
+def _mix_curves(plan: _Plan, t: dict, sets: dict) -> None:
+    """After the served mix is measured: every share of the dev curve measured on the other sets too (test and
+    --eval-also; MAP and MRR), beside it, for the record only: the served share was fixed (or chosen on dev) before.
+    The served weights go back into the model."""
+    mix = t["stage1_mix"]
+    trained, first = mix.pop("_weights")
+    model, tok, ml = t["model"], t["tok"], plan.pipeline.distill.max_length
+    curves = {key: [] for key in sets}
+    for c in mix["dev_curve"]:
+        model.load_state_dict(mix_weights(trained, first, c["share"]))
+        for key, (ds, label) in sets.items():
+            m = evaluate_student(model, tok, ds, ml, label)
+            curves[key].append({"share": c["share"], "map": m["map"], "mrr": m["mrr"]})
+    model.load_state_dict(mix_weights(trained, first, mix["share"]))
+    mix["curves"] = {key: {"data": sets[key][1], "by_share": rows} for key, rows in curves.items()}
 
 
 def _rehearsal_set(plan: _Plan, teachers: list, pool_set: tuple | None, progress: Progress) -> tuple:
@@ -453,12 +507,16 @@ def _fit_combination(plan: _Plan, model, tok) -> dict:
 
 def _evaluate_all(plan: _Plan, t: dict) -> dict:
     """Metrics of the served student on test and every --eval-also set. With learned head weights, the same run's
-    per-head logits also give the plain mean's metrics (``t["combination"]["mean_metrics"]``), so both are reported."""
+    per-head logits also give the plain mean's metrics (``t["combination"]["mean_metrics"]``), so both are reported;
+    with a stage-1 mix, every share of its curve is measured on these sets too (``_mix_curves``)."""
     model, tok, ml = t["model"], t["tok"], plan.pipeline.distill.max_length
     sets = {"test": (plan.splits.test, plan.splits.label("test"))}
     sets.update({spec: (ds, spec if ":" in spec else f"{spec}:dev") for spec, ds in plan.extra.items()})
     if t.get("combination") is None:
-        return {key: evaluate_student(model, tok, ds, ml, label) for key, (ds, label) in sets.items()}
+        metrics = {key: evaluate_student(model, tok, ds, ml, label) for key, (ds, label) in sets.items()}
+        if t.get("stage1_mix"):
+            _mix_curves(plan, t, sets)
+        return metrics
     from qadistill.heads import combined_metrics, head_logits
 
     metrics, mean_metrics = {}, {}
@@ -469,6 +527,8 @@ def _evaluate_all(plan: _Plan, t: dict) -> dict:
         metrics[key] = {"data": label, **combined_metrics(logits, ds, t["combination"]["weights"])}
         mean_metrics[key] = {"data": label, **combined_metrics(logits, ds, [1.0 / k] * k)}
     t["combination"]["mean_metrics"] = mean_metrics
+    if t.get("stage1_mix"):
+        _mix_curves(plan, t, sets)
     return metrics
 
 
@@ -483,9 +543,11 @@ def _info(plan: _Plan, t: dict, metrics: dict, total_seconds: float, command: st
         "student": recipe_to_dict(plan.student_recipe), "teachers": [recipe_to_dict(r) for r in plan.teacher_recipes],
         "parameters": parameter_count(t["model"].to_sequence_classifier()), "heads": t["heads"],
         "head_kind": d.heads, "head_combine": head_combine(plan), "head_weights": [float(x) for x in t["model"].head_weights()],
-        "head_combination": t.get("combination"), "pruned": t.get("pruned"),
+        "head_combination": t.get("combination"), "pruned": t.get("pruned"), "stage1_mix": t.get("stage1_mix"),
         "teacher_folds": t.get("teacher_folds") or {},  # cross-fitted teachers: how many fold models scored their own training queries
-        "dev_map": stage2["best_map"] if stage2["best_map"] >= 0 else None, "dev_data": plan.splits.label("dev"),
+        # the served weights' dev MAP: the labelled stage's best, or the stage-1 mix's
+        "dev_map": t["stage1_mix"]["dev_map"] if t.get("stage1_mix") else stage2["best_map"] if stage2["best_map"] >= 0 else None,
+        "dev_data": plan.splits.label("dev"),
         "splits": plan.splits.info, "metrics": metrics,
         "train_pairs": len(plan.train), "train_data_fingerprint": plan.train.fingerprint(),
         "unlabelled": plan.unlabelled.info(d.unlabelled_passes) if plan.unlabelled is not None else None,

@@ -326,6 +326,11 @@ class DistillSettings(TrainSettings):
         "The labelled stage: this many teacher-only batches from the unlabelled pool (the built-in one, or [data] "
         "unlabelled) per labelled batch, shuffled in among them, so the student keeps rehearsing what the teachers "
         "say about the pool while it fits the gold labels; 0: off. Works with or without stage 1."))
+    stage1_mix: float | Literal["dev"] = Field(default=0.0, description=(
+        "TMKD stage 1 kept in the served weights (WiSE-FT, arXiv 2109.01903): after the labelled stage the student's "
+        "weights become (1 - w) x its own + w x stage 1's last, w this share (0: off, the labelled stage's weights "
+        "as trained; 0.3: 30% stage 1), or \"dev\": the share of 0, 0.1, ... 1 with the best MAP on the dev split "
+        "(ties: the smaller). Needs stage 1. The dev MAP of every share is recorded either way."))
     loss: DistillLoss = Field(default="pointwise", description="Teacher objective: pointwise soft BCE, listwise KL over a query's candidates, or Margin-MSE.")
     list_size: int = Field(default=16, ge=2, le=1024, description="Ranking losses: a query's candidates are cut into lists of at most this many.")
     freeze_embeddings: bool = Field(default=False, description="Keep the student's word embeddings as initialised (faster steps).")
@@ -335,6 +340,13 @@ class DistillSettings(TrainSettings):
     head_combine: HeadCombine | None = Field(default=None, description=(
         "How the heads give the served score: mean, or learned (convex weights fitted on the dev split after training, "
         "kept only where they beat the mean on dev). Default: the student recipe's head_combine."))
+
+    @field_validator("stage1_mix")
+    @classmethod
+    def _share(cls, v: float | str) -> float | str:
+        if v != "dev" and not 0 <= v <= 1:
+            raise ValueError(f"stage1_mix {v} is a share of stage 1's weights: a number from 0 to 1, or \"dev\"")
+        return v
 
 
 # a recipe's [export] targets: the Variant vocabulary, with its recipe spelling (onnx-optimized for optimized)
@@ -400,6 +412,10 @@ class PipelineRecipe(_RecipeBase):
         if d.unlabelled_passes != 1 and not (d.pretrain_unlabelled or pool_file):
             raise ValueError("unlabelled_passes sets TMKD stage 1's passes, and this pipeline has no stage 1: add "
                              "pretrain_unlabelled = true (distill --pretrain-unlabelled) or [data] unlabelled, or leave it at 1")
+        if d.stage1_mix != 0 and not (d.pretrain_unlabelled or pool_file):
+            raise ValueError(f"stage1_mix {d.stage1_mix!r} mixes TMKD stage 1's weights into the served student, and this "
+                             "pipeline has no stage 1: add pretrain_unlabelled = true (distill --pretrain-unlabelled) or "
+                             "[data] unlabelled, or leave it at 0")
         for f in ("pool_hard_negatives", "pool_pseudo_queries"):
             default = DistillSettings.model_fields[f].default
             if getattr(d, f) == default:

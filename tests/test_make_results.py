@@ -85,3 +85,12 @@ def test_soup_probes_of_one_section_show_as_tables_under_one_heading(tmp_path: P
     assert "seed 1 0.7000 / 0.7450; seed 2 0.7000 / 0.7550" in text
     assert text.index("Command: `python benchmarks/soup_probe.py`") < text.index("--arms x,y,z --out soup_b.json`")
     assert '"arms"' not in text  # not the raw JSON
+
+
+def test_a_weighted_soup_shows_each_arms_share(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    res.mkdir()
+    _write(res / "soup_w.json", {"report": {"title": "Soups", "order": 1, "section": "soup"},
+                                 **_soup(["x", "y"], 0.75, "python benchmarks/soup_probe.py --weights 3,1"), "weights": [3.0, 1.0]})
+    text = "\n".join(make_results.page(res))
+    assert "| `x` (share 0.75) | 0.7000 | 0.6000 |" in text and "| `y` (share 0.25) | 0.7000 | 0.6000 |" in text

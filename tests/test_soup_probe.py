@@ -40,3 +40,24 @@ def test_students_of_different_shapes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="differ in shape"):
         soup_probe.soup([a, b], tmp_path / "soup")
     assert not (tmp_path / "soup").exists()
+
+
+def test_weighted_soup_normalises_the_shares(tmp_path: Path) -> None:
+    a = _student(tmp_path / "a", torch.tensor([[0.0, 4.0]]), "a")
+    b = _student(tmp_path / "b", torch.tensor([[8.0, 0.0]]), "b")
+    soup_probe.soup([a, b], tmp_path / "soup", [3, 1])  # shares 0.75 / 0.25
+    assert torch.equal(load_file(str(tmp_path / "soup" / "model.safetensors"))["w"], torch.tensor([[2.0, 3.0]]))
+    for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0]):
+        with pytest.raises(SystemExit, match="weight"):
+            soup_probe.soup([a, b], tmp_path / f"bad{len(bad)}{bad[0]}", bad)
+
+
+def test_one_lineage_siblings_or_a_source_with_its_passes() -> None:
+    # siblings: both continued src
+    assert soup_probe.lineage_root(["p1", "p2"], ["src", "src"]) == "src"
+    # a source (started from base) and a pass that continued it: WiSE-FT style
+    assert soup_probe.lineage_root(["src", "p1", "p2"], ["base", "src", "src"]) == "base"
+    with pytest.raises(SystemExit, match="one lineage"):
+        soup_probe.lineage_root(["p1", "q1"], ["src", "other"])
+    with pytest.raises(SystemExit, match="records no starting model"):
+        soup_probe.lineage_root(["p1", "p2"], ["src", None])

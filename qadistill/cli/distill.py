@@ -51,6 +51,7 @@ def distill(
     pool_hard_negatives: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: similar sentences of other documents per train question (default 5).")] = None,
     pool_pseudo_queries: Annotated[int | None, typer.Option(min=0, help="Built-in stage-1 pool: sentences per document used as queries against its other sentences (default 0).")] = None,
     rehearse: Annotated[float | None, typer.Option(min=0.0, max=10.0, help="Labelled stage: teacher-only batches from the unlabelled pool (built-in or --unlabelled) per labelled batch, mixed in (e.g. 0.5); 0: off.")] = None,
+    stage1_mix: Annotated[str | None, typer.Option(help="Serve (1-w) x the labelled stage's weights + w x TMKD stage 1's (WiSE-FT): a share w from 0 to 1 (0: off, the default), or dev: the share of 0, 0.1 .. 1 with the best dev MAP.")] = None,
     limit_train_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N train queries.")] = None,
     eval_also: Annotated[list[str] | None, typer.Option("--eval-also", help="Extra validation data, e.g. trecqa:dev (never trained on).")] = None,
     name: Annotated[str | None, typer.Option(help="Artifact name (default: PIPELINE-MODE-sSEED).")] = None,
@@ -66,6 +67,7 @@ def distill(
 
     if name is not None:
         check_name(name)  # before anything else: the name becomes a folder under the home
+    share = _share(stage1_mix)
     store = Store.open()
     reg = Registry(store=store)
     recipe = _recipe(reg, pipeline, teachers, student,
@@ -75,13 +77,27 @@ def distill(
                       "batch_size": batch_size, "learning_rate": lr, "temperature": temperature, "alpha": alpha, "seed": seed, "ema_decay": ema_decay,
                       "pretrain_unlabelled": pretrain_unlabelled, "unlabelled_passes": unlabelled_passes,
                       "unlabelled_teachers": None if unlabelled_teachers is None else [t.strip() for t in unlabelled_teachers.split(",") if t.strip()],
-                      "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries, "rehearse": rehearse},
+                      "pool_hard_negatives": pool_hard_negatives, "pool_pseudo_queries": pool_pseudo_queries, "rehearse": rehearse,
+                      "stage1_mix": share},
                      {"name": data or None, "limit_train_queries": limit_train_queries or None, "dev": dev, "test": test, "split_seed": split_seed,
                       "unlabelled": unlabelled})
     res = _run(recipe, reg, store, name=name, out_dir=out, resume=resume, extra_evals=eval_also or [], overwrite=overwrite)
     if "rank" in res.metrics:  # a non-main process of `accelerate launch`: rank 0 reports
         return
     _report(res, recipe.distill.mode, fmt)
+
+
+def _share(value: str | None) -> float | str | None:
+    """--stage1-mix as the recipe takes it: a number, or "dev"."""
+    from qadistill.errors import UserInputError
+
+    if value is None or value.strip().lower() == "dev":
+        return value and "dev"
+    try:
+        return float(value)
+    except ValueError:
+        raise UserInputError(f"--stage1-mix {value!r} is neither a share nor dev",
+                             "give a share of stage 1's weights from 0 to 1 (e.g. --stage1-mix 0.3), or --stage1-mix dev") from None
 
 
 def _run(recipe, reg, store, **options):
@@ -140,4 +156,9 @@ def _report(res, mode: str, fmt: Format) -> None:
     before = m.get("train_seconds_before_resume") or 0.0
     times = (f"train {m['train_seconds']:.0f}s, {before:.0f}s of it before --resume; this process {m['total_seconds']:.0f}s in all"
              if before else f"train {m['train_seconds']:.0f}s, total {m['total_seconds']:.0f}s")
+    mix = m.get("stage1_mix")
+    if mix:
+        how = "chosen on dev" if mix["setting"] == "dev" else "set"
+        err_console().print(f"served weights: stage-1 share {mix['share']:g} ({how}): dev MAP {fmt_metric(mix['dev_map'])}, "
+                            f"{fmt_metric(mix['dev_map_unmixed'])} without stage 1 mixed in ({mix['fitted_on']})")
     err_console().print(f"saved to {res.path}  ({times})")
