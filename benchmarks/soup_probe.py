@@ -28,9 +28,11 @@ from fair_anchors import qadistill  # the one-JSON-result runner
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
-REPORT = {"title": "Weight average of second passes from one source student (`benchmarks/soup_probe.py`)", "order": 103,
-          "note": "A probe: per seed, the arms' students (all continued from that seed's source) averaged weight by "
-                  "weight, uniformly, and scored at their max length; MAP. Not a served recipe."}
+REPORT = {"title": "Weight averages of students of one lineage (`benchmarks/soup_probe.py`)", "order": 103, "section": "soup",
+          "note": "A probe: per seed, the arms' students (one lineage: passes continued from that seed's source, or a "
+                  "source and passes that continued it) averaged weight by weight, uniformly unless each arm's share is "
+                  "shown, and scored at their max length; MAP. Not a served recipe."}
+MEMBER = {"order": 103.5, "section": "soup"}  # a probe written under another --out name: shown under REPORT's heading
 SETS = {"dev": ("wikiqa", "dev"), "test": ("wikiqa", "test"), "trec": ("trecqa", "dev")}
 COPIED = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -128,7 +130,7 @@ def main() -> None:
     mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in [*arms, "soup"]}
     cmd = "python benchmarks/soup_probe.py " + " ".join(sys.argv[1:])
     out = {"command": cmd.strip(), "arms": arms, **({"weights": weights} if weights else {}), "sets": SETS, "seeds": rows, "mean": mean}
-    write_json(RES / a.out, out, REPORT)
+    write_json(RES / a.out, out, REPORT if a.out == "soup_probe.json" else MEMBER)
     print(f"mean (dev / test / trec): {line(mean)}")
 
 
