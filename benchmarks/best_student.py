@@ -1,5 +1,5 @@
 """The best student of the MKDM ablation (the arm with the best mean WikiQA dev MAP; its seed with the best dev MAP;
-both measured before any head weights are fitted on dev, whose dev MAP would be in-sample),
+both measured before any head weights or stage-1 share are fitted on dev, whose dev MAP would be in-sample),
 exported to ONNX int8 dynamic and scored as served: PyTorch fp32 against int8 on WikiQA test and TREC-QA dev; with the
 same seed's FFN-pruned student where the ablation has a pruned arm of it (`SOURCE-ffnW`), the same for that one; then
 one `qadistill bench` run of them all (PyTorch fp32 and ONNX Runtime int8, batch 1 and 32, length 128, 2 threads, MAP on
@@ -34,6 +34,13 @@ REPORT = {"title": "The best ablation student, served: PyTorch fp32 vs ONNX Runt
                                 "fitted on dev (in-sample there); test and TREC-QA only report."}
 
 
+def selection_dev(row: dict) -> float:
+    """A run's dev MAP before anything is fitted on dev: for a run whose stage-1 share was chosen on dev
+    (`--stage1-mix dev`: the best of 11 shares on those same questions, so in-sample), its share-0 figure."""
+    curve = row.get("mix_curve")
+    return curve[0]["dev_map"] if curve and "--stage1-mix dev" in row["command"] else row["dev_map"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP (an arm's reruns under "
@@ -48,9 +55,9 @@ def main() -> None:
         by_arm.setdefault(SAME_RECIPE.get(r["arm"], r["arm"]), []).append(r)
     # dev_map: the checkpoint-selection dev MAP of the heads' mean (or the one head), the same measure for every arm;
     # an arm's dev-fitted head weights (dev_map_learned) are fitted on that same dev split, so their dev MAP is in-sample
-    dev = {arm: statistics.mean(r["dev_map"] for r in rs) for arm, rs in by_arm.items()}
+    dev = {arm: statistics.mean(map(selection_dev, rs)) for arm, rs in by_arm.items()}
     arm = a.arm or max((x for x in dev if not PRUNED.fullmatch(x) and len(by_arm[x]) >= a.min_seeds), key=dev.get)
-    best = max(by_arm[arm], key=lambda r: r["dev_map"])
+    best = max(by_arm[arm], key=selection_dev)
     # the same seed's pruned student, where the ablation has a pruned arm of this one (FFN pruning + recovery)
     pruned = [r for x, rs in by_arm.items() if (m := PRUNED.fullmatch(x)) and m["source"] == arm for r in rs if r["seed"] == best["seed"]]
     out = {"arm": arm, "arm_dev_map": dev, "student": best["name"], "seed": best["seed"], "commands": [], "eval": {}, "int8": {}}

@@ -16,7 +16,8 @@ Usage:
       two-stage-4t-avg-full-more-a8-rh0,two-stage-4t-avg-full-more-a8-rh025,two-stage-4t-avg-full-more-a9-rh05,
       two-stage-4t-avg-full-more-a10-rh05,two-stage-4t-avg-full-more-a8-len128,two-stage-4t-avg-full-more-a8-rh05-len128,
       two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05,
-      two-stage-4t-avg-full-2pass-more-a9-rh05]
+      two-stage-4t-avg-full-2pass-more-a9-rh05,two-stage-4t-avg-full-2pass-more-a8,two-stage-4t-avg-full-2pass-more-a8-rh05,
+      two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -164,7 +165,10 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "gold weight 0.8 with one teacher-only pool batch per two / four labelled batches, `--rehearse 0.5` / `0.25` / "
                         "gold weight 0.9 / 1 (the labelled batches on gold alone) with one per two / gold weight 0.8 at max length 128 / the same with `--rehearse 0.5`; "
                         "-len128 arms train (and serve) at max length 128, which 64 cuts for 6% of WikiQA's pairs). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
-                        "with the plain mean of the heads. % is of each arm's own teachers' ensemble."}
+                        "with the plain mean of the heads. -mixdev arms serve their weights mixed with stage 1's last "
+                        "(`--stage1-mix dev`: (1 - w) x the labelled stage's + w x stage 1's, w of 0, 0.1 .. 1 chosen per seed "
+                        "on WikiQA dev); their '(stage-1 share w)' rows are the same runs at every share, for the record "
+                        "(share 0: the run as trained). % is of each arm's own teachers' ensemble."}
 SOURCES = RES / "mkdm_ablation_sources.jsonl"
 RECORDED = ("dev_map", "test_map", "trec_map", "train_seconds")  # a rebuilt source's figures set beside the recorded run's
 SOURCES_REPORT = {"title": "Source students rebuilt for derived arms (`benchmarks/mkdm_ablation.py`)", "order": 102,
@@ -241,7 +245,7 @@ def arm_options(arm: str, seed: int) -> list[str]:
     if m is None:
         return ARMS[arm]
     src, opts, out = m["source"], ARMS[_root(arm)], []
-    skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1}
+    skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1, "--stage1-mix": 1}  # stage 1's options: a pass has no stage 1
     i = 0
     while i < len(opts):
         if opts[i] in skip:
