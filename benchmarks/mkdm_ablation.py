@@ -17,7 +17,8 @@ Usage:
       two-stage-4t-avg-full-more-a10-rh05,two-stage-4t-avg-full-more-a8-len128,two-stage-4t-avg-full-more-a8-rh05-len128,
       two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05,
       two-stage-4t-avg-full-2pass-more-a9-rh05,two-stage-4t-avg-full-2pass-more-a8,two-stage-4t-avg-full-2pass-more-a8-rh05,
-      two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev]
+      two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev,two-stage-4t-avg-full-2pass-mixdev-more-a8,
+      two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
