@@ -18,7 +18,7 @@ Usage:
       two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05,
       two-stage-4t-avg-full-2pass-more-a9-rh05,two-stage-4t-avg-full-2pass-more-a8,two-stage-4t-avg-full-2pass-more-a8-rh05,
       two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev,two-stage-4t-avg-full-2pass-mixdev-more-a8,
-      two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05]
+      two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05,two-stage-4t-avg-full-2pass-a8e2-mixdev]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -144,6 +144,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # -2pass again, its served weights mixed with stage 1's last at the share of 0, 0.1 .. 1 with the best dev MAP (WiSE-FT);
     # every share's figures are recorded, so its share-0 rows repeat -2pass on this machine
     "two-stage-4t-avg-full-2pass-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--stage1-mix", "dev"],
+    # the same with a gold-heavy labelled stage of two epochs inside the run, so stage 1 is mixed back after it
+    "two-stage-4t-avg-full-2pass-a8e2-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--alpha", "0.8", "--epochs", "2",
+                                                "--stage1-mix", "dev"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
