@@ -436,17 +436,17 @@ def write_table() -> None:
         served = f" (served: stage-1 share {by_seed} by seed)" if shares else ""
         variants = [("", served, rs)] + ([("mean_", " (mean)", rs)] if all("mean_test_map" in r for r in rs) else [])
         variants += [("", f" (stage-1 share {w:g})", srs) for w, srs in shares.items()]
-        for pre, tag, rs in variants:
-            tm, tt = [r[f"{pre}test_map"] for r in rs], [r[f"{pre}trec_map"] for r in rs]
-            w = "-" if pre or not rs[0].get("head_weights") or len(rs[0]["head_weights"]) < 2 else \
-                "/".join(f"{statistics.mean(r['head_weights'][i] for r in rs):.2f}" for i in range(len(rs[0]["head_weights"]))) + \
-                f"; {sum(bool(r.get('learned_kept')) for r in rs)}/{len(rs)}"
-            dev = _ms([r["dev_map_mean"] for r in rs]) if pre else _ms([r.get("dev_map_learned") or r["dev_map"] for r in rs])
-            pool = rs[0].get("stage1_pool_pairs") or "-"
-            lines.append(f"| `{arm}`{tag} | {n_teachers} | {len(rs)} | {dev} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in rs])} | {_ms(tt)} | "
-                         f"{_ms([r[f'{pre}trec_mrr'] for r in rs])} | {100 * statistics.mean(tm) / e['wikiqa_map']:.1f}% / "
-                         f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {pool} | {rs[0]['parameters']} | "
-                         f"{statistics.median(r['train_seconds'] for r in rs):.0f} | `{rs[0]['command']}` |")
+        for pre, tag, runs in variants:
+            tm, tt = [r[f"{pre}test_map"] for r in runs], [r[f"{pre}trec_map"] for r in runs]
+            w = "-" if pre or not runs[0].get("head_weights") or len(runs[0]["head_weights"]) < 2 else \
+                "/".join(f"{statistics.mean(r['head_weights'][i] for r in runs):.2f}" for i in range(len(runs[0]["head_weights"]))) + \
+                f"; {sum(bool(r.get('learned_kept')) for r in runs)}/{len(runs)}"
+            dev = _ms([r["dev_map_mean"] for r in runs]) if pre else _ms([r.get("dev_map_learned") or r["dev_map"] for r in runs])
+            pool = runs[0].get("stage1_pool_pairs") or "-"
+            lines.append(f"| `{arm}`{tag} | {n_teachers} | {len(runs)} | {dev} | {_ms(tm)} | {_ms([r[f'{pre}test_mrr'] for r in runs])} | {_ms(tt)} | "
+                         f"{_ms([r[f'{pre}trec_mrr'] for r in runs])} | {100 * statistics.mean(tm) / e['wikiqa_map']:.1f}% / "
+                         f"{100 * statistics.mean(tt) / e['trec_map']:.1f}% | {w} | {pool} | {runs[0]['parameters']} | "
+                         f"{statistics.median(r['train_seconds'] for r in runs):.0f} | `{runs[0]['command']}` |")
     write_text(RES / "mkdm_ablation.md", "\n".join(lines) + "\n", TABLE_REPORT)
     print("\n".join(lines))
 

@@ -59,12 +59,17 @@ def soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> 
     out.mkdir(parents=True)
     for name in COPIED:
         shutil.copy(folders[0] / name, out / name)
-    w = [1.0] * len(tensors) if weights is None else [float(x) for x in weights]
-    if len(w) != len(tensors) or any(x < 0 for x in w) or sum(w) <= 0:
-        raise SystemExit(f"weights {w}: give one non-negative weight per ingredient ({len(tensors)}), not all zero")
-    w = [x / sum(w) for x in w]
+    w = shares(weights, len(tensors))
     mixed = {k: sum(x * t[k].float() for x, t in zip(w, tensors)).to(first[k].dtype) for k in first}
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def shares(weights: list[float] | None, n: int) -> list[float]:
+    """``weights`` normalised to sum to one (uniform when None); refused unless n, non-negative and not all zero."""
+    w = [1.0] * n if weights is None else [float(x) for x in weights]
+    if len(w) != n or any(x < 0 for x in w) or sum(w) <= 0:
+        raise SystemExit(f"weights {w}: give one non-negative weight per ingredient ({n}), not all zero")
+    return [x / sum(w) for x in w]
 
 
 def lineage_root(names: list[str], inits: list[str | None]) -> str:
@@ -108,12 +113,12 @@ def main() -> None:
             weights = [float(x) for x in a.weights.split(",")]
         except ValueError:
             raise SystemExit(f"--weights {a.weights}: give numbers, comma-separated") from None
-        if len(weights) != len(arms) or any(x < 0 for x in weights) or sum(weights) <= 0:
-            raise SystemExit(f"--weights {a.weights}: give one non-negative weight per arm ({len(arms)}), not all zero")
+        shares(weights, len(arms))  # refused here, before any work
     seeds = [int(s) for s in a.seeds.split(",")]
     built = {s: [student(arm, s) for arm in arms] for s in seeds}  # all checked before any work
+    roots = {}
     for s, students in built.items():
-        lineage_root([f.name for f, _ in students], [m["student"].get("init", {}).get("model") for _, m in students])
+        roots[s] = lineage_root([f.name for f, _ in students], [m["student"].get("init", {}).get("model") for _, m in students])
         if len({m["max_length"] for _, m in students}) != 1:
             raise SystemExit(f"seed {s}: the students' max lengths {[m['max_length'] for _, m in students]} differ")
     rows = []
@@ -124,8 +129,7 @@ def main() -> None:
             length = students[0][1]["max_length"]
             figures = {arm: score(f, length) for arm, (f, _) in zip(arms, students)}
             figures["soup"] = score(out, length)
-            root = lineage_root([f.name for f, _ in students], [m["student"]["init"]["model"] for _, m in students])
-            rows.append({"seed": s, "source": root, "max_length": length, **figures})
+            rows.append({"seed": s, "source": roots[s], "max_length": length, **figures})
             print(f"seed {s}: {line(figures)}")
     mean = {k: {x: statistics.mean(r[k][x] for r in rows) for x in SETS} for k in [*arms, "soup"]}
     cmd = "python benchmarks/soup_probe.py " + " ".join(sys.argv[1:])

@@ -419,10 +419,10 @@ def _train_student(plan: _Plan, registry, work: Path, resume: bool, progress: Pr
     stage2 = train(model, tok, plan.train.pairs, targets, base, work / "stage2", dev=plan.splits.dev, resume=resume,
                    progress=progress, label=f"distill {d.mode}" + (f" + rehearsal x{d.rehearse:g}" if rehearsal else ""),
                    rehearsal=rehearsal)
-    mix = _mix_stage1(plan, model, tok, stage1_weights) if stage1_weights is not None else None
+    mix, mixed_from = _mix_stage1(plan, model, tok, stage1_weights) if stage1_weights is not None else (None, None)
     combination = _fit_combination(plan, model, tok) if head_combine(plan) == "learned" and K > 1 else None
     return {"model": model, "tok": tok, "heads": K, "stage1": stage1, "stage2": stage2, "teacher_seconds": teacher_seconds,
-            "stage1_mix": mix, "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
+            "stage1_mix": mix, "mixed_from": mixed_from, "combination": combination, "pruned": pruned[0].to_dict() if pruned is not None and pruned[0] is not None else None,
             "teacher_folds": {t.name: len(t.folds()) for t in teachers if hasattr(t, "folds") and t.folds()}}
 
 
@@ -440,10 +440,11 @@ def mix_weights(last: dict, first: dict, share: float) -> dict:
     return {k: torch.lerp(v, first[k].to(v.dtype), share) if v.is_floating_point() else v for k, v in last.items()}
 
 
-def _mix_stage1(plan: _Plan, model, tok, stage1_weights: dict) -> dict:
+def _mix_stage1(plan: _Plan, model, tok, stage1_weights: dict) -> tuple[dict, tuple[dict, dict]]:
     """WiSE-FT between TMKD's stages ([distill] stage1_mix): the served weights are the labelled stage's moved toward
     stage 1's last by the share the recipe sets, or by the share of ``STAGE1_MIX_GRID`` with the best dev MAP. Every
-    share's dev MAP is recorded (the curve), so a fixed share can be checked against its neighbours."""
+    share's dev MAP is recorded (the curve), so a fixed share can be checked against its neighbours. Returns that
+    record and the two sets of weights mixed (the labelled stage's, stage 1's) for ``_mix_curves``."""
     d, dev, label = plan.pipeline.distill, plan.splits.dev, plan.splits.label("dev")
     trained = _weights_copy(model)
     grid = sorted(set(STAGE1_MIX_GRID) | ({d.stage1_mix} if d.stage1_mix != "dev" else set()))
@@ -455,16 +456,14 @@ def _mix_stage1(plan: _Plan, model, tok, stage1_weights: dict) -> dict:
     share = max(grid, key=lambda w: (curve[w] if curve[w] is not None else -1.0, -w)) if d.stage1_mix == "dev" else float(d.stage1_mix)
     model.load_state_dict(mix_weights(trained, stage1_weights, share))
     return {"setting": d.stage1_mix, "share": share, "dev_map": curve[share], "dev_map_unmixed": curve[0.0],
-            "dev_curve": [{"share": w, "map": curve[w]} for w in grid], "fitted_on": label,
-            "_weights": (trained, stage1_weights)}  # for _mix_curves; not saved
+            "dev_curve": [{"share": w, "map": curve[w]} for w in grid], "fitted_on": label}, (trained, stage1_weights)
 
 
 def _mix_curves(plan: _Plan, t: dict, sets: dict) -> None:
     """After the served mix is measured: every share of the dev curve measured on the other sets too (test and
     --eval-also; MAP and MRR), beside it, for the record only: the served share was fixed (or chosen on dev) before.
     The served weights go back into the model."""
-    mix = t["stage1_mix"]
-    trained, first = mix.pop("_weights")
+    mix, (trained, first) = t["stage1_mix"], t["mixed_from"]
     model, tok, ml = t["model"], t["tok"], plan.pipeline.distill.max_length
     curves = {key: [] for key in sets}
     for c in mix["dev_curve"]:
@@ -514,19 +513,17 @@ def _evaluate_all(plan: _Plan, t: dict) -> dict:
     sets.update({spec: (ds, spec if ":" in spec else f"{spec}:dev") for spec, ds in plan.extra.items()})
     if t.get("combination") is None:
         metrics = {key: evaluate_student(model, tok, ds, ml, label) for key, (ds, label) in sets.items()}
-        if t.get("stage1_mix"):
-            _mix_curves(plan, t, sets)
-        return metrics
-    from qadistill.heads import combined_metrics, head_logits
+    else:
+        from qadistill.heads import combined_metrics, head_logits
 
-    metrics, mean_metrics = {}, {}
-    k = t["heads"]
-    for key, (ds, label) in sets.items():
-        require_labelled(ds, label)
-        logits = head_logits(model, tok, ds.pairs, ml)
-        metrics[key] = {"data": label, **combined_metrics(logits, ds, t["combination"]["weights"])}
-        mean_metrics[key] = {"data": label, **combined_metrics(logits, ds, [1.0 / k] * k)}
-    t["combination"]["mean_metrics"] = mean_metrics
+        metrics, mean_metrics = {}, {}
+        k = t["heads"]
+        for key, (ds, label) in sets.items():
+            require_labelled(ds, label)
+            logits = head_logits(model, tok, ds.pairs, ml)
+            metrics[key] = {"data": label, **combined_metrics(logits, ds, t["combination"]["weights"])}
+            mean_metrics[key] = {"data": label, **combined_metrics(logits, ds, [1.0 / k] * k)}
+        t["combination"]["mean_metrics"] = mean_metrics
     if t.get("stage1_mix"):
         _mix_curves(plan, t, sets)
     return metrics
