@@ -18,7 +18,8 @@ Usage:
       two-stage-4t-avg-full-len128-more-a8,two-stage-4t-avg-full-len128-more-a9-rh05,
       two-stage-4t-avg-full-2pass-more-a9-rh05,two-stage-4t-avg-full-2pass-more-a8,two-stage-4t-avg-full-2pass-more-a8-rh05,
       two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev,two-stage-4t-avg-full-2pass-mixdev-more-a8,
-      two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05,two-stage-4t-avg-full-2pass-a8e2-mixdev]
+      two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05,two-stage-4t-avg-full-2pass-a8e2-mixdev,
+      two-stage-4t-avg-full-2pass-mixdev-cross3]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -147,6 +148,10 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # the same with a gold-heavy labelled stage of two epochs inside the run, so stage 1 is mixed back after it
     "two-stage-4t-avg-full-2pass-a8e2-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--alpha", "0.8", "--epochs", "2",
                                                 "--stage1-mix", "dev"],
+    # -2pass-mixdev from another 3-layer start: the first 3 layers of the fine-tuned cross-encoder teacher (the same size as
+    # minilm-l6-first3-student, whose layers come from the bi-encoder all-MiniLM-L6-v2 the teacher was fine-tuned from)
+    "two-stage-4t-avg-full-2pass-mixdev-cross3": [*FULL_4T, "--unlabelled-passes", "2", "--stage1-mix", "dev",
+                                                  "--student", "minilm-l6-cross3-student"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -249,7 +254,8 @@ def arm_options(arm: str, seed: int) -> list[str]:
     if m is None:
         return ARMS[arm]
     src, opts, out = m["source"], ARMS[_root(arm)], []
-    skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1, "--stage1-mix": 1}  # stage 1's options: a pass has no stage 1
+    # stage 1's options (a pass has no stage 1) and the source's student recipe (a pass starts from the built student)
+    skip = {"--pretrain-unlabelled": 0, "--unlabelled-passes": 1, "--stage1-mix": 1, "--student": 1}
     i = 0
     while i < len(opts):
         if opts[i] in skip:

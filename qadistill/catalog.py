@@ -112,7 +112,7 @@ def _entry_status(reg: Registry, e: Entry, built: list[str]) -> tuple[str, Sourc
         ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
         label = f"init:first {init.layers} layers of {ref}" if isinstance(init, TruncateInit) else f"init:random (vocab {ref})"
         base = reg.get(ref)
-        return label, entry_status(reg, base, [])[1]
+        return label, entry_status(reg, base, _built(reg, ref))[1]
     assert isinstance(r, PipelineRecipe)
     missing = []
     for name in [*r.teachers, r.student]:

@@ -31,6 +31,9 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
     ref = init.model if isinstance(init, TruncateInit) else init.vocab_from
     t = registry.recipe(ref, "teacher")
     assert isinstance(t, TeacherRecipe)
+    if t.source is None and t.finetune_from is not None:
+        # a teacher `qadistill teach` fine-tunes: its build (a cross-encoder, whose classifier the student drops)
+        return registry.built_teacher(ref)
     if t.source is None:
         raise UserInputError(f"student init '{ref}' has no source of its own", "initialise from a packaged or Hub encoder")
     return resolve_source(t.source)
