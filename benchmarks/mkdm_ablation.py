@@ -19,7 +19,7 @@ Usage:
       two-stage-4t-avg-full-2pass-more-a9-rh05,two-stage-4t-avg-full-2pass-more-a8,two-stage-4t-avg-full-2pass-more-a8-rh05,
       two-stage-4t-avg-full-2pass-more-a8-rh025,two-stage-4t-avg-full-2pass-mixdev,two-stage-4t-avg-full-2pass-mixdev-more-a8,
       two-stage-4t-avg-full-2pass-mixdev-more-a8-rh05,two-stage-4t-avg-full-2pass-a8e2-mixdev,
-      two-stage-4t-avg-full-2pass-mixdev-cross3]
+      two-stage-4t-avg-full-2pass-a8e2-rh05-mixdev,two-stage-4t-avg-full-2pass-mixdev-cross3]
       [--seeds 1,2,3] [--skip-done]
   python benchmarks/mkdm_ablation.py --table-only
 
@@ -148,6 +148,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # the same with a gold-heavy labelled stage of two epochs inside the run, so stage 1 is mixed back after it
     "two-stage-4t-avg-full-2pass-a8e2-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--alpha", "0.8", "--epochs", "2",
                                                 "--stage1-mix", "dev"],
+    # the same rehearsing one teacher-only pool batch per two labelled batches (`--rehearse 0.5`) in that labelled stage
+    "two-stage-4t-avg-full-2pass-a8e2-rh05-mixdev": [*FULL_4T, "--unlabelled-passes", "2", "--alpha", "0.8", "--epochs", "2",
+                                                     "--rehearse", "0.5", "--stage1-mix", "dev"],
     # -2pass-mixdev from another 3-layer start: the first 3 layers of the fine-tuned cross-encoder teacher (the same size as
     # minilm-l6-first3-student, whose layers come from the bi-encoder all-MiniLM-L6-v2 the teacher was fine-tuned from)
     "two-stage-4t-avg-full-2pass-mixdev-cross3": [*FULL_4T, "--unlabelled-passes", "2", "--stage1-mix", "dev",
@@ -174,7 +177,9 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "gold weight 0.8 with one teacher-only pool batch per two / four labelled batches, `--rehearse 0.5` / `0.25` / "
                         "gold weight 0.9 / 1 (the labelled batches on gold alone) with one per two / gold weight 0.8 at max length 128 / the same with `--rehearse 0.5`; "
                         "-len128 arms train (and serve) at max length 128, which 64 cuts for 6% of WikiQA's pairs). The head combination is fitted on WikiQA dev; '(mean)' rows are the same runs served "
-                        "with the plain mean of the heads. -mixdev arms serve their weights mixed with stage 1's last "
+                        "with the plain mean of the heads. -a8e2 arms run the labelled stage for two epochs at gold weight 0.8 "
+                        "(`--epochs 2 --alpha 0.8`; -a8e2-rh05: with `--rehearse 0.5`); -cross3 arms start from the first 3 "
+                        "layers of the fine-tuned cross-encoder teacher (`minilm-l6-cross3-student`) instead of all-MiniLM-L6-v2's. -mixdev arms serve their weights mixed with stage 1's last "
                         "(`--stage1-mix dev`: (1 - w) x the labelled stage's + w x stage 1's, w of 0, 0.1 .. 1 chosen per seed "
                         "on WikiQA dev); their '(stage-1 share w)' rows are the same runs at every share, for the record "
                         "(share 0: the run as trained). % is of each arm's own teachers' ensemble."}
