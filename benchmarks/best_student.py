@@ -41,6 +41,14 @@ def selection_dev(row: dict) -> float:
     return curve[0]["dev_map"] if curve and "--stage1-mix dev" in row["command"] else row["dev_map"]
 
 
+def pooled(rows: list[dict]) -> dict[str, list[dict]]:
+    """The runs by arm, a rerun of an arm's recipe under another name (SAME_RECIPE) counted as more seeds of that arm."""
+    by_arm: dict[str, list[dict]] = {}
+    for r in rows:
+        by_arm.setdefault(SAME_RECIPE.get(r["arm"], r["arm"]), []).append(r)
+    return by_arm
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arm", default=None, help="default: the unpruned arm with the best mean dev MAP (an arm's reruns under "
@@ -50,9 +58,7 @@ def main() -> None:
     ap.add_argument("--min-seeds", type=int, default=3, help="only arms run with at least this many seeds compete (a one-seed probe does not)")
     a = ap.parse_args()
     rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
-    by_arm: dict[str, list[dict]] = {}
-    for r in rows:  # a rerun of an arm's recipe under another name (SAME_RECIPE) is more seeds of that arm
-        by_arm.setdefault(SAME_RECIPE.get(r["arm"], r["arm"]), []).append(r)
+    by_arm = pooled(rows)
     # dev_map: the checkpoint-selection dev MAP of the heads' mean (or the one head), the same measure for every arm;
     # an arm's dev-fitted head weights (dev_map_learned) are fitted on that same dev split, so their dev MAP is in-sample
     dev = {arm: statistics.mean(map(selection_dev, rs)) for arm, rs in by_arm.items()}

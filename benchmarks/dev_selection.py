@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from _report import set_report, write_text
-from best_student import selection_dev
-from mkdm_ablation import PRUNED_ARM, SAME_RECIPE, arm_teachers, ensemble, known
+from best_student import pooled, selection_dev
+from mkdm_ablation import PRUNED_ARM, arm_teachers, ensemble, known
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
@@ -48,12 +48,9 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def arm_means(rows: list[dict], min_seeds: int) -> dict[str, dict]:
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(SAME_RECIPE.get(r["arm"], r["arm"]), []).append(r)
     return {arm: {"teachers": arm_teachers(arm), "seeds": len(rs), "dev": statistics.mean(map(selection_dev, rs)),
                   "test": statistics.mean(r["test_map"] for r in rs), "trec": statistics.mean(r["trec_map"] for r in rs)}
-            for arm, rs in by.items() if len(rs) >= min_seeds and known(arm) and not PRUNED_ARM.fullmatch(arm)}
+            for arm, rs in pooled(rows).items() if len(rs) >= min_seeds and known(arm) and not PRUNED_ARM.fullmatch(arm)}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import dev_selection  # noqa: E402
+from mkdm_ablation import SAME_RECIPE  # noqa: E402
 
 
 def test_ranks_give_ties_their_mean_rank() -> None:
@@ -29,7 +30,7 @@ def _row(arm: str, seed: int, dev: float, test: float = 0.7, trec: float = 0.8) 
 
 
 def test_arm_means_pool_reruns_and_drop_thin_and_pruned_arms() -> None:
-    rerun, arm = next(iter(dev_selection.SAME_RECIPE.items()))
+    rerun, arm = next(iter(SAME_RECIPE.items()))
     rows = [_row(arm, 1, 0.70), _row(arm, 2, 0.72), _row(rerun, 3, 0.74), _row("two-stage", 1, 0.5),
             *(_row("two-stage-3t-ffn768", s, 0.9) for s in (1, 2, 3))]
     means = dev_selection.arm_means(rows, min_seeds=3)
