@@ -17,7 +17,6 @@ Reads results/mkdm_ablation.jsonl (benchmarks/mkdm_ablation.py), writes results/
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from _report import write_json
 from fair_anchors import qadistill  # the one-JSON-result runner
 from mkdm_ablation import PRUNED_ARM as PRUNED  # the ablation's pruned arms, SOURCE-ffnW
+from mkdm_ablation import RUNS, read_rows
 from mkdm_ablation import SAME_RECIPE  # control arms that rerun another arm's recipe: their seeds count for that arm
 
 HERE = Path(__file__).resolve().parent
@@ -57,7 +57,9 @@ def main() -> None:
     ap.add_argument("--bench-min-time", default="2")
     ap.add_argument("--min-seeds", type=int, default=3, help="only arms run with at least this many seeds compete (a one-seed probe does not)")
     a = ap.parse_args()
-    rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_rows(RUNS)
+    if not rows:
+        raise SystemExit(f"no runs in {RUNS}: run benchmarks/mkdm_ablation.py first")
     by_arm = pooled(rows)
     # dev_map: the checkpoint-selection dev MAP of the heads' mean (or the one head), the same measure for every arm;
     # an arm's dev-fitted head weights (dev_map_learned) are fitted on that same dev split, so their dev MAP is in-sample

@@ -11,14 +11,13 @@ Writes results/dev_selection.md (its command in its first line).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from _report import set_report, write_text
 from best_student import pooled, selection_dev
-from mkdm_ablation import PRUNED_ARM, arm_teachers, ensemble, known
+from mkdm_ablation import PRUNED_ARM, RUNS, arm_teachers, ensemble, known, read_rows
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
@@ -58,7 +57,9 @@ def main() -> None:
     ap.add_argument("--min-seeds", type=int, default=3)
     ap.add_argument("--min-arms", type=int, default=5, help="teacher sets with fewer arms get no correlation")
     a = ap.parse_args()
-    rows = [json.loads(x) for x in (RES / "mkdm_ablation.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_rows(RUNS)
+    if not rows:
+        raise SystemExit(f"no runs in {RUNS}: run benchmarks/mkdm_ablation.py first")
     means = arm_means(rows, a.min_seeds)
     command = "python benchmarks/dev_selection.py" + "".join(f" {x}" for x in sys.argv[1:])
     out = [f"`{command}` (from `results/mkdm_ablation.jsonl`; {a.min_seeds}+ seeds per arm)", ""]
