@@ -130,7 +130,9 @@ def test_rank_jsonl_errors_name_the_line_in_the_file_blank_lines_included(cli, t
     assert r.exit_code == 2 and "pj.jsonl:4: field 'passage' must be non-empty" in r.stderr
     f = write(tmp_path / "pk.jsonl", '\n{"id": "a", "passage": "x."}\nnot json\n')
     r = cli("rank", str(folder), "-q", "who?", "-p", str(f))
-    assert r.exit_code == 2 and "pk.jsonl:3: invalid JSON (line 2 is a JSON object" in r.stderr
+    assert r.exit_code == 2 and "pk.jsonl:3: invalid JSON" in r.stderr and "a .jsonl file" in r.stderr
+    r = cli("rank", str(folder), "-q", "who?", input='\n{"id": "a", "passage": "x."}\nnot json\n')
+    assert r.exit_code == 2 and "stdin:3: invalid JSON" in r.stderr and "line 2 starts a JSON object" in r.stderr
 
 
 def test_rank_unknown_model(cli):
@@ -338,3 +340,27 @@ def test_sessions_on_a_pytorch_model_is_refused(tiny_rank):
 
     with pytest.raises(UserInputError, match="sessions=2 needs an ONNX model"):
         load(str(tiny_rank[0]), backend="torch", sessions=2)
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("broken.jsonl", '{"id": 1, "passage": "a king."\n{"id": 2, "passage": "the queen."}\n', "broken.jsonl:1: invalid JSON"),
+    ("broken.ndjson", '\n{"id": 1, "passage": "a king.",}\n', "broken.ndjson:2: invalid JSON"),
+    ("plain.jsonl", "a king.\nthe queen.\n", "plain.jsonl:1: invalid JSON"),
+    ("-", '{"id": 1, "passage": "a king."\n{"id": 2, "passage": "the queen."}\n', "stdin:1: invalid JSON"),
+])
+def test_rank_broken_jsonl_is_refused_not_ranked_as_raw_text(cli, tiny_rank, tmp_path, name, content, where):
+    """A JSONL file (by its name, or a first line that starts like a JSON object) whose first line does not parse used
+    to be read as plain text: every raw JSON line ranked as a passage, exit 0."""
+    folder, _ = tiny_rank
+    if name == "-":
+        r = cli("rank", str(folder), "-q", "who?", input=content)
+    else:
+        r = cli("rank", str(folder), "-q", "who?", "-p", str(write(tmp_path / name, content)))
+    assert r.exit_code == 2 and where in r.stderr, r.output
+
+
+def test_rank_plain_text_file_may_start_with_a_brace(cli, tiny_rank, tmp_path):
+    folder, _ = tiny_rank
+    f = write(tmp_path / "p.txt", '{"quoted" in braces} is a passage.\nthe queen.\n')
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(f), "--format", "json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["results"]) == 2, r.output

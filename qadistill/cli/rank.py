@@ -16,6 +16,9 @@ from qadistill.errors import UserInputError
 Backend = Enum("Backend", {b.replace("-", "_"): b for b in BACKENDS}, type=str)  # the API's vocabulary, shown and validated
 
 
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
 def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     """(passages, ids or None) of a passage file or stdin (see ``read_numbered``)."""
     texts, ids, _ = read_numbered(source)
@@ -51,14 +54,20 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
     numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     lines = [line for _, line in numbered]
-    if lines and _json_object_line(lines[0]):  # JSONL: decided by the first line, then every line must be JSON
+    suffix = "" if source == "-" else Path(source).suffix.lower()
+    # JSONL: by the file's name (.jsonl/.ndjson), else by a first line that is a JSON object -- or that starts like one
+    # outside a .txt file (a broken first row must not turn the rows into plain-text passages) -- then every line is JSON
+    if lines and (suffix in JSONL_SUFFIXES or _json_object_line(lines[0])
+                  or (suffix != ".txt" and lines[0].lstrip().startswith('{"'))):
+        why = (f"a {suffix} file" if suffix in JSONL_SUFFIXES else f"line {numbered[0][0]} starts a JSON object")
         passages, ids, seen = [], [], {}
         for row_no, (i, line) in enumerate(numbered, 1):  # i: the line in the file (blank lines count), for messages
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserInputError(f"{name}:{i}: invalid JSON (line {numbered[0][0]} is a JSON object, so every line must be one)",
-                                     "one JSON object per line, or plain text throughout") from None
+            except json.JSONDecodeError as e:
+                raise UserInputError(f"{name}:{i}: invalid JSON ({e.msg} at column {e.colno}; {why}, so every line must "
+                                     "be a JSON object)",
+                                     "one JSON object per line; plain passages go in a .txt file, one per line") from None
             if not isinstance(row, dict):
                 raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
             field = "passage" if "passage" in row else "text" if "text" in row else None
