@@ -44,6 +44,11 @@ budget differs, asking whether the four-teacher student was short of data rather
 average spans about the last 200 steps of each stage; stage 2 takes about 640): same steps, same data, the kept weights
 averaged along the run instead of the last ones.
 
+Arms `two-stage-pair-avg-full-2pass-mixdev` and `two-stage-pair-cross-avg-full-2pass-mixdev` run the recipe of
+`two-stage-4t-avg-full-2pass-mixdev` with the two teachers of benchmarks/distill_table.py (all-mpnet-base-v2 +
+all-MiniLM-L6-v2, whose ensemble the issue's starting student reached 95.1% of) and with those two plus the
+cross-encoder: 2 against 3 teachers at the full recipe, each against its own teachers' ensemble.
+
 Arm `two-stage-3t-pool2t` labels TMKD stage 1's pool with the two bi-encoders only (`--unlabelled-teachers`): the
 cross-encoder, fine-tuned on WikiQA questions, is out of its domain on the pool's other-document sentences and titles;
 it teaches in the labelled stage, as in `two-stage-3t`.
@@ -94,9 +99,12 @@ TEACHERS_3T_INFOLD = f"{TEACHERS},{CROSS_INFOLD}"
 MPNET = "all-mpnet-base-v2"
 TEACHERS_3BI = f"{TEACHERS},{MPNET}"  # three zero-shot bi-encoders: no teacher fine-tuned on WikiQA
 TEACHERS_4T = f"{TEACHERS},{MPNET},{CROSS}"
+TEACHERS_PAIR = f"{MPNET},all-minilm-l6-v2"  # the two teachers of benchmarks/distill_table.py (the issue's starting point)
+TEACHERS_PAIR_CROSS = f"{TEACHERS_PAIR},{CROSS}"  # those two and the fine-tuned cross-encoder
 ENSEMBLES = {TEACHERS: RES / "teachers_eval_quickstart.json", TEACHERS_3T: RES / "teachers_eval_quickstart_3t.json",
              TEACHERS_3T_INFOLD: RES / "teachers_eval_quickstart_3t_infold.json",
-             TEACHERS_3BI: RES / "teachers_eval_quickstart_3bi.json", TEACHERS_4T: RES / "teachers_eval_quickstart_4t.json"}
+             TEACHERS_3BI: RES / "teachers_eval_quickstart_3bi.json", TEACHERS_4T: RES / "teachers_eval_quickstart_4t.json",
+             TEACHERS_PAIR: RES / "teachers_eval_pair.json", TEACHERS_PAIR_CROSS: RES / "teachers_eval_cross_gold_only.json"}
 TEACH = ["--data", "wikiqa", "--epochs", "4", "--eval-every", "271", "--distill-from", ""]  # gold only
 FOLDS = {CROSS: "2", CROSS_INFOLD: "0"}
 INFOLD_RECIPE = """kind = "teacher"
@@ -155,6 +163,14 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
     # minilm-l6-first3-student, whose layers come from the bi-encoder all-MiniLM-L6-v2 the teacher was fine-tuned from)
     "two-stage-4t-avg-full-2pass-mixdev-cross3": [*FULL_4T, "--unlabelled-passes", "2", "--stage1-mix", "dev",
                                                   "--student", "minilm-l6-cross3-student"],
+    # -2pass-mixdev with distill_table.py's two teachers, all-mpnet-base-v2 + all-MiniLM-L6-v2 (its best student, two-stage
+    # from minilm-l6-first3-student at the quickstart budget: 95.1% / 100.5% of their ensemble)
+    "two-stage-pair-avg-full-2pass-mixdev": ["--teachers", TEACHERS_PAIR, "--mode", "avg", "--pretrain-unlabelled",
+                                             "--limit-train-queries", "2118", "--unlabelled-passes", "2", "--stage1-mix", "dev"],
+    # the same with the fine-tuned cross-encoder as their third teacher
+    "two-stage-pair-cross-avg-full-2pass-mixdev": ["--teachers", TEACHERS_PAIR_CROSS, "--mode", "avg", "--pretrain-unlabelled",
+                                                   "--limit-train-queries", "2118", "--unlabelled-passes", "2",
+                                                   "--stage1-mix", "dev"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
@@ -166,7 +182,8 @@ TABLE_REPORT = {"title": "MKDM ablation at the quickstart budget (`benchmarks/mk
                         "cross-encoder fine-tuned by `qadistill teach` (gold only; cross-fitted by 2 fold models that score "
                         "the WikiQA train questions, -infold arms: the same teacher without them, scoring those questions "
                         "from memory); -3bi arms add all-mpnet-base-v2 zero-shot instead (three bi-encoders, none fine-tuned "
-                        "on WikiQA); -4t arms add both. two-stage arms add TMKD stage 1 on the "
+                        "on WikiQA); -4t arms add both; -pair arms have distill_table.py's two teachers instead, all-mpnet-base-v2 + "
+                        "all-MiniLM-L6-v2, and -pair-cross arms add the cross-encoder to those two. two-stage arms add TMKD stage 1 on the "
                         "pool in the pool column (pq: 2 pseudo-queries per document; 2pass / 3pass: two / three passes; pool2t: the pool labelled by "
                         "the two bi-encoders only; -ema: `--ema-decay 0.995`, an exponential moving average of the weights "
                         "evaluated and kept in each stage); -ffn768 arms are "

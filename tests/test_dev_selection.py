@@ -36,3 +36,19 @@ def test_arm_means_pool_reruns_and_drop_thin_and_pruned_arms() -> None:
     means = dev_selection.arm_means(rows, min_seeds=3)
     assert list(means) == [arm]  # the rerun counts for its arm; one seed is too few; a pruned arm does not compete
     assert means[arm]["seeds"] == 3 and means[arm]["dev"] == pytest.approx(0.72)
+
+
+def test_report_names_the_overall_pick_against_its_own_bars_and_tables_small_sets_without_rho() -> None:
+    m = lambda t, dev, test, trec: {"teachers": t, "seeds": 3, "dev": dev, "test": test, "trec": trec}  # noqa: E731
+    means = {"a1": m("A", 0.70, 0.72, 0.80), "a2": m("A", 0.74, 0.71, 0.82), "a3": m("A", 0.72, 0.70, 0.84),
+             "b1": m("B", 0.76, 0.75, 0.78)}
+    bars = {"A": (0.70, 0.81), "B": (0.80, 0.80)}.__getitem__
+    out = dev_selection.report(means, bars, min_arms=3)
+    # the highest dev over every set is b1, measured against B's bars: 0.75/0.80, 0.78/0.80
+    assert out[0].startswith("Over every teacher set, dev's pick is `b1` (teachers B; dev 0.7600): WikiQA test 93.8% and TREC-QA 97.5%")
+    head_a = next(x for x in out if x.startswith("**Teachers A**"))
+    assert "(3 arms;" in head_a and "rho(dev, test) = -0.50" in head_a and "rho(dev, TREC-QA) = +0.50" in head_a
+    assert "Arms at or above both bars: `a2`, `a3`; dev's pick: `a2`." in head_a  # a1 misses TREC-QA's bar
+    head_b = next(x for x in out if x.startswith("**Teachers B**"))
+    assert "(1 arm;" in head_b and "No rank correlations (fewer than 3 arms)" in head_b and "both bars: none" in head_b
+    assert [x.split("`")[1] for x in out if x.startswith("| `a")] == ["a2", "a3", "a1"]  # by dev
