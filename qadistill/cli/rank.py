@@ -60,35 +60,40 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
     if lines and (suffix in JSONL_SUFFIXES or _json_object_line(lines[0])
                   or (suffix != ".txt" and lines[0].lstrip().startswith('{"'))):
         why = (f"a {suffix} file" if suffix in JSONL_SUFFIXES else f"line {numbered[0][0]} starts a JSON object")
-        passages, ids, seen = [], [], {}
-        for row_no, (i, line) in enumerate(numbered, 1):  # i: the line in the file (blank lines count), for messages
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserInputError(f"{name}:{i}: invalid JSON ({e.msg} at column {e.colno}; {why}, so every line must "
-                                     "be a JSON object)",
-                                     "one JSON object per line; plain passages go in a .txt file, one per line") from None
-            if not isinstance(row, dict):
-                raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
-            field = "passage" if "passage" in row else "text" if "text" in row else None
-            if field is None:
-                raise UserInputError(f"{name}:{i}: no \"passage\" or \"text\" field", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
-            txt = row[field]
-            if not isinstance(txt, str) or not txt.strip():
-                raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
-                                     "give every passage some text")
-            raw_id = row.get("id", row_no)
-            if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-                raise UserInputError(f"{name}:{i}: id {json.dumps(raw_id)[:40]} is not a string or a whole number",
-                                     "give each passage a string (or integer) id, or none")
-            pid = str(raw_id)
-            if pid in seen:
-                raise UserInputError(f"{name}:{i}: id {pid!r} was already used on line {seen[pid]}", "ids must be unique")
-            seen[pid] = i
-            passages.append(txt)
-            ids.append(pid)
-        return passages, ids, [i for i, _ in numbered]
+        return (*_jsonl_rows(name, numbered, why), [i for i, _ in numbered])
     return lines, None, [i for i, _ in numbered]
+
+
+def _jsonl_rows(name: str, numbered: list[tuple[int, str]], why: str) -> tuple[list[str], list[str]]:
+    """(passages, ids) of JSONL lines (each with its line in the input); ``why`` says why the input is read as JSONL."""
+    passages, ids, seen = [], [], {}
+    for row_no, (i, line) in enumerate(numbered, 1):  # i: the line in the file (blank lines count), for messages
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"{name}:{i}: invalid JSON ({e.msg} at column {e.colno}; {why}, so every line must "
+                                 "be a JSON object)",
+                                 "one JSON object per line; plain passages go in a .txt file, one per line") from None
+        if not isinstance(row, dict):
+            raise UserInputError(f"{name}:{i}: expected a JSON object", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
+        field = "passage" if "passage" in row else "text" if "text" in row else None
+        if field is None:
+            raise UserInputError(f"{name}:{i}: no \"passage\" or \"text\" field", "JSONL rows look like {\"id\": \"a\", \"passage\": \"...\"}")
+        txt = row[field]
+        if not isinstance(txt, str) or not txt.strip():
+            raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
+                                 "give every passage some text")
+        raw_id = row.get("id", row_no)
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+            raise UserInputError(f"{name}:{i}: id {json.dumps(raw_id)[:40]} is not a string or a whole number",
+                                 "give each passage a string (or integer) id, or none")
+        pid = str(raw_id)
+        if pid in seen:
+            raise UserInputError(f"{name}:{i}: id {pid!r} was already used on line {seen[pid]}", "ids must be unique")
+        seen[pid] = i
+        passages.append(txt)
+        ids.append(pid)
+    return passages, ids
 
 
 def _json_object_line(line: str) -> bool:
