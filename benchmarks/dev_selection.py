@@ -80,6 +80,12 @@ def report(means: dict[str, dict], bars, min_arms: int) -> list[str]:
     return out
 
 
+def bars(teachers: str) -> tuple[float, float]:
+    """The ensemble of these teachers: its WikiQA test MAP and TREC-QA MAP (one read of its results file)."""
+    e = ensemble(teachers)["ensemble"]
+    return e["wikiqa_map"], e["trec_map"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--min-seeds", type=int, default=3)
@@ -91,7 +97,7 @@ def main() -> None:
     means = arm_means(rows, a.min_seeds)
     command = "python benchmarks/dev_selection.py" + "".join(f" {x}" for x in sys.argv[1:])
     out = [f"`{command}` (from `results/mkdm_ablation.jsonl`; {a.min_seeds}+ seeds per arm)", ""]
-    out += report(means, lambda t: (ensemble(t)["ensemble"]["wikiqa_map"], ensemble(t)["ensemble"]["trec_map"]), a.min_arms)
+    out += report(means, bars, a.min_arms)
     path = RES / "dev_selection.md"
     write_text(path, "\n".join(out), REPORT)
     set_report(path, REPORT)

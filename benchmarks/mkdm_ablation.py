@@ -120,8 +120,14 @@ data = "wikiqa"
 folds = 0
 """
 LEARNED = ["--head-combine", "learned"]
-# two-stage-4t-avg on all 2,118 WikiQA train questions: the options every -full arm starts from
-FULL_4T = ["--teachers", TEACHERS_4T, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118"]
+
+
+def full(teachers: str) -> list[str]:
+    """Mode avg with TMKD stage 1 on all 2,118 WikiQA train questions, with these teachers: what every -full arm starts from."""
+    return ["--teachers", teachers, "--mode", "avg", "--pretrain-unlabelled", "--limit-train-queries", "2118"]
+
+
+FULL_4T = full(TEACHERS_4T)  # two-stage-4t-avg on all 2,118 WikiQA train questions
 ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, linear heads unless said)
     "gold": ["--mode", "gold"],
     "avg": ["--mode", "avg"],
@@ -165,12 +171,9 @@ ARMS = {  # arm -> options over `qadistill distill quickstart` (listwise, mkdm, 
                                                   "--student", "minilm-l6-cross3-student"],
     # -2pass-mixdev with distill_table.py's two teachers, all-mpnet-base-v2 + all-MiniLM-L6-v2 (its best student, two-stage
     # from minilm-l6-first3-student at the quickstart budget: 95.1% / 100.5% of their ensemble)
-    "two-stage-pair-avg-full-2pass-mixdev": ["--teachers", TEACHERS_PAIR, "--mode", "avg", "--pretrain-unlabelled",
-                                             "--limit-train-queries", "2118", "--unlabelled-passes", "2", "--stage1-mix", "dev"],
+    "two-stage-pair-avg-full-2pass-mixdev": [*full(TEACHERS_PAIR), "--unlabelled-passes", "2", "--stage1-mix", "dev"],
     # the same with the fine-tuned cross-encoder as their third teacher
-    "two-stage-pair-cross-avg-full-2pass-mixdev": ["--teachers", TEACHERS_PAIR_CROSS, "--mode", "avg", "--pretrain-unlabelled",
-                                                   "--limit-train-queries", "2118", "--unlabelled-passes", "2",
-                                                   "--stage1-mix", "dev"],
+    "two-stage-pair-cross-avg-full-2pass-mixdev": [*full(TEACHERS_PAIR_CROSS), "--unlabelled-passes", "2", "--stage1-mix", "dev"],
     "two-stage-2pass": ["--pretrain-unlabelled", "--unlabelled-passes", "2", *LEARNED],
     "two-stage-pq": ["--pretrain-unlabelled", "--pool-pseudo-queries", "2", *LEARNED],
 }
