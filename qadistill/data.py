@@ -15,16 +15,18 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from qadistill import paths
 from qadistill.errors import DataError
 
 JSONL_FIELDS = ("query_id", "query", "passage_id", "passage", "label")
 WIKIQA_COLUMNS = ("QuestionID", "Question", "DocumentID", "DocumentTitle", "SentenceID", "Sentence", "Label")
+WIKIQA_OPTIONAL = ("DocumentID", "DocumentTitle")  # not needed to score: a WikiQA TSV without them reads
 NAMED = ("wikiqa", "trecqa")
 
 
@@ -46,6 +48,7 @@ class QADataset:
     pairs: list[QAPair]
     path: str | None = None
     _fp: str | None = field(default=None, repr=False)
+    columns: tuple[str, ...] = field(default=(), repr=False, compare=False)  # a file's header (JSONL: first row's keys)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -80,7 +83,8 @@ class QADataset:
         if scorable:
             groups = {q: idx for q, idx in groups.items() if {self.pairs[i].label for i in idx} >= {0, 1}}
         keep = set(list(groups)[:n])
-        return QADataset(self.name, self.split + f"[:{n}q]", [p for p in self.pairs if p.query_id in keep], self.path)
+        return QADataset(self.name, self.split + f"[:{n}q]", [p for p in self.pairs if p.query_id in keep], self.path,
+                         columns=self.columns)
 
     def stats(self) -> dict:
         groups = self.query_groups()
@@ -88,28 +92,54 @@ class QADataset:
         both = sum(
             1 for idx in groups.values() if any(self.pairs[i].label == 1 for i in idx) and any(self.pairs[i].label == 0 for i in idx)
         )
-        return {"pairs": len(self.pairs), "queries": len(groups), "positives": pos, "queries_with_pos_and_neg": both}
+        texts = [(p.query_id, p.passage.strip()) for p in self.pairs]
+        return {"pairs": len(self.pairs), "queries": len(groups), "positives": pos, "queries_with_pos_and_neg": both,
+                "repeated_passages": len(texts) - len(set(texts))}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+COMPRESSED = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}  # a data file's compressions, by its last suffix
+
+
+def open_binary(path: Path):
+    """The file opened for reading bytes, decompressed as its suffix says (``COMPRESSED``)."""
+    import bz2
+    import lzma
+
+    return {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)(path, "rb")
+
+
+def decompress_errors() -> tuple[type[BaseException], ...]:
+    """What reading a truncated or corrupt compressed file raises (gzip, bzip2, xz)."""
+    import lzma
+
+    return (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+
+
+def compressed_problem(path: Path, exc: BaseException) -> DataError:
+    kind = COMPRESSED.get(path.suffix.lower(), "compressed")
+    return DataError(f"{path}: unreadable or truncated {kind} file ({exc})", "download the file again")
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig")
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes (decompressed for .gz); a missing file, a folder or a truncated/corrupt gzip is a DataError."""
+    """The file's bytes (decompressed for .gz, .bz2, .xz); a missing file, a folder or a truncated/corrupt compressed
+    file is a DataError."""
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+        with open_binary(path) as fh:
+            return fh.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found", "check the path, or set QADISTILL_DATA_DIR") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
-    except OSError as exc:
+    except decompress_errors() as exc:
+        raise compressed_problem(path, exc) from None
+    except OSError as exc:  # bz2 reports a file that is not bzip2 as an OSError with no strerror
+        if exc.strerror is None and path.suffix.lower() in COMPRESSED:
+            raise compressed_problem(path, exc) from None
         raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
 
 
@@ -164,14 +194,31 @@ def _label(raw, path, line) -> int | None:
     s = str(raw).strip().lower()
     if s in LABEL_TEXT:
         return LABEL_TEXT[s]
-    raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1", "labels must be 0 (not relevant) or 1 (relevant)")
+    raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1",
+                    "labels must be 0 (not relevant) or 1 (relevant; true/false also read); for graded judgements (0-3, "
+                    "1-4) or yes/no, write 1 for what you count as relevant and 0 for the rest")
 
 
-def _check(pairs: list[QAPair], lines: list[int], path, passage_ids: bool = True) -> None:
-    """Every row's texts, ids and labels consistent; ``passage_ids=False`` (the file gives none): the same passage twice
-    for one query is a repeated row (with ids, as in WikiQA, two candidates may share a text)."""
+def _id_note(columns: dict[str, str] | None) -> tuple[str, str]:
+    """For a duplicated id: which columns were read as the ids (where they were not named query_id / passage_id), and
+    what to do when the passage_id column is not a passage's own id."""
+    named = {f: c for f, c in (columns or {}).items() if f in ("query_id", "passage_id") and c != f}
+    if not named:
+        return "", "ids must be unique per (query, passage)"
+    note = " (read from " + ", ".join(f"column {c!r} as {f}" for f, c in named.items()) + ")"
+    pid = named.get("passage_id")
+    hint = (f"ids must be unique per (query, passage); if {pid!r} names something several passages share (a document), "
+            f"it is not a passage id: rename that column or drop it") if pid else "ids must be unique per (query, passage)"
+    return note, hint
+
+
+def _check(pairs: list[QAPair], lines: list[int], path, columns: dict[str, str] | None = None) -> None:
+    """Every row's texts, ids and labels consistent. The same passage twice for one query with one label is kept as two
+    candidates, as the source has them (WikiQA repeats a few sentences of a document under their own SentenceIDs, and
+    its Hugging Face layout has no sentence ids), and counted in ``QADataset.stats`` (``repeated_passages``); with two
+    labels it is an error. ``columns``: the field -> column map the rows were read with, named in a duplicated-id
+    error."""
     seen: dict[tuple[str, str], int] = {}
-    texts_seen: dict[tuple[str, str], int] = {}
     texts: dict[str, tuple[str, int]] = {}
     labels: dict[tuple[str, str], tuple[int, int]] = {}  # (query_id, passage text) -> (label, line)
     for p, ln in zip(pairs, lines):
@@ -188,9 +235,10 @@ def _check(pairs: list[QAPair], lines: list[int], path, passage_ids: bool = True
             )
         key = (p.query_id, p.passage_id)
         if key in seen:
+            note, hint = _id_note(columns)
             raise DataError(
-                f"{path}:{ln}: duplicated id (query_id={p.query_id}, passage_id={p.passage_id}), first seen on line {seen[key]}",
-                "ids must be unique per (query, passage)",
+                f"{path}:{ln}: duplicated id (query_id={p.query_id}, passage_id={p.passage_id}){note}, first seen on line {seen[key]}",
+                hint,
             )
         seen[key] = ln
         if p.label is not None:
@@ -198,12 +246,6 @@ def _check(pairs: list[QAPair], lines: list[int], path, passage_ids: bool = True
             if first_label != p.label:
                 raise DataError(f"{path}:{ln}: the same passage for the same query has label {p.label} here, {first_label} on line {first_ln}",
                                 "one label per (query, passage): fix or remove one of the two rows")
-        if not passage_ids:
-            first_ln = texts_seen.setdefault((p.query_id, p.passage.strip()), ln)
-            if first_ln != ln:
-                raise DataError(f"{path}:{ln}: the same passage for the same query as on line {first_ln}, and no passage_id "
-                                "tells them apart: it would be scored and counted twice",
-                                "remove the repeated row, or give every row a passage_id if both are meant")
     if not pairs:
         raise DataError(f"{path}: no rows", "the file holds a header only or is empty")
 
@@ -213,10 +255,11 @@ def wikiqa_columns(header_line: str | None, path: Path) -> tuple[dict[str, int],
     if header_line is None:
         raise DataError(f"{path}: empty file", "expected a WikiQA TSV with a header")
     header = [c.strip() for c in header_line.split("\t")]
-    missing = [c for c in WIKIQA_COLUMNS if c not in header]
+    missing = [c for c in WIKIQA_COLUMNS if c not in header and c not in WIKIQA_OPTIONAL]
     if missing:
-        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}")
-    return {c: header.index(c) for c in WIKIQA_COLUMNS}, len(header)
+        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}"
+                        f" ({' and '.join(WIKIQA_OPTIONAL)} may be left out)")
+    return {c: header.index(c) for c in WIKIQA_COLUMNS if c in header}, len(header)
 
 
 def wikiqa_cells(line: str, width: int, path: Path, ln: int) -> list[str] | None:
@@ -241,7 +284,7 @@ def load_wikiqa_tsv(path: Path, name: str = "wikiqa", split: str = "") -> QAData
         pairs.append(
             QAPair(
                 cells[col["QuestionID"]], cells[col["Question"]], cells[col["SentenceID"]], cells[col["Sentence"]],
-                _label(cells[col["Label"]], path, ln), title=cells[col["DocumentTitle"]],
+                _label(cells[col["Label"]], path, ln), title=cells[col["DocumentTitle"]] if "DocumentTitle" in col else None,
             )
         )
         lns.append(ln)
@@ -282,9 +325,13 @@ def _json_row(line: str, path: Path, ln: int) -> dict:
         raise DataError(f"{path}:{ln}: invalid JSON ({str(exc)[:80]})", "one JSON object per line") from None
     if not isinstance(row, dict):
         raise DataError(f"{path}:{ln}: expected a JSON object", "one JSON object per line")
-    if "query" not in row or "passage" not in row:  # other common field names, as a CSV header's (header_columns)
-        names = _row_columns(tuple(row))
-        row = {**{c: v for c, v in row.items() if c not in names.values()}, **{f: row[c] for f, c in names.items() if c in row}}
+    written = row
+    if not set(JSONL_FIELDS) <= row.keys():  # other common field names, as a CSV header's (header_columns): qid, ...
+        names = {f: c for f, c in _row_columns(tuple(row)).items() if c != f and c in row}
+        if names:
+            row = {**{c: v for c, v in row.items() if c not in names.values()}, **{f: row[c] for f, c in names.items()}}
+    if not isinstance(row.get("passage"), str) and (grouped := _grouped_row(written, row, path, ln)) is not None:
+        raise grouped
     missing = [f for f in ("query", "passage") if f not in row]
     if missing:
         raise DataError(f"{path}:{ln}: missing field(s) {', '.join(missing)}",
@@ -297,6 +344,26 @@ def _json_row(line: str, path: Path, ln: int) -> dict:
             raise DataError(f"{path}:{ln}: field '{f}' holds an unpaired surrogate escape (like \\ud800)",
                             "a character beyond U+FFFF is written as a pair of escapes, or as itself in UTF-8")
     return row
+
+
+def _grouped_row(written: dict, row: dict, path: Path, ln: int) -> DataError | None:
+    """The error for one object per question with its candidates in a list of texts (a SelQA-style export), with the
+    jq line that flattens it into pairs (``written``: the row's own field names; ``row``: mapped onto ours), else None."""
+    if "query" not in row:
+        return None
+    listed = next((k for k, v in written.items() if isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+                   and v is not row["query"]), None)
+    if listed is None:
+        return None
+    q = next((k for k, v in written.items() if v is row["query"]), "query")
+    n = len(written[listed])
+    lab = next((k for k, v in written.items() if isinstance(v, list) and len(v) == n and k != listed
+                and all(isinstance(x, (int, float, bool)) for x in v)), None)
+    label = f", label: $r.{lab}[$i]" if lab else ""
+    return DataError(f"{path}:{ln}: field '{listed}' is a list of {n} texts: a grouped row (a question with its "
+                     "candidates), while qadistill reads one (query, passage) pair per row",
+                     f"flatten it, e.g. jq -c '. as $r | range($r.{listed} | length) as $i | {{query: $r.{q}, passage: "
+                     f"$r.{listed}[$i]{label}}}' {path.name} > pairs.jsonl")
 
 
 @functools.lru_cache(maxsize=64)
@@ -352,11 +419,13 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
     pairs, lns = [], []
     ids = _IdTypes(path)
     with_qid: dict[bool, int] = {}  # whether a row has a query_id -> its first line
-    any_pid = False
+    first_keys: list[str] = []  # the first row's field names, as written (a graded label column is named from them)
     for ln, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
-        row = _json_row(line, path, ln)
+        row = _json_row(line, path, ln)  # a bad row fails here, before its keys are read again below
+        if not first_keys:
+            first_keys = list(json.loads(line))
         has = "query_id" in row
         with_qid.setdefault(has, ln)
         if len(with_qid) == 2:
@@ -365,7 +434,6 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
                             + (f"no query_id, while line {with_} has one" if without > with_ else f"a query_id, while line {without} has none")
                             + ": the row without one would be a query of its own (grouped by its text, apart from its id's rows)",
                             "give every row a query_id, or none (rows are then grouped by query text)")
-        any_pid = any_pid or "passage_id" in row
         pairs.append(
             QAPair(
                 ids.get(row, "query_id", row["query"], ln), row["query"], ids.get(row, "passage_id", f"p{ln}", ln), row["passage"],
@@ -373,8 +441,8 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
             )
         )
         lns.append(ln)
-    _check(pairs, lns, path, passage_ids=any_pid)
-    return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+    _check(pairs, lns, path)
+    return QADataset(name or path.stem, split or path.stem, pairs, str(path), columns=tuple(first_keys))
 
 
 def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | None = None, split: str = "") -> QADataset:
@@ -402,8 +470,8 @@ def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | 
             pairs.append(QAPair(ids.get(r, "query_id", r["query"], n), r["query"], ids.get(r, "passage_id", f"p{n}", n),
                                 r["passage"], _label(r.get("label"), path, n)))
             rows.append(n)
-    _check(pairs, rows, path, passage_ids="passage_id" in present)
-    return QADataset(name or path.name.split(".")[0], split or path.stem, pairs, str(path))
+    _check(pairs, rows, path)
+    return QADataset(name or path.name.split(".")[0], split or path.stem, pairs, str(path), columns=tuple(f.schema_arrow.names))
 
 
 CSV_FIELD_LIMIT = 2**27  # characters in one CSV/TSV field (Python's default, 131,072, refuses long real documents)
@@ -429,6 +497,67 @@ def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
         raise DataError(f"{path}:{ln}: {problem}", hint) from None
 
 
+MAX_RECORD_LINES = 1000  # lines one CSV record may span (a quoted field with line breaks); past it: an unclosed quote
+_QUOTED_CELL = re.compile(r'"(?:[^"]|"")*"')  # one cell in CSV quoting: "text", a quote inside it doubled
+
+
+def tsv_is_quoted(header_line: str) -> bool:
+    """A tab-separated file whose header cells are all in quotes ("query"<TAB>"passage"): written with CSV quoting
+    throughout (csv.QUOTE_ALL), so every line is read with it."""
+    cells = header_line.split("\t")
+    return all(len(c) >= 2 and _QUOTED_CELL.fullmatch(c) for c in cells)
+
+
+def _literal_tsv(line: str, width: int) -> list[str] | None:
+    """A TSV line's cells split on tabs, quotes kept as text (WikiQA's and ASNQ's releases: `"Hello" (song)`), or None
+    where the line is in CSV quoting instead: not ``width`` cells, a cell in quotes with a doubled quote inside
+    (``"He said ""hi"" "``, as csv writers and pandas write a text with quotes), or every cell in quotes."""
+    cells = line.split("\t")
+    if len(cells) != width or any(c[:1] == '"' and '""' in c[1:-1] and _QUOTED_CELL.fullmatch(c) for c in cells):
+        return None
+    if all(len(c) >= 2 and _QUOTED_CELL.fullmatch(c) for c in cells):  # every cell quoted (csv.QUOTE_ALL): CSV quoting
+        return None
+    return cells
+
+
+def delimited_records(lines: Iterable[tuple[int, str]], delim: str, width: int, path: Path,
+                      quoted: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(the first line's number, cells) of every non-blank record of a CSV/TSV body (header excluded). A .tsv is read
+    literally, quotes as text (``_literal_tsv``), unless ``quoted`` (``tsv_is_quoted``) or the line is in CSV quoting.
+    CSV quoting follows RFC 4180 as Excel, pandas and csv.writer write it: a quoted field may hold the delimiter, a
+    doubled quote and line breaks (the record then spans lines, at most MAX_RECORD_LINES). A record with the wrong
+    number of cells or broken quoting is a DataError naming its first line; a record of empty cells is skipped."""
+    it = iter(lines)
+    for ln, line in it:
+        if not line.strip():
+            continue
+        if delim == "\t" and not quoted and (cells := _literal_tsv(line, width)) is not None:
+            yield ln, cells
+            continue
+        text, spanned = line, 1
+        while True:
+            try:
+                cells = _csv_cells(text, delim, path, ln)
+                break
+            except DataError as exc:
+                if not exc.message.endswith("unclosed quote (a quoted field must end on its line)"):
+                    if delim == "\t" and not quoted and len(line.split("\t")) != width:
+                        raise DataError(f"{path}:{ln}: {len(line.split(chr(9)))} fields, expected {width}",
+                                        "check for a truncated or mis-tabbed line (a tab inside a text?)") from None
+                    raise
+                nxt = next(it, None) if spanned < MAX_RECORD_LINES else None
+                if nxt is None:
+                    why = "the file ends" if spanned < MAX_RECORD_LINES else f"{MAX_RECORD_LINES:,} lines"
+                    raise DataError(f"{path}:{ln}: unclosed quote (a quoted field opened here is still open after {why})",
+                                    'close the quote, or double a quote that is part of the text: ""') from None
+                text, spanned = text + "\n" + nxt[1], spanned + 1
+        if all(not c.strip() for c in cells):  # a line of delimiters only (",,"): blank
+            continue
+        if len(cells) != width:
+            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {width}", "check quoting on that line")
+        yield ln, cells
+
+
 # Headers read without a column mapping, tried in this order when a file has neither a 'query' nor a 'passage'
 # column: field -> the file's column. TrecQA's raw release, WikiQA's columns in a CSV (or a TSV whose cells are
 # quoted), and the Hugging Face microsoft/wiki_qa columns.
@@ -444,16 +573,23 @@ def field_columns(columns: dict[str, str] | None = None) -> dict[str, str]:
     return {**{f: f for f in JSONL_FIELDS}, **(columns or {})}
 
 
-# Other common names of a field, matched ignoring case, spaces and dashes, for a header with neither the JSONL
-# names nor a known layout; a field that two columns could be is left unmapped (the missing-column hint names both).
+# Other common names of a field, matched ignoring case, spaces and dashes, for a field whose JSONL name the header
+# lacks (and a known layout does not give); a field that two columns could be is left unmapped (the missing-column
+# hint names both), except that a passage's own id (a sentence's, an answer's) is preferred to a document's, which
+# several passages of one document may share (WikiQA's DocumentID against its SentenceID).
 COLUMN_SYNONYMS = {
     "query": ("question", "qtext", "query_text", "question_text", "querytext"),
     "passage": ("answer", "sentence", "atext", "document", "doc", "text", "context", "candidate", "passage_text",
                 "answer_text", "sentence_text", "doc_text", "document_text"),
     "label": ("labels", "relevant", "is_relevant", "is_correct", "correct"),  # yes/no names only: graded ones are not 0/1
     "query_id": ("qid", "question_id", "questionid", "queryid"),
-    "passage_id": ("pid", "docid", "doc_id", "document_id", "sentence_id", "sentenceid", "answer_id", "passageid"),
+    "passage_id": ("pid", "sentence_id", "sentenceid", "answer_id", "answerid", "passageid", "candidate_id",
+                   "docid", "doc_id", "document_id", "documentid"),
 }
+DOCUMENT_IDS = ("docid", "doc_id", "document_id", "documentid")  # passage_id names second to a passage's own id
+# Columns that hold a relevance judgement under a graded or score-like name: not read as 0/1 labels, but named in
+# the error when a file has no label column (so the user knows which column to rename, or to binarise first).
+GRADED_NAMES = ("relevance", "rel", "grade", "rating", "score", "judgement", "judgment", "qrel", "relevance_label")
 
 
 def _norm(name: str) -> str:
@@ -461,23 +597,27 @@ def _norm(name: str) -> str:
 
 
 def synonym_candidates(header: list[str], field: str) -> list[str]:
-    """The header's columns that ``COLUMN_SYNONYMS`` names for ``field`` (or its own name in another case)."""
+    """The header's columns that ``COLUMN_SYNONYMS`` names for ``field`` (or its own name in another case); for
+    passage_id, a passage's own id where there is one, a document's id only where there is none."""
     names = {field, *COLUMN_SYNONYMS[field]}
-    return [h for h in header if _norm(h) in names]
+    found = [h for h in header if _norm(h) in names]
+    if field == "passage_id" and any(_norm(h) not in DOCUMENT_IDS for h in found):
+        found = [h for h in found if _norm(h) not in DOCUMENT_IDS]
+    return found
 
 
 def header_columns(header: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
     """Field -> column name for a CSV/TSV header or a Parquet schema: ``field_columns(columns)``; with no mapping
-    given, a field whose JSONL name the header lacks takes the first of ``KNOWN_LAYOUTS`` whose query and passage
-    columns the header has (its other fields where the header has them), else the one column ``COLUMN_SYNONYMS``
-    names for it."""
+    given, the first of ``KNOWN_LAYOUTS`` whose query and passage columns the header has (when it has neither a
+    'query' nor a 'passage' column) gives every field whose column the header has, and any other field whose JSONL
+    name the header lacks takes the one column ``COLUMN_SYNONYMS`` names for it (so a `qid` or `sentence_id` beside
+    a layout's `question`/`answer` is read, never dropped)."""
     if columns:
         return field_columns(columns)
-    if "query" not in header and "passage" not in header:
-        for layout in KNOWN_LAYOUTS.values():
-            if layout["query"] in header and layout["passage"] in header:
-                return field_columns(layout)
     out = field_columns()
+    if "query" not in header and "passage" not in header:
+        layout = next((lay for lay in KNOWN_LAYOUTS.values() if lay["query"] in header and lay["passage"] in header), {})
+        out.update({f: c for f, c in layout.items() if c in header})
     taken = {c for c in out.values() if c in header}
     for fname, name in out.items():
         if name not in header:
@@ -537,12 +677,10 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     header, columns = delimited_header(lines[0], delim, path, columns)
     idx = {f: header.index(c) for f, c in columns.items() if c in header}
     pairs, lns = [], []
-    for ln, line in enumerate(lines[1:], start=2):
-        cells = _csv_cells(line, delim, path, ln) if line.strip() else []
+    body = enumerate(lines[1:], start=2)
+    for ln, cells in delimited_records(body, delim, len(header), path, delim == "\t" and tsv_is_quoted(lines[0])):
         if all(not c.strip() for c in cells):
             continue
-        if len(cells) != len(header):
-            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
         q = cells[idx["query"]]
         if "query_id" in idx and not cells[idx["query_id"]].strip():
             raise DataError(f"{path}:{ln}: empty {columns['query_id']}", "give every row its query's id (or drop the column: rows are "
@@ -557,8 +695,8 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
             )
         )
         lns.append(ln)
-    _check(pairs, lns, path, passage_ids="passage_id" in idx)
-    return QADataset(name or path.stem, split or path.stem, pairs, str(path))
+    _check(pairs, lns, path, columns={f: c for f, c in columns.items() if f in idx})
+    return QADataset(name or path.stem, split or path.stem, pairs, str(path), columns=tuple(header))
 
 
 def load_hub_dataset(repo_id: str, split: str) -> QADataset:
@@ -640,11 +778,12 @@ def file_format(path: Path) -> str:
     """How a data file is read, by its name: "jsonl", "parquet" or "delimited" (CSV/TSV, the default); a kind qadistill
     does not read (``OTHER_FORMATS``: .json, a spreadsheet, an archive, a pickle) is a DataError saying what to do."""
     suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith((".jsonl", ".jsonl.gz")):
+    inner = next((suffixes[: -len(c)] for c in COMPRESSED if suffixes.endswith(c)), suffixes)  # x.jsonl.xz -> .jsonl
+    if inner.endswith(".jsonl"):
         return "jsonl"
     if suffixes.endswith(".parquet"):
         return "parquet"
-    kind = next((k for k in OTHER_FORMATS if suffixes.endswith((k, k + ".gz"))), None)
+    kind = next((k for k in OTHER_FORMATS if inner.endswith(k)), None)
     if kind is not None:
         raise DataError(f"{path}: a {kind} file, which qadistill does not read",
                         OTHER_FORMATS[kind].format(path=path, jsonl=path.with_name(path.name.split(".")[0] + ".jsonl")))
@@ -664,10 +803,12 @@ def delimiter_problem(header: list[str], delim: str, path: Path) -> DataError | 
     if other is None:
         return None
     name, ext = DELIMITERS[other][0], DELIMITERS[other][2]
-    plain, mine, my_ext = DELIMITERS[delim]
+    plain, mine, _ = DELIMITERS[delim]
     fix = f"rename it to {ext}" if ext else f"write it with {plain}"
-    return DataError(f"{path}:1: the header is one column with {name} in it, but a {my_ext} file is read as {mine}",
-                     f"{fix} (the extension decides the delimiter)")
+    kind = "".join(s for s in path.suffixes if s.lower() not in COMPRESSED) or "file without an extension"
+    how = "a .tsv file is read as tab-separated, any other as comma-separated"
+    return DataError(f"{path}:1: the header is one column with {name} in it, but this {kind} file is read as {mine}",
+                     f"{fix} ({how})")
 
 
 def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None = None) -> QADataset:

@@ -28,7 +28,7 @@ def evaluate(
     progress = progress or NullProgress()
     ds = load_split(data, split)
     split = split or ("test" if is_named(data) else WHOLE)
-    require_labelled(ds, f"{data} ({split})")
+    require_labelled(ds, f"{data} ({split})" if is_named(data) else f"split {split}")  # a file's path leads the message
     label = dataset_label(data)
     qids = [p.query_id for p in ds.pairs]
     labels = ds.labels()

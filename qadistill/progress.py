@@ -35,8 +35,12 @@ def _fields_text(fields: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
 
 
+HEARTBEAT_S = 60.0  # a plain task also prints a line when this long has passed since its last one
+
+
 class _PlainTask:
-    """Progress as a few plain lines (for a pipe or a log): the start, each quarter with its ETA, the end."""
+    """Progress as a few plain lines (for a pipe or a log): the start, each quarter with its ETA, a line at the next
+    step after HEARTBEAT_S seconds without one (a long first quarter is not silence), the end."""
 
     def __init__(self, console, description: str, total: int, done: int = 0) -> None:
         import time
@@ -44,7 +48,7 @@ class _PlainTask:
         self._c, self._d, self._total = console, description, max(int(total), 0)
         self._n = self._start = min(max(int(done), 0), self._total)
         self._quarter = self._n * 4 // self._total if self._total else 0
-        self._t0 = time.perf_counter()
+        self._t0 = self._said = time.perf_counter()
         left = f"{self._total - self._n} of {self._total} to do ({self._n} done before)" if self._n else f"{self._total} to do"
         self._c.print(f"{description}: {left}", markup=False, highlight=False, soft_wrap=True)
 
@@ -55,11 +59,13 @@ class _PlainTask:
         if not self._total:
             return
         q = min(4, self._n * 4 // self._total)
-        if self._quarter < q < 4:
-            self._quarter = q
-            el = time.perf_counter() - self._t0
+        now = time.perf_counter()
+        if (self._quarter < q < 4) or (self._n < self._total and now - self._said >= HEARTBEAT_S):
+            self._quarter, self._said = max(self._quarter, q), now
+            el = now - self._t0
             eta = el / max(self._n - self._start, 1) * (self._total - self._n)  # at this process's rate
-            self._c.print(f"{self._d}: {self._n}/{self._total} ({25 * q}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
+            pct = 100 * self._n // self._total
+            self._c.print(f"{self._d}: {self._n}/{self._total} ({pct}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
                           markup=False, highlight=False, soft_wrap=True)
 
     def done(self) -> None:

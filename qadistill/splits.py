@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qadistill.data import NAMED, QADataset, load_dataset
+from qadistill.data import GRADED_NAMES, NAMED, QADataset, load_dataset
 from qadistill.errors import DataError
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -72,13 +72,17 @@ def require_labelled(ds: QADataset, what: str) -> None:
     if first is not None:
         n = sum(p.label is None for p in ds.pairs)
         where = f"{ds.path}:{first.line}: " if ds.path and first.line else ""
+        hint = "give labelled data (label 0 or 1 on every row)"
+        graded = [c for c in ds.columns if c.strip().lower().replace("-", "_").replace(" ", "_") in GRADED_NAMES]
+        if graded and n == len(ds):
+            hint = (f"its column {graded[0]!r} is not read as a label (a graded or score-like name): add a label column "
+                    f"of 0/1, e.g. 1 where {graded[0]} is at or above the grade you count as relevant")
         raise DataError(f"{where}{what}: {n} of {len(ds)} pairs have no label (first: query_id={first.query_id}, "
-                        f"passage_id={first.passage_id}); metrics need labels",
-                        "give labelled data (label 0 or 1 on every row)")
+                        f"passage_id={first.passage_id}); metrics need labels", hint)
 
 
 def _subset(ds: QADataset, split: str, qids: set[str]) -> QADataset:
-    return QADataset(ds.name, split, [p for p in ds.pairs if p.query_id in qids], ds.path)
+    return QADataset(ds.name, split, [p for p in ds.pairs if p.query_id in qids], ds.path, columns=ds.columns)
 
 
 def split_by_query(ds: QADataset, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> tuple[QADataset, QADataset, QADataset]:
@@ -89,8 +93,9 @@ def split_by_query(ds: QADataset, seed: int = 0, fractions: tuple[float, float, 
         raise DataError(f"{ds.path or ds.name}: {len(groups)} queries are too few to split into train, dev and test",
                         "add queries, or pass --dev FILE --test FILE")
     rng = random.Random(seed)
-    scorable = [q for q, idx in groups.items() if {ds.pairs[i].label for i in idx} >= {0, 1}]
-    rest = [q for q in groups if q not in set(scorable)]
+    # sorted: which split a query lands in depends on the seed and the set of queries, not on the order of the rows
+    scorable = sorted(q for q, idx in groups.items() if {ds.pairs[i].label for i in idx} >= {0, 1})
+    rest = sorted(set(groups) - set(scorable))
     out: list[set[str]] = [set(), set(), set()]
     for pool in (scorable, rest):
         rng.shuffle(pool)

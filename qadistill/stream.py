@@ -110,11 +110,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     r"""(line number, line) without its newline; \n, \r\n and \r end a line (as `qadistill.data` reads files). Each line
     is decoded on its own, so a bad byte is reported on its own line."""
     import codecs
-    import gzip
-    import zlib
 
     try:
-        fh = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+        fh = _data.open_binary(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})", "check the file's permissions") from None
     ln = 0
@@ -138,8 +136,12 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     if "\x00" in line:
                         raise DataError(f"{path}:{ln}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
                     yield ln, line
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise DataError(f"{path}: unreadable or truncated gzip ({exc})", "download the file again") from None
+        except _data.decompress_errors() as exc:
+            raise _data.compressed_problem(path, exc) from None
+        except OSError as exc:  # bz2: not a bzip2 file
+            if exc.strerror is None and path.suffix.lower() in _data.COMPRESSED:
+                raise _data.compressed_problem(path, exc) from None
+            raise
 
 
 def _checked(q: str, p: str, path, ln: int) -> tuple[str, str]:
@@ -170,12 +172,9 @@ def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool =
     header, columns = _data.delimited_header(first[1], delim, path, columns)
     qi, pi = header.index(columns["query"]), header.index(columns["passage"])
     li = header.index(columns["label"]) if labels and columns.get("label") in header else None
-    for ln, line in it:
-        cells = _data._csv_cells(line, delim, path, ln) if line.strip() else []
+    for ln, cells in _data.delimited_records(it, delim, len(header), path, delim == "\t" and _data.tsv_is_quoted(first[1])):
         if all(not c.strip() for c in cells):
             continue
-        if len(cells) != len(header):
-            raise DataError(f"{path}:{ln}: {len(cells)} fields, expected {len(header)}", "check quoting on that line")
         if li is not None:
             _data._label(cells[li], path, ln)
         yield _checked(cells[qi], cells[pi], path, ln)

@@ -191,6 +191,7 @@ def test_a_resumed_task_in_a_pipe_counts_its_rate_from_where_it_resumed(capsys, 
 
     clock = iter(range(0, 10_000_000, 1000))
     monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr("qadistill.progress.HEARTBEAT_S", 1e12)  # quarters only here (the heartbeat has its own test)
     with RichProgress() as prog:
         t = prog.task("distill mkdm", 100, done=60)
         for _ in range(40):
@@ -201,6 +202,26 @@ def test_a_resumed_task_in_a_pipe_counts_its_rate_from_where_it_resumed(capsys, 
     assert len(lines) == 3 and lines[1].startswith("distill mkdm: 75/100 (75%)")
     el, eta = (float(x) for x in re.findall(r"(\d+)s elapsed, ETA (\d+)s", lines[1])[0])
     assert eta == pytest.approx(el / 15 * 25, abs=1)  # this process's 15 steps in el seconds, 25 to go
+
+
+def test_a_long_first_quarter_in_a_pipe_is_not_silence(capsys, monkeypatch):
+    """Piped, a 203,600-pair eval printed nothing for 8 minutes (its first quarter): a plain task now also prints a
+    line at the next step after HEARTBEAT_S seconds without one."""
+    import time
+
+    from qadistill.progress import HEARTBEAT_S, RichProgress
+
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    with RichProgress() as prog:
+        t = prog.task("scoring", 1000)
+        for _ in range(10):  # 10 steps, each HEARTBEAT_S / 2 apart: a line at every second step, all in the first quarter
+            now[0] += HEARTBEAT_S / 2
+            t.advance(1)
+        t.done()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[1:-1]] == ["2/1000", "4/1000", "6/1000", "8/1000", "10/1000"]
+    assert all("ETA" in line for line in lines[1:-1]) and lines[-1].startswith("scoring: done in")
 
 
 def test_zoo_push_json_reports_what_it_staged_and_uploaded(cli, tmp_path, monkeypatch):
@@ -356,3 +377,12 @@ def test_doctor_reads_the_whole_store_and_names_a_damaged_page(cli, isolated_hom
     check = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "store"][0]
     assert r.exit_code == 1 and not check["ok"] and "is unreadable" in check["value"] and "move it aside" in check["fix"]
     assert "failed: store" in r.stderr
+
+
+def test_eval_says_which_questions_the_ranking_metrics_score_and_how_many_passages_repeat():
+    from qadistill.cli.evaluate import data_notes
+
+    notes = data_notes({"pairs": 2733, "queries": 296, "positives": 140, "queries_with_pos_and_neg": 122, "repeated_passages": 1})
+    assert notes[0].startswith("queries: the 122 of 296 with both a correct and a wrong candidate")
+    assert notes[1].startswith("1 passage repeated for the same query")
+    assert data_notes({"queries": 5, "queries_with_pos_and_neg": 5, "repeated_passages": 0}) == []

@@ -65,7 +65,7 @@ def test_bad_wikiqa_rows(tmp_path, rows, match):
 
 def test_missing_column(tmp_path):
     p = write(tmp_path / "WikiQA-bad.tsv", "QuestionID\tQuestion\tSentence\tLabel\nQ1\tq\ts\t1\n")
-    with pytest.raises(DataError, match=r":1: missing column\(s\) DocumentID"):
+    with pytest.raises(DataError, match=r":1: missing column\(s\) SentenceID"):
         load_dataset(str(p))
 
 
@@ -118,7 +118,7 @@ def test_real_wikiqa_sizes():
 @needs_shared
 def test_real_trecqa_dev():
     st = load_dataset("trecqa", "dev").stats()
-    assert st == {"pairs": 1148, "queries": 81, "positives": 222, "queries_with_pos_and_neg": 65}
+    assert st == {"pairs": 1148, "queries": 81, "positives": 222, "queries_with_pos_and_neg": 65, "repeated_passages": 0}
 
 
 def test_subset_queries_can_count_only_scorable_queries(tmp_path):
@@ -190,8 +190,8 @@ def test_labels_follow_one_rule_in_every_format(tmp_path):
 
 def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(tmp_path):
     """A contradiction would give a silently wrong metric (MAP 1.0 for a file that says both); an exact repeat with the
-    same label is refused where no passage_id tells the two apart, kept where ids do (WikiQA repeats a few sentences
-    under their own SentenceIDs)."""
+    same label is kept as two candidates, with or without passage ids (WikiQA repeats a few sentences under their own
+    SentenceIDs, and its Hugging Face layout has no sentence ids)."""
     csv = write(tmp_path / "c.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,0\n")
     with pytest.raises(DataError, match=r"c.csv:4: .*label 0 here, 1 on line 2"):
         load_dataset(str(csv))
@@ -200,8 +200,7 @@ def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(t
     with pytest.raises(DataError, match=r"c.jsonl:2: .*label 0 here, 1 on line 1"):
         load_dataset(str(jl))
     same = write(tmp_path / "s.csv", "query,passage,label\na?,x,1\na?,y,0\na?,x,1\n")
-    with pytest.raises(DataError, match=r"s.csv:4: the same passage for the same query as on line 2"):
-        load_dataset(str(same))
+    assert load_dataset(str(same)).stats()["repeated_passages"] == 1
     ids = write(tmp_path / "i.csv", "query,passage_id,passage,label\na?,s1,x,1\na?,s2,y,0\na?,s3,x,1\n")
     assert len(load_dataset(str(ids))) == 3
 
@@ -245,19 +244,20 @@ def test_a_jsonl_row_without_the_query_id_other_rows_have_is_refused(tmp_path):
     assert len(load_dataset(str(p)).query_groups()) == 1  # none at all: grouped by text
 
 
-def test_a_repeated_row_without_passage_ids_is_refused_and_ids_may_share_a_text(tmp_path):
+def test_a_repeated_row_is_kept_as_the_source_has_it_with_or_without_passage_ids(tmp_path):
+    """WikiQA dev repeats one (question, sentence) pair under two SentenceIDs: a file without sentence ids (the Hugging
+    Face wiki_qa layout, a plain question/answer/label file) must score it as the release does, not refuse it."""
     rows = [{"query": "who?", "passage": "a king.", "label": 1}, {"query": "who?", "passage": "a dog.", "label": 0},
             {"query": "who?", "passage": "a king.", "label": 1}]
     p = tmp_path / "d.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(DataError, match=r"d.jsonl:3: the same passage for the same query as on line 1, and no passage_id"):
-        load_dataset(str(p))
+    ds = load_dataset(str(p))
+    assert len(ds) == 3 and ds.stats()["repeated_passages"] == 1 and len({x.passage_id for x in ds.pairs}) == 3
     p.write_text("".join(json.dumps({**r, "passage_id": f"s{i}"}) + "\n" for i, r in enumerate(rows)))
     assert len(load_dataset(str(p))) == 3  # two candidates with one text, told apart by their ids (WikiQA has such)
     c = tmp_path / "d.csv"
     c.write_text("query,passage,label\nwho?,a king.,1\nwho?,a dog.,0\nwho?,a king.,1\n")
-    with pytest.raises(DataError, match=r"d.csv:4: the same passage for the same query as on line 2"):
-        load_dataset(str(c))
+    assert load_dataset(str(c)).labels() == [1, 0, 1]
     c.write_text("query_id,query,passage,label\nq1,who?,a king.,1\n,who?,a dog.,0\n")
     with pytest.raises(DataError, match=r"d.csv:3: empty query_id"):
         load_dataset(str(c))
@@ -280,8 +280,9 @@ def test_eval_data_can_be_parquet_checked_like_every_other_format(tmp_path):
         load_dataset(table(query=["who?", "who?"], passage=["a.", "b."], label=[1, 2]))
     with pytest.raises(DataError, match=r"d.parquet:2: label nan is not 0 or 1"):
         load_dataset(table(query=["who?", "who?"], passage=["a.", "b."], label=[1.0, float("nan")]))
-    with pytest.raises(DataError, match=r"d.parquet:2: the same passage for the same query as on line 1"):
-        load_dataset(table(query=["who?", "who?"], passage=["a.", "a."], label=[1, 1]))
+    assert load_dataset(table(query=["who?", "who?"], passage=["a.", "a."], label=[1, 1])).stats()["repeated_passages"] == 1
+    with pytest.raises(DataError, match=r"d.parquet:2: the same passage for the same query has label 0 here, 1 on line 1"):
+        load_dataset(table(query=["who?", "who?"], passage=["a.", "a."], label=[1, 0]))
     with pytest.raises(DataError, match=r"d.parquet:2: empty passage"):
         load_dataset(table(query=["who?", "who?"], passage=["a.", " "]))
     with pytest.raises(DataError, match=r"d.parquet: missing column 'passage'"):
@@ -415,9 +416,10 @@ def test_a_field_two_columns_could_be_is_refused_naming_both(tmp_path):
 
 
 @pytest.mark.parametrize("name,text,error,hint", [
-    ("tabs.csv", "query\tpassage\tlabel\nwho\tme\t1\n", "header is one column with tabs in it, but a .csv", "rename it to .tsv"),
+    ("tabs.csv", "query\tpassage\tlabel\nwho\tme\t1\n", "header is one column with tabs in it, but this .csv", "rename it to .tsv"),
+    ("tabs.txt", "query\tpassage\tlabel\nwho\tme\t1\n", "with tabs in it, but this .txt file is read as comma", "rename it to .tsv"),
     ("semi.csv", "query;passage;label\nwho;me;1\n", "one column with semicolons in it", "write it with commas"),
-    ("commas.tsv", "query,passage,label\nwho,me,1\n", "one column with commas in it, but a .tsv file is read as tab", "rename it to .csv"),
+    ("commas.tsv", "query,passage,label\nwho,me,1\n", "one column with commas in it, but this .tsv file is read as tab", "rename it to .csv"),
 ])
 def test_a_file_with_another_delimiter_than_its_name_says_is_named_so(tmp_path, name, text, error, hint):
     from qadistill.stream import open_pairs
@@ -462,3 +464,115 @@ def test_jsonl_rows_with_common_field_names_load_as_csv_headers_do(tmp_path):
     with pytest.raises(DataError, match=r"odd.jsonl:1: missing field\(s\) passage$") as e:
         load_dataset(str(odd), "all")
     assert "passage could be any of context, sentence" in e.value.hint
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Own-data formats found by a new user's trial (each failed on the code before the fix)
+# ---------------------------------------------------------------------------------------------------------------------
+WQ_ROWS = [("Q1", "who wrote hamlet?", "D1-0", '"Hamlet" (play) is a tragedy.', "0"),
+           ("Q1", "who wrote hamlet?", "D1-1", "Shakespeare wrote it.", "1"),
+           ("Q2", "who wrote hamlet?", "D2-0", "A different question with the same text.", "1"),
+           ("Q2", "who wrote hamlet?", "D2-1", '"Quoted in full."', "0")]
+
+
+def test_a_qid_column_beside_a_known_layouts_question_and_answer_is_read_not_dropped(tmp_path):
+    """qid,question,answer,label matched the microsoft/wiki_qa layout, which has question_id: qid was dropped and two
+    questions sharing a text were silently merged; a sentence_id column beside it was dropped too."""
+    import csv as csvmod
+
+    f = tmp_path / "low.csv"
+    with f.open("w", newline="") as fh:
+        w = csvmod.writer(fh)
+        w.writerow(["qid", "question", "sentence_id", "answer", "label"])
+        w.writerows([q, t, s, p, lab] for q, t, s, p, lab in WQ_ROWS)
+    ds = load_dataset(str(f))
+    assert sorted(ds.query_groups()) == ["Q1", "Q2"] and [p.passage_id for p in ds.pairs] == ["D1-0", "D1-1", "D2-0", "D2-1"]
+    jl = tmp_path / "qid.jsonl"
+    jl.write_text("".join(json.dumps({"qid": q, "question": t, "sentence_id": s, "answer": p, "label": int(lab)}) + "\n"
+                          for q, t, s, p, lab in WQ_ROWS))
+    ds = load_dataset(str(jl))
+    assert sorted(ds.query_groups()) == ["Q1", "Q2"] and ds.pairs[3].passage_id == "D2-1"
+    jl.write_text("".join(json.dumps({"qid": q, "query": t, "passage": p}) + "\n" for q, t, _, p, _ in WQ_ROWS))
+    assert sorted(load_dataset(str(jl)).query_groups()) == ["Q1", "Q2"]  # qid beside the JSONL names themselves
+
+
+def test_a_passages_own_id_is_preferred_to_a_document_id_and_a_duplicated_id_names_its_column(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("question_id,question,document_id,sentence_id,sentence,label\nQ1,q?,D1,D1-0,a.,1\nQ1,q?,D1,D1-1,b.,0\n")
+    assert [p.passage_id for p in load_dataset(str(f)).pairs] == ["D1-0", "D1-1"]
+    f.write_text("question_id,question,document_id,sentence,label\nQ1,q?,D1,a.,1\nQ1,q?,D1,b.,0\n")
+    with pytest.raises(DataError, match=r"d.csv:3: duplicated id .*read from .*column 'document_id' as passage_id") as e:
+        load_dataset(str(f))
+    assert "rename that column or drop it" in e.value.hint
+
+
+def test_a_tsv_is_read_literally_quotes_as_text_unless_it_is_written_in_csv_quoting(tmp_path):
+    """Real WikiQA sentences start with a quote: a tab-separated file with any header but WikiQA's own was parsed with
+    CSV quoting (refused, or a sentence in quotes silently lost them). pandas/csv.writer TSVs still read."""
+    import csv as csvmod
+
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("query_id\tquery\tpassage\tlabel\n" + "".join(f"{q}\t{t}\t{p}\t{lab}\n" for q, t, _, p, lab in WQ_ROWS))
+    want = [p for *_, p, _ in WQ_ROWS]
+    assert [p.passage for p in load_dataset(str(plain)).pairs] == want
+    for quoting in (csvmod.QUOTE_MINIMAL, csvmod.QUOTE_ALL):
+        f = tmp_path / f"pandas{quoting}.tsv"
+        with f.open("w", newline="") as fh:
+            w = csvmod.writer(fh, delimiter="\t", quoting=quoting)
+            w.writerow(["query_id", "query", "passage", "label"])
+            w.writerows([q, t, p + ' and "more"\tafter a tab', lab] for q, t, _, p, lab in WQ_ROWS)
+        assert [p.passage for p in load_dataset(str(f)).pairs] == [p + ' and "more"\tafter a tab' for p in want], quoting
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("query\tpassage\tlabel\nq?\ta tab\tinside\t1\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: 4 fields, expected 3"):
+        load_dataset(str(bad))
+
+
+def test_a_files_split_by_query_does_not_depend_on_the_order_of_its_rows(tmp_path):
+    from qadistill.splits import load_split
+
+    rows = [{"query_id": f"q{i}", "query": f"question {i}?", "passage_id": f"p{i}-{j}", "passage": f"passage {i} {j}",
+             "label": int(j == 0)} for i in range(40) for j in range(3)]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    random_rows = list(rows)
+    __import__("random").Random(1).shuffle(random_rows)
+    b.write_text("".join(json.dumps(r) + "\n" for r in random_rows))
+    for split in ("train", "dev", "test"):
+        assert set(load_split(str(a), split).query_groups()) == set(load_split(str(b), split).query_groups()), split
+
+
+def test_grouped_rows_graded_labels_and_bz2_xz_files_get_what_to_do(tmp_path):
+    """A SelQA-style grouped JSONL row was told 'missing field passage' / 'put the text in quotes'; a `relevance`
+    column was skipped without a word; .bz2/.xz files were called 'not UTF-8'."""
+    import bz2
+    import lzma
+
+    from qadistill.splits import load_split, require_labelled
+
+    g = tmp_path / "g.jsonl"
+    g.write_text(json.dumps({"qid": "Q1", "question": "who?", "candidates": ["a.", "b."], "labels": [1, 0]}) + "\n")
+    with pytest.raises(DataError, match=r"g.jsonl:1: field 'candidates' is a list of 2 texts: a grouped row") as e:
+        load_dataset(str(g))
+    assert "passage: $r.candidates[$i], label: $r.labels[$i]" in e.value.hint and "query: $r.question" in e.value.hint
+    r = tmp_path / "r.tsv"
+    r.write_text("query\tpassage\trelevance\nq?\ta.\t2\nq?\tb.\t0\n")
+    with pytest.raises(DataError, match=r"r.tsv:2: split all: 2 of 2 pairs have no label") as e:
+        require_labelled(load_split(str(r), None), "split all")
+    assert "column 'relevance' is not read as a label" in e.value.hint
+    (tmp_path / "y.csv.bz2").write_bytes(bz2.compress(b"query,passage,label\nq?,a.,1\nq?,b.,0\n"))
+    (tmp_path / "y.jsonl.xz").write_bytes(lzma.compress(b'{"query": "q?", "passage": "a.", "label": 1}\n'))
+    assert load_dataset(str(tmp_path / "y.csv.bz2")).labels() == [1, 0] and len(load_dataset(str(tmp_path / "y.jsonl.xz"))) == 1
+    (tmp_path / "z.csv.bz2").write_bytes(b"query,passage\nq,p\n")
+    with pytest.raises(DataError, match=r"z.csv.bz2: unreadable or truncated bzip2 file"):
+        load_dataset(str(tmp_path / "z.csv.bz2"))
+
+
+def test_a_wikiqa_tsv_without_its_document_columns_reads(tmp_path):
+    """DocumentID and DocumentTitle are not needed to score; a WikiQA TSV without them was refused."""
+    from qadistill.stream import open_pairs
+
+    f = write(tmp_path / "w.tsv", "QuestionID\tQuestion\tSentenceID\tSentence\tLabel\nQ1\tq?\tS1\t\"Quoted\" (song)\t1\nQ1\tq?\tS2\tb.\t0\n")
+    ds = load_dataset(str(f), "all")
+    assert [p.passage for p in ds.pairs] == ['"Quoted" (song)', "b."] and ds.pairs[0].title is None
+    assert open_pairs(str(f)).count() == 2

@@ -105,6 +105,9 @@ def test_rank_stdin_and_jsonl(cli, tiny_rank):
     assert len(json.loads(r.stdout)["results"]) == 2
     r = cli("rank", str(folder), "-q", "who?", "--format", "json", input='{"id": "x1", "passage": "a king."}\n{"id": "x2", "text": "the queen."}\n')
     assert {x["id"] for x in json.loads(r.stdout)["results"]} == {"x1", "x2"}
+    rows = '{"query_id": "Q1", "query": "who?", "passage_id": "D1-0", "passage": "a king.", "label": 0}\n'
+    r = cli("rank", str(folder), "-q", "who?", "--format", "json", input=rows)  # an eval file's rows keep their ids
+    assert [x["id"] for x in json.loads(r.stdout)["results"]] == ["D1-0"]
 
 
 @pytest.mark.parametrize(

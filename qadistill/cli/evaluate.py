@@ -76,7 +76,23 @@ def _render(res: dict) -> None:
                 reasons[why].append(name)
     for why, names in reasons.items():
         err_console().print(f"[dim]{', '.join(names)} -: {why}[/]")
+    for note in data_notes(res["stats"]):
+        err_console().print(f"[dim]{note}[/]")
     hidden = [h for h, _ in COLUMNS if h not in heads]
     if hidden:
         err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
                             "or --format json)[/]")
+
+
+def data_notes(stats: dict) -> list[str]:
+    """What the table's counts leave out: the questions the ranking metrics skip, and passages kept twice."""
+    notes = []
+    scored, total = stats.get("queries_with_pos_and_neg"), stats.get("queries")
+    if scored and total and scored < total:
+        notes.append(f"queries: the {scored} of {total} with both a correct and a wrong candidate (the ranking metrics "
+                     "score only those, as WikiQA's standard evaluation does)")
+    if stats.get("repeated_passages"):
+        n = stats["repeated_passages"]
+        notes.append(f"{n} passage{'s' if n != 1 else ''} repeated for the same query (same text and label) kept as "
+                     "separate candidates, as the file has them")
+    return notes

@@ -26,7 +26,7 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
 
 
 def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
-    """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id"), with the 1-based input line
+    """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id" or "passage_id"), with the 1-based input line
     of each (blank lines are skipped, so a passage's position and its line differ after one). '-' reads stdin."""
     if source == "-":
         if sys.stdin.isatty():  # nothing piped in: waiting on the keyboard would look like a hang
@@ -83,7 +83,7 @@ def _jsonl_rows(name: str, numbered: list[tuple[int, str]], why: str) -> tuple[l
         if not isinstance(txt, str) or not txt.strip():
             raise UserInputError(f"{name}:{i}: field {field!r} must be non-empty text (got {json.dumps(txt)[:40]})",
                                  "give every passage some text")
-        raw_id = row.get("id", row_no)
+        raw_id = row.get("id", row.get("passage_id", row_no))  # eval-format rows name it passage_id
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
             raise UserInputError(f"{name}:{i}: id {json.dumps(raw_id)[:40]} is not a string or a whole number",
                                  "give each passage a string (or integer) id, or none")
