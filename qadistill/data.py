@@ -638,7 +638,17 @@ def ambiguity_note(names: list[str], fields) -> str:
             + f": rename the one meant to {' / '.join(f for f, _ in twice)}; ")
 
 
+def looks_like_data(header: list[str]) -> bool:
+    """A first line that is a row, not a header (ASNQ's TSVs have none): a cell is a 0/1 label or a sentence."""
+    return any(h.strip() in ("0", "1") or len(h.split()) > 4 for h in header)
+
+
 def header_hint(header: list[str], columns: dict[str, str]) -> str:
+    if looks_like_data(header):
+        n = len(header)
+        names = ",".join(["query", "passage", "label"][:n] + [f"extra{i}" for i in range(max(0, n - 3))])
+        return (f"the first line looks like data, not a header: add a header row naming the {n} columns, e.g. {names} "
+                f"(in the file's order; query and passage are required)")
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
     known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())

@@ -576,3 +576,10 @@ def test_a_wikiqa_tsv_without_its_document_columns_reads(tmp_path):
     ds = load_dataset(str(f), "all")
     assert [p.passage for p in ds.pairs] == ['"Quoted" (song)', "b."] and ds.pairs[0].title is None
     assert open_pairs(str(f)).count() == 2
+
+
+def test_a_file_without_a_header_row_is_told_to_add_one(tmp_path):
+    f = write(tmp_path / "asnq.tsv", "how are epithelial tissues joined together\tthey are held by junctions of many kinds\t1\n")
+    with pytest.raises(DataError, match=r"asnq.tsv:1: missing column 'query'") as e:
+        load_dataset(str(f))
+    assert "looks like data, not a header: add a header row naming the 3 columns, e.g. query,passage,label" in e.value.hint
