@@ -20,7 +20,9 @@ class BusyError(QadistillError):
 
 
 @contextmanager
-def artifact_lock(name: str, what: str = "artifact") -> Iterator[None]:
+def artifact_lock(name: str, what: str = "artifact", hint: str = "wait for it to finish, or pick another --name",
+                  shown: str | None = None) -> Iterator[None]:
+    """Hold NAME's lock for the block (``shown``: the name the busy message gives, e.g. the model of "NAME.export")."""
     paths.check_name(name)
     folder = paths.home() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,8 +35,8 @@ def artifact_lock(name: str, what: str = "artifact") -> Iterator[None]:
             fh.seek(0)
             owner = fh.read().strip() or "?"
             raise BusyError(
-                f"another qadistill process (pid {owner}) is building the {what} '{name}' right now",
-                "wait for it to finish, or pick another --name",
+                f"another qadistill process (pid {owner}) is building the {what} '{shown or name}' right now",
+                hint,
             ) from None
         fh.seek(0)
         fh.truncate()

@@ -291,17 +291,27 @@ class Registry:
             e.path.unlink()
             self._entries = None
             return e
-        delete = delete_files and e.path.exists()
-        if delete and not paths.under_home(e.path):
-            raise UserInputError(
-                f"'{name}': its folder {e.path} is outside QADISTILL_HOME ({paths.home()}); qadistill only deletes inside "
-                "the home, so nothing was removed",
-                f"unregister it with `qadistill zoo remove {name}` (without --delete-files) and delete the folder yourself",
-            )
-        self._store.remove_artifact(name)
-        if delete and e.path.is_dir():
-            shutil.rmtree(e.path)
-        elif delete:
-            e.path.unlink()
+        from qadistill.locks import artifact_lock
+
+        busy = "wait for it to finish, then remove it"
+        with artifact_lock(name, hint=busy), artifact_lock(f"{name}.export", "exports of", busy, shown=name):  # never under a running build
+            exports = self.derived_exports(name)
+            folders = [x for x in [e.path, *(Path(a.path) for a in exports)] if delete_files and x.exists()]
+            outside = next((x for x in folders if not paths.under_home(x)), None)
+            if outside is not None:
+                raise UserInputError(
+                    f"'{name}': the folder {outside} is outside QADISTILL_HOME ({paths.home()}); qadistill only deletes inside "
+                    "the home, so nothing was removed",
+                    f"unregister it with `qadistill zoo remove {name}` (without --delete-files) and delete the folder yourself",
+                )
+            for a in exports:  # they hold this model's weights: left registered, a rebuild's name would serve the old ones
+                self._store.remove_artifact(a.name)
+            self._store.remove_artifact(name)
+            for x in folders:
+                shutil.rmtree(x) if x.is_dir() else x.unlink()
         self._entries = None
         return e
+
+    def derived_exports(self, name: str) -> list:
+        """The export artifacts registered from the model ``name`` (``zoo remove`` takes them with it)."""
+        return [a for a in self.artifacts(recipe=name) if a.kind == "export" and a.parent == name and a.name != name]

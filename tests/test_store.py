@@ -326,3 +326,30 @@ def test_fail_run_records_the_reason(tmp_path):
         assert (r["status"], r["reason"]) == ("failed", "out of memory") and r["finished_at"] is not None
         with pytest.raises(ValueError, match="status"):
             s.finish_run(rid, "done")
+
+
+def test_removing_a_model_takes_its_exports_and_waits_for_no_running_export(isolated_home):
+    """`zoo remove NAME --delete-files` left NAME's exports registered and on disk (a later build of NAME then had
+    `rank NAME-int8-dynamic` serve the removed weights), and deleted the folder under a running export."""
+    from qadistill.locks import BusyError, artifact_lock
+    from qadistill.registry import Registry
+
+    art = isolated_home / "artifacts"
+    for n in ("stu", "stu-onnx", "stu-int8", "other-onnx"):
+        (art / n).mkdir(parents=True)
+        (art / n / "config.json").write_text("{}")
+    with Store.open() as s:
+        s.add_artifact("stu", "student-model", art / "stu")
+        s.add_artifact("stu-onnx", "export", art / "stu-onnx", recipe="stu", parent="stu")
+        s.add_artifact("stu-int8", "export", art / "stu-int8", recipe="stu", parent="stu")
+        s.add_artifact("other-onnx", "export", art / "other-onnx", recipe="other", parent="other")
+        reg = Registry(store=s)
+        assert {a.name for a in reg.derived_exports("stu")} == {"stu-onnx", "stu-int8"}
+        with artifact_lock("stu.export", "exports of"):  # an export of stu is running
+            with pytest.raises(BusyError, match="exports of 'stu'") as e:
+                reg.remove("stu", delete_files=True)
+            assert "then remove it" in e.value.hint
+        assert {a.name for a in s.artifacts()} == {"stu", "stu-onnx", "stu-int8", "other-onnx"} and (art / "stu").is_dir()
+        reg.remove("stu", delete_files=True)
+        assert {a.name for a in s.artifacts()} == {"other-onnx"}
+        assert sorted(p.name for p in art.iterdir()) == ["other-onnx"]

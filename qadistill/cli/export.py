@@ -90,7 +90,7 @@ def export(
     _check_data(data, parity_queries, Variant.int8_static in variants)
     from qadistill.locks import artifact_lock
 
-    with artifact_lock(f"{label}.export", "exports of"), RichProgress() as prog:  # one export of a model at a time
+    with artifact_lock(f"{label}.export", "exports of", "wait for that export to finish", shown=label), RichProgress() as prog:  # one export of a model at a time
         results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
                                bound_points=max_map_drop, strict=strict, out_root=out, progress=prog, overwrite=overwrite)
         register_exports(reg, label, results)

@@ -157,9 +157,13 @@ def add(file: RecipeFileArg, force: ForceOpt = False) -> None:
 @app.command("remove")
 @handle_errors
 def remove(name: NameArg, delete_files: DeleteFilesOpt = False) -> None:
-    """Remove a recipe from your zoo, or unregister a built artifact (its files stay unless --delete-files)."""
-    e = _registry().remove(name, delete_files=delete_files)
-    err_console().print(f"removed [bold]{e.name}[/] ({e.origin})")
+    """Remove a recipe from your zoo, or unregister a built artifact and its exports (their files stay unless
+    --delete-files)."""
+    reg = _registry()
+    exports = [a.name for a in reg.derived_exports(name)] if reg.store is not None else []
+    e = reg.remove(name, delete_files=delete_files)
+    also = f" and its {len(exports)} export{'s' if len(exports) != 1 else ''} ({', '.join(exports)})" if exports and e.origin == "artifact" else ""
+    err_console().print(f"removed [bold]{e.name}[/] ({e.origin}){also}" + (", files deleted" if delete_files and e.origin == "artifact" else ""))
 
 
 @app.command("pull")
