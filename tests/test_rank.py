@@ -367,3 +367,13 @@ def test_rank_plain_text_file_may_start_with_a_brace(cli, tiny_rank, tmp_path):
     f = write(tmp_path / "p.txt", '{"quoted" in braces} is a passage.\nthe queen.\n')
     r = cli("rank", str(folder), "-q", "who?", "-p", str(f), "--format", "json")
     assert r.exit_code == 0 and len(json.loads(r.stdout)["results"]) == 2, r.output
+
+
+def test_rank_reads_old_mac_line_ends_and_skips_invisible_lines(cli, tiny_rank):
+    """A CR-only file ranked as one passage holding every line (exit 0); a line of a zero-width space was a passage."""
+    folder, _ = tiny_rank
+    r = cli("rank", str(folder), "-q", "who?", "--format", "json", input="A king.\rThe queen.\r\u200b\rA dog.\r")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["results"]
+    assert sorted(x["passage"] for x in got) == ["A dog.", "A king.", "The queen."]
+    assert sorted(x["line"] for x in got) == [1, 2, 4]

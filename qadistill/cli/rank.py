@@ -25,6 +25,9 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     return texts, ids
 
 
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters: a line of only these holds no passage
+
+
 def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
     """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id" or "passage_id"), with the 1-based input line
     of each (blank lines are skipped, so a passage's position and its line differ after one). '-' reads stdin."""
@@ -52,7 +55,9 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
         text = raw.decode("utf-8-sig")  # a byte-order mark is not part of the first passage
     except UnicodeDecodeError:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
-    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    # \n, \r\n and old-Mac \r end a line (as data files are read); a line of spaces or invisible characters is blank
+    lines_all = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    numbered = [(n, line) for n, line in enumerate(lines_all, 1) if line.strip().strip(INVISIBLE)]
     lines = [line for _, line in numbered]
     suffix = "" if source == "-" else Path(source).suffix.lower()
     # JSONL: by the file's name (.jsonl/.ndjson), else by a first line that is a JSON object -- or that starts like one
