@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qadistill import __version__, paths
-from qadistill.errors import ExportError, ExportInputError, ParityError, UserInputError
+from qadistill.errors import DiskFullError, ExportError, ExportInputError, ParityError, UserInputError
 from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
 from qadistill.integrity import write_checksums
 from qadistill.modelref import PARITY_QUERIES, Variant
@@ -552,6 +552,7 @@ def export_model(
     _check_sensitive_bound(folder, req.fp32_sensitive)
     preset = auto_preset() if req.preset == "auto" and any(Variant(v).is_int8 for v in variants) else req.preset
     out_root = Path(out_root) if out_root else paths.artifacts_dir()
+    made = [d for d in [out_root, *out_root.parents] if not d.exists()]  # folders this export creates (removed if empty)
     _check_out_root(out_root)
     for v in variants:
         dest = out_root / f"{name}-{v}"
@@ -565,14 +566,22 @@ def export_model(
     task.advance(1)
     results: list[VariantResult] = []
     _sweep_dead_exports(out_root)
-    with tempfile.TemporaryDirectory(prefix=f"{EXPORT_TMP}{os.getpid()}-", dir=_mkdir(out_root)) as tmp:
-        t0 = time.perf_counter()
-        export_onnx(folder, Path(tmp) / "onnx")
-        job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
-                         time.perf_counter() - t0, progress)
-        for v in variants:
-            results.append(export_variant(job, v, out_root))
-            task.advance(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"{EXPORT_TMP}{os.getpid()}-", dir=_mkdir(out_root)) as tmp:
+            t0 = time.perf_counter()
+            export_onnx(folder, Path(tmp) / "onnx")
+            job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
+                             time.perf_counter() - t0, progress)
+            for v in variants:
+                results.append(export_variant(job, v, out_root))
+                task.advance(1)
+    except Exception as exc:
+        for d in made:  # innermost first: an --out folder this run made and left empty goes
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if _disk_full_under(exc, out_root):
+            raise DiskFullError(out_root, f"free space on the disk of {out_root}, or pass --out a folder on a bigger disk") from exc
+        raise
     if strict:
         _check_strict(results, bound_points)
     return results
@@ -666,6 +675,20 @@ def _check_out_root(root: Path) -> None:
         raise UserInputError(f"--out {root}: cannot create the folder ({exc.strerror or exc})", "pass a folder you can write to") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise UserInputError(f"--out {root} is not writable", "pass a folder you can write to")
+
+
+def _disk_full_under(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` is a write that ran out of space and ``folder``'s disk is the full one (under 64 MB left): a
+    library may have written through a temp folder elsewhere, whose path its error names instead."""
+    import errno
+
+    full = isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+    if not full:
+        return False
+    try:
+        return shutil.disk_usage(folder if folder.exists() else paths.home()).free < 64 * 2**20
+    except OSError:
+        return False
 
 
 def _mkdir(p: Path) -> str:

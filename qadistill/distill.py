@@ -655,13 +655,13 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
                                          "description": f"{d.mode} student of {plan.pipeline.name}"})
             store.finish_run(run_id, "ok")
     except KeyboardInterrupt as exc:
-        if store and run_id:
-            store.finish_run(run_id, "interrupted")
+        if store:
+            store.end_run_quietly(run_id, "interrupted")
         exc.checkpoint = any(work.rglob("checkpoint.pt"))  # type: ignore[attr-defined]  (what the message can promise)
         raise
     except BaseException:
-        if store and run_id:
-            store.finish_run(run_id, "failed")
+        if store:
+            store.end_run_quietly(run_id, "failed")
         raise
     try:
         shutil.rmtree(work, ignore_errors=True)

@@ -258,14 +258,14 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
                 store.finish_run(run_id, "ok")
                 raise InterruptedRunError(f"interrupted after teacher '{recipe}' was saved and registered: nothing to resume",
                                           f"see it with `qadistill zoo show {recipe}`", exc) from None
-            store.finish_run(run_id, "interrupted")
+            store.end_run_quietly(run_id, "interrupted")
             final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
             if any(final.with_name(final.name + ".work").rglob("checkpoint.pt")):  # what the message can promise
                 raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
             raise InterruptedRunError("interrupted before training saved a checkpoint: finished teacher scores are cached",
                                       f"run `qadistill teach {recipe}` again (the scores computed so far are reused)", exc) from None
         except BaseException:
-            store.finish_run(run_id, "failed")
+            store.end_run_quietly(run_id, "failed")
             raise
     return m
 

@@ -377,6 +377,16 @@ class Store:
         with self.transaction() as c:
             c.execute("UPDATE runs SET status=?, finished_at=?, reason=? WHERE id=?", (status, time.time(), reason, run_id))
 
+    def end_run_quietly(self, run_id: str | None, status: str) -> None:
+        """Record how a run that is failing or interrupted ended, never hiding why: a store that cannot be written then
+        (its disk full) leaves the run's row "running" (swept as interrupted later) and the error in flight is the one
+        reported."""
+        if run_id:
+            try:
+                self.finish_run(run_id, status)
+            except Exception:  # noqa: BLE001  (the error in flight explains the failure; this one would mask it)
+                pass
+
     def fail_run(self, run_id: str, reason: str) -> None:
         self.finish_run(run_id, "failed", reason)
 

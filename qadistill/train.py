@@ -530,10 +530,30 @@ def save_hashed(obj, path: Path) -> None:
         side.unlink(missing_ok=True)  # a stop between the renames leaves the file unrecorded (loaded as before), never
         tmp.replace(path)  # a good file beside the record of the one it replaced
         side_tmp.replace(side)
-    except BaseException:
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and _out_of_space(exc, path.parent)  # measured before the temp file goes
         tmp.unlink(missing_ok=True)
         side_tmp.unlink(missing_ok=True)
+        if full:
+            from qadistill.errors import DiskFullError
+
+            raise DiskFullError(path, f"free space on the disk of {path.parent} (or move QADISTILL_HOME to a bigger one), "
+                                "then rerun the same command with --resume: it continues from the last checkpoint kept") from exc
         raise
+
+
+def _out_of_space(exc: Exception, folder: Path) -> bool:
+    """Whether a failed write ran out of disk: an ENOSPC/EDQUOT, or torch's stream writer failing (it says only "unexpected
+    pos" or "failed writing") while the disk it wrote to has under 16 MB left."""
+    import errno
+    import shutil
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 2**20
+    except OSError:
+        return False
 
 
 def _first_words(text: str, limit: int = 120) -> str:

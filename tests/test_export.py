@@ -390,3 +390,26 @@ def test_a_parity_sample_too_small_to_bound_map_is_said_before_the_export(cli, t
     assert "has 2 dev queries, fewer than 10" in err and "will not serve these variants" in err and "stopped before" in err, err
     r = cli("export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12")
     assert "fewer than 10" not in r.stderr and "stopped before" in r.stderr
+
+
+def test_an_out_folder_on_a_full_disk_is_named_and_left_as_it_was(tiny, tmp_path, monkeypatch):
+    """A full --out disk was reported as a full disk under /tmp (where the exporter wrote first) with the hint to move
+    QADISTILL_HOME, and left an empty --out folder behind."""
+    import shutil
+    from collections import namedtuple
+
+    import qadistill.compress as compress
+    from qadistill.errors import DiskFullError
+
+    def full(folder, dest):
+        raise DiskFullError("/tmp/tmpabc/model.onnx")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(compress, "export_onnx", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1024))
+    out = tmp_path / "small" / "exp"
+    with pytest.raises(DiskFullError, match=f"while writing {out}") as e:
+        export_model("tiny", tiny[0], ["onnx"], ExportRequest(variant=""), max_length=48, data=str(tiny[1]), parity_queries=12,
+                     out_root=out)
+    assert "--out a folder on a bigger disk" in e.value.hint
+    assert not out.exists() and not (tmp_path / "small").exists()

@@ -114,6 +114,10 @@ def handle_errors(func: F) -> F:
             if isinstance(exc, sqlite3.Error):  # a store damaged in a way opening it did not show
                 from qadistill import paths
 
+                if "disk is full" in str(exc):  # SQLITE_FULL: the store is fine, its disk is not
+                    full = DiskFullError(paths.store_path())
+                    report(full.message, full.hint)
+                    raise typer.Exit(full.exit_code) from None
                 report(f"store {paths.store_path()} is damaged or from another program: {type(exc).__name__}: {exc}",
                        "restore it from a qadistill.db.bak-before-* backup next to it, or move it to a new name to start a fresh store")
                 raise typer.Exit(1) from None
