@@ -157,7 +157,16 @@ class Backend:
     def load(self) -> "Backend":
         from qadistill.integrity import verify_checksums
 
+        if not self.folder.is_dir():  # a registered model whose folder was deleted: not "its tokenizer does not load"
+            from qadistill.errors import ModelFolderError
+
+            raise ModelFolderError(f"model folder {self.folder} does not exist (deleted or moved)",
+                                   "rebuild or re-pull it, or unregister it with `qadistill zoo remove NAME`")
         verify_checksums(self.folder)  # first: a damaged file is named as such, whichever loader would trip on it
+        if (self.folder / "config.json").exists():  # then a config that parses into an object (a list read as one crashed)
+            from qadistill.sources import check_model_folder
+
+            check_model_folder(self.folder)
         self.tokenizer = PairTokenizer(self.folder, self.max_length, hf=self.hf_tokenizer)
         return self
 

@@ -127,8 +127,15 @@ def check_model_folder(folder: Path) -> None:
         raise ExportInputError(f"{folder} is incomplete: no weights (model.safetensors)", "rebuild it, e.g. `qadistill distill ...`")
     if not (folder / "tokenizer.json").exists() and not (folder / "vocab.txt").exists():
         raise ExportInputError(f"{folder} is incomplete: no tokenizer files", "save the tokenizer into the folder")
-    cfg = json.loads((folder / "config.json").read_text())
-    if not any("SequenceClassification" in a for a in cfg.get("architectures") or []):
+    from qadistill.integrity import verify_checksums
+    from qadistill.sources import check_model_folder as loadable
+
+    verify_checksums(folder)  # a damaged recorded file is named as such (and exit 2), before its contents are read
+    cfg = loadable(folder)  # config.json that parses into an object
+    archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ExportInputError(f"{folder / 'config.json'}: architectures is not a list of names", "re-pull or rebuild the model")
+    if not any("SequenceClassification" in a for a in archs):
         raise ExportInputError(f"{folder} is a {', '.join(cfg.get('architectures') or ['?'])}, not a relevance (sequence-classification) model",
                           "export a cross-encoder teacher or a distilled student")
 

@@ -53,6 +53,25 @@ def _prefix(keys):
     return np.ascontiguousarray(keys[:, :8]).view("<u8").reshape(len(keys))
 
 
+def cache_mb_setting(default_mb: float) -> float:
+    """QADISTILL_SHARD_CACHE_MB, a number of megabytes >= 0 (unset: ``default_mb``); anything else is a one-line error."""
+    import math
+
+    from qadistill.errors import UserInputError
+
+    raw = os.environ.get("QADISTILL_SHARD_CACHE_MB", "").strip()
+    if not raw:
+        return default_mb
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not math.isfinite(mb) or mb < 0:
+        raise UserInputError(f"QADISTILL_SHARD_CACHE_MB={raw!r} is not a number of megabytes (0 or more)",
+                             f"unset it, or set e.g. QADISTILL_SHARD_CACHE_MB={int(default_mb)}")
+    return mb
+
+
 class ShardIndex:
     """Keys -> (file, row) over the files ``pattern`` matches in ``folder``; ``load(path)`` reads and checks one file,
     returning (keys [n, 32] uint8, values [n, ...]) or None for a bad file."""
@@ -65,7 +84,7 @@ class ShardIndex:
         self._runs: list[tuple] = []  # (sorted prefixes uint64, file ids int32, rows int32), largest first
         self._cache: OrderedDict = OrderedDict()  # file id -> (keys, values), least recently used first
         self._cached = 0
-        mb = cache_mb if cache_mb is not None else float(os.environ.get("QADISTILL_SHARD_CACHE_MB") or default_mb)
+        mb = cache_mb if cache_mb is not None else cache_mb_setting(default_mb)
         self._budget = int(mb * (1 << 20))
 
     def __len__(self) -> int:

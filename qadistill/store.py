@@ -7,6 +7,7 @@ database runs in WAL mode with a busy timeout, so concurrent writers wait for ea
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -180,6 +181,21 @@ class Artifact:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+@functools.lru_cache(maxsize=1)
+def expected_columns() -> dict[str, set[str]]:
+    """Table -> its columns, as MIGRATIONS make them (applied to an empty in-memory database once per process)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for _, sql in MIGRATIONS:
+            for stmt in (x.strip() for x in sql.split(";")):
+                if stmt:
+                    conn.execute(stmt)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    finally:
+        conn.close()
+
+
 class Store:
     """A handle on the store; open one per process (``Store.open()``), use it as a context manager or close it.
 
@@ -207,6 +223,7 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.migrate()
+            self._check_schema()
             self._sweep_if_writable()
         except sqlite3.OperationalError as exc:
             self.conn.close()
@@ -219,6 +236,17 @@ class Store:
         except BaseException:
             self.conn.close()
             raise
+
+    def _check_schema(self) -> None:
+        """Every table the migrations make has every column they give it (a store edited by hand, or by another
+        program, failed later on a missing column as an internal error)."""
+        want = expected_columns()
+        for table, cols in want.items():
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            missing = sorted(cols - have)
+            if missing:
+                raise self._unreadable(f"its table {table} lacks the column(s) {', '.join(missing)}: not the schema this "
+                                       "qadistill writes (edited by hand, or by another program)")
 
     def _sweep_if_writable(self) -> None:
         try:
@@ -452,7 +480,13 @@ class Store:
 
     def _artifact(self, row: sqlite3.Row) -> Artifact:
         p = Path(row["path"])
-        return Artifact(**(dict(row) | {"path": str(p if p.is_absolute() else self.home / p), "manifest": json.loads(row["manifest"])}))
+        try:
+            manifest = json.loads(row["manifest"] or "{}")
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:  # one damaged row must not take the whole zoo down: the row says what it lost
+            manifest = {"damaged_record": f"its manifest in the store is not readable JSON ({exc})"}
+        return Artifact(**(dict(row) | {"path": str(p if p.is_absolute() else self.home / p), "manifest": manifest}))
 
     def drop_stale_results(self, artifact: str, before: float) -> int:
         """Forget the results of an earlier model that had this name (recorded before ``before``): a rebuilt artifact

@@ -61,3 +61,47 @@ def test_a_store_on_a_full_disk_is_said_to_be_on_a_full_disk_not_damaged(capsys)
     err = capsys.readouterr().err
     assert e.value.exit_code == 1 and "no space left on the disk while writing" in err and "qadistill.db" in err
     assert "damaged" not in err
+
+
+def test_a_damaged_store_row_or_a_hand_edited_schema_is_said_so_not_an_internal_error(isolated_home):
+    from qadistill.errors import StoreError
+    from qadistill.store import Store
+
+    with Store.open() as s:
+        s.add_artifact("stu", "student-model", isolated_home / "artifacts" / "stu")
+        s.add_artifact("ok", "student-model", isolated_home / "artifacts" / "ok")
+        s.conn.execute("UPDATE artifacts SET manifest='{bad' WHERE name='stu'")
+    with Store.open() as s:  # `zoo list` must still list everything: the damaged row says what it lost
+        arts = {a.name: a for a in s.artifacts()}
+        assert set(arts) == {"stu", "ok"} and "not readable JSON" in arts["stu"].manifest["damaged_record"]
+        s.conn.execute("ALTER TABLE artifacts RENAME COLUMN manifest TO mf")
+    with pytest.raises(StoreError, match=r"its table artifacts lacks the column\(s\) manifest: not the schema"):
+        Store.open()
+
+
+def test_a_bad_shard_cache_size_is_a_one_line_error(monkeypatch, tmp_path):
+    from qadistill.errors import UserInputError
+    from qadistill.shardindex import cache_mb_setting
+
+    monkeypatch.setenv("QADISTILL_SHARD_CACHE_MB", "abc")
+    with pytest.raises(UserInputError, match=r"QADISTILL_SHARD_CACHE_MB='abc' is not a number of megabytes"):
+        cache_mb_setting(128)
+    monkeypatch.setenv("QADISTILL_SHARD_CACHE_MB", "64")
+    assert cache_mb_setting(128) == 64
+
+
+def test_a_config_that_does_not_parse_or_is_not_an_object_is_named_by_export_and_the_backends(tmp_path):
+    from conftest import make_tiny_model
+    from qadistill.backends import TorchBackend
+    from qadistill.compress import check_model_folder
+    from qadistill.errors import ModelFolderError
+
+    folder = make_tiny_model(tmp_path / "m", "cross")
+    (folder / "config.json").write_text('{"architectures": [')
+    with pytest.raises(ModelFolderError, match=r"config.json is unreadable or not JSON"):
+        check_model_folder(folder)
+    (folder / "config.json").write_text("[1, 2, 3]")
+    with pytest.raises(ModelFolderError, match=r"config.json is not a JSON object"):
+        TorchBackend(folder, 32).load()
+    with pytest.raises(ModelFolderError, match=r"model folder .*gone does not exist \(deleted or moved\)"):
+        TorchBackend(tmp_path / "gone", 32).load()
