@@ -232,8 +232,11 @@ def run_target(target: Target, settings: BenchSettings, timeout: float = 3600) -
         why = " (out of memory? try smaller --batch-sizes or --max-length)" if sig == "SIGKILL" else ""
         return {"error": f"the worker was killed by {sig}{why}", "target": asdict(target)}
     if proc.returncode != 0:
+        import re
+
         tail = (proc.stderr.strip().splitlines() or [f"the worker exited with {proc.returncode} and no message"])[-1]
-        return {"error": tail, "target": asdict(target)}
+        m = re.match(r"qadistill\.errors\.(\w+): (.*)", tail)  # our own error: its message, and its kind for the exit code
+        return {"error": m.group(2) if m else tail, "error_type": m.group(1) if m else None, "target": asdict(target)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -292,10 +295,16 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
     if targets and not rows:  # nothing measured: an error, and no empty run in the store
         from qadistill.errors import QadistillError
 
+        from qadistill import errors as qerrors
+
         first = errors[0]
-        raise QadistillError(f"every benchmark row failed ({len(errors)} target(s)); first: "
-                             f"{first['target']['model']}:{first['target']['backend']}: {first['error']}",
-                             "run `qadistill doctor`, or bench one model with one backend to see why")
+        message = (f"every benchmark row failed ({len(errors)} target(s)); first: "
+                   f"{first['target']['model']}:{first['target']['backend']}: {first['error']}")
+        kind = getattr(qerrors, first.get("error_type") or "", None)
+        if isinstance(kind, type) and issubclass(kind, qerrors.UserInputError):  # a damaged folder, a bad input: exit 2
+            raise qerrors.UserInputError(message, "fix or rebuild what it names (a damaged export: `qadistill export NAME "
+                                         "--overwrite`), or bench another backend")
+        raise QadistillError(message, "run `qadistill doctor`, or bench one model with one backend to see why")
     rows = finalize(rows, baseline)
     env["loadavg_1m_end"] = os.getloadavg()[0]
     run_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]

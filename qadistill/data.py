@@ -744,7 +744,7 @@ def named_path(name: str, split: str) -> Path:
         raise DataError(f"dataset '{name}' needs QADISTILL_DATA_DIR", "set QADISTILL_DATA_DIR to the folder holding wikiqa/ and trecqa/")
     if name == "wikiqa":
         if split not in ("train", "dev", "test"):
-            raise DataError(f"wikiqa has no split '{split}'", "use --split train, dev or test")
+            raise DataError(f"wikiqa has no split '{split}'", "use train, dev or test (--split, or a recipe's data.*_split)")
         for cand in (root / "wikiqa" / f"WikiQA-{split}.tsv.gz", root / "wikiqa" / f"WikiQA-{split}.tsv"):
             if cand.exists():
                 return cand

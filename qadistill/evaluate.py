@@ -23,11 +23,11 @@ def evaluate(
     models' calibrated logits. Returns {"data", "split", "stats", "rows": [{"model", metrics..., "seconds"}]}."""
     import numpy as np
 
-    from qadistill.splits import WHOLE, dataset_label, is_named, load_split, require_labelled
+    from qadistill.splits import dataset_label, default_split, is_named, load_split, require_labelled
 
     progress = progress or NullProgress()
     ds = load_split(data, split)
-    split = split or ("test" if is_named(data) else WHOLE)
+    split = split or default_split(data)
     require_labelled(ds, f"{data} ({split})" if is_named(data) else f"split {split}")  # a file's path leads the message
     label = dataset_label(data)
     qids = [p.query_id for p in ds.pairs]

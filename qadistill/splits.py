@@ -52,11 +52,19 @@ def dataset_label(spec: str) -> str:
     return spec if is_named(spec) else str(Path(spec).expanduser().resolve())
 
 
+def default_split(spec: str) -> str:
+    """The split eval/bench read when none is given: a named dataset's test split (TREC-QA: dev, the one it ships
+    here, kept for validation), a file's whole content."""
+    if not is_named(spec):
+        return WHOLE
+    return "dev" if spec == "trecqa" else "test"
+
+
 def load_split(spec: str, split: str | None, seed: int = 0) -> QADataset:
     """One split for eval/bench: a named dataset's own split (default test); for a file the whole file (``all``, the
     default) or the train/dev/test part of its by-query split (seed 0: the split `distill --data FILE` makes)."""
     if is_named(spec):
-        return load_dataset(spec, split or "test")
+        return load_dataset(spec, split or default_split(spec))
     full = load_dataset(spec, WHOLE)
     if split in (None, WHOLE):
         return full

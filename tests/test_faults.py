@@ -105,3 +105,54 @@ def test_a_config_that_does_not_parse_or_is_not_an_object_is_named_by_export_and
         TorchBackend(folder, 32).load()
     with pytest.raises(ModelFolderError, match=r"model folder .*gone does not exist \(deleted or moved\)"):
         TorchBackend(tmp_path / "gone", 32).load()
+
+
+def test_trecqa_without_a_split_is_its_dev_split_and_a_wikiqa_split_typo_is_refused_in_the_recipe(tmp_path):
+    """`eval --data trecqa` failed with "no split 'test'" (the README says trecqa means its dev split); a recipe with
+    data.test_split = "tesst" was accepted and failed at the run with a hint about a --split distill does not have."""
+    import pydantic
+
+    from qadistill.recipes import DataSettings
+    from qadistill.splits import default_split
+
+    assert default_split("trecqa") == "dev" and default_split("wikiqa") == "test" and default_split(str(tmp_path / "x.csv")) == "all"
+    with pytest.raises(pydantic.ValidationError, match="test_split 'tesst': wikiqa's splits are train, dev and test"):
+        DataSettings(name="wikiqa", test_split="tesst")
+    assert DataSettings(name="x.jsonl", test_split="held").test_split == "held"
+
+
+def test_bench_plot_into_a_folder_that_cannot_be_written_is_refused_before_the_benchmark(tmp_path, monkeypatch):
+    import tempfile
+
+    from qadistill.cli.bench import _check_plot
+    from qadistill.errors import UserInputError
+
+    f = tmp_path / "p.txt"
+    f.write_text("x")
+    with pytest.raises(UserInputError, match=r"p.txt is a file, not a folder"):
+        _check_plot(f / "x.png")
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(UserInputError, match=r"cannot be written \(Permission denied\)"):
+        _check_plot(tmp_path / "x.png")
+
+
+def test_bench_with_every_row_failing_on_a_damaged_folder_is_bad_input_without_a_class_name(monkeypatch):
+    """Every row failing on a damaged export said `qadistill.errors.ModelFolderError: ...` with the hint to run
+    doctor, exit 1; it is the user's input (exit 2), said without the class name."""
+    import qadistill.bench as bench
+    from qadistill.errors import UserInputError
+
+    class Done:
+        returncode, stdout = 1, ""
+        stderr = "Traceback (most recent call last):\n  ...\nqadistill.errors.ModelFolderError: /x/model.onnx does not match its recorded sha256"
+
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: Done())
+    target = bench.Target("stu", "ort-int8", "/x", "cross-encoder")
+    with pytest.raises(UserInputError) as e:
+        bench.run_bench([target], bench.BenchSettings())
+    assert e.value.exit_code == 2 and "stu:ort-int8: /x/model.onnx does not match" in e.value.message
+    assert "ModelFolderError" not in e.value.message and "export NAME --overwrite" in e.value.hint

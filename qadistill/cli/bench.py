@@ -32,7 +32,7 @@ def bench(
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: torch's default, printed).")] = None,
     sessions: Annotated[str, typer.Option(help="ONNX Runtime targets: also N sessions sharing --threads, fed batches in parallel (comma-separated, e.g. 1,2; a padded unit is then N batches at once). PyTorch targets run one.")] = "1",
     data: Annotated[str, typer.Option()] = "wikiqa",
-    split: Annotated[str | None, typer.Option(help="A named dataset's split (default test); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
+    split: Annotated[str | None, typer.Option(help="A named dataset's split (default test; trecqa: dev); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
     min_time: Annotated[float, typer.Option(min=0.0, help="Seconds of timed runs per batch size (at least).")] = 2.0,
     min_runs: Annotated[int, typer.Option(min=1)] = 10,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the accuracy pass.")] = False,
@@ -76,9 +76,9 @@ def bench(
         raise UserInputError(f"--baseline {baseline!r}: its model is not among the models benched ({', '.join(models)})",
                              "use MODEL[:BACKEND] with one of the models on the command line")
     check_device(device, bl or [])  # before the data: a missing GPU is the first thing to say
-    from qadistill.splits import WHOLE, is_named, load_split, require_labelled
+    from qadistill.splits import default_split, load_split, require_labelled
 
-    split = split or ("test" if is_named(data) else WHOLE)
+    split = split or default_split(data)
     if not no_accuracy:
         ds = load_split(data, split)  # a missing or broken file fails here, before any model loads
         require_labelled(ds, f"--data {data} --split {split} (the accuracy pass)")
@@ -244,5 +244,17 @@ def _check_plot(plot: Path) -> None:
         raise UserInputError(f"--plot {plot} is a folder", f"name a .png file, e.g. --plot {plot / 'bench.png'}")
     if plot.suffix.lower() != ".png":
         raise UserInputError(f"--plot {plot}: the plot is a PNG image", f"name it with .png, e.g. --plot {plot.with_suffix('.png')}")
+    if plot.parent.exists() and not plot.parent.is_dir():
+        raise UserInputError(f"--plot {plot}: {plot.parent} is a file, not a folder", "write the plot into a folder")
     if not plot.parent.is_dir():
         raise UserInputError(f"--plot {plot}: folder {plot.parent} does not exist", "create it first, or write the plot elsewhere")
+    import os
+    import tempfile
+
+    try:  # said now, not after the whole benchmark (the plot is written through a temp file beside it)
+        fd, probe = tempfile.mkstemp(prefix=f".{plot.name}.", suffix=".probe", dir=plot.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserInputError(f"--plot {plot}: folder {plot.parent} cannot be written ({exc.strerror or exc})",
+                             "write the plot into a folder you can write to") from None

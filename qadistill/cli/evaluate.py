@@ -14,7 +14,7 @@ def eval_(
     models: Annotated[list[str] | None, typer.Argument(help="Zoo names, built artifacts or model folders.")] = None,
     teachers: Annotated[str | None, typer.Option(help="Comma-separated teachers: each is scored and so is their ensemble (mean calibrated logit).")] = None,
     data: Annotated[str, typer.Option(help="wikiqa, trecqa, a .tsv/.csv/.jsonl file, or hf:REPO_ID.")] = "wikiqa",
-    split: Annotated[str | None, typer.Option(help="Split: a named dataset's own (default test); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split: a named dataset's own (default test; trecqa: dev); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     max_length: Annotated[int | None, typer.Option(min=8, help="Override the model's max length.")] = None,
     fmt: FormatOpt = Format.table,
