@@ -49,6 +49,7 @@ class _PlainTask:
         self._n = self._start = min(max(int(done), 0), self._total)
         self._quarter = self._n * 4 // self._total if self._total else 0
         self._t0 = self._said = time.perf_counter()
+        self._first: tuple[float, int] | None = None  # (time, count) at the first step
         left = f"{self._total - self._n} of {self._total} to do ({self._n} done before)" if self._n else f"{self._total} to do"
         self._c.print(f"{description}: {left}", markup=False, highlight=False, soft_wrap=True)
 
@@ -60,10 +61,16 @@ class _PlainTask:
             return
         q = min(4, self._n * 4 // self._total)
         now = time.perf_counter()
+        if self._first is None:  # the first step carries the start-up (loading models, a resumed run's checkpoint)
+            self._first = (now, self._n)
         if (self._quarter < q < 4) or (self._n < self._total and now - self._said >= HEARTBEAT_S):
             self._quarter, self._said = max(self._quarter, q), now
             el = now - self._t0
-            eta = el / max(self._n - self._start, 1) * (self._total - self._n)  # at this process's rate
+            t1, n1 = self._first
+            if self._n > n1 and now > t1:  # this process's rate after its first step: start-up is not a step's cost
+                eta = (now - t1) / (self._n - n1) * (self._total - self._n)
+            else:
+                eta = el / max(self._n - self._start, 1) * (self._total - self._n)
             pct = 100 * self._n // self._total
             self._c.print(f"{self._d}: {self._n}/{self._total} ({pct}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
                           markup=False, highlight=False, soft_wrap=True)

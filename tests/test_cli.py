@@ -201,7 +201,25 @@ def test_a_resumed_task_in_a_pipe_counts_its_rate_from_where_it_resumed(capsys, 
     assert lines[0] == "distill mkdm: 40 of 100 to do (60 done before)"
     assert len(lines) == 3 and lines[1].startswith("distill mkdm: 75/100 (75%)")
     el, eta = (float(x) for x in re.findall(r"(\d+)s elapsed, ETA (\d+)s", lines[1])[0])
-    assert eta == pytest.approx(el / 15 * 25, abs=1)  # this process's 15 steps in el seconds, 25 to go
+    assert eta == pytest.approx(1000 * 25, abs=1)  # 1000 s a step after the first (start-up) step, 25 to go
+
+
+def test_the_start_up_before_the_first_step_does_not_inflate_the_eta(capsys, monkeypatch):
+    """Right after a --resume the first step carries the start-up (models, checkpoint): its ETA read 580 s for a
+    run of seconds. The rate is taken from the steps after the first."""
+    import time
+
+    from qadistill.progress import RichProgress
+
+    times = iter([0.0, 300.0] + [300.0 + k for k in range(1, 200)])  # created at 0; first step at 300 (start-up); then 1 s a step
+    monkeypatch.setattr(time, "perf_counter", lambda: next(times))
+    monkeypatch.setattr("qadistill.progress.HEARTBEAT_S", 1e12)
+    with RichProgress() as prog:
+        t = prog.task("distill", 100, done=60)
+        for _ in range(40):
+            t.advance(1)
+    line = next(x for x in capsys.readouterr().err.splitlines() if "(75%)" in x)
+    assert float(re.findall(r"ETA (\d+)s", line)[0]) == pytest.approx(25, abs=1)  # not (300 + 14) / 15 * 25 = 523
 
 
 def test_a_long_first_quarter_in_a_pipe_is_not_silence(capsys, monkeypatch):
