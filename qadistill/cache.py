@@ -94,7 +94,7 @@ class LogitCache:
         os.replace(self.manifest_path, aside)
         entries = {}
         for f in sorted(self.root.glob("*.npy")):
-            problem = sidecar_problem(f)
+            problem = sidecar_problem(f, required=True)
             entry = None if problem else _entry_for_file(f)
             if problem:
                 log.warning("logit cache file %s: %s; deleted, it is computed again when needed", f.name, problem)
@@ -185,7 +185,7 @@ class LogitCache:
             arr = None
             if cp.exists():
                 try:
-                    problem = sidecar_problem(cp)
+                    problem = sidecar_problem(cp, required=True)
                     if problem:
                         log.warning("logit cache chunk %s: %s; computed again", cp, problem)
                     else:

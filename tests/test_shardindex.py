@@ -11,9 +11,12 @@ from qadistill.shardindex import ShardIndex
 
 
 def _write(folder, name, keys, values):
+    """As the stores write a shard: its sha256 recorded beside it (a shard without the record is not trusted)."""
+    from qadistill.integrity import write_recorded
+
     buf = io.BytesIO()
     np.savez(buf, keys=keys, vals=values)
-    (folder / name).write_bytes(buf.getvalue())
+    write_recorded(folder / name, buf.getvalue())
 
 
 def _load(path):
