@@ -106,3 +106,22 @@ def under_home(path: Path) -> bool:
     except ValueError:
         return False
     return Path(path).resolve() != home().resolve()
+
+
+def env_number(name: str, default, kind=float, minimum=0, what: str = "a number (0 or more)"):
+    """The environment variable NAME read as ``kind`` (unset or blank: ``default``); a value that does not parse, is
+    not finite or is under ``minimum`` is a one-line UserInputError naming it, with a value that works."""
+    import math
+
+    from qadistill.errors import UserInputError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        raise UserInputError(f"{name}={raw!r} is not {what}", f"unset it, or set e.g. {name}={kind(default):g}")
+    return value

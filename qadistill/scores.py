@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,18 +31,7 @@ DEFAULT_SHARD_PAIRS = 4096
 
 def shard_pairs_default() -> int:
     """QADISTILL_SHARD_PAIRS: pairs per shard (the resume and data-parallel granularity); default 4096."""
-    from qadistill.errors import UserInputError
-
-    raw = os.environ.get("QADISTILL_SHARD_PAIRS", "").strip()
-    if not raw:
-        return DEFAULT_SHARD_PAIRS
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UserInputError(f"QADISTILL_SHARD_PAIRS={raw!r} is not a positive integer", "unset it, or set e.g. QADISTILL_SHARD_PAIRS=4096")
-    return n
+    return paths.env_number("QADISTILL_SHARD_PAIRS", DEFAULT_SHARD_PAIRS, int, 1, "a positive integer")
 
 
 def scores_root() -> Path:

@@ -55,21 +55,9 @@ def _prefix(keys):
 
 def cache_mb_setting(default_mb: float) -> float:
     """QADISTILL_SHARD_CACHE_MB, a number of megabytes >= 0 (unset: ``default_mb``); anything else is a one-line error."""
-    import math
+    from qadistill.paths import env_number
 
-    from qadistill.errors import UserInputError
-
-    raw = os.environ.get("QADISTILL_SHARD_CACHE_MB", "").strip()
-    if not raw:
-        return default_mb
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = -1.0
-    if not math.isfinite(mb) or mb < 0:
-        raise UserInputError(f"QADISTILL_SHARD_CACHE_MB={raw!r} is not a number of megabytes (0 or more)",
-                             f"unset it, or set e.g. QADISTILL_SHARD_CACHE_MB={int(default_mb)}")
-    return mb
+    return env_number("QADISTILL_SHARD_CACHE_MB", float(default_mb), float, 0, "a number of megabytes (0 or more)")
 
 
 class ShardIndex:
