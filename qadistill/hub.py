@@ -108,10 +108,9 @@ def pull(ref: str, allow_pickle: bool = False, token: str | None = None) -> Pull
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
                                         endpoint=endpoint(), token=token, cache_dir=str(paths.hf_hub_cache())))
     except LocalEntryNotFoundError:
-        raise SourceError(
-            f"{repo_id}@{revision} is not in the local HF cache and the Hub cannot be reached" + (" (HF_HUB_OFFLINE=1)" if offline else ""),
-            "connect to the Hub (unset HF_HUB_OFFLINE) and pull again, or copy the model into the HF cache",
-        ) from None
+        from qadistill.sources import hub_unreachable
+
+        raise hub_unreachable(repo_id, revision, "or copy the model into the HF cache") from None
     except RepositoryNotFoundError:
         raise UserInputError(f"{repo_id} does not exist on the Hub, or is private/gated", "check the id; log in with `hf auth login` for private repos") from None
     except RevisionNotFoundError:

@@ -172,10 +172,7 @@ def resolve_hub(source: HubSource, allow_patterns: list[str] | None = None) -> P
                               cache_dir=str(paths.hf_hub_cache()), endpoint=os.environ.get("HF_ENDPOINT") or None)
         )
     except LocalEntryNotFoundError:
-        raise SourceError(
-            f"{source.repo_id}@{source.revision} is not in the local HF cache and the Hub cannot be reached",
-            "connect to the Hub (unset HF_HUB_OFFLINE), or use a model from `qadistill zoo list` marked offline",
-        ) from None
+        raise hub_unreachable(source.repo_id, source.revision, "or use a model from `qadistill zoo list` marked offline") from None
     except Exception as exc:  # network errors, 404, gated repos: one line, never a traceback
         raise SourceError(f"cannot download {source.repo_id}@{source.revision}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                           "check the repo id and revision, your network and HF token") from None
@@ -368,6 +365,17 @@ def folder_architecture(folder: Path) -> str:
     """'cross-encoder' for a sequence-classification config (one relevance logit), else 'bi-encoder'."""
     cfg = check_model_folder(folder)
     return "cross-encoder" if any("SequenceClassification" in a for a in cfg.get("architectures") or []) else "bi-encoder"
+
+
+def hub_unreachable(repo_id: str, revision: str, otherwise: str) -> SourceError:
+    """A model not in the local HF cache that could not be downloaded: because HF_HUB_OFFLINE is set, or because the
+    Hub did not answer (no network, a proxy, HF_ENDPOINT) — each said as what it is, with its own fix."""
+    if paths.hf_offline():
+        return SourceError(f"{repo_id}@{revision} is not in the local HF cache, and HF_HUB_OFFLINE is set",
+                           f"unset HF_HUB_OFFLINE to download it, {otherwise}")
+    where = os.environ.get("HF_ENDPOINT") or "huggingface.co"
+    return SourceError(f"{repo_id}@{revision} is not in the local HF cache, and the Hub ({where}) could not be reached",
+                       f"check the network (or a proxy, HF_ENDPOINT) and try again, {otherwise}")
 
 
 def folder_fingerprint(path: Path) -> str:

@@ -91,7 +91,24 @@ def test_pull_never_takes_over_a_name_the_zoo_already_gives(cli, tiny_files, tmp
 def test_pull_missing_from_cache_offline_is_clear(cli):
     r = cli("zoo", "pull", "cross-encoder/ms-marco-MiniLM-L-4-v2@main")
     assert r.exit_code == 1
-    assert "not in the local HF cache and the Hub cannot be reached" in r.stderr and "Traceback" not in r.output
+    assert "not in the local HF cache, and HF_HUB_OFFLINE is set" in r.stderr and "Traceback" not in r.output
+    assert "unset HF_HUB_OFFLINE" in r.stderr
+
+
+def test_pull_with_the_hub_unreachable_says_the_network_not_offline_mode(cli, monkeypatch):
+    """With HF_HUB_OFFLINE unset and no network, the hint said "unset HF_HUB_OFFLINE" (it was not set) and never that
+    the Hub did not answer."""
+    import socket
+
+    with socket.socket() as s:  # a local port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    r = cli("zoo", "pull", "cross-encoder/ms-marco-MiniLM-L-4-v2@main")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"the Hub (http://127.0.0.1:{port}) could not be reached" in r.stderr and "check the network" in r.stderr
+    assert "unset HF_HUB_OFFLINE" not in r.stderr
 
 
 @pytest.mark.parametrize("ref", ["no-namespace", "a//b", "org/name@..", "org/na me", "../etc/passwd"])
