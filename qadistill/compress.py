@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qadistill import __version__, paths
 from qadistill.errors import DiskFullError, ExportError, ExportInputError, ParityError, UserInputError
-from qadistill.fsutil import atomic_write_text, check_replaceable, replace_dir
+from qadistill.fsutil import atomic_write_text, check_replaceable, is_disk_full, low_on_space, replace_dir
 from qadistill.integrity import write_checksums
 from qadistill.modelref import PARITY_QUERIES, Variant
 from qadistill.onnx_export import copy_side_files
@@ -136,7 +136,7 @@ def check_model_folder(folder: Path) -> None:
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ExportInputError(f"{folder / 'config.json'}: architectures is not a list of names", "re-pull or rebuild the model")
     if not any("SequenceClassification" in a for a in archs):
-        raise ExportInputError(f"{folder} is a {', '.join(cfg.get('architectures') or ['?'])}, not a relevance (sequence-classification) model",
+        raise ExportInputError(f"{folder} is a {', '.join(archs or ['?'])}, not a relevance (sequence-classification) model",
                           "export a cross-encoder teacher or a distilled student")
 
 
@@ -687,15 +687,8 @@ def _check_out_root(root: Path) -> None:
 def _disk_full_under(exc: BaseException, folder: Path) -> bool:
     """Whether ``exc`` is a write that ran out of space and ``folder``'s disk is the full one (under 64 MB left): a
     library may have written through a temp folder elsewhere, whose path its error names instead."""
-    import errno
-
-    full = isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
-    if not full:
-        return False
-    try:
-        return shutil.disk_usage(folder if folder.exists() else paths.home()).free < 64 * 2**20
-    except OSError:
-        return False
+    full = isinstance(exc, DiskFullError) or is_disk_full(exc)
+    return full and low_on_space(folder if folder.exists() else paths.home())
 
 
 def _mkdir(p: Path) -> str:

@@ -18,6 +18,15 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL
 
 
+def low_on_space(folder: Path, below: int = 64 * 2**20) -> bool:
+    """Whether the disk holding ``folder`` has under ``below`` bytes free: how a write that failed without an errno
+    (torch's stream writer, a library's own temp copy) is told to be a full disk. False when it cannot be measured."""
+    try:
+        return shutil.disk_usage(folder).free < below
+    except OSError:
+        return False
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

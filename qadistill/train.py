@@ -545,15 +545,9 @@ def save_hashed(obj, path: Path) -> None:
 def _out_of_space(exc: Exception, folder: Path) -> bool:
     """Whether a failed write ran out of disk: an ENOSPC/EDQUOT, or torch's stream writer failing (it says only "unexpected
     pos" or "failed writing") while the disk it wrote to has under 16 MB left."""
-    import errno
-    import shutil
+    from qadistill.fsutil import is_disk_full, low_on_space
 
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    try:
-        return shutil.disk_usage(folder).free < 16 * 2**20
-    except OSError:
-        return False
+    return is_disk_full(exc) or low_on_space(folder, 16 * 2**20)
 
 
 def _first_words(text: str, limit: int = 120) -> str:

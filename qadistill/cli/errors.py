@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 import typer
 
 from qadistill.errors import DiskFullError, QadistillError
-from qadistill.fsutil import is_disk_full
+from qadistill.fsutil import is_disk_full, low_on_space
 
 F = TypeVar("F", bound=Callable)
 
@@ -48,12 +48,7 @@ def _disk_full(exc: BaseException) -> bool:
     if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
         return True
     if "failed writing" in text or "file write failed" in text:  # torch's PytorchStreamWriter says no more than that
-        import shutil
-
-        try:
-            return shutil.disk_usage(paths_home()).free < 64 * 2**20
-        except OSError:
-            return False
+        return low_on_space(paths_home())
     return False
 
 
