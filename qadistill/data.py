@@ -28,6 +28,13 @@ JSONL_FIELDS = ("query_id", "query", "passage_id", "passage", "label")
 WIKIQA_COLUMNS = ("QuestionID", "Question", "DocumentID", "DocumentTitle", "SentenceID", "Sentence", "Label")
 WIKIQA_OPTIONAL = ("DocumentID", "DocumentTitle")  # not needed to score: a WikiQA TSV without them reads
 NAMED = ("wikiqa", "trecqa")
+WIKIQA_SPLITS = ("train", "dev", "test")
+
+
+def named_default_split(name: str) -> str:
+    """The split a named dataset (or ``hf:REPO``) is read in when none is given: test; TREC-QA's dev, the one split
+    it has here (kept for validation)."""
+    return "dev" if name == "trecqa" else "test"
 
 
 @dataclass(frozen=True)
@@ -477,8 +484,13 @@ def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | 
 CSV_FIELD_LIMIT = 2**27  # characters in one CSV/TSV field (Python's default, 131,072, refuses long real documents)
 
 
+class _UnclosedQuote(DataError):
+    """A line that ends inside a quoted field: an error for a header, the next line's turn for a CSV record."""
+
+
 def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
-    """One line's cells. A record must fit on its line: an unclosed quote is an error, never a merge with the next rows."""
+    """One line's cells. A line that ends inside a quoted field raises ``_UnclosedQuote``: a header must fit its line,
+    a record may go on (``delimited_records`` joins the next line)."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
@@ -486,26 +498,28 @@ def _csv_cells(line: str, delim: str, path: Path, ln: int) -> list[str]:
     except csv.Error as exc:
         problem, hint = str(exc), 'quote a field that holds the delimiter "like, this" and double a quote inside it: ""'
         if problem == "unexpected end of data":
-            problem = "unclosed quote (a quoted field must end on its line)"
-            hint = ("if the field holds a line break, put spaces in its place (a row is one line here), or write the file as "
-                    'JSONL, whose strings escape it; a quote inside a quoted field is doubled: ""')
-        elif problem.startswith("field larger than field limit"):
+            raise _UnclosedQuote(f"{path}:{ln}: unclosed quote (a quoted field must end on its line)",
+                                 "if the field holds a line break, put spaces in its place (a row is one line here), or "
+                                 'write the file as JSONL, whose strings escape it; a quote inside a quoted field is doubled: ""') from None
+        if problem.startswith("field larger than field limit"):
             raise DataError(f"{path}:{ln}: a field is longer than {csv.field_size_limit():,} characters",
                             "split the document into passages (a model reads a few hundred tokens of it at most)") from None
-        else:
-            problem = f"bad quoting ({problem})"
-        raise DataError(f"{path}:{ln}: {problem}", hint) from None
+        raise DataError(f"{path}:{ln}: bad quoting ({problem})", hint) from None
 
 
 MAX_RECORD_LINES = 1000  # lines one CSV record may span (a quoted field with line breaks); past it: an unclosed quote
 _QUOTED_CELL = re.compile(r'"(?:[^"]|"")*"')  # one cell in CSV quoting: "text", a quote inside it doubled
 
 
+def _all_quoted(cells: list[str]) -> bool:
+    """Every cell in CSV quoting ("text"): a line written with csv.QUOTE_ALL."""
+    return all(len(c) >= 2 and _QUOTED_CELL.fullmatch(c) for c in cells)
+
+
 def tsv_is_quoted(header_line: str) -> bool:
     """A tab-separated file whose header cells are all in quotes ("query"<TAB>"passage"): written with CSV quoting
-    throughout (csv.QUOTE_ALL), so every line is read with it."""
-    cells = header_line.split("\t")
-    return all(len(c) >= 2 and _QUOTED_CELL.fullmatch(c) for c in cells)
+    throughout (csv.QUOTE_ALL, QUOTE_NONNUMERIC), so every line is read with it."""
+    return _all_quoted(header_line.split("\t"))
 
 
 def _literal_tsv(line: str, width: int) -> list[str] | None:
@@ -515,9 +529,7 @@ def _literal_tsv(line: str, width: int) -> list[str] | None:
     cells = line.split("\t")
     if len(cells) != width or any(c[:1] == '"' and '""' in c[1:-1] and _QUOTED_CELL.fullmatch(c) for c in cells):
         return None
-    if all(len(c) >= 2 and _QUOTED_CELL.fullmatch(c) for c in cells):  # every cell quoted (csv.QUOTE_ALL): CSV quoting
-        return None
-    return cells
+    return None if _all_quoted(cells) else cells
 
 
 def delimited_records(lines: Iterable[tuple[int, str]], delim: str, width: int, path: Path,
@@ -539,18 +551,19 @@ def delimited_records(lines: Iterable[tuple[int, str]], delim: str, width: int, 
             try:
                 cells = _csv_cells(text, delim, path, ln)
                 break
-            except DataError as exc:
-                if not exc.message.endswith("unclosed quote (a quoted field must end on its line)"):
-                    if delim == "\t" and not quoted and len(line.split("\t")) != width:
-                        raise DataError(f"{path}:{ln}: {len(line.split(chr(9)))} fields, expected {width}",
-                                        "check for a truncated or mis-tabbed line (a tab inside a text?)") from None
-                    raise
+            except _UnclosedQuote:
                 nxt = next(it, None) if spanned < MAX_RECORD_LINES else None
                 if nxt is None:
                     why = "the file ends" if spanned < MAX_RECORD_LINES else f"{MAX_RECORD_LINES:,} lines"
                     raise DataError(f"{path}:{ln}: unclosed quote (a quoted field opened here is still open after {why})",
                                     'close the quote, or double a quote that is part of the text: ""') from None
                 text, spanned = text + "\n" + nxt[1], spanned + 1
+            except DataError:
+                tabs = len(line.split("\t"))
+                if delim == "\t" and not quoted and tabs != width:  # said as the tab count, not a quoting detail
+                    raise DataError(f"{path}:{ln}: {tabs} fields, expected {width}",
+                                    "check for a truncated or mis-tabbed line (a tab inside a text?)") from None
+                raise
         if all(not c.strip() for c in cells):  # a line of delimiters only (",,"): blank
             continue
         if len(cells) != width:
@@ -590,6 +603,11 @@ DOCUMENT_IDS = ("docid", "doc_id", "document_id", "documentid")  # passage_id na
 # Columns that hold a relevance judgement under a graded or score-like name: not read as 0/1 labels, but named in
 # the error when a file has no label column (so the user knows which column to rename, or to binarise first).
 GRADED_NAMES = ("relevance", "rel", "grade", "rating", "score", "judgement", "judgment", "qrel", "relevance_label")
+
+
+def graded_columns(names: Iterable[str]) -> list[str]:
+    """The columns among ``names`` with a graded or score-like name (``GRADED_NAMES``), never read as 0/1 labels."""
+    return [c for c in names if _norm(c) in GRADED_NAMES]
 
 
 def _norm(name: str) -> str:
@@ -689,8 +707,6 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
     pairs, lns = [], []
     body = enumerate(lines[1:], start=2)
     for ln, cells in delimited_records(body, delim, len(header), path, delim == "\t" and tsv_is_quoted(lines[0])):
-        if all(not c.strip() for c in cells):
-            continue
         q = cells[idx["query"]]
         if "query_id" in idx and not cells[idx["query_id"]].strip():
             raise DataError(f"{path}:{ln}: empty {columns['query_id']}", "give every row its query's id (or drop the column: rows are "
@@ -743,7 +759,7 @@ def named_path(name: str, split: str) -> Path:
     if root is None:
         raise DataError(f"dataset '{name}' needs QADISTILL_DATA_DIR", "set QADISTILL_DATA_DIR to the folder holding wikiqa/ and trecqa/")
     if name == "wikiqa":
-        if split not in ("train", "dev", "test"):
+        if split not in WIKIQA_SPLITS:
             raise DataError(f"wikiqa has no split '{split}'", "use train, dev or test (--split, or a recipe's data.*_split)")
         for cand in (root / "wikiqa" / f"WikiQA-{split}.tsv.gz", root / "wikiqa" / f"WikiQA-{split}.tsv"):
             if cand.exists():

@@ -301,7 +301,9 @@ class DataSettings(_Strict):
         if (self.dev is None) != (self.test is None):
             raise ValueError("set both 'dev' and 'test' files, or neither (a single file is then split by query)")
         if self.name == "wikiqa":  # a typo ("tesst") is refused here, not at the run's first load
-            bad = next(((k, v) for k in ("train_split", "dev_split", "test_split") if (v := getattr(self, k)) not in ("train", "dev", "test")), None)
+            from qadistill.data import WIKIQA_SPLITS
+
+            bad = next(((k, v) for k in ("train_split", "dev_split", "test_split") if (v := getattr(self, k)) not in WIKIQA_SPLITS), None)
             if bad is not None:
                 raise ValueError(f"{bad[0]} {bad[1]!r}: wikiqa's splits are train, dev and test")
         return self

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qadistill.data import GRADED_NAMES, NAMED, QADataset, load_dataset
+from qadistill.data import NAMED, QADataset, graded_columns, load_dataset, named_default_split
 from qadistill.errors import DataError
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -55,9 +55,7 @@ def dataset_label(spec: str) -> str:
 def default_split(spec: str) -> str:
     """The split eval/bench read when none is given: a named dataset's test split (TREC-QA: dev, the one it ships
     here, kept for validation), a file's whole content."""
-    if not is_named(spec):
-        return WHOLE
-    return "dev" if spec == "trecqa" else "test"
+    return named_default_split(spec) if is_named(spec) else WHOLE
 
 
 def load_split(spec: str, split: str | None, seed: int = 0) -> QADataset:
@@ -81,7 +79,7 @@ def require_labelled(ds: QADataset, what: str) -> None:
         n = sum(p.label is None for p in ds.pairs)
         where = f"{ds.path}:{first.line}: " if ds.path and first.line else ""
         hint = "give labelled data (label 0 or 1 on every row)"
-        graded = [c for c in ds.columns if c.strip().lower().replace("-", "_").replace(" ", "_") in GRADED_NAMES]
+        graded = graded_columns(ds.columns)
         if graded and n == len(ds):
             hint = (f"its column {graded[0]!r} is not read as a label (a graded or score-like name): add a label column "
                     f"of 0/1, e.g. 1 where {graded[0]} is at or above the grade you count as relevant")

@@ -35,7 +35,7 @@ class PairStream:
 
     def rows(self) -> Iterator[tuple[str, str]]:
         if self.format == "dataset":
-            ds = _data.load_dataset(self.spec, self.split or ("dev" if self.spec == "trecqa" else "test"), self.columns)
+            ds = _data.load_dataset(self.spec, self.split or _data.named_default_split(self.spec), self.columns)
             yield from ((p.query, p.passage) for p in ds.pairs)
         elif self.format == "jsonl":
             yield from _jsonl_rows(self.path, self.labels)
@@ -72,8 +72,8 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
     column is ignored, not checked (an unlabelled pool)."""
     _data.check_data_name(spec)
     if spec.startswith("hf:") or spec in _data.NAMED:
-        return PairStream(spec, split or ("dev" if spec == "trecqa" else "test"), spec[3:] if spec.startswith("hf:") else spec,
-                          "dataset", None, columns)
+        return PairStream(spec, split or _data.named_default_split(spec), spec[3:] if spec.startswith("hf:") else spec, "dataset",
+                          None, columns)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{spec}: no such dataset or file", _data.data_hint())
@@ -174,8 +174,6 @@ def _delimited_rows(path: Path, delim: str, columns: dict | None, labels: bool =
     qi, pi = header.index(columns["query"]), header.index(columns["passage"])
     li = header.index(columns["label"]) if labels and columns.get("label") in header else None
     for ln, cells in _data.delimited_records(it, delim, len(header), path, delim == "\t" and _data.tsv_is_quoted(first[1])):
-        if all(not c.strip() for c in cells):
-            continue
         if li is not None:
             _data._label(cells[li], path, ln)
         yield _checked(cells[qi], cells[pi], path, ln)
