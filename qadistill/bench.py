@@ -293,8 +293,6 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
             rows += res["rows"]
         task.advance(1, last=f"{t.model}:{t.backend}")
     if targets and not rows:  # nothing measured: an error, and no empty run in the store
-        from qadistill.errors import QadistillError
-
         from qadistill import errors as qerrors
 
         first = errors[0]
@@ -304,7 +302,7 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
         if isinstance(kind, type) and issubclass(kind, qerrors.UserInputError):  # a damaged folder, a bad input: exit 2
             raise qerrors.UserInputError(message, "fix or rebuild what it names (a damaged export: `qadistill export NAME "
                                          "--overwrite`), or bench another backend")
-        raise QadistillError(message, "run `qadistill doctor`, or bench one model with one backend to see why")
+        raise qerrors.QadistillError(message, "run `qadistill doctor`, or bench one model with one backend to see why")
     rows = finalize(rows, baseline)
     env["loadavg_1m_end"] = os.getloadavg()[0]
     run_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]

@@ -314,4 +314,4 @@ class Registry:
 
     def derived_exports(self, name: str) -> list:
         """The export artifacts registered from the model ``name`` (``zoo remove`` takes them with it)."""
-        return [a for a in self.artifacts(recipe=name) if a.kind == "export" and a.parent == name and a.name != name]
+        return [a for a in self.artifacts(recipe=name) if a.kind == "export" and a.parent == name]

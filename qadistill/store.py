@@ -181,15 +181,19 @@ class Artifact:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _statements(sql: str) -> list[str]:
+    """A migration's SQL statements (split on ';', blanks dropped)."""
+    return [x.strip() for x in sql.split(";") if x.strip()]
+
+
 @functools.lru_cache(maxsize=1)
 def expected_columns() -> dict[str, set[str]]:
     """Table -> its columns, as MIGRATIONS make them (applied to an empty in-memory database once per process)."""
     conn = sqlite3.connect(":memory:")
     try:
         for _, sql in MIGRATIONS:
-            for stmt in (x.strip() for x in sql.split(";")):
-                if stmt:
-                    conn.execute(stmt)
+            for stmt in _statements(sql):
+                conn.execute(stmt)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
         return {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
     finally:
@@ -362,9 +366,8 @@ class Store:
             for name, sql in MIGRATIONS:
                 if name in done:
                     continue
-                for stmt in (s.strip() for s in sql.split(";")):
-                    if stmt:
-                        c.execute(stmt)
+                for stmt in _statements(sql):
+                    c.execute(stmt)
                 c.execute("INSERT INTO _migrations(name, applied_at) VALUES (?, ?)", (name, time.time()))
                 applied.append(name)
         return applied
