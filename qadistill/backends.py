@@ -164,9 +164,9 @@ class Backend:
                                    "rebuild or re-pull it, or unregister it with `qadistill zoo remove NAME`")
         verify_checksums(self.folder)  # first: a damaged file is named as such, whichever loader would trip on it
         if (self.folder / "config.json").exists():  # then a config that parses into an object (a list read as one crashed)
-            from qadistill.sources import check_model_folder
+            from qadistill.sources import read_config
 
-            check_model_folder(self.folder)
+            read_config(self.folder)
         self.tokenizer = PairTokenizer(self.folder, self.max_length, hf=self.hf_tokenizer)
         return self
 

@@ -339,20 +339,26 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "sp
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "model.onnx")
 
 
+def read_config(folder: Path) -> dict:
+    """A model folder's config.json as a dict; missing, unreadable, not JSON or not an object: a ModelFolderError."""
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except FileNotFoundError:
+        raise ModelFolderError(f"{folder} is not a model folder: no config.json", "point at a Hugging Face model folder") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"{Path(folder) / 'config.json'} is unreadable or not JSON ({exc})", "re-pull or rebuild the model") from None
+    if not isinstance(cfg, dict):
+        raise ModelFolderError(f"{Path(folder) / 'config.json'} is not a JSON object", "re-pull or rebuild the model")
+    return cfg
+
+
 def check_model_folder(folder: Path) -> dict:
     """A folder a model can be loaded from: config.json that parses, weights, tokenizer files. Returns the config;
     else a ModelFolderError (exit 2) naming the folder and what is missing — before any scoring."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist", "check the path, or `qadistill zoo list` for names")
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except FileNotFoundError:
-        raise ModelFolderError(f"{folder} is not a model folder: no config.json", "point at a Hugging Face model folder") from None
-    except (OSError, ValueError) as exc:
-        raise ModelFolderError(f"{folder / 'config.json'} is unreadable or not JSON ({exc})", "re-pull or rebuild the model") from None
-    if not isinstance(cfg, dict):
-        raise ModelFolderError(f"{folder / 'config.json'} is not a JSON object", "re-pull or rebuild the model")
+    cfg = read_config(folder)
     if not any((folder / f).exists() for f in WEIGHT_FILES):
         raise ModelFolderError(f"{folder} has no weights ({', '.join(WEIGHT_FILES[:3])})", "re-pull or rebuild the model")
     if not any((folder / f).exists() for f in TOKENIZER_FILES):
