@@ -74,18 +74,31 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+def sidecar_record(digest: str, path: Path) -> str:
+    """The text of a file's sha256 record: the digest and the file's name, as ``sha256sum`` writes them (``sha256sum -c
+    NAME.sha256`` checks it). The name makes a file copied in with its record under another name (another cache key)
+    fail the check."""
+    return f"{digest}  {Path(path).name}\n"
+
+
 def sidecar_problem(path: Path, required: bool = False) -> str | None:
     """What is wrong with a file against the sha256 recorded beside it when it was written; None when they agree, or
     when there is no record and none is ``required`` (a checkpoint written before records existed). Cache files are
     derived data: they require their record (written before the file itself), so one without it — altered, or copied
-    in — is computed again, never trusted."""
+    in — is computed again, never trusted. A record that names another file (a file copied or renamed with its record)
+    is a problem; a record of the digest alone (written before records named their file) is read as before."""
+    path = Path(path)
     side = sidecar_path(path)
     try:
-        want = side.read_text().strip()
+        fields = side.read_text().strip().split(None, 1)
     except FileNotFoundError:
         return f"it has no {side.name} record of its sha256" if required else None
     except (OSError, UnicodeDecodeError) as exc:
         return f"its record {side.name} does not read ({exc})"
+    want = fields[0] if fields else ""
+    named = fields[1].lstrip("*") if len(fields) > 1 else path.name  # sha256sum's binary mode marks a name with "*"
+    if named != path.name:
+        return f"its record {side.name} is of another file, {named} (copied or renamed with it)"
     got = file_sha256(path)
     return None if got == want else f"its sha256 {got[:12]}… is not the {want[:12]}… recorded in {side.name} when it was written"
 
@@ -97,7 +110,7 @@ def write_recorded(path: Path, data: bytes) -> str:
     from qadistill.fsutil import atomic_write_bytes, atomic_write_text
 
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_text(sidecar_path(path), digest + "\n")
+    atomic_write_text(sidecar_path(path), sidecar_record(digest, path))
     atomic_write_bytes(path, data)
     return digest
 

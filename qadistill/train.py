@@ -520,13 +520,13 @@ def save_hashed(obj, path: Path) -> None:
     which a zip that still opens would hide."""
     import torch
 
-    from qadistill.integrity import file_sha256, sidecar_path
+    from qadistill.integrity import file_sha256, sidecar_path, sidecar_record
 
     tmp, side = path.with_suffix(".tmp"), sidecar_path(path)
     side_tmp = side.with_suffix(".tmp")
     try:
         torch.save(obj, tmp)
-        side_tmp.write_text(file_sha256(tmp) + "\n")
+        side_tmp.write_text(sidecar_record(file_sha256(tmp), path))
         side.unlink(missing_ok=True)  # a stop between the renames leaves the file unrecorded (loaded as before), never
         tmp.replace(path)  # a good file beside the record of the one it replaced
         side_tmp.replace(side)

@@ -53,6 +53,35 @@ def test_a_corrupt_manifest_and_an_edited_file_at_once_drop_that_file(tmp_path):
     assert c.get("kold") is None and not unrecorded.exists()
 
 
+def test_a_file_copied_with_its_record_under_another_key_is_not_vouched_for(tmp_path):
+    """A rebuilt manifest vouched for a file and its record copied in under another key's name (the record named only
+    the bytes): that key then served the other key's logits. The record names its file: ``sha256sum -c`` reads it."""
+    import shutil
+    import subprocess
+
+    c = LogitCache(tmp_path / "c")
+    a = np.arange(10, dtype=np.float32)
+    c.put("ka", a)
+    side = c.path("ka").with_name(c.path("ka").name + ".sha256")
+    assert side.read_text().split() == [c.entries()["ka"]["sha256"], c.path("ka").name]
+    if shutil.which("sha256sum"):
+        assert subprocess.run(["sha256sum", "--quiet", "-c", side.name], cwd=tmp_path / "c").returncode == 0
+    shutil.copy(c.path("ka"), c.path("kb"))
+    shutil.copy(side, c.path("kb").with_name(c.path("kb").name + ".sha256"))
+    c.manifest_path.write_text("{")
+    assert c.get("kb") is None and not c.path("kb").exists()
+    assert np.array_equal(c.get("ka"), a) and set(c.entries()) == {"ka"}
+
+
+def test_a_record_of_the_digest_alone_written_before_names_were_recorded_still_vouches(tmp_path):
+    from qadistill.integrity import file_sha256, sidecar_path, sidecar_problem
+
+    f = tmp_path / "old.npy"
+    np.save(f, np.ones(3))
+    sidecar_path(f).write_text(file_sha256(f) + "\n")
+    assert sidecar_problem(f, required=True) is None
+
+
 def test_an_edited_chunk_is_computed_again_on_resume(tmp_path):
     c = LogitCache(tmp_path / "c")
     calls = []
