@@ -14,11 +14,17 @@ class Progress(Protocol):
 
 class Task(Protocol):
     def advance(self, n: int = 1, **fields: object) -> None: ...
+    def skip(self, n: int) -> None:
+        """``n`` units found already done (a stored shard reused): they fill the bar, not the rate or the ETA."""
+        ...
     def done(self) -> None: ...
 
 
 class _NullTask:
     def advance(self, n: int = 1, **fields: object) -> None:
+        pass
+
+    def skip(self, n: int) -> None:
         pass
 
     def done(self) -> None:
@@ -46,41 +52,59 @@ class _PlainTask:
         import time
 
         self._c, self._d, self._total = console, description, max(int(total), 0)
-        self._n = self._start = min(max(int(done), 0), self._total)
+        self._n = min(max(int(done), 0), self._total)
+        self._worked = self._reused = 0  # units this process advanced / found done (skip)
         self._quarter = self._n * 4 // self._total if self._total else 0
         self._t0 = self._said = time.perf_counter()
-        self._first: tuple[float, int] | None = None  # (time, count) at the first step
+        self._first: tuple[float, int] | None = None  # (time, units worked) at the first step
         left = f"{self._total - self._n} of {self._total} to do ({self._n} done before)" if self._n else f"{self._total} to do"
         self._c.print(f"{description}: {left}", markup=False, highlight=False, soft_wrap=True)
+
+    def skip(self, n: int) -> None:
+        import time
+
+        self._n += n
+        self._reused += n
+        self._report({}, time.perf_counter())
 
     def advance(self, n: int = 1, **fields: object) -> None:
         import time
 
+        now = time.perf_counter()
         self._n += n
+        self._worked += n
+        if self._first is None:  # the first step carries the start-up (loading models, a resumed run's checkpoint)
+            self._first = (now, self._worked)
+        self._report(fields, now)
+
+    def _report(self, fields: dict, now: float) -> None:
         if not self._total:
             return
         q = min(4, self._n * 4 // self._total)
-        now = time.perf_counter()
-        if self._first is None:  # the first step carries the start-up (loading models, a resumed run's checkpoint)
-            self._first = (now, self._n)
         if (self._quarter < q < 4) or (self._n < self._total and now - self._said >= HEARTBEAT_S):
             self._quarter, self._said = max(self._quarter, q), now
             el = now - self._t0
-            t1, n1 = self._first
-            if self._n > n1 and now > t1:  # this process's rate after its first step: start-up is not a step's cost
-                eta = (now - t1) / (self._n - n1) * (self._total - self._n)
+            t1, w1 = self._first or (now, self._worked)
+            if self._worked > w1 and now > t1:  # this process's rate after its first step: start-up is not a step's cost
+                eta = f"ETA {(now - t1) / (self._worked - w1) * (self._total - self._n):.0f}s"
+            elif self._worked:
+                eta = f"ETA {el / self._worked * (self._total - self._n):.0f}s"
             else:
-                eta = el / max(self._n - self._start, 1) * (self._total - self._n)
+                eta = "ETA unknown"  # only reused units so far
             pct = 100 * self._n // self._total
-            self._c.print(f"{self._d}: {self._n}/{self._total} ({pct}%) {el:.0f}s elapsed, ETA {eta:.0f}s {_fields_text(fields)}".rstrip(),
-                          markup=False, highlight=False, soft_wrap=True)
+            self._c.print(f"{self._d}: {self._n}/{self._total} ({pct}%) {el:.0f}s elapsed, {eta}{self._reused_text()} "
+                          f"{_fields_text(fields)}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+    def _reused_text(self) -> str:
+        return f" ({self._reused} already done, reused)" if self._reused else ""
 
     def done(self) -> None:
         import time
 
         if self._quarter < 4:
             self._quarter = 4
-            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s", markup=False, highlight=False, soft_wrap=True)
+            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s{self._reused_text()}",
+                          markup=False, highlight=False, soft_wrap=True)
 
 
 class RichProgress:
@@ -114,8 +138,18 @@ class RichProgress:
         p = self._p
 
         class _T:
+            reused = 0
+
             def advance(self, n: int = 1, **fields: object) -> None:
-                p.update(tid, advance=n, **({"info": _fields_text(fields)} if fields else {}))
+                info = _fields_text(fields) + (f" ({self.reused} reused)" if self.reused else "")
+                p.update(tid, advance=n, **({"info": info.strip()} if info.strip() else {}))
+
+            def skip(self, n: int) -> None:
+                # rich's rate counts what update() adds: reused units go onto the task directly, as done= does
+                self.reused += n
+                task = next(t for t in p.tasks if t.id == tid)
+                task.completed += n
+                p.update(tid, info=f"({self.reused} reused)")
 
             def done(self) -> None:
                 p.update(tid, completed=total)

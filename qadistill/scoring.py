@@ -152,15 +152,20 @@ def _score_shards(teachers: list, stream: PairStream, size: int, mine: set, main
     tasks = {t.name: progress.task(f"{t.name}: scoring {stream.label}", my_pairs) for t in teachers}
     records: dict[str, list] = {t.name: [] for t in teachers}
     data_sha = hashlib.sha256()
-    scored = done = 0
+    scored = 0
+    worked = {t.name: 0 for t in teachers}  # pairs each teacher scored now: the rate leaves out the shards reused
     t0 = time.perf_counter()
     for i, keys, qs, ps, shard_keys in data_shards(teachers, stream, size, records, data_sha, lambda i: i not in mine and not main):
         if i not in mine:
             continue
-        done += len(qs)
         for t in teachers:
-            scored += score_shard(t, shard_keys[t.name], keys, qs, ps)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
+            n = score_shard(t, shard_keys[t.name], keys, qs, ps)
+            scored += n
+            if not n:
+                tasks[t.name].skip(len(qs))  # stored before (a resumed or repeated run): reused, not scored
+                continue
+            worked[t.name] += n
+            rate = worked[t.name] / max(time.perf_counter() - t0, 1e-9)
             tasks[t.name].advance(len(qs), pairs_per_s=float(f"{rate:.4g}"))
     for task in tasks.values():
         task.done()

@@ -204,6 +204,30 @@ def test_a_resumed_task_in_a_pipe_counts_its_rate_from_where_it_resumed(capsys, 
     assert eta == pytest.approx(1000 * 25, abs=1)  # 1000 s a step after the first (start-up) step, 25 to go
 
 
+def test_units_found_done_fill_the_bar_but_not_the_rate(capsys, monkeypatch):
+    """A resumed `score` found half its shards stored: they were counted as scored at the speed of reading a file, so
+    its rate and ETA were those of the reused shards. Reused units (skip) fill the bar and are named, not timed."""
+    import time
+
+    from qadistill.progress import RichProgress
+
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr("qadistill.progress.HEARTBEAT_S", 1e12)
+    with RichProgress() as prog:
+        t = prog.task("t0: scoring pool", 100)
+        t.skip(50)  # half the data stored: at once
+        for _ in range(50):
+            now[0] += 2.0  # 2 s a unit scored
+            t.advance(1)
+        t.done()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    q3 = next(x for x in lines if "(75%)" in x)
+    assert "(50 already done, reused)" in q3 and lines[-1].endswith("(50 already done, reused)")
+    assert float(re.findall(r"ETA (\d+)s", q3)[0]) == pytest.approx(2 * 25, abs=1)  # not 25 units at 100 units / 50 s
+    assert "(50%)" in lines[1] and "ETA unknown" in lines[1]  # the quarter the reused units filled: no rate yet
+
+
 def test_the_start_up_before_the_first_step_does_not_inflate_the_eta(capsys, monkeypatch):
     """Right after a --resume the first step carries the start-up (models, checkpoint): its ETA read 580 s for a
     run of seconds. The rate is taken from the steps after the first."""
