@@ -130,6 +130,7 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
         "accuracy": sum(1 for p, y in zip(pred, labels) if p == y) / len(labels) if labels else None,
         "f1": (2 * tp / (2 * tp + fp + fn) if tp else 0.0) if 1 in labels else None,  # no correct pair: recall is 0/0
         "auc": roc_auc(scores, labels),
+        "predicted_correct": sum(pred),  # pairs over the threshold: none, and F1 is 0 whatever the ranking
         "queries": n,
         "pairs": len(labels),
     }

@@ -428,3 +428,25 @@ def test_eval_says_which_questions_the_ranking_metrics_score_and_how_many_passag
     assert notes[0].startswith("queries: the 122 of 296 with both a correct and a wrong candidate")
     assert notes[1].startswith("1 passage repeated for the same query")
     assert data_notes({"queries": 5, "queries_with_pos_and_neg": 5, "repeated_passages": 0}) == []
+
+
+def test_eval_says_why_f1_is_0_when_no_pair_crosses_the_threshold(cli, monkeypatch):
+    """A zero-shot bi-encoder's calibrated probabilities stay under 0.5 at WikiQA's 12% positives: F1 0.0000 stood in
+    the table beside a MAP of .77 with nothing said. The metrics count the pairs over the threshold; eval says it."""
+    import qadistill.evaluate
+    from qadistill.metrics import ranking_metrics
+
+    q, y = ["a"] * 4 + ["b"] * 4, [1, 0, 0, 0, 0, 1, 0, 0]
+    ranks_well = ranking_metrics(q, [-0.5, -3.0, -2.0, -4.0, -2.5, -0.2, -3.0, -0.1], y)  # every score under logit 0
+    assert ranks_well["map"] == pytest.approx((1 + 0.5) / 2) and ranks_well["f1"] == 0.0
+    assert ranks_well["predicted_correct"] == 0
+    classifies = ranking_metrics(q, [2.0, -3.0, -2.0, -4.0, -2.5, 1.0, -3.0, 0.5], y)
+    assert classifies["predicted_correct"] == 3 and classifies["f1"] == pytest.approx(0.8)
+    res = {"data": "wikiqa", "split": "test", "fingerprint": "f", "stats": {"pairs": 8},
+           "rows": [{"model": "zero-shot-bi", **ranks_well, "seconds": 1.0}, {"model": "cross", **classifies, "seconds": 1.0}]}
+    monkeypatch.setattr(qadistill.evaluate, "evaluate", lambda *a, **k: res)
+    monkeypatch.setenv("COLUMNS", "200")
+    r = cli("eval", "zero-shot-bi,cross", "--data", "wikiqa", "--split", "test")
+    assert r.exit_code == 0, r.output
+    assert "F1 0 for zero-shot-bi: no pair scores over probability 0.5" in " ".join(r.stderr.split())
+    assert "cross:" not in r.stderr

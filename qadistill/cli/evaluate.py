@@ -76,6 +76,11 @@ def _render(res: dict) -> None:
                 reasons[why].append(name)
     for why, names in reasons.items():
         err_console().print(f"[dim]{', '.join(names)} -: {why}[/]")
+    if "F1" in heads:
+        none_over = [r["model"] for r in res["rows"] if r.get("predicted_correct") == 0 and r.get("f1") == 0.0]
+        if none_over:
+            err_console().print(f"[dim]F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
+                                "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)[/]")
     for note in data_notes(res["stats"]):
         err_console().print(f"[dim]{note}[/]")
     hidden = [h for h, _ in COLUMNS if h not in heads]
