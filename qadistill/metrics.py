@@ -1,7 +1,10 @@
 """Ranking and classification metrics for query–passage relevance.
 
 Ranking metrics follow the WikiQA convention: only queries with at least one correct and one wrong candidate count.
-Candidates are ranked by score, highest first; ties keep the input order (a stable sort), so results are deterministic.
+Candidates are ranked by score, highest first. Tied scores are scored as their expected value over every order of the
+tied candidates (McSherry & Najork, ECIR 2008, "Computing information retrieval performance measures efficiently in the
+presence of tied scores"): a metric never depends on the order of the rows in the file, and a model that scores every
+candidate alike gets a random ranking's value, not the file order's. Without ties this is the usual value.
 Relevance is binary: label 1 is a correct candidate, any other label a wrong one.
 """
 
@@ -11,47 +14,81 @@ import math
 from typing import Sequence
 
 
-def _ranked_labels(scores: Sequence[float], labels: Sequence[int]) -> list[int]:
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    return [labels[i] for i in order]
+def _tie_groups(scores: Sequence[float], labels: Sequence[int]) -> list[tuple[int, int]]:
+    """(candidates, correct ones) of each set of equal scores, highest score first."""
+    groups: dict[float, list[int]] = {}
+    for s, y in zip(scores, labels):
+        g = groups.setdefault(float(s), [0, 0])
+        g[0] += 1
+        g[1] += 1 if y == 1 else 0
+    return [(groups[s][0], groups[s][1]) for s in sorted(groups, reverse=True)]
 
 
 def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
-    return _ap(_ranked_labels(scores, labels))
+    return _ap(_tie_groups(scores, labels))
 
 
-def _ap(ranked: list[int]) -> float:
-    hits, total = 0, 0.0
-    for rank, y in enumerate(ranked, start=1):
-        if y == 1:
-            hits += 1
-            total += hits / rank
-    return total / hits if hits else 0.0
+def _ap(groups: list[tuple[int, int]]) -> float:
+    """Expected AP over the orders of tied candidates. A tie group at ranks s+1..s+n holding c correct candidates,
+    with h correct above it: position i holds a correct one with probability c/n, and then the group's other i-1
+    positions hold (i-1)(c-1)/(n-1) correct ones on average, so it adds c/n * sum_i (h + 1 + (i-1)(c-1)/(n-1)) / (s+i)."""
+    total, h, s = 0.0, 0, 0
+    for n, c in groups:
+        if c:
+            if n == 1:
+                total += (h + 1) / (s + 1)
+            else:
+                total += c / n * sum((h + 1 + (i - 1) * (c - 1) / (n - 1)) / (s + i) for i in range(1, n + 1))
+        h, s = h + c, s + n
+    return total / h if h else 0.0
 
 
 def reciprocal_rank(scores: Sequence[float], labels: Sequence[int], k: int | None = None) -> float:
     """1 / rank of the first correct candidate; 0 when there is none, or (with ``k``) when it ranks below k."""
-    return _rr(_ranked_labels(scores, labels), k)
+    return _rr(_tie_groups(scores, labels), k)
 
 
 def ndcg(scores: Sequence[float], labels: Sequence[int], k: int = 10) -> float:
     """NDCG@k with binary gains and a log2 discount: DCG@k = sum over the top k of rel_i / log2(i + 1) (rank i from 1),
     divided by the DCG@k of the ideal order of the same labels (every correct candidate first). 0 without a correct one."""
-    return _ndcg(_ranked_labels(scores, labels), k)
+    return _ndcg(_tie_groups(scores, labels), k)
 
 
-def _rr(ranked: list[int], k: int | None = None) -> float:
-    for rank, y in enumerate(ranked if k is None else ranked[:k], start=1):
-        if y == 1:
-            return 1.0 / rank
+def _rr(groups: list[tuple[int, int]], k: int | None = None) -> float:
+    """Expected 1 / rank of the first correct candidate (0 past ``k``): in the first group with c correct of n, at
+    ranks s+1.., the first correct one is at s+j with probability C(n-j, c-1) / C(n, c)."""
+    s = 0
+    for n, c in groups:
+        if c:
+            total, prob = 0.0, c / n  # P(j = 1)
+            for j in range(1, n - c + 2):
+                if k is not None and s + j > k:
+                    break
+                total += prob / (s + j)
+                prob *= (n - j - c + 1) / (n - j) if n > j else 0.0  # P(j + 1) / P(j)
+            return total
+        s += n
     return 0.0
 
 
-def _ndcg(ranked: list[int], k: int) -> float:
-    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, sum(1 for y in ranked if y == 1)) + 1))
+def _p1(groups: list[tuple[int, int]]) -> float:
+    """Expected precision at 1: the share of correct candidates among those tied at the top."""
+    return groups[0][1] / groups[0][0] if groups else 0.0
+
+
+def _ndcg(groups: list[tuple[int, int]], k: int) -> float:
+    """Expected NDCG@k: each position of a tie group holds a correct candidate with probability c/n."""
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, sum(c for _, c in groups)) + 1))
     if ideal == 0.0:
         return 0.0
-    return sum(1.0 / math.log2(i + 1) for i, y in enumerate(ranked[:k], start=1) if y == 1) / ideal
+    dcg, s = 0.0, 0
+    for n, c in groups:
+        if s >= k:
+            break
+        if c:
+            dcg += c / n * sum(1.0 / math.log2(p + 1) for p in range(s + 1, min(s + n, k) + 1))
+        s += n
+    return dcg / ideal
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -109,13 +146,12 @@ def ranking_metrics(query_ids: Sequence[str], scores: Sequence[float], labels: S
         ys = [labels[i] for i in idx]
         if 1 not in ys or 0 not in ys:
             continue
-        ranked = _ranked_labels([scores[i] for i in idx], ys)
-        aps.append(_ap(ranked))
-        rr = _rr(ranked)
-        rrs.append(rr)
-        p1.append(1.0 if rr == 1.0 else 0.0)
-        rrs_k.append(_rr(ranked, CUTOFF))
-        ndcgs.append(_ndcg(ranked, CUTOFF))
+        groups = _tie_groups([scores[i] for i in idx], ys)
+        aps.append(_ap(groups))
+        rrs.append(_rr(groups))
+        p1.append(_p1(groups))
+        rrs_k.append(_rr(groups, CUTOFF))
+        ndcgs.append(_ndcg(groups, CUTOFF))
     pred = [1 if s > threshold else 0 for s in scores]
     tp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 1)
     fp = sum(1 for p, y in zip(pred, labels) if p == 1 and y == 0)

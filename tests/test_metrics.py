@@ -25,8 +25,63 @@ def test_hand_computed_ranking():
 def test_ap_rr_single():
     assert average_precision([3, 2, 1], [1, 0, 1]) == pytest.approx((1 + 2 / 3) / 2)
     assert reciprocal_rank([3, 2, 1], [0, 0, 1]) == pytest.approx(1 / 3)
-    # ties keep input order (stable) -> deterministic
-    assert reciprocal_rank([1, 1, 1], [0, 1, 0]) == pytest.approx(0.5)
+    # tied scores: the expected value over the orders of the tied candidates (it read 0.5, the file order's)
+    assert reciprocal_rank([1, 1, 1], [0, 1, 0]) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+
+
+def _brute(scores, labels, k=10):
+    """Each metric averaged over every order of the tied candidates, from plain ranked-list definitions."""
+    import itertools
+
+    def ap(r):
+        hits = [i for i, y in enumerate(r, 1) if y == 1]
+        return sum((n + 1) / i for n, i in enumerate(hits)) / len(hits)
+
+    def rr(r, cut=None):
+        return next((1 / i for i, y in enumerate(r[:cut] if cut else r, 1) if y == 1), 0.0)
+
+    def nd(r):
+        ideal = sum(1 / math.log2(i + 1) for i in range(1, min(k, sum(r)) + 1))
+        return sum(1 / math.log2(i + 1) for i, y in enumerate(r[:k], 1) if y == 1) / ideal
+
+    levels = sorted(set(scores), reverse=True)
+    blocks = [[y for s, y in zip(scores, labels) if s == v] for v in levels]
+    orders = [list(itertools.chain(*p)) for p in itertools.product(*[list(itertools.permutations(b)) for b in blocks])]
+    mean = lambda f: sum(f(r) for r in orders) / len(orders)  # noqa: E731
+    return {"map": mean(ap), "mrr": mean(rr), "p@1": mean(lambda r: float(r[0] == 1)), "mrr@10": mean(lambda r: rr(r, k)),
+            "ndcg@10": mean(nd)}
+
+
+def test_tied_scores_give_the_expected_value_over_their_orders_whatever_the_row_order():
+    """A model that scored candidates alike got the file order's MAP: WikiQA lists a paragraph's sentences in order and
+    the answer is often the first, so a collapsed model scoring every pair the same read as a fair ranker. Tied
+    candidates now count as their expected value over every order (McSherry & Najork), checked here against averaging
+    the plain definitions over every permutation, with ties across the cut-off at 10."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(60):
+        n = rng.randint(2, 8) if _ % 3 else rng.randint(9, 12)
+        scores = [float(rng.randint(0, 3)) for _ in range(n)]
+        labels = [rng.randint(0, 1) for _ in range(n)]
+        if 1 not in labels or 0 not in labels or math.prod(  # keep the permutation count small
+                math.factorial(scores.count(v)) for v in set(scores)) > 50_000:
+            continue
+        got = ranking_metrics(["q"] * n, scores, labels)
+        want = _brute(scores, labels)
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-12), (key, scores, labels)
+        order = list(range(n))
+        rng.shuffle(order)
+        again = ranking_metrics(["q"] * n, [scores[i] for i in order], [labels[i] for i in order])
+        assert all(again[key] == pytest.approx(got[key], abs=1e-12) for key in want)
+
+
+def test_a_model_that_scores_every_candidate_alike_gets_a_random_rankings_value():
+    labels = [1] + [0] * 9  # the answer first in the file, as WikiQA's first sentences often are
+    m = ranking_metrics(["q"] * 10, [0.3] * 10, labels)
+    assert m["map"] == pytest.approx(sum(1 / i for i in range(1, 11)) / 10)  # H_10 / 10 = 0.2929, not 1.0
+    assert m["p@1"] == pytest.approx(0.1) and m["mrr"] == pytest.approx(m["map"])
 
 
 def test_auc_by_hand():
@@ -84,15 +139,18 @@ def test_ndcg_with_several_correct_candidates():
     assert ndcg([3, 2, 1], [0, 0, 0]) == 0.0  # no correct candidate: 0 (ranking_metrics leaves such a query out)
 
 
-def test_ties_keep_the_input_order_for_mrr_at_10_and_ndcg():
+def test_ties_count_as_their_expected_value_for_mrr_at_10_and_ndcg():
     from qadistill.metrics import ndcg
 
-    # all scores equal: the stable order is the input order, so the correct candidate is at rank 2
-    assert reciprocal_rank([1, 1, 1], [0, 1, 0], k=10) == pytest.approx(0.5)
-    assert ndcg([1, 1, 1], [0, 1, 0]) == pytest.approx(1 / math.log2(3))
-    # a tie between the correct candidate and a wrong one listed before it: the wrong one ranks first
-    assert ndcg([2, 2, 1], [0, 1, 0]) == pytest.approx(1 / math.log2(3))
-    assert ndcg([2, 2, 1], [1, 0, 0]) == 1.0
+    # all scores equal: the correct candidate is at rank 1, 2 or 3 alike (it read rank 2, the input order's)
+    assert reciprocal_rank([1, 1, 1], [0, 1, 0], k=10) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert ndcg([1, 1, 1], [0, 1, 0]) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(4)) / 3)
+    # a tie between the correct candidate and a wrong one: ranks 1 and 2 alike, whichever the file lists first
+    half = (1 + 1 / math.log2(3)) / 2
+    assert ndcg([2, 2, 1], [0, 1, 0]) == pytest.approx(half) and ndcg([2, 2, 1], [1, 0, 0]) == pytest.approx(half)
+    # a tie across the cut-off: ranks 10 and 11 alike, so half of rank 10's value
+    s, y = [float(12 - i) for i in range(9)] + [1.0, 1.0], [0] * 9 + [1, 0]
+    assert reciprocal_rank(s, y, k=10) == pytest.approx(0.05) and reciprocal_rank(s, y) == pytest.approx((1 / 10 + 1 / 11) / 2)
 
 
 def test_ranking_metrics_mrr_at_10_and_ndcg_at_10_skip_what_map_skips():
