@@ -193,7 +193,7 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
         source = _export_source(p)
         raise UserInputError(f"{p} is an ONNX export: it has no PyTorch weights for backend torch",
                              f"load its source model{f' {source!r}' if source else ''} for torch, or drop backend torch")
-    return p.name, p, "torch", 128, arch
+    return p.name, p, "torch", int(ref.max_length or 128), arch
 
 
 def _export_source(folder: Path) -> str | None:

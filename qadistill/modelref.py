@@ -31,6 +31,27 @@ def export_manifest(folder: Path) -> dict:
     return d
 
 
+BUILD_RECORD = "metrics.json"  # what distill and teach write into a model folder, its max_length included
+
+
+def _usable_length(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 65536 else None
+
+
+def recorded_max_length(folder: Path) -> int | None:
+    """The max length a qadistill-built folder was made for: its export manifest's, else its build record's
+    (``metrics.json``); None for a folder without a usable record (a user's own: callers pick their default)."""
+    folder = Path(folder)
+    found = _usable_length(export_manifest(folder).get("max_length"))
+    if found is None and (folder / BUILD_RECORD).is_file():
+        try:
+            record = json.loads((folder / BUILD_RECORD).read_text())
+        except (ValueError, UnicodeDecodeError, OSError):
+            record = None  # a damaged record: the folder's checksums name it when it loads
+        found = _usable_length(record.get("max_length")) if isinstance(record, dict) else None
+    return found
+
+
 # Dev queries an export's parity check scores (the first ones with a correct and a wrong candidate; all of them where
 # the split has fewer): on WikiQA dev (122 such queries) a 60-query sample moved an int8 export's MAP delta by up to
 # a point from one near-identical export to the next (benchmarks/int8_embeddings.py), as much as the bound itself.

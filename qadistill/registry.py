@@ -16,7 +16,7 @@ from pathlib import Path
 from qadistill import paths
 from qadistill.errors import NameConflictError, QadistillError, RecipeError, UnknownNameError, UserInputError
 from qadistill.fsutil import atomic_write_bytes
-from qadistill.modelref import ExportRef, ModelRef, export_manifest
+from qadistill.modelref import ExportRef, ModelRef, export_manifest, recorded_max_length
 from qadistill.recipes import (
     LocalSource,
     PipelineRecipe,
@@ -129,7 +129,7 @@ class Registry:
     @staticmethod
     def _folder_ref(p: Path) -> ModelRef:
         man = export_manifest(p)
-        return ModelRef(p.name, p, "folder", None, man.get("max_length"), variant=man.get("variant"), parent=man.get("source_name"))
+        return ModelRef(p.name, p, "folder", None, recorded_max_length(p), variant=man.get("variant"), parent=man.get("source_name"))
 
     @staticmethod
     def _hub_ref(ref: str) -> ModelRef:

@@ -449,7 +449,7 @@ def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | Non
     if max_length and ref.folder is not None:  # the user's --max-length, named as such (also where it overrides a recipe's)
         check_max_length(ref.folder, max_length)
     if ref.kind == "folder":
-        return _folder_scorer(ref.name, ref.folder, max_length or 128, batch_size)
+        return _folder_scorer(ref.name, ref.folder, max_length or ref.max_length or 128, batch_size)
     if ref.kind == "prebuilt":
         return CrossEncoderTeacher(name, ref.folder, max_length or ref.max_length, batch_size=batch_size)
     if ref.kind == "teacher":

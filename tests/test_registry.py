@@ -235,3 +235,26 @@ def test_a_registered_folder_that_lost_its_checksums_is_refused_not_trusted(reg,
     plain = make_tiny_model(tmp_path / "plain", "cross")  # registered without a manifest (older builds): as before
     reg.add_artifact("plain", "student-model", plain)
     assert reg.resolve("plain").folder == plain
+
+
+def test_a_built_folder_given_by_path_runs_at_the_length_it_was_built_for(reg, tmp_path):
+    """A student built at max length 64 and loaded by its folder's path ran at 128 (eval, rank, the API): another
+    number than by its name (WikiQA dev .63779 against .63848), with nothing said. A folder's own record of its length
+    (distill's and teach's metrics.json, an export's qadistill_export.json) is its default, as its name's is."""
+    from conftest import make_tiny_model
+    from qadistill.api import resolve_model
+    from qadistill.teachers import load_scorer
+
+    folder = make_tiny_model(tmp_path / "student", "cross")
+    assert reg.resolve(str(folder)).max_length is None  # a user's own folder: no record, the default (128)
+    assert resolve_model(str(folder), "torch", reg)[3] == 128
+    (folder / "metrics.json").write_text(json.dumps({"max_length": 24, "dev_map": 0.5}))
+    assert reg.resolve(str(folder)).max_length == 24
+    assert resolve_model(str(folder), "torch", reg)[3] == 24
+    assert load_scorer(str(folder), reg).max_length == 24
+    assert load_scorer(str(folder), reg, max_length=40).max_length == 40  # --max-length still overrides it
+    for bad in ("x", 3, True, None, 10**9):  # a record that is not a usable length is not used
+        (folder / "metrics.json").write_text(json.dumps({"max_length": bad}))
+        assert reg.resolve(str(folder)).max_length is None, bad
+    (folder / "metrics.json").write_text("{not json")
+    assert reg.resolve(str(folder)).max_length is None
