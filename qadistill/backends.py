@@ -95,6 +95,28 @@ class PairTokenizer:
         enc = self.hf(*args, truncation=True, max_length=self.max_length, return_token_type_ids=True)
         return [Encoded(ids, types) for ids, types in zip(enc["input_ids"], enc["token_type_ids"])]
 
+    def lengths(self, queries: list[str], passages: list[str] | None = None) -> list[int]:
+        """Each pair's (or, without ``passages``, each text's) length in tokens before truncation, special tokens
+        included: the inputs longer than max_length are the ones the model sees cut."""
+        if self.fast is not None:
+            if getattr(self, "_whole", None) is None:
+                from tokenizers import Tokenizer
+
+                self._whole = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+                self._whole.no_padding()
+                self._whole.no_truncation()
+            texts = list(zip(queries, passages)) if passages is not None else list(queries)
+            return [len(e.ids) for e in self._whole.encode_batch(texts)]
+        import transformers
+
+        level = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # "sequence length is longer than the maximum": that is the point
+        try:
+            args = (queries, passages) if passages is not None else (queries,)
+            return [len(ids) for ids in self.hf(*args, truncation=False)["input_ids"]]
+        finally:
+            transformers.logging.set_verbosity(level)
+
     def collate(self, encs: list, length: int | None = None) -> dict:
         """A batch of ``unpadded`` encodings padded to its longest, or to ``length`` (a graph with a fixed length)."""
         return self._pad(encs, False, length)

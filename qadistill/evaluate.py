@@ -42,7 +42,7 @@ def evaluate(
         secs = time.perf_counter() - t
         all_logits.append(logits)
         m = ranking_metrics(qids, logits.tolist(), labels)
-        rows.append({"model": name, **m, "seconds": secs})
+        rows.append({"model": name, **m, "seconds": secs, "max_length": scorer.max_length, "over_length": scorer.over_length(ds)})
         if store is not None:
             store.add_results(name, label, split, stored(m), notes=m.get("undefined"))
     if ensemble and len(models) > 1:

@@ -111,6 +111,19 @@ class Teacher:
             self._model = self._load()
         return self._model
 
+    def over_length(self, ds) -> int:
+        """How many of ``ds``'s pairs this teacher sees cut at its max length: a cross-encoder's pair longer than it, a
+        bi-encoder's pair whose query or passage is (each is embedded alone)."""
+        from qadistill.backends import PairTokenizer
+
+        tok = PairTokenizer(self.folder, self.max_length)
+        qs, ps = [p.query for p in ds.pairs], [p.passage for p in ds.pairs]
+        if self.architecture.startswith("bi-encoder"):
+            long_q = {q for q, n in zip(dict.fromkeys(qs), tok.lengths(list(dict.fromkeys(qs)))) if n > self.max_length}
+            long_p = {t for t, n in zip(dict.fromkeys(ps), tok.lengths(list(dict.fromkeys(ps)))) if n > self.max_length}
+            return sum(1 for q, t in zip(qs, ps) if q in long_q or t in long_p)
+        return sum(1 for n in tok.lengths(qs, ps) if n > self.max_length)
+
     # -- scoring --------------------------------------------------------------------------------------------------------
     def score_space(self) -> str:
         """The shard store space of this teacher's raw scores (fingerprint + max length)."""

@@ -125,6 +125,35 @@ def test_eval_cli_on_a_folder(cli, tmp_path, tiny_data):
     assert res["rows"][0]["queries"] == 12
 
 
+def test_eval_says_how_many_pairs_each_model_saw_cut_at_its_max_length(cli, tmp_path, tiny_data):
+    """Pairs past a model's max length were cut without a word: a file whose passages share a long prefix scored every
+    candidate of a query the same after the cut. eval counts the pairs each model sees cut (a bi-encoder: a query or
+    a passage past it alone) and says so, with the length; the JSON has both."""
+    from qadistill.backends import PairTokenizer
+
+    cross, bi = make_tiny_model(tmp_path / "xenc", "cross"), make_tiny_model(tmp_path / "bienc", "bi")
+    rows = [json.loads(line) for line in tiny_data.read_text().splitlines()]
+    for r in rows[::3]:
+        r["passage"] = " ".join([r["passage"]] * 6)  # past 48 tokens for the cross-encoder; some past 48 alone too
+    for r in rows[1::3]:
+        r["passage"] = " ".join(["king"] * 43 + [r["passage"].split()[0]]) + "."  # 47 tokens alone, past 48 with any query
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = PairTokenizer(cross, 48)
+    want_cross = sum(1 for n in tok.lengths([r["query"] for r in rows], [r["passage"] for r in rows]) if n > 48)
+    want_bi = sum(1 for r in rows if max(tok.lengths([r["query"], r["passage"]])) > 48)
+    assert 0 < want_bi < want_cross < len(rows)  # the pairs long only together are cut for the cross-encoder alone
+    r = cli("eval", str(cross), str(bi), "--data", str(data), "--max-length", "48", "--format", "json")
+    assert r.exit_code == 0, r.output
+    got = {row["model"]: row for row in json.loads(r.stdout)["rows"]}
+    assert got[str(cross)]["over_length"] == want_cross and got[str(cross)]["max_length"] == 48
+    assert got[str(bi)]["over_length"] == want_bi
+    table = cli("eval", str(cross), "--data", str(data), "--max-length", "48")
+    assert f"{want_cross} of {len(rows)} pairs are longer than its max length (48 tokens) and were cut" in " ".join(table.stderr.split())
+    short = cli("eval", str(cross), "--data", str(tiny_data), "--max-length", "128", "--format", "json")
+    assert json.loads(short.stdout)["rows"][0]["over_length"] == 0
+
+
 def test_eval_errors(cli, tmp_path):
     r = cli("eval")
     assert r.exit_code == 2 and "nothing to evaluate" in r.stderr

@@ -81,12 +81,26 @@ def _render(res: dict) -> None:
         if none_over:
             err_console().print(f"[dim]F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
                                 "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)[/]")
+    for note in length_notes(res["rows"], res["stats"].get("pairs")):
+        err_console().print(f"[dim]{note}[/]")
     for note in data_notes(res["stats"]):
         err_console().print(f"[dim]{note}[/]")
     hidden = [h for h, _ in COLUMNS if h not in heads]
     if hidden:
         err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
                             "or --format json)[/]")
+
+
+def length_notes(rows: list[dict], pairs: int | None) -> list[str]:
+    """Which models saw pairs cut at their max length, and how many (the figures are of the cut pairs)."""
+    notes = []
+    for r in rows:
+        n = r.get("over_length")
+        if n:
+            of = f" of {pairs}" if pairs else ""
+            notes.append(f"{r['model']}: {n}{of} pairs are longer than its max length ({r['max_length']} tokens) and were "
+                         "cut, longest-first (--max-length sets another, up to the model's limit)")
+    return notes
 
 
 def data_notes(stats: dict) -> list[str]:
