@@ -42,8 +42,11 @@ def evaluate(
         secs = time.perf_counter() - t
         all_logits.append(logits)
         m = ranking_metrics(qids, logits.tolist(), labels)
+        own = getattr(scorer, "own_max_length", scorer.max_length)
         rows.append({"model": name, **m, "seconds": secs, "max_length": scorer.max_length, "over_length": scorer.over_length(ds)})
-        if store is not None:
+        if scorer.max_length != own:  # the store keeps a model's figures as it is served: not one at another length
+            rows[-1]["not_stored"] = f"scored at max length {scorer.max_length}, not its own {own}"
+        elif store is not None:
             store.add_results(name, label, split, stored(m), notes=m.get("undefined"))
     if ensemble and len(models) > 1:
         mean = np.mean(np.stack(all_logits), axis=0)

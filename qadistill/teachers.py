@@ -462,15 +462,21 @@ def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | Non
     if max_length and ref.folder is not None:  # the user's --max-length, named as such (also where it overrides a recipe's)
         check_max_length(ref.folder, max_length)
     if ref.kind == "folder":
-        return _folder_scorer(ref.name, ref.folder, max_length or ref.max_length or 128, batch_size)
-    if ref.kind == "prebuilt":
-        return CrossEncoderTeacher(name, ref.folder, max_length or ref.max_length, batch_size=batch_size)
-    if ref.kind == "teacher":
+        own = ref.max_length or 128
+        t = _folder_scorer(ref.name, ref.folder, max_length or own, batch_size)
+    elif ref.kind == "prebuilt":
+        own = ref.max_length
+        t = CrossEncoderTeacher(name, ref.folder, max_length or own, batch_size=batch_size)
+    elif ref.kind == "teacher":
         t = teacher_from_recipe(ref.recipe, registry, batch_size, folder=ref.folder)
+        own = t.max_length
         if max_length:
             t.max_length = max_length
-        return t
-    return _folder_scorer(name, ref.folder, max_length or int(ref.max_length if ref.max_length is not None else 128), batch_size)
+    else:
+        own = int(ref.max_length if ref.max_length is not None else 128)
+        t = _folder_scorer(name, ref.folder, max_length or own, batch_size)
+    t.own_max_length = own  # the length it is served at: a figure at another (--max-length) is not the model's own
+    return t
 
 
 def _folder_scorer(name: str, folder: Path, max_length: int, batch_size: int) -> Teacher:

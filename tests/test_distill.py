@@ -227,6 +227,28 @@ def test_eval_max_length_longer_than_the_model_names_the_option(cli, tiny_zoo, t
         assert "use --max-length 128 or less" in r.stderr
 
 
+def test_eval_at_another_max_length_is_not_recorded_as_the_models_figure(cli, tiny_zoo):
+    """`eval NAME --max-length 16` replaced NAME's stored MAP (zoo show, and zoo list's best MAP took the max over
+    every length): a figure at another length is shown and in the JSON, but the store keeps the model's own."""
+    import json
+
+    from qadistill.store import Store
+
+    def stored_map():  # every MAP the store holds for it (each eval appends one)
+        return [r["value"] for r in Store.open().results("tiny-t0") if r["metric"] == "map"]
+
+    own = cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--format", "json")
+    assert own.exit_code == 0, own.output
+    row = json.loads(own.stdout)["rows"][0]
+    assert "not_stored" not in row and stored_map() == [row["map"]]
+    other = cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--max-length", "12")
+    assert other.exit_code == 0, other.output
+    assert "tiny-t0: not recorded in the store (scored at max length 12, not its own" in " ".join(other.stderr.split())
+    again = json.loads(cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--max-length", "12", "--format", "json").stdout)["rows"][0]
+    assert again["max_length"] == 12 and again["not_stored"].startswith("scored at max length 12")
+    assert stored_map() == [row["map"]]
+
+
 def test_distill_killed_mid_epoch_and_resumed_matches_uninterrupted(cli, tiny_zoo, tmp_path):
     from test_finetune import _InterruptAt
 

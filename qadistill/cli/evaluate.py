@@ -81,6 +81,10 @@ def _render(res: dict) -> None:
         if none_over:
             err_console().print(f"[dim]F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
                                 "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)[/]")
+    for r in res["rows"]:
+        if r.get("not_stored"):
+            err_console().print(f"[dim]{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
+                                "figures at the length it is served[/]")
     for note in length_notes(res["rows"], res["stats"].get("pairs")):
         err_console().print(f"[dim]{note}[/]")
     for note in data_notes(res["stats"]):
