@@ -44,6 +44,8 @@ def evaluate(
         m = ranking_metrics(qids, logits.tolist(), labels)
         own = getattr(scorer, "own_max_length", scorer.max_length)
         rows.append({"model": name, **m, "seconds": secs, "max_length": scorer.max_length, "over_length": scorer.over_length(ds)})
+        if getattr(scorer, "batch_dependent", False):
+            rows[-1]["batch_size"] = scorer.batch_size  # its scores depend on the batch (dynamic int8)
         if scorer.max_length != own:  # the store keeps a model's figures as it is served: not one at another length
             rows[-1]["not_stored"] = f"scored at max length {scorer.max_length}, not its own {own}"
         elif store is not None:

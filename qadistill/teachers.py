@@ -453,6 +453,20 @@ class OnnxCrossEncoderTeacher(CrossEncoderTeacher):
     def score_pairs(self, queries: list[str], passages: list[str]):
         return self.model.score(queries, passages, self.batch_size)
 
+    @property
+    def batch_dependent(self) -> bool:
+        """Dynamic int8 quantizes activations with one scale per batch, so a pair's score moves with the other pairs
+        of its batch (WikiQA dev: a student's int8 MAP .641 to .649 across batch sizes 1, 8 and 32)."""
+        from qadistill.modelref import Variant, export_manifest
+
+        return export_manifest(self.folder).get("variant") == Variant.int8_dynamic.value
+
+    def score_space(self) -> str:
+        """The fp32 variants' space as the base class's; a dynamic int8 one's also keyed on the batch size, so
+        `eval --batch-size` scores at that batch size instead of reading another's scores."""
+        space = super().score_space()
+        return make_key(space, "batch", self.batch_size) if self.batch_dependent else space
+
 
 def load_scorer(name: str, registry, batch_size: int = 32, max_length: int | None = None) -> Teacher:
     """A zoo teacher, a built artifact (student or teacher folder) or a local model folder, as a scorer."""

@@ -85,6 +85,10 @@ def _render(res: dict) -> None:
         if r.get("not_stored"):
             err_console().print(f"[dim]{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
                                 "figures at the length it is served[/]")
+    for r in res["rows"]:
+        if r.get("batch_size"):
+            err_console().print(f"[dim]{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
+                                f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)[/]")
     for note in length_notes(res["rows"], res["stats"].get("pairs")):
         err_console().print(f"[dim]{note}[/]")
     for note in data_notes(res["stats"]):
