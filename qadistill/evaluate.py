@@ -32,7 +32,7 @@ def evaluate(
     label = dataset_label(data)
     qids = [p.query_id for p in ds.pairs]
     labels = ds.labels()
-    rows, all_logits = [], []
+    rows, all_logits, fitted_here = [], [], []
     from qadistill.teachers import load_scorer
 
     for name in models:
@@ -41,6 +41,8 @@ def evaluate(
         logits = scorer.logits(ds, progress)
         secs = time.perf_counter() - t
         all_logits.append(logits)
+        if getattr(scorer, "calibrate", False) and (scorer.calib_data, scorer.calib_split) == (data, split):
+            fitted_here.append(name)  # its calibration was fitted on these labels
         m = ranking_metrics(qids, logits.tolist(), labels)
         own = getattr(scorer, "own_max_length", scorer.max_length)
         rows.append({"model": name, **m, "seconds": secs, "max_length": scorer.max_length, "over_length": scorer.over_length(ds)})
@@ -54,4 +56,6 @@ def evaluate(
         mean = np.mean(np.stack(all_logits), axis=0)
         m = ranking_metrics(qids, mean.tolist(), labels)
         rows.append({"model": "ensemble(" + "+".join(models) + ")", **m, "seconds": sum(r["seconds"] for r in rows)})
+        if fitted_here:  # the mean of calibrated logits is weighted by fits made on this split's labels
+            rows[-1]["calibrated_on_this_split"] = fitted_here
     return {"data": data, "split": split, "fingerprint": ds.fingerprint(), "stats": ds.stats(), "rows": rows}

@@ -187,3 +187,34 @@ def test_bi_encoder_reuses_embeddings_of_texts_it_has_seen(tmp_path, tiny_data):
         assert sorted(seen) == sorted(new)  # nothing recomputed
     ref = BiEncoderTeacher("tiny-bi", folder, 64, calibrate=False, cache=LogitCache(tmp_path / "other"))
     np.testing.assert_allclose(full, ref.embed(old), atol=1e-5)
+
+
+def test_an_ensemble_scored_on_its_teachers_calibration_split_says_so(cli, tmp_path, tiny_data, monkeypatch):
+    """Bi-encoder teachers calibrate on WikiQA dev (the README said train): an ensemble's MAP on that split is scored on
+    the labels that weighted its members. eval names the members calibrated on the split it scores."""
+    import numpy as np
+
+    import qadistill.teachers
+
+    ds = load_dataset(str(tiny_data))
+
+    class Fake:
+        def __init__(self, name, calibrated_on):
+            self.name, self.max_length, self.own_max_length, self.batch_size = name, 64, 64, 32
+            self.calibrate, self.calib_data, self.calib_split = calibrated_on is not None, str(tiny_data), calibrated_on
+
+        def logits(self, ds, progress=None):
+            return np.random.default_rng(len(self.name)).normal(size=len(ds.pairs)).astype(np.float32)
+
+        def over_length(self, ds):
+            return 0
+
+    fakes = {"bi-a": Fake("bi-a", "all"), "bi-b": Fake("bi-b", "train"), "cross": Fake("cross", None)}
+    monkeypatch.setattr(qadistill.teachers, "load_scorer", lambda name, *a, **k: fakes[name])
+    r = cli("eval", "--teachers", "bi-a,bi-b,cross", "--data", str(tiny_data), "--split", "all", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["rows"]
+    assert rows[-1]["model"].startswith("ensemble(") and rows[-1]["calibrated_on_this_split"] == ["bi-a"]
+    assert all("calibrated_on_this_split" not in x for x in rows[:-1]) and len(ds.pairs) == rows[0]["pairs"]
+    table = cli("eval", "--teachers", "bi-a,bi-b,cross", "--data", str(tiny_data), "--split", "all")
+    assert "bi-a calibrated on" in table.stderr and "its own calibration data" in " ".join(table.stderr.split())

@@ -86,6 +86,10 @@ def _render(res: dict) -> None:
             err_console().print(f"[dim]{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
                                 "figures at the length it is served[/]")
     for r in res["rows"]:
+        if r.get("calibrated_on_this_split"):
+            err_console().print(f"[dim]{r['model']}: {', '.join(r['calibrated_on_this_split'])} calibrated on "
+                                f"{res['data']}/{res['split']}'s labels, so the ensemble is scored on its own calibration data "
+                                "(each model's ranking is not changed by it)[/]")
         if r.get("batch_size"):
             err_console().print(f"[dim]{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
                                 f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)[/]")
