@@ -118,7 +118,8 @@ class RichProgress:
         self._console = Console(stderr=True)
         self._plain = not self._console.is_terminal
         self._p = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}", markup=False),  # descriptions name the user's files: never read as markup
             TimeElapsedColumn(), TimeRemainingColumn(), console=self._console, transient=False,
         )
 

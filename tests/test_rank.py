@@ -377,3 +377,31 @@ def test_rank_reads_old_mac_line_ends_and_skips_invisible_lines(cli, tiny_rank):
     got = json.loads(r.stdout)["results"]
     assert sorted(x["passage"] for x in got) == ["A dog.", "A king.", "The queen."]
     assert sorted(x["line"] for x in got) == [1, 2, 4]
+
+
+def test_text_in_square_brackets_is_shown_as_written_never_read_as_markup(cli, tiny_rank, tmp_path, monkeypatch):
+    """Passages, queries, paths and names went through rich markup: "[/x]" was an internal MarkupError (after `score`
+    had done its work: exit 1), "[bold]was[/bold]" and "a[i]" lost text, a home folder "[x]" vanished from "saved to",
+    and doctor's fix read "pip install 'qadistill'" for "qadistill[ray]". Every console prints text as written."""
+    folder, data = tiny_rank
+    passages = tmp_path / "p.txt"
+    passages.write_text("see the note [/x] about shakespeare\narray a[i] = b[j] and [red]x\nhamlet [bold]was[/bold] written [1].\n")
+    r = cli("rank", str(folder), "-q", "who wrote [/x] hamlet?", "-p", str(passages))
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.stdout.split())
+    for text in ("who wrote [/x] hamlet?", "see the note [/x] about shakespeare", "array a[i] = b[j] and [red]x",
+                 "hamlet [bold]was[/bold] written [1]."):
+        assert text in flat, (text, r.stdout)
+    odd = tmp_path / "br[/x]" / "t[v2].jsonl"
+    odd.parent.mkdir(parents=True)
+    odd.write_text(data.read_text())
+    r = cli("eval", str(folder), "--data", str(odd))
+    assert r.exit_code == 0, r.output
+    assert "t[v2].jsonl" in " ".join(r.stdout.split()) and "MarkupError" not in r.output
+    from qadistill.cli._common import table
+
+    from rich.console import Console
+
+    con = Console(width=200, record=True, markup=False)
+    con.print(table("doctor", ["fix"], [["pip install 'qadistill[ray]'"]]))
+    assert "pip install 'qadistill[ray]'" in con.export_text()

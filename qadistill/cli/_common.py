@@ -100,15 +100,41 @@ class App(typer.Typer):
 
 
 def out_console():
+    """stdout. Text prints as written, never as rich markup: a passage, query, path or name holding "[/x]" or "[bold]"
+    is shown as it is (markup read it: dropped text, or a MarkupError after the work was done). Styles come from
+    ``styled`` / ``dim`` / ``warn`` and Text cells, which put user text in literally."""
     from rich.console import Console
 
-    return Console(highlight=False, emoji=False)
+    return Console(highlight=False, emoji=False, markup=False)
 
 
 def err_console():
+    """stderr, as ``out_console``: no markup is read from printed strings."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, emoji=False)
+    return Console(stderr=True, highlight=False, emoji=False, markup=False)
+
+
+def styled(template: str, *values: Any):
+    """A line in our markup (``template``, with ``{}`` slots) holding ``values`` (user text) literally."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    return Text.from_markup(template.format(*(escape(str(v)) for v in values)))
+
+
+def dim(text: str):
+    """A note, dimmed; its text literal."""
+    from rich.text import Text
+
+    return Text(text, style="dim")
+
+
+def warn(text: str):
+    """A warning line in yellow; its text literal."""
+    from rich.text import Text
+
+    return Text(text, style="yellow")
 
 
 def print_json(data: Any) -> None:
@@ -119,9 +145,14 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], no_wrap:
           min_widths: dict[str, int] | None = None, **kw):
     from rich.table import Table
 
-    t = Table(title=title, header_style="bold", **kw)
+    from rich.text import Text
+
+    def literal(v: Any):  # user text as written; a Text (ours, styled) as it is
+        return v if isinstance(v, Text) else Text("" if v is None else str(v))
+
+    t = Table(title=None if title is None else literal(title), header_style="bold", **kw)
     for c in columns:
         t.add_column(c, overflow="fold", no_wrap=c in no_wrap, min_width=(min_widths or {}).get(c))
     for r in rows:
-        t.add_row(*[("" if v is None else str(v)) for v in r])
+        t.add_row(*[literal(v) for v in r])
     return t

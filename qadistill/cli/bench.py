@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Device, err_console, out_console, print_json, table
+from qadistill.cli._common import Device, dim, err_console, out_console, print_json, styled, table, warn
 from qadistill.cli.errors import handle_errors
 
 
@@ -130,7 +130,7 @@ def _report(res: dict, fmt: str) -> None:
     from qadistill.bench import to_csv
 
     for e in res["errors"]:
-        err_console().print(f"[red]failed[/] {e['target']['model']}:{e['target']['backend']}: {e['error']}")
+        err_console().print(styled("[red]failed[/] {}:{}: {}", e['target']['model'], e['target']['backend'], e['error']))
     if fmt == "json":
         print_json(res)
     elif fmt == "csv":
@@ -150,7 +150,7 @@ def _render(res: dict) -> None:
     for r in sorted(res["rows"], key=lambda r: (r.get("lengths", "padded"), r["batch_size"], -r["throughput_pairs_s"])):
         l = r["latency_ms"]
         rows.append([
-            ("[bold green]★[/] " if r.get("pareto") else "  ") + r["model"] + (" ²" if r.get("architecture") == "bi-encoder" else ""), _backend_cell(r), _batch_cell(r),
+            styled(("[bold green]★[/] " if r.get("pareto") else "  ") + "{}", r["model"] + (" ²" if r.get("architecture") == "bi-encoder" else "")), _backend_cell(r), _batch_cell(r),
             f"{l['p50']:.1f}", f"{l['p90']:.1f}", f"{l['p99']:.1f}", f"{l['min']:.1f}", f"{r['tokenize_ms']['p50']:.1f}",
             f"{r['throughput_pairs_s']:.1f}", f"{r['e2e_throughput_pairs_s']:.1f}",
             f"{r['speedup']:.1f}x" if r.get("speedup") else "-", f"{r['size_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
@@ -171,25 +171,25 @@ def _render(res: dict) -> None:
              f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
     con.print(table(title, cols, rows, no_wrap=tuple(c for c in cols if c != "model")))
     if any(r.get("sessions", 1) > 1 for r in res["rows"]):
-        err_console().print("[dim]×N: N sessions sharing the threads, fed batches in parallel (padded: p50 ms per N batches "
-                            "at once; pairs/s counts all N)[/]")
+        err_console().print(dim("×N: N sessions sharing the threads, fed batches in parallel (padded: p50 ms per N batches "
+                            "at once; pairs/s counts all N)"))
     if any(r.get("lengths") == "real" for r in res["rows"]):
-        err_console().print("[dim]batch 'N real': a timed unit is one query's full candidate list at its real lengths, in "
-                            "batches of at most N pairs (p50 ms per list; pairs/s over all timed lists)[/]")
+        err_console().print(dim("batch 'N real': a timed unit is one query's full candidate list at its real lengths, in "
+                            "batches of at most N pairs (p50 ms per list; pairs/s over all timed lists)"))
     base = res["rows"][0].get("baseline") if res["rows"] else None
     speed = (f"speed-up vs {base} at the same batch" if base else
              "no speed-up: no teacher ran under torch here (add one, or --baseline MODEL[:BACKEND])")
-    err_console().print(f"[dim]★ Pareto-optimal (MAP vs throughput at the same batch); {speed}; {env['cpu']}; stored as {res['run_id']}[/]")
+    err_console().print(dim(f"★ Pareto-optimal (MAP vs throughput at the same batch); {speed}; {env['cpu']}; stored as {res['run_id']}"))
     busy = max(env.get("loadavg_1m", 0.0), env.get("loadavg_1m_end", 0.0))
     if env.get("cpu_count") and busy >= env["cpu_count"]:
-        err_console().print(f"[yellow]the machine was busy (load {busy:.1f} on {env['cpu_count']} cores): absolute times are noisy; "
-                            "compare rows within this run, or rerun when it is idle[/]")
+        err_console().print(warn(f"the machine was busy (load {busy:.1f} on {env['cpu_count']} cores): absolute times are noisy; "
+                            "compare rows within this run, or rerun when it is idle"))
     if any(r.get("architecture") == "bi-encoder" for r in res["rows"]):
-        err_console().print("[dim]² a bi-encoder: each pair costs two encodes (query and passage, no embedding reused), "
-                            "as when it reranks fresh candidates[/]")
+        err_console().print(dim("² a bi-encoder: each pair costs two encodes (query and passage, no embedding reused), "
+                            "as when it reranks fresh candidates"))
     if hidden:
-        err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
-                            "or --format json / csv)[/]")
+        err_console().print(dim(f"{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
+                            "or --format json / csv)"))
 
 
 def _backend_cell(r: dict) -> str:

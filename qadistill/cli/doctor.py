@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, out_console, print_json, styled, table
 from qadistill.cli.errors import handle_errors
 
 
@@ -16,7 +16,7 @@ def doctor(fmt: FormatOpt = Format.table) -> None:
         print_json(rep.to_dict())
     else:
         con = out_console()
-        rows = [["[green]ok[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]-[/]"), c.name, c.value, c.fix or ""] for c in rep.checks]
+        rows = [[styled("[green]ok[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]-[/]")), c.name, c.value, c.fix or ""] for c in rep.checks]
         con.print(table("qadistill doctor", ["", "check", "value", "fix"], rows))
         info = rep.info
         feats = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in info["cpu_features"].items())

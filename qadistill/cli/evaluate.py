@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, dim, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 from qadistill.errors import UserInputError
 
@@ -75,32 +75,32 @@ def _render(res: dict) -> None:
             if name in heads and name not in reasons.setdefault(why, []):
                 reasons[why].append(name)
     for why, names in reasons.items():
-        err_console().print(f"[dim]{', '.join(names)} -: {why}[/]")
+        err_console().print(dim(f"{', '.join(names)} -: {why}"))
     if "F1" in heads:
         none_over = [r["model"] for r in res["rows"] if r.get("predicted_correct") == 0 and r.get("f1") == 0.0]
         if none_over:
-            err_console().print(f"[dim]F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
-                                "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)[/]")
+            err_console().print(dim(f"F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
+                                "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)"))
     for r in res["rows"]:
         if r.get("not_stored"):
-            err_console().print(f"[dim]{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
-                                "figures at the length it is served[/]")
+            err_console().print(dim(f"{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
+                                "figures at the length it is served"))
     for r in res["rows"]:
         if r.get("calibrated_on_this_split"):
-            err_console().print(f"[dim]{r['model']}: {', '.join(r['calibrated_on_this_split'])} calibrated on "
+            err_console().print(dim(f"{r['model']}: {', '.join(r['calibrated_on_this_split'])} calibrated on "
                                 f"{res['data']}/{res['split']}'s labels, so the ensemble is scored on its own calibration data "
-                                "(each model's ranking is not changed by it)[/]")
+                                "(each model's ranking is not changed by it)"))
         if r.get("batch_size"):
-            err_console().print(f"[dim]{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
-                                f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)[/]")
+            err_console().print(dim(f"{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
+                                f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)"))
     for note in length_notes(res["rows"], res["stats"].get("pairs")):
-        err_console().print(f"[dim]{note}[/]")
+        err_console().print(dim(f"{note}"))
     for note in data_notes(res["stats"]):
-        err_console().print(f"[dim]{note}[/]")
+        err_console().print(dim(f"{note}"))
     hidden = [h for h, _ in COLUMNS if h not in heads]
     if hidden:
-        err_console().print(f"[dim]{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
-                            "or --format json)[/]")
+        err_console().print(dim(f"{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
+                            "or --format json)"))
 
 
 def length_notes(rows: list[dict], pairs: int | None) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, err_console, out_console, print_json, styled, table, warn
 from qadistill.cli.errors import handle_errors
 from qadistill.modelref import MIN_TRUSTED_PARITY_QUERIES, PARITY_QUERIES, Variant
 
@@ -107,16 +107,16 @@ def _render(results: list, label: str, max_map_drop: float) -> None:
         p = r.parity
         style = "green" if p.ok else "red"
         rows.append([r.name, r.variant, f"{r.size_bytes / 1e6:.1f} MB", f"{p.max_abs_diff:.2e}", f"{p.map_reference:.4f}",
-                     f"[{style}]{p.map_variant:.4f} ({p.map_delta_points:+.2f})[/]", _settings(r.details)])
+                     styled(f"[{style}]{{}}[/]", f"{p.map_variant:.4f} ({p.map_delta_points:+.2f})"), _settings(r.details)])
     out_console().print(table(f"export {label} (parity on {results[0].parity.queries} dev queries, bound {max_map_drop} MAP points)",
                               ["artifact", "variant", "size", "max |Δlogit|", "MAP torch", "MAP variant (Δ points)", "settings"], rows))
     if any(not r.parity.ok for r in results):
-        err_console().print("[red]variants in red lose more than the bound[/]: try --preset/--calibration-method, or --strict to fail")
+        err_console().print(styled("[red]variants in red lose more than the bound[/]: try --preset/--calibration-method, or --strict to fail"))
     shaky = [r.variant for r in results if r.parity.unstable]
     if shaky:
-        err_console().print(f"[yellow]{', '.join(shaky)}: max |Δlogit| is at least half the spread of the model's own logits "
+        err_console().print(warn(f"{', '.join(shaky)}: max |Δlogit| is at least half the spread of the model's own logits "
                             f"(σ {results[0].parity.reference_std:.2e}): the MAP delta mostly reflects near-ties broken differently, not the "
-                            "variant; a longer-trained model's logits spread further[/]")
+                            "variant; a longer-trained model's logits spread further"))
 
 
 
@@ -148,9 +148,9 @@ def _check_data(data: str, parity_queries: int, calibrate: bool) -> None:
                              "so the parity check cannot measure MAP", "pass labelled ranking data, e.g. --data wikiqa")
     n = len({p.query_id for p in sample.pairs})
     if n < MIN_TRUSTED_PARITY_QUERIES:
-        err_console().print(f"[yellow]warning: the parity sample of --data {data} has {n} dev quer{'y' if n == 1 else 'ies'}, fewer "
+        err_console().print(warn(f"warning: the parity sample of --data {data} has {n} dev quer{'y' if n == 1 else 'ies'}, fewer "
                             f"than {MIN_TRUSTED_PARITY_QUERIES}: its MAP delta bounds nothing, so `rank`/`load` with backend "
-                            "auto will not serve these variants (name the backend to use them)[/]", soft_wrap=True)
+                            "auto will not serve these variants (name the backend to use them)"), soft_wrap=True)
     if calibrate:
         load_dataset(data, "train")
 

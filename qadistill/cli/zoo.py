@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import App, Format, FormatOpt, err_console, out_console, print_json, table
+from qadistill.cli._common import App, Format, FormatOpt, dim, err_console, out_console, print_json, styled, table
 from qadistill.cli.errors import handle_errors
 
 app = App(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
@@ -30,12 +30,12 @@ AVAIL_STYLE = {
 }
 
 
-def _published(p: dict | None) -> str:
+def _published(p: dict | None):
     if not p:
         return "-"
     m = p.get("metrics", {})
     k = next((k for k in m if k.startswith("mrr")), next(iter(m), None))
-    return f"{k} {m[k]:g} [dim](published)[/]" if k else "-"
+    return styled("{} {} [dim](published)[/]", k, f"{m[k]:g}") if k else "-"
 
 
 def _best(r) -> str:
@@ -85,16 +85,14 @@ def list_(
     _warn_problems(reg)
     for r in rows:
         if r.availability == "damaged":
-            from rich.markup import escape
-
-            err_console().print(f"[yellow]warning: {escape(r.name)} is damaged:[/] {escape(r.detail or '')}", soft_wrap=True)
+            err_console().print(styled("[yellow]warning: {} is damaged:[/] {}", r.name, r.detail or ""), soft_wrap=True)
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
         return
     con = out_console()
     cols = ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"]
     data = [
-        [r.name, r.kind, _params(r.parameters), r.source, AVAIL_STYLE.get(r.availability, r.availability),
+        [r.name, r.kind, _params(r.parameters), r.source, styled(AVAIL_STYLE.get(r.availability, "{}"), r.availability),
          ", ".join(r.built) or "-", _best(r), _published(r.published)]
         for r in rows
     ]
@@ -103,14 +101,12 @@ def list_(
         cols, data = [cols[i] for i in keep], [[row[i] for i in keep] for row in data]
     t = table("qadistill zoo", cols, data, no_wrap=("availability", "params", "kind", "best MAP"), min_widths={"name": 20, "built": 10})
     con.print(t)
-    err_console().print("[dim]`qadistill zoo show NAME` for details (source, published figures); needs-hub models work once they are in the HF cache.[/]")
+    err_console().print(dim("`qadistill zoo show NAME` for details (source, published figures); needs-hub models work once they are in the HF cache."))
 
 
 def _warn_problems(reg) -> None:
-    from rich.markup import escape
-
     for path, message in reg.problems():
-        err_console().print(f"[yellow]warning: skipped[/] {escape(message)}; fix it or `qadistill zoo remove {escape(path.stem)}`",
+        err_console().print(styled("[yellow]warning: skipped[/] {}; fix it or `qadistill zoo remove {}`", message, path.stem),
                             soft_wrap=True)
 
 
@@ -151,7 +147,7 @@ def show(
 def add(file: RecipeFileArg, force: ForceOpt = False) -> None:
     """Validate a recipe and add it to your zoo ($QADISTILL_HOME/zoo). Nothing is written if it is invalid."""
     e = _registry().add(file, force=force)
-    err_console().print(f"added [bold]{e.name}[/] ({e.kind}) -> {e.path}")
+    err_console().print(styled("added [bold]{}[/] ({}) -> {}", e.name, e.kind, e.path))
 
 
 @app.command("remove")
@@ -163,7 +159,7 @@ def remove(name: NameArg, delete_files: DeleteFilesOpt = False) -> None:
     exports = [a.name for a in reg.derived_exports(name)] if reg.store is not None else []
     e = reg.remove(name, delete_files=delete_files)
     also = f" and its {len(exports)} export{'s' if len(exports) != 1 else ''} ({', '.join(exports)})" if exports and e.origin == "artifact" else ""
-    err_console().print(f"removed [bold]{e.name}[/] ({e.origin}){also}" + (", files deleted" if delete_files and e.origin == "artifact" else ""))
+    err_console().print(styled("removed [bold]{}[/] ({}){}", e.name, e.origin, also + (", files deleted" if delete_files and e.origin == "artifact" else "")))
 
 
 @app.command("pull")
@@ -228,7 +224,7 @@ def push(
     if fmt is Format.json:
         print_json({"name": name, "repo": repo, "private": private, "dry_run": dry_run, "folder": str(staged), "files": files, "url": url})
     elif dry_run:
-        con.print(f"dry run: would create {'private ' if private else ''}repo [bold]{repo}[/] and upload {len(files)} files from {staged}:")
+        con.print(styled("dry run: would create {}repo [bold]{}[/] and upload {} files from {}:", 'private ' if private else '', repo, len(files), staged))
         for f in files:
             typer.echo(f"  {f}")
     else:
