@@ -229,8 +229,25 @@ def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets
             "held_out_map_mean": sum(maps) / len(maps) if maps else None, "fold": out}
 
 
+def work_folder(recipe: str, out_dir: Path | None = None) -> Path:
+    """Where `teach` keeps an unfinished run's checkpoints: beside the folder it builds (``NAME.work``)."""
+    final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
+    return final.with_name(final.name + ".work")
+
+
+def resume_note(recipe: str, out_dir: Path | None, resume: bool) -> str | None:
+    """The note for a --resume that finds no checkpoint (a fresh run starts, as `distill` does: a job restarted with
+    --resume every time works from its first start); it names the folder looked in, so a resume meant for another
+    --out is seen before any training."""
+    work = work_folder(recipe, out_dir)
+    if resume and not any(work.rglob("checkpoint.pt")):
+        return f"note: no checkpoint to resume in {work}: starting a fresh run (a run interrupted elsewhere resumes with its own --out)"
+    return None
+
+
 def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, out_dir: Path | None = None,
-              resume: bool = False, soft_teachers: list | None = None, progress: Progress | None = None) -> dict:
+              resume: bool = False, soft_teachers: list | None = None, progress: Progress | None = None,
+              command: str | None = None) -> dict:
     """`qadistill teach` as one core call: under the teacher's artifact lock, a run in the store, the fine-tuning, then
     its dev result and the teacher-model artifact registered; the run ends ok, failed or interrupted whatever happens.
     Returns the fine-tuning's metrics (``dev_map`` None when no dev query was scorable). A ``progress`` that is a
@@ -259,11 +276,12 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
                 raise InterruptedRunError(f"interrupted after teacher '{recipe}' was saved and registered: nothing to resume",
                                           f"see it with `qadistill zoo show {recipe}`", exc) from None
             store.end_run_quietly(run_id, "interrupted")
-            final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
-            if any(final.with_name(final.name + ".work").rglob("checkpoint.pt")):  # what the message can promise
-                raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with `qadistill teach {recipe} --resume`", exc) from None
+            again = f"`{command}`" if command else "the same command"  # with its --data, --out and every option
+            if any(work_folder(recipe, out_dir).rglob("checkpoint.pt")):  # what the message can promise
+                resume_cmd = (f"`{command}`" if "--resume" in command.split() else f"`{command} --resume`") if command else "the same command plus --resume"
+                raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with {resume_cmd}", exc) from None
             raise InterruptedRunError("interrupted before training saved a checkpoint: finished teacher scores are cached",
-                                      f"run `qadistill teach {recipe}` again (the scores computed so far are reused)", exc) from None
+                                      f"run {again} again (the scores computed so far are reused)", exc) from None
         except BaseException:
             store.end_run_quietly(run_id, "failed")
             raise

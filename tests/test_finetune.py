@@ -161,6 +161,26 @@ def test_teach_interrupted_before_a_checkpoint_does_not_promise_one(tmp_path, mo
     assert "checkpoint was saved" not in str(ei.value) and "--resume" not in ei.value.hint
 
 
+def test_teach_interrupted_with_a_checkpoint_names_the_whole_command_to_resume(tmp_path, isolated_home):
+    """The hint after Ctrl-C read `qadistill teach NAME --resume`, dropping --data and --out: followed, it trained afresh
+    on the recipe's default data into the zoo's folder, registered that, and then refused the real resume. It now
+    repeats the interrupted command with --resume; a --resume that finds no checkpoint says where it looked."""
+    import qadistill.finetune as ft
+    from qadistill.errors import InterruptedRunError
+    from qadistill.store import Store
+
+    data = tiny_jsonl(tmp_path / "my data.jsonl", n_queries=10, per_query=4)
+    out = tmp_path / "t out"
+    command = f"qadistill teach tiny-cross --data '{data}' --out '{out}'"
+    assert ft.resume_note("tiny-cross", out, resume=True).startswith(f"note: no checkpoint to resume in {out}.work")
+    with pytest.raises(InterruptedRunError) as ei:
+        ft.run_teach(Store.open(), RECIPE, make_tiny_model(tmp_path / "base", "cross"), cfg(data), out_dir=out,
+                     progress=_InterruptAt(7), command=command)
+    assert "checkpoint was saved" in str(ei.value) and ei.value.hint == f"continue with `{command} --resume`"
+    assert ft.resume_note("tiny-cross", out, resume=True) is None and ft.resume_note("tiny-cross", out, resume=False) is None
+    assert ft.resume_note("tiny-cross", None, resume=True) is not None  # the zoo's folder has no checkpoint: said
+
+
 def test_teach_out_elsewhere_never_replaces_the_registered_build(tmp_path, isolated_home, monkeypatch):
     import qadistill.finetune as ft
     from qadistill.errors import UserInputError

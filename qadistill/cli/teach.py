@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -68,7 +69,14 @@ def teach(
         raise UserInputError(f"--distill-from names '{recipe}' itself", "name other teachers, e.g. --distill-from all-mpnet-base-v2")
     soft_teachers = [teacher_from_recipe(reg.recipe(t, "teacher"), reg) for t in soft_names]  # type: ignore[arg-type]
     cfg = FinetuneConfig(**ft.model_dump(), max_length=max_length or r.max_length, dev=dev)
-    m = run_teach(store, r, base_folder, cfg, out_dir=out, resume=resume, soft_teachers=soft_teachers, progress=RichProgress())
+    from qadistill.finetune import resume_note
+
+    note = resume_note(recipe, out, resume)
+    if note:
+        err_console().print(note)
+    cmd = shlex.join(["qadistill", *sys.argv[1:]]) if sys.argv and "qadistill" in sys.argv[0] else None  # for the resume hint
+    m = run_teach(store, r, base_folder, cfg, out_dir=out, resume=resume, soft_teachers=soft_teachers, progress=RichProgress(),
+                  command=cmd)
     if fmt is Format.json:
         print_json(m)
         return
