@@ -461,6 +461,8 @@ class _ExportJob:
     base: Path
     base_seconds: float
     progress: object = None
+    strict: bool = False  # a variant past the bound is not put in place (--strict)
+    placed: list = field(default_factory=list)  # the variants put in place so far (VariantResult)
 
 
 def build_variant(job: _ExportJob, v: str, dest: Path) -> dict:
@@ -518,18 +520,24 @@ def export_variant(job: _ExportJob, v: str, out_root: Path) -> VariantResult:
         "max_length": job.max_length, "size_bytes": folder_size(dest), "export_seconds": seconds, "created": time.time(),
         "parity": asdict(rep), **details, **({"ort_session": session} if session else {}),
     }
+    result = VariantResult(f"{job.name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details)
+    if job.strict:  # before it is put in place: a variant --strict refuses is not left on disk
+        _check_strict([result], job.bound_points, job.placed)
     atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
     write_checksums(dest)
     replace_dir(dest, final)
-    return VariantResult(f"{job.name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details)
+    job.placed.append(result)
+    return result
 
 
-def _check_strict(results: list[VariantResult], bound_points: float) -> None:
+def _check_strict(results: list[VariantResult], bound_points: float, placed: list | None = None) -> None:
     bad = [r for r in results if r.parity and not r.parity.ok]
     if bad:
         worst = min(bad, key=lambda r: r.parity.map_delta_points)
+        kept = (f" (with --overwrite: {', '.join(r.name for r in placed)} passed and {'is' if len(placed) == 1 else 'are'} "
+                "registered)") if placed else ""
         raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
-                          "try another preset/method, or drop --strict to keep it anyway")
+                          f"try another preset/method, or drop --strict to keep it anyway{kept}")
 
 
 def export_model(
@@ -545,10 +553,13 @@ def export_model(
     out_root: Path | None = None,
     progress=None,
     overwrite: bool = True,
+    on_variant=None,
 ) -> list[VariantResult]:
     """Export ``folder`` into each variant; returns their results (parity included). The fp32 ONNX export is made once
     and reused as the base of the others. ``overwrite=False`` refuses, before any work, a variant folder that exists
-    (the CLI's default)."""
+    (the CLI's default). ``on_variant(result)`` runs as each variant is put in place (the CLI registers it then, so a
+    stop later leaves no folder on disk that the zoo does not know). With ``strict`` a variant past the bound is not
+    put in place: the ParityError names the ones that were."""
     from qadistill.backends import TorchBackend
     from qadistill.progress import NullProgress
 
@@ -578,9 +589,11 @@ def export_model(
             t0 = time.perf_counter()
             export_onnx(folder, Path(tmp) / "onnx")
             job = _ExportJob(name, folder, req, preset, max_length, data, bound_points, sample, ref, Path(tmp), Path(tmp) / "onnx",
-                             time.perf_counter() - t0, progress)
+                             time.perf_counter() - t0, progress, strict=strict)
             for v in variants:
                 results.append(export_variant(job, v, out_root))
+                if on_variant is not None:
+                    on_variant(results[-1])
                 task.advance(1)
     except Exception as exc:
         for d in made:  # innermost first: an --out folder this run made and left empty goes
@@ -589,8 +602,6 @@ def export_model(
         if _disk_full_under(exc, out_root):
             raise DiskFullError(out_root, f"free space on the disk of {out_root}, or pass --out a folder on a bigger disk") from exc
         raise
-    if strict:
-        _check_strict(results, bound_points)
     return results
 
 

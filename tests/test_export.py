@@ -429,3 +429,47 @@ def test_an_out_folder_on_a_full_disk_is_named_and_left_as_it_was(tiny, tmp_path
                      out_root=out)
     assert "--out a folder on a bigger disk" in e.value.hint
     assert not out.exists() and not (tmp_path / "small").exists()
+
+
+def test_a_stopped_or_refused_export_leaves_no_variant_on_disk_that_the_zoo_does_not_know(cli, tiny, monkeypatch):
+    """Variants were registered only once all were done: after Ctrl-C the finished NAME-onnx stood on disk unknown to
+    the zoo, and the suggested rerun was refused ("export folder exists"); --strict left the refused variant on disk,
+    and `zoo remove` could not name it. Each variant is registered as it is put in place; --strict puts none in place
+    that it refuses; the messages name what was kept and the command that finishes."""
+    from qadistill import compress
+
+    folder, data = tiny
+    real = compress.export_variant
+
+    def stop_at_int8(job, v, out_root):
+        if v == "int8-dynamic":
+            raise KeyboardInterrupt
+        return real(job, v, out_root)
+
+    monkeypatch.setattr(compress, "export_variant", stop_at_int8)
+    args = ["export", str(folder), "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--overwrite"]
+    r = cli(*args)
+    assert r.exit_code == 130, r.output
+    assert "interrupted after model-onnx was exported and registered" in r.stderr and "--overwrite" in r.stderr
+    names = {x["name"] for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    assert "model-onnx" in names
+    monkeypatch.setattr(compress, "export_variant", real)
+
+    def refuse_int8(reference, variant_scores, sample, bound):
+        rep = real_parity(reference, variant_scores, sample, bound)
+        return rep if variant_scores is None or not refuse[0] else type(rep)(**{**rep.__dict__, "ok": False, "map_delta_points": -5.0})
+
+    real_parity, refuse = compress.parity, [False]
+
+    def export_then_refuse(job, v, out_root):
+        refuse[0] = v == "int8-dynamic"
+        return real(job, v, out_root)
+
+    monkeypatch.setattr(compress, "parity", refuse_int8)
+    monkeypatch.setattr(compress, "export_variant", export_then_refuse)
+    r = cli(*args, "--strict")
+    assert r.exit_code == 1 and "model-int8-dynamic loses 5.00 MAP points" in r.stderr, r.output
+    assert "model-onnx passed and is registered" in " ".join(r.stderr.split())
+    out_root = Path(json.loads(cli("zoo", "show", "model-onnx", "--format", "json").stdout)["artifacts"][-1]["path"]).parent
+    assert not (out_root / "model-int8-dynamic").exists()
+    assert (out_root / "model-onnx").exists()

@@ -90,10 +90,25 @@ def export(
     _check_data(data, parity_queries, Variant.int8_static in variants)
     from qadistill.locks import artifact_lock
 
-    with artifact_lock(f"{label}.export", "exports of", "wait for that export to finish", shown=label), RichProgress() as prog:  # one export of a model at a time
-        results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
-                               bound_points=max_map_drop, strict=strict, out_root=out, progress=prog, overwrite=overwrite)
-        register_exports(reg, label, results)
+    from qadistill.errors import InterruptedRunError
+
+    placed: list[str] = []
+
+    def register(result) -> None:  # each variant as it is put in place: a stop later leaves none unknown to the zoo
+        register_exports(reg, label, [result])
+        placed.append(result.name)
+
+    try:
+        with artifact_lock(f"{label}.export", "exports of", "wait for that export to finish", shown=label), RichProgress() as prog:  # one export of a model at a time
+            results = export_model(label, folder, variants, req, max_length=max_length or ml, data=data, parity_queries=parity_queries,
+                                   bound_points=max_map_drop, strict=strict, out_root=out, progress=prog, overwrite=overwrite,
+                                   on_variant=register)
+    except KeyboardInterrupt as exc:
+        if not placed:
+            raise InterruptedRunError("interrupted before any variant was exported", "run the same command again", exc) from None
+        raise InterruptedRunError(f"interrupted after {', '.join(placed)} {'was' if len(placed) == 1 else 'were'} exported and "
+                                  "registered", "run the same command plus --overwrite to export every variant (those again too)",
+                                  exc) from None
     if fmt is Format.json:
         print_json([r.to_dict() for r in results])
         return
