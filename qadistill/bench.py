@@ -223,7 +223,7 @@ def environment() -> dict:
 def run_target(target: Target, settings: BenchSettings, timeout: float = 3600) -> dict:
     """Measure one target in a fresh process; returns its rows (one per batch size) plus shared fields."""
     spec = json.dumps({"target": asdict(target), "settings": asdict(settings)})
-    env = {**os.environ}
+    env = {**os.environ, "QADISTILL_BENCH_PARENT": str(os.getpid())}  # the worker dies with this process
     proc = subprocess.run([sys.executable, "-m", "qadistill.bench_worker"], input=spec, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode < 0:  # killed: no traceback to show, so say what killed it
         import signal

@@ -171,9 +171,29 @@ def _load(t: "Target", s: "BenchSettings"):
     return be, time.perf_counter() - t0
 
 
+def die_with_parent(parent: int | None) -> None:
+    """Linux: this process is killed when ``parent`` (the bench that started it) dies, even by SIGKILL: an orphaned
+    worker went on measuring at full CPU for tens of seconds, under the next bench's timings. Elsewhere: nothing."""
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 def main() -> None:
     from qadistill.splits import load_split
 
+    import os
+
+    die_with_parent(int(os.environ.get("QADISTILL_BENCH_PARENT", "0") or 0))
     t, s = read_spec(sys.stdin.read())
     import torch
 

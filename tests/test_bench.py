@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -256,3 +257,39 @@ def test_a_worker_killed_by_a_signal_says_so(monkeypatch):
     monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: done)
     res = bench.run_target(Target("m", "torch", "/x", "cross-encoder"), BenchSettings(batch_sizes=[1]))
     assert "SIGKILL" in res["error"] and "memory" in res["error"], res
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_bench_worker_dies_with_the_bench_that_started_it(tmp_path):
+    """SIGKILL of `bench` left its worker measuring at full CPU for tens of seconds (reparented to pid 1), under the
+    timings of the next bench. The worker asks the kernel to kill it when its parent dies."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    child = (f"import os, time; from qadistill.bench_worker import die_with_parent; die_with_parent(os.getppid()); "
+             f"open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"])
+    deadline = time.time() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        # a zombie is not running: reaped by init shortly
+        try:
+            if open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent")
