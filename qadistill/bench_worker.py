@@ -225,6 +225,7 @@ def main() -> None:
     for r in rows:
         r["peak_rss_mb"] = peak
         r["accuracy_from"] = source
+        r["accuracy_queries"] = metrics.get("queries") if metrics else None  # the scorable queries the MAP covers
         for k in ("map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc"):
             r[k] = metrics.get(k) if metrics else None
     be.close()

@@ -152,6 +152,10 @@ def test_bench_json_schema_store_round_trip_and_compare(cli, tiny_bench, tmp_pat
     cmp = cli("bench", "--compare", res["run_id"], "--compare", r2["run_id"], "--format", "json")
     assert cmp.exit_code == 0, cmp.output
     assert len(json.loads(cmp.stdout)["rows"]) == 2
+    # --accuracy-queries: the MAP is of the first N scorable queries, which the rows and the title say
+    limited = cli(*args, "--accuracy-queries", "5")
+    assert limited.exit_code == 0 and "(MAP on its first 5 scorable queries)" in " ".join(limited.stdout.split()), limited.output
+    assert all(x["accuracy_queries"] == 12 for x in res["rows"])  # every scorable query of the tiny file, unlimited
     csv = cli(*args, "--format", "csv", "--no-accuracy")
     assert csv.stdout.splitlines()[0].startswith("model,backend,device,threads,batch_size")
     bad = cli("bench", "--compare", "nope", "--compare", res["run_id"])

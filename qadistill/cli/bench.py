@@ -167,7 +167,9 @@ def _render(res: dict) -> None:
         cols, rows = [cols[i] for i in idx], [[row[i] for i in idx] for row in rows]
     s = res["settings"]
     mode = "" if s.get("lengths", "padded") == "padded" else f" · lengths {s['lengths']}"
-    title = (f"{res['run_id']}: {s['device']} · length {s['max_length']}{mode} · {s['data']}/{s['split']} · threads "
+    covered = next((r.get("accuracy_queries") for r in res["rows"] if r.get("accuracy_queries")), None)
+    sample = f" (MAP on its first {covered} scorable queries)" if s.get("accuracy_limit_queries") and covered else ""
+    title = (f"{res['run_id']}: {s['device']} · length {s['max_length']}{mode} · {s['data']}/{s['split']}{sample} · threads "
              f"{res['rows'][0]['threads'] if res['rows'] else '?'} · load {env['loadavg_1m']:.2f}→{env.get('loadavg_1m_end', 0):.2f}")
     con.print(table(title, cols, rows, no_wrap=tuple(c for c in cols if c != "model")))
     if any(r.get("sessions", 1) > 1 for r in res["rows"]):
