@@ -219,6 +219,21 @@ def _id_note(columns: dict[str, str] | None) -> tuple[str, str]:
     return note, hint
 
 
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters: a text of only these (and spaces) is empty
+
+
+def is_blank(text: str) -> bool:
+    """Whether a query or passage holds nothing to read: only whitespace (NBSP and ideographic spaces included) and
+    zero-width characters. `rank` skips such a line; a data file's row is refused."""
+    return not text.strip().strip(INVISIBLE).strip()
+
+
+def query_key(text: str) -> str:
+    """A query text as rows are grouped by it when the file has no query ids: runs of whitespace as one space, none at
+    the ends ("who wrote hamlet? " is the question of "who wrote hamlet?", as every tokenizer here reads it)."""
+    return " ".join(text.split())
+
+
 def _check(pairs: list[QAPair], lines: list[int], path, columns: dict[str, str] | None = None) -> None:
     """Every row's texts, ids and labels consistent. The same passage twice for one query with one label is kept as two
     candidates, as the source has them (WikiQA repeats a few sentences of a document under their own SentenceIDs, and
@@ -230,12 +245,12 @@ def _check(pairs: list[QAPair], lines: list[int], path, columns: dict[str, str] 
     labels: dict[tuple[str, str], tuple[int, int]] = {}  # (query_id, passage text) -> (label, line)
     for p, ln in zip(pairs, lines):
         object.__setattr__(p, "line", ln)  # frozen pair: its place in the file is set once, here
-        if not p.query.strip():
+        if is_blank(p.query):
             raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
-        if not p.passage.strip():
+        if is_blank(p.passage):
             raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
         text, first = texts.setdefault(p.query_id, (p.query, ln))
-        if text != p.query:
+        if query_key(text) != query_key(p.query):  # the same words, spaced otherwise: one question
             raise DataError(
                 f"{path}:{ln}: query_id {p.query_id!r} has another query text than on line {first}",
                 "one query_id, one query text: give the other query its own id",
@@ -443,7 +458,7 @@ def load_jsonl(path: Path, name: str | None = None, split: str = "") -> QADatase
                             "give every row a query_id, or none (rows are then grouped by query text)")
         pairs.append(
             QAPair(
-                ids.get(row, "query_id", row["query"], ln), row["query"], ids.get(row, "passage_id", f"p{ln}", ln), row["passage"],
+                ids.get(row, "query_id", query_key(row["query"]), ln), row["query"], ids.get(row, "passage_id", f"p{ln}", ln), row["passage"],
                 _label(row.get("label"), path, ln),
             )
         )
@@ -474,7 +489,7 @@ def load_parquet(path: Path, columns: dict[str, str] | None = None, name: str | 
                 if k in r and (r[k] is None or (isinstance(r[k], str) and not r[k].strip())):
                     raise DataError(f"{path}:{n}: empty {cols[k]} (row {n})", f"give every row its {k}, or drop the column")
             r = {k: v for k, v in r.items() if v is not None or k == "label"}
-            pairs.append(QAPair(ids.get(r, "query_id", r["query"], n), r["query"], ids.get(r, "passage_id", f"p{n}", n),
+            pairs.append(QAPair(ids.get(r, "query_id", query_key(r["query"]), n), r["query"], ids.get(r, "passage_id", f"p{n}", n),
                                 r["passage"], _label(r.get("label"), path, n)))
             rows.append(n)
     _check(pairs, rows, path)
@@ -713,7 +728,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
                             "then grouped by query text)")
         pairs.append(
             QAPair(
-                cells[idx["query_id"]] if "query_id" in idx else "q" + hashlib.sha1(q.encode()).hexdigest()[:10],
+                cells[idx["query_id"]] if "query_id" in idx else "q" + hashlib.sha1(query_key(q).encode()).hexdigest()[:10],
                 q,
                 cells[idx["passage_id"]] if "passage_id" in idx else f"p{ln}",
                 cells[idx["passage"]],

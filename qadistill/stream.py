@@ -146,9 +146,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _checked(q: str, p: str, path, ln: int) -> tuple[str, str]:
-    if not q.strip():
+    if _data.is_blank(q):
         raise DataError(f"{path}:{ln}: empty query", "remove the row or fill in the query")
-    if not p.strip():
+    if _data.is_blank(p):
         raise DataError(f"{path}:{ln}: empty passage", "remove the row or fill in the passage")
     return q, p
 

@@ -583,3 +583,31 @@ def test_a_file_without_a_header_row_is_told_to_add_one(tmp_path):
     with pytest.raises(DataError, match=r"asnq.tsv:1: missing column 'query'") as e:
         load_dataset(str(f))
     assert "looks like data, not a header: add a header row naming the 3 columns, e.g. query,passage,label" in e.value.hint
+
+
+def test_a_question_spaced_otherwise_is_one_question_and_an_invisible_passage_is_empty(tmp_path):
+    """Without query ids, one TREC-QA question with a trailing space became a second query (dropped as all-negative,
+    the MAP of the rest); a passage of only zero-width spaces was scored in eval while rank skipped the same line as
+    blank. Rows group by the query's words; a text of only whitespace and zero-width characters is empty everywhere."""
+    from qadistill.data import is_blank, load_dataset
+    from qadistill.errors import DataError
+    from qadistill.stream import open_pairs
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("qtext,label,atext\nwho wrote hamlet?,1,shakespeare wrote it.\nwho wrote  hamlet? ,0,a king.\n"
+                   "where is paris?,0,a river.\nwhere is paris?,1,in france.\n")
+    ds = load_dataset(str(csv), split="all")
+    assert len(ds.query_groups()) == 2 and ds.stats()["queries_with_pos_and_neg"] == 2
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"query": "who wrote hamlet?", "passage": "shakespeare.", "label": 1}\n'
+                     '{"query": " who wrote hamlet?", "passage": "a king.", "label": 0}\n')
+    assert len(load_dataset(str(jsonl), split="all").query_groups()) == 1
+    for blank in ("\u200b", " \u200b\u200c ", "\u00a0", "\u3000", "\ufeff\u2060"):
+        assert is_blank(blank)
+        bad = tmp_path / "zw.csv"
+        bad.write_text(f"qtext,label,atext\nwho?,1,{blank}\nwho?,0,no.\n")
+        with pytest.raises(DataError, match="zw.csv:2: empty passage"):
+            load_dataset(str(bad), split="all")
+        with pytest.raises(DataError, match="zw.csv:2: empty passage"):
+            list(open_pairs(str(bad)).chunks(10))
+    assert not is_blank("\u200ba")

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qadistill.data import WIKIQA_COLUMNS, QADataset, load_dataset
+from qadistill.data import WIKIQA_COLUMNS, QADataset, is_blank, load_dataset, query_key
 from qadistill.errors import DataError, RecipeError
 from qadistill.recipes import PipelineRecipe, PrebuiltRecipe, StudentRecipe, TeacherRecipe, load_recipe, parse_recipe
 from qadistill.registry import builtin_zoo_dir
@@ -41,7 +41,7 @@ def texts(forbid: str, surrogates: bool = False) -> st.SearchStrategy[str]:
     chars = st.characters(blacklist_categories=cats, blacklist_characters=forbid) | st.sampled_from([c for c in ODD if c not in forbid])
     short = st.text(chars, min_size=1, max_size=24)
     huge = st.builds(lambda s, n: s * n, st.text(chars, min_size=1, max_size=8), st.integers(2000, 6000))
-    return st.one_of(short, short, short, huge).filter(lambda s: bool(s.strip()))
+    return st.one_of(short, short, short, huge).filter(lambda s: not is_blank(s))  # blank: empty, refused (bad rows)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Row:
 
 @st.composite
 def good_rows(draw, forbid: str) -> list[Row]:
-    queries = draw(st.lists(texts(forbid), min_size=1, max_size=4, unique=True))
+    queries = draw(st.lists(texts(forbid), min_size=1, max_size=4, unique_by=query_key))  # distinct questions, by their words
     n = draw(st.integers(1, 8))
     rows, labels = [], {}
     for i in range(n):
@@ -110,7 +110,7 @@ def load_or_error(path: Path, bad_lines: list[int] | None = None) -> QADataset |
 def check_consistent(ds: QADataset) -> None:
     assert len(ds) > 0
     for p in ds.pairs:
-        assert p.query.strip() and p.passage.strip()
+        assert not is_blank(p.query) and not is_blank(p.passage)
         assert p.label in (0, 1, None)
         assert isinstance(p.query_id, str) and isinstance(p.passage_id, str)
     ds.fingerprint()  # every text is encodable
@@ -288,9 +288,9 @@ def csv_files(draw, delim: str) -> tuple[str, list[Row], list[int], list[str]]:
     if "passage_id" not in header:  # distinct passages, so that the expected rows are told apart by text
         seen: set = set()
         for i, r in enumerate(rows):
-            while (r.query, r.passage.strip()) in seen:
+            while (query_key(r.query), r.passage.strip()) in seen:  # rows group by the query's words
                 r = rows[i] = replace(r, passage=r.passage + f" ({i})")
-            seen.add((r.query, r.passage.strip()))
+            seen.add((query_key(r.query), r.passage.strip()))
     lines = [delim.join(header)]
     for r in rows:
         c = {"query": r.query, "passage": r.passage, "label": r.label, "query_id": r.qid, "passage_id": r.pid, "notes": "n"}

@@ -25,7 +25,6 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     return texts, ids
 
 
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters: a line of only these holds no passage
 
 
 def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
@@ -44,7 +43,7 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
         if not p.is_file():
             raise UserInputError(f"passage file {p} does not exist", "pass a text file with one passage per line, or - for stdin")
         raw, name = p.read_bytes(), str(p)
-    from qadistill.data import UTF16_BOMS
+    from qadistill.data import UTF16_BOMS, is_blank
 
     if raw.startswith(UTF16_BOMS):
         raise UserInputError(f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark); qadistill reads UTF-8",
@@ -57,7 +56,7 @@ def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
         raise UserInputError(f"{name} is not UTF-8 text", "convert it to UTF-8") from None
     # \n, \r\n and old-Mac \r end a line (as data files are read); a line of spaces or invisible characters is blank
     lines_all = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    numbered = [(n, line) for n, line in enumerate(lines_all, 1) if line.strip().strip(INVISIBLE)]
+    numbered = [(n, line) for n, line in enumerate(lines_all, 1) if not is_blank(line)]
     lines = [line for _, line in numbered]
     suffix = "" if source == "-" else Path(source).suffix.lower()
     # JSONL: by the file's name (.jsonl/.ndjson), else by a first line that is a JSON object -- or that starts like one
