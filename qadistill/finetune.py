@@ -66,11 +66,25 @@ def made_with(recipe: TeacherRecipe, cfg: FinetuneConfig) -> TeacherRecipe:
     return recipe.model_copy(update={"finetune": ft})
 
 
+def leftover_work(out_dir: Path) -> bool:
+    """Whether ``out_dir``'s work folder is what a finished build left (a kill between putting the folder in place and
+    deleting its checkpoints): the built folder's checksum record is newer than every checkpoint there. A rebuild
+    (--overwrite) interrupted later has newer checkpoints: that one is an unfinished run."""
+    from qadistill.integrity import MANIFEST
+
+    work = out_dir.with_name(out_dir.name + ".work")
+    built = out_dir / MANIFEST
+    if not built.is_file():
+        return False
+    ckpts = list(work.rglob("checkpoint.pt"))
+    return bool(ckpts) and all(c.stat().st_mtime <= built.stat().st_mtime for c in ckpts)
+
+
 def work_dir_for(out_dir: Path, resume: bool) -> Path:
-    """The temp folder of a run; refuses to silently discard an unfinished run."""
+    """The temp folder of a run; refuses to silently discard an unfinished run (a finished build's leftover goes)."""
     work = out_dir.with_name(out_dir.name + ".work")
     if work.exists() and not resume:
-        if any(work.rglob("checkpoint.pt")):
+        if any(work.rglob("checkpoint.pt")) and not leftover_work(out_dir):
             raise UserInputError(f"an unfinished run exists in {work}", "add --resume to continue it, or delete that folder to start over")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)

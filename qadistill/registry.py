@@ -296,7 +296,8 @@ class Registry:
         busy = "wait for it to finish, then remove it"
         with artifact_lock(name, hint=busy), artifact_lock(f"{name}.export", "exports of", busy, shown=name):  # never under a running build
             exports = self.derived_exports(name)
-            folders = [x for x in [e.path, *(Path(a.path) for a in exports)] if delete_files and x.exists()]
+            work = Path(e.path).with_name(Path(e.path).name + ".work")  # a build's leftover checkpoints (killed in clean-up)
+            folders = [x for x in [e.path, work, *(Path(a.path) for a in exports)] if delete_files and x.exists()]
             outside = next((x for x in folders if not paths.under_home(x)), None)
             if outside is not None:
                 raise UserInputError(

@@ -236,3 +236,35 @@ def test_teach_interrupted_after_its_folder_is_in_place_registers_it_and_says_so
     assert [a.path for a in arts] == [str(tmp_path / "out")]
     assert [r["metric"] for r in store.results("tiny-cross")] == ["map"]
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_finished_builds_leftover_checkpoints_do_not_block_a_rebuild(tmp_path):
+    """A build killed between putting its folder in place (registered) and deleting its work folder left NAME.work:
+    --overwrite then said "an unfinished run exists: add --resume", and --resume "already exists: pass --overwrite".
+    Checkpoints older than the built folder's checksum record are that leftover, and go; newer ones (a rebuild
+    interrupted later) are an unfinished run, still refused without --resume."""
+    import os
+
+    from qadistill.errors import UserInputError
+    from qadistill.finetune import leftover_work, work_dir_for
+    from qadistill.integrity import write_checksums
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    ckpt = tmp_path / "m.work" / "stage2" / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    os.utime(ckpt, (1_000_000, 1_000_000))
+    assert not leftover_work(out)  # no built folder yet: an unfinished first build
+    with pytest.raises(UserInputError, match="unfinished run"):
+        work_dir_for(out, resume=False)
+    write_checksums(out)
+    assert leftover_work(out)
+    assert work_dir_for(out, resume=False).exists() and not ckpt.exists()
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(b"y")  # newer than the build: a rebuild interrupted after it
+    os.utime(ckpt, (4_000_000_000, 4_000_000_000))
+    assert not leftover_work(out)
+    with pytest.raises(UserInputError, match="unfinished run"):
+        work_dir_for(out, resume=False)

@@ -204,10 +204,14 @@ def test_delete_files_only_inside_the_home(tmp_path, isolated_home):
     assert (outside / "model.safetensors").exists() and reg._store.artifact("stu-out") is not None  # nothing done
     inside = isolated_home / "artifacts" / "stu"
     inside.mkdir(parents=True)
+    leftover = isolated_home / "artifacts" / "stu.work" / "stage2"  # a build killed in its clean-up left its checkpoints
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint.pt").write_bytes(b"x")
     reg._store.add_artifact("stu-in", "student-model", inside)
     reg._entries = None
     reg.remove("stu-in", delete_files=True)
     assert not inside.exists() and reg._store.artifact("stu-in") is None
+    assert not leftover.parent.exists()  # they go with it (they kept 33 MB and blocked a rebuild of the name)
 
 
 def test_delete_files_never_deletes_the_home_itself(tmp_path, isolated_home):
