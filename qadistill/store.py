@@ -200,6 +200,15 @@ def expected_columns() -> dict[str, set[str]]:
         conn.close()
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 class Store:
     """A handle on the store; open one per process (``Store.open()``), use it as a context manager or close it.
 
@@ -217,6 +226,7 @@ class Store:
             if not self.path.exists():
                 self._create()
             self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self._identity = _file_identity(self.path)  # the file written to: a delete or replace under a run is seen
         except PermissionError as exc:
             raise self._permission_error(f"permission denied ({exc.filename or self.path})") from None
         except sqlite3.OperationalError as exc:
@@ -327,7 +337,13 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; a read-only store raises ``StoreError`` with a permissions hint."""
+        """One write transaction; a read-only store raises ``StoreError`` with a permissions hint, and one deleted or
+        replaced since it was opened raises before writing (the write would go to the deleted file, lost on close:
+        a build reported as saved and registered that the zoo never knew)."""
+        if _file_identity(self.path) != getattr(self, "_identity", None):
+            raise StoreError(f"the store {self.path} was deleted or replaced while this command ran, so nothing more could "
+                             "be recorded in it", "rerun the command: a model folder it finished is rebuilt and registered "
+                             "with --overwrite (or remove the folder); restore the store from a backup to keep its history")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -353,3 +353,29 @@ def test_removing_a_model_takes_its_exports_and_waits_for_no_running_export(isol
         reg.remove("stu", delete_files=True)
         assert {a.name for a in s.artifacts()} == {"other-onnx"}
         assert sorted(p.name for p in art.iterdir()) == ["other-onnx"]
+
+
+def test_a_store_deleted_or_replaced_under_a_command_is_an_error_not_a_lost_write(tmp_path):
+    """The store deleted while distill ran: the run wrote its results and registration into the deleted file, exited 0
+    with "saved to", and the zoo never knew the model (the rerun refused: "already holds a model"). A write into a
+    store that is no longer the file at its path is an error naming it."""
+    import shutil
+
+    from qadistill.errors import StoreError
+    from qadistill.store import Store
+
+    path = tmp_path / "home" / "qadistill.db"
+    s = Store(path)
+    s.add_artifact("a", "student-model", tmp_path / "a")
+    for wal in path.parent.glob("qadistill.db*"):
+        wal.unlink()
+    with pytest.raises(StoreError, match="was deleted or replaced while this command ran") as ei:
+        s.add_artifact("b", "student-model", tmp_path / "b")
+    assert "--overwrite" in ei.value.hint
+    s.close()
+    s = Store(path)  # a fresh store at the path works, and so does one replaced by a copy once reopened
+    s.add_artifact("c", "student-model", tmp_path / "c")
+    shutil.copy(path, tmp_path / "copy.db")
+    (tmp_path / "copy.db").replace(path)
+    with pytest.raises(StoreError, match="deleted or replaced"):
+        s.add_artifact("d", "student-model", tmp_path / "d")
