@@ -206,6 +206,15 @@ def _label(raw, path, line) -> int | None:
                     "1-4) or yes/no, write 1 for what you count as relevant and 0 for the rest")
 
 
+def _query_named(p: QAPair, columns: dict[str, str] | None) -> str:
+    """A pair's query as a message names it: its id where the file has an id column, else its text (the id was made
+    from the text, and a made-up id would name nothing in the file)."""
+    if columns is not None and "query_id" not in columns:
+        text = p.query if len(p.query) <= 60 else p.query[:57] + "..."
+        return f"query {text!r}"
+    return f"query_id={p.query_id}"
+
+
 def _id_note(columns: dict[str, str] | None) -> tuple[str, str]:
     """For a duplicated id: which columns were read as the ids (where they were not named query_id / passage_id), and
     what to do when the passage_id column is not a passage's own id."""
@@ -259,7 +268,7 @@ def _check(pairs: list[QAPair], lines: list[int], path, columns: dict[str, str] 
         if key in seen:
             note, hint = _id_note(columns)
             raise DataError(
-                f"{path}:{ln}: duplicated id (query_id={p.query_id}, passage_id={p.passage_id}){note}, first seen on line {seen[key]}",
+                f"{path}:{ln}: duplicated id ({_query_named(p, columns)}, passage_id={p.passage_id}){note}, first seen on line {seen[key]}",
                 hint,
             )
         seen[key] = ln

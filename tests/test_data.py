@@ -611,3 +611,14 @@ def test_a_question_spaced_otherwise_is_one_question_and_an_invisible_passage_is
         with pytest.raises(DataError, match="zw.csv:2: empty passage"):
             list(open_pairs(str(bad)).chunks(10))
     assert not is_blank("\u200ba")
+
+
+def test_a_duplicated_id_names_the_query_by_its_text_when_the_file_has_no_query_ids(tmp_path):
+    from qadistill.data import load_dataset
+    from qadistill.errors import DataError
+
+    f = tmp_path / "d.csv"
+    f.write_text("question,docid,answer,label\nwho wrote hamlet?,D1,shakespeare.,1\nwho wrote hamlet?,D1,a king.,0\n")
+    with pytest.raises(DataError) as ei:
+        load_dataset(str(f), split="all")
+    assert "query 'who wrote hamlet?', passage_id=D1" in ei.value.message and "query_id=q" not in ei.value.message
