@@ -220,3 +220,16 @@ def test_embedding_shards_copied_from_another_models_folder_are_not_used(tmp_pat
         shutil.copy(f, tmp_path / "space-b" / f.name)
     assert EmbeddingStore("space-b", tmp_path).missing(["who?", "a king."]) == ["who?", "a king."]
     assert EmbeddingStore("space-a", tmp_path).missing(["who?", "a king."]) == []
+
+
+def test_a_home_that_is_a_broken_symbolic_link_is_named_as_one(cli, tmp_path, monkeypatch):
+    """QADISTILL_HOME as a symlink loop or a dangling link read "a file stands where a folder is needed"."""
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    (tmp_path / "dang").symlink_to(tmp_path / "nowhere")
+    for home, said in ((tmp_path / "loopA", "is a symbolic link in a loop"),
+                       (tmp_path / "dang" / "sub", f"is a symbolic link to {tmp_path / 'nowhere'}, which does not exist")):
+        monkeypatch.setenv("QADISTILL_HOME", str(home))
+        r = cli("zoo", "list")
+        assert r.exit_code == 1 and said in " ".join(r.stderr.split()), r.output
+        assert "a file stands" not in r.stderr and "Traceback" not in r.output

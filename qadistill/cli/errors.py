@@ -9,6 +9,7 @@ import errno
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
@@ -28,6 +29,9 @@ FOREIGN_ERRORS: list[tuple[type[BaseException], str, str]] = [
 
 def os_message(exc: OSError) -> str:
     where = " ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    link = _broken_link(exc.filename) if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.ENOENT, errno.ELOOP) else None
+    if link:
+        return link
     if where and exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir over a file, or a file on the way to a path
         return f"{where}: a file stands where a folder is needed" + (" (on the way to it)" if exc.errno == errno.ENOTDIR else "")
     if where and exc.errno == errno.EISDIR:
@@ -35,7 +39,28 @@ def os_message(exc: OSError) -> str:
     return f"{exc.strerror or type(exc).__name__}" + (f": {where}" if where else f" ({exc})")
 
 
+def _broken_link(path) -> str | None:
+    """What is wrong when ``path`` or a folder on the way to it is a symbolic link that leads nowhere: dangling, or a
+    loop (mkdir over one says "File exists", as if a file stood there)."""
+    if not path:
+        return None
+    p = Path(os.fsdecode(path)).absolute()
+    for q in [p, *p.parents]:
+        if q.is_symlink():
+            try:
+                q.resolve(strict=True)
+            except RuntimeError:
+                return f"{q} is a symbolic link in a loop"
+            except OSError as exc:
+                if getattr(exc, "errno", None) == errno.ELOOP:
+                    return f"{q} is a symbolic link in a loop"
+                return f"{q} is a symbolic link to {os.readlink(q)}, which does not exist"
+    return None
+
+
 def os_hint(exc: OSError) -> str:
+    if _broken_link(exc.filename):
+        return "point the link at an existing folder, or set QADISTILL_HOME (or the path you gave) to a real folder"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "check the folder's permissions, or set QADISTILL_HOME to a writable folder"
     if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR) and (exc.filename or exc.filename2):
