@@ -180,7 +180,8 @@ def verify_checksums(folder: Path, hashes: bool = True) -> None:
     for rel, want in man["files"].items():
         p = folder / rel
         if not p.is_file():
-            raise ModelFolderError(f"{folder}: {rel} is missing (listed in {MANIFEST})", damaged_hint(folder))
+            what = "is a folder where a file was recorded" if p.is_dir() else "is missing"
+            raise ModelFolderError(f"{folder}: {rel} {what} (listed in {MANIFEST})", damaged_hint(folder))
         size = p.stat().st_size
         if rel in sizes and size != sizes[rel]:
             raise ModelFolderError(f"{folder}: {rel} is {size} bytes, {sizes[rel]} when recorded in {MANIFEST}", damaged_hint(folder))

@@ -388,3 +388,16 @@ def test_out_under_a_file_is_refused_before_any_work(cli, tmp_path, cmd):
     err = " ".join(r.stderr.split())
     assert r.exit_code == 2 and f"{f} is a file, not a folder" in err and "Traceback" not in r.output, r.output
     assert f.read_text() == "mine\n"
+
+
+def test_recorded_weights_replaced_by_a_folder_are_named_as_a_folder(tmp_path):
+    from qadistill.integrity import verify_checksums, write_checksums
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    write_checksums(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").mkdir()
+    with pytest.raises(ModelFolderError, match="model.safetensors is a folder where a file was recorded"):
+        verify_checksums(folder)
