@@ -49,7 +49,7 @@ def evaluate(
         if getattr(scorer, "batch_dependent", False):
             rows[-1]["batch_size"] = scorer.batch_size  # its scores depend on the batch (dynamic int8)
         if scorer.max_length != own:  # the store keeps a model's figures as it is served: not one at another length
-            rows[-1]["not_stored"] = f"scored at max length {scorer.max_length}, not its own {own}"
+            rows[-1]["unrecorded"] = f"scored at max length {scorer.max_length}, not its own {own}"
         elif store is not None:
             store.add_results(name, label, split, stored(m), notes=m.get("undefined"))
     if ensemble and len(models) > 1:

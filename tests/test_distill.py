@@ -240,12 +240,12 @@ def test_eval_at_another_max_length_is_not_recorded_as_the_models_figure(cli, ti
     own = cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--format", "json")
     assert own.exit_code == 0, own.output
     row = json.loads(own.stdout)["rows"][0]
-    assert "not_stored" not in row and stored_map() == [row["map"]]
+    assert "unrecorded" not in row and stored_map() == [row["map"]]
     other = cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--max-length", "12")
     assert other.exit_code == 0, other.output
     assert "tiny-t0: not recorded in the store (scored at max length 12, not its own" in " ".join(other.stderr.split())
     again = json.loads(cli("eval", "tiny-t0", "--data", str(tiny_zoo), "--max-length", "12", "--format", "json").stdout)["rows"][0]
-    assert again["max_length"] == 12 and again["not_stored"].startswith("scored at max length 12")
+    assert again["max_length"] == 12 and again["unrecorded"].startswith("scored at max length 12")
     assert stored_map() == [row["map"]]
 
 

@@ -82,8 +82,8 @@ def _render(res: dict) -> None:
             err_console().print(dim(f"F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
                                 "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)"))
     for r in res["rows"]:
-        if r.get("not_stored"):
-            err_console().print(dim(f"{r['model']}: not recorded in the store ({r['not_stored']}): `zoo show` keeps its "
+        if r.get("unrecorded"):
+            err_console().print(dim(f"{r['model']}: not recorded in the store ({r['unrecorded']}): `zoo show` keeps its "
                                 "figures at the length it is served"))
     for r in res["rows"]:
         if r.get("calibrated_on_this_split"):
