@@ -83,7 +83,8 @@ def check_batch_tokens(batch_sizes: list[int], max_length: int) -> None:
     if big:
         raise UserInputError(f"--batch-sizes {big[0]} at --max-length {max_length} is {big[0] * max_length:,} tokens per "
                              f"batch: more than bench runs ({MAX_BATCH_TOKENS:,}; it would run out of memory)",
-                             f"use batch sizes up to {MAX_BATCH_TOKENS // max_length} at this length")
+                             f"use batch sizes up to {MAX_BATCH_TOKENS // max_length} at this length"
+                             + (" (and check --max-length: BERT-size models read at most 512 positions)" if max_length > 512 else ""))
 
 
 def percentiles(times_s: list[float]) -> dict:
