@@ -228,19 +228,25 @@ def _id_note(columns: dict[str, str] | None) -> tuple[str, str]:
     return note, hint
 
 
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters: a text of only these (and spaces) is empty
+def _visible(text: str) -> str:
+    """``text`` without format characters (Unicode Cf: zero-width spaces and joiners, the BOM, soft hyphens), which
+    BERT-style tokenizers drop before reading."""
+    import unicodedata
+
+    return "".join(c for c in text if unicodedata.category(c) != "Cf") if not text.isascii() else text
 
 
 def is_blank(text: str) -> bool:
     """Whether a query or passage holds nothing to read: only whitespace (NBSP and ideographic spaces included) and
-    zero-width characters. `rank` skips such a line; a data file's row is refused."""
-    return not text.strip().strip(INVISIBLE).strip()
+    format characters (zero-width spaces, soft hyphens). `rank` skips such a line; a data file's row is refused."""
+    return not _visible(text).strip()
 
 
 def query_key(text: str) -> str:
-    """A query text as rows are grouped by it when the file has no query ids: runs of whitespace as one space, none at
-    the ends ("who wrote hamlet? " is the question of "who wrote hamlet?", as every tokenizer here reads it)."""
-    return " ".join(text.split())
+    """A query text as rows are grouped by it when the file has no query ids: without format characters, runs of
+    whitespace as one space, none at the ends ("who wrote hamlet? " or with a zero-width space at its end is the
+    question of "who wrote hamlet?", as the tokenizers here read it)."""
+    return " ".join(_visible(text).split())
 
 
 def _check(pairs: list[QAPair], lines: list[int], path, columns: dict[str, str] | None = None) -> None:

@@ -342,8 +342,8 @@ class Store:
         a build reported as saved and registered that the zoo never knew)."""
         if _file_identity(self.path) != getattr(self, "_identity", None):
             raise StoreError(f"the store {self.path} was deleted or replaced while this command ran, so nothing more could "
-                             "be recorded in it", "rerun the command: a model folder it finished is rebuilt and registered "
-                             "with --overwrite (or remove the folder); restore the store from a backup to keep its history")
+                             "be recorded in it", "rerun the same command (with --resume where it says a run is unfinished: "
+                             "its checkpoints are kept); restore the store from a backup to keep its history")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:

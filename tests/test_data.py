@@ -602,7 +602,11 @@ def test_a_question_spaced_otherwise_is_one_question_and_an_invisible_passage_is
     jsonl.write_text('{"query": "who wrote hamlet?", "passage": "shakespeare.", "label": 1}\n'
                      '{"query": " who wrote hamlet?", "passage": "a king.", "label": 0}\n')
     assert len(load_dataset(str(jsonl), split="all").query_groups()) == 1
-    for blank in ("\u200b", " \u200b\u200c ", "\u00a0", "\u3000", "\ufeff\u2060"):
+    zw = tmp_path / "zw_q.csv"  # a question ending in a zero-width space, or with a soft hyphen: the same question
+    zw.write_text("qtext,label,atext\nwho wrote hamlet?,1,shakespeare.\nwho wrote hamlet?\u200b,0,a king.\n"
+                  "who wrote ham\u00adlet?,0,a queen.\n", encoding="utf-8")
+    assert len(load_dataset(str(zw), split="all").query_groups()) == 1
+    for blank in ("\u200b", " \u200b\u200c ", "\u00a0", "\u3000", "\ufeff\u2060", "\u00ad", " \u00ad\u200d"):
         assert is_blank(blank)
         bad = tmp_path / "zw.csv"
         bad.write_text(f"qtext,label,atext\nwho?,1,{blank}\nwho?,0,no.\n")

@@ -371,7 +371,7 @@ def test_a_store_deleted_or_replaced_under_a_command_is_an_error_not_a_lost_writ
         wal.unlink()
     with pytest.raises(StoreError, match="was deleted or replaced while this command ran") as ei:
         s.add_artifact("b", "student-model", tmp_path / "b")
-    assert "--overwrite" in ei.value.hint
+    assert "--resume" in ei.value.hint and "rerun the same command" in ei.value.hint
     s.close()
     s = Store(path)  # a fresh store at the path works, and so does one replaced by a copy once reopened
     s.add_artifact("c", "student-model", tmp_path / "c")
