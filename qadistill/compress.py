@@ -522,7 +522,7 @@ def export_variant(job: _ExportJob, v: str, out_root: Path) -> VariantResult:
     }
     result = VariantResult(f"{job.name}-{v}", v, str(final), manifest["size_bytes"], seconds, rep, details)
     if job.strict:  # before it is put in place: a variant --strict refuses is not left on disk
-        _check_strict([result], job.bound_points, job.placed)
+        _check_strict(result, job.bound_points, job.placed)
     atomic_write_text(dest / "qadistill_export.json", json.dumps(manifest, indent=2))
     write_checksums(dest)
     replace_dir(dest, final)
@@ -530,13 +530,12 @@ def export_variant(job: _ExportJob, v: str, out_root: Path) -> VariantResult:
     return result
 
 
-def _check_strict(results: list[VariantResult], bound_points: float, placed: list | None = None) -> None:
-    bad = [r for r in results if r.parity and not r.parity.ok]
-    if bad:
-        worst = min(bad, key=lambda r: r.parity.map_delta_points)
+def _check_strict(r: VariantResult, bound_points: float, placed: list) -> None:
+    """--strict: a variant past the bound is an error naming the variants already put in place."""
+    if r.parity and not r.parity.ok:
         kept = (f" (with --overwrite: {', '.join(r.name for r in placed)} passed and {'is' if len(placed) == 1 else 'are'} "
                 "registered)") if placed else ""
-        raise ParityError(f"{worst.name} loses {-worst.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
+        raise ParityError(f"{r.name} loses {-r.parity.map_delta_points:.2f} MAP points on the dev sample (bound {bound_points})",
                           f"try another preset/method, or drop --strict to keep it anyway{kept}")
 
 

@@ -244,9 +244,11 @@ def plan_notes(plan: _Plan, resume: bool) -> list[str]:
         if pool.lists > pool.queries:
             notes.append(f"note: {pool.path} has {pool.queries} queries in {pool.lists} runs of consecutive rows: a query "
                          f"whose rows are apart is ranked as separate lists (sort the file by query to rank them together)")
-    work = plan.out_dir.with_name(plan.out_dir.name + ".work")
-    if resume and not any(work.rglob("checkpoint.pt")):
-        notes.append(f"no checkpoint to resume in {work}: starting a fresh run")
+    from qadistill.finetune import resume_note
+
+    note = resume_note(plan.out_dir, resume)
+    if note:
+        notes.append(note)
     return notes
 
 
@@ -624,7 +626,7 @@ def _run_rank(plan: _Plan, registry, resume: bool, pool: PoolSettings | None) ->
     from accelerate import PartialState
 
     PartialState().wait_for_everyone()
-    work = plan.out_dir.with_name(plan.out_dir.name + ".work")
+    work = paths.work_path(plan.out_dir)
     _train_student(plan, registry, work, resume, NullProgress(), pool)
     return DistillResult(plan.name, str(plan.out_dir), {"rank": PartialState().process_index}, None)
 
@@ -632,7 +634,7 @@ def _run_rank(plan: _Plan, registry, resume: bool, pool: PoolSettings | None) ->
 def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, pool: PoolSettings | None, command: str) -> DistillResult:
     from accelerate import PartialState
 
-    from qadistill.finetune import work_dir_for
+    from qadistill.finetune import has_checkpoint, work_dir_for
 
     work = work_dir_for(plan.out_dir, resume)
     PartialState().wait_for_everyone()
@@ -657,7 +659,7 @@ def _run_main(plan: _Plan, registry, store, resume: bool, progress: Progress, po
     except KeyboardInterrupt as exc:
         if store:
             store.end_run_quietly(run_id, "interrupted")
-        exc.checkpoint = any(work.rglob("checkpoint.pt"))  # type: ignore[attr-defined]  (what the message can promise)
+        exc.checkpoint = has_checkpoint(work)  # type: ignore[attr-defined]  (what the message can promise)
         raise
     except BaseException:
         if store:

@@ -66,25 +66,39 @@ def made_with(recipe: TeacherRecipe, cfg: FinetuneConfig) -> TeacherRecipe:
     return recipe.model_copy(update={"finetune": ft})
 
 
+def has_checkpoint(work: Path) -> bool:
+    """Whether a work folder holds a checkpoint to resume from (what a message may promise)."""
+    return any(Path(work).rglob("checkpoint.pt"))
+
+
+def resume_note(final: Path, resume: bool) -> str | None:
+    """The note for a --resume that finds no checkpoint for the folder ``final`` (a fresh run starts: a job restarted
+    with --resume every time works from its first start); it names the folder looked in, so a resume meant for
+    another --out is seen before any training."""
+    work = paths.work_path(final)
+    if resume and not has_checkpoint(work):
+        return f"note: no checkpoint to resume in {work}: starting a fresh run (a run interrupted elsewhere resumes with its own --out)"
+    return None
+
+
 def leftover_work(out_dir: Path) -> bool:
     """Whether ``out_dir``'s work folder is what a finished build left (a kill between putting the folder in place and
     deleting its checkpoints): the built folder's checksum record is newer than every checkpoint there. A rebuild
     (--overwrite) interrupted later has newer checkpoints: that one is an unfinished run."""
     from qadistill.integrity import MANIFEST
 
-    work = out_dir.with_name(out_dir.name + ".work")
     built = out_dir / MANIFEST
     if not built.is_file():
         return False
-    ckpts = list(work.rglob("checkpoint.pt"))
+    ckpts = list(paths.work_path(out_dir).rglob("checkpoint.pt"))
     return bool(ckpts) and all(c.stat().st_mtime <= built.stat().st_mtime for c in ckpts)
 
 
 def work_dir_for(out_dir: Path, resume: bool) -> Path:
     """The temp folder of a run; refuses to silently discard an unfinished run (a finished build's leftover goes)."""
-    work = out_dir.with_name(out_dir.name + ".work")
+    work = paths.work_path(out_dir)
     if work.exists() and not resume:
-        if any(work.rglob("checkpoint.pt")) and not leftover_work(out_dir):
+        if has_checkpoint(work) and not leftover_work(out_dir):
             raise UserInputError(f"an unfinished run exists in {work}", "add --resume to continue it, or delete that folder to start over")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -243,20 +257,9 @@ def _train_folds(name: str, base_folder: Path, tok, train_ds: QADataset, targets
             "held_out_map_mean": sum(maps) / len(maps) if maps else None, "fold": out}
 
 
-def work_folder(recipe: str, out_dir: Path | None = None) -> Path:
-    """Where `teach` keeps an unfinished run's checkpoints: beside the folder it builds (``NAME.work``)."""
-    final = Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
-    return final.with_name(final.name + ".work")
-
-
-def resume_note(recipe: str, out_dir: Path | None, resume: bool) -> str | None:
-    """The note for a --resume that finds no checkpoint (a fresh run starts, as `distill` does: a job restarted with
-    --resume every time works from its first start); it names the folder looked in, so a resume meant for another
-    --out is seen before any training."""
-    work = work_folder(recipe, out_dir)
-    if resume and not any(work.rglob("checkpoint.pt")):
-        return f"note: no checkpoint to resume in {work}: starting a fresh run (a run interrupted elsewhere resumes with its own --out)"
-    return None
+def teach_folder(recipe: str, out_dir: Path | None = None) -> Path:
+    """The folder `teach` builds: ``--out``, else the teacher's name under the artifacts."""
+    return Path(out_dir) if out_dir else paths.artifacts_dir() / recipe
 
 
 def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, out_dir: Path | None = None,
@@ -291,7 +294,7 @@ def run_teach(store, r: TeacherRecipe, base_folder: Path, cfg: FinetuneConfig, o
                                           f"see it with `qadistill zoo show {recipe}`", exc) from None
             store.end_run_quietly(run_id, "interrupted")
             again = f"`{command}`" if command else "the same command"  # with its --data, --out and every option
-            if any(work_folder(recipe, out_dir).rglob("checkpoint.pt")):  # what the message can promise
+            if has_checkpoint(paths.work_path(teach_folder(recipe, out_dir))):  # what the message can promise
                 resume_cmd = (f"`{command}`" if "--resume" in command.split() else f"`{command} --resume`") if command else "the same command plus --resume"
                 raise InterruptedRunError("interrupted: a checkpoint was saved", f"continue with {resume_cmd}", exc) from None
             raise InterruptedRunError("interrupted before training saved a checkpoint: finished teacher scores are cached",

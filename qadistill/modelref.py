@@ -38,11 +38,12 @@ def _usable_length(v) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 65536 else None
 
 
-def recorded_max_length(folder: Path) -> int | None:
-    """The max length a qadistill-built folder was made for: its export manifest's, else its build record's
-    (``metrics.json``); None for a folder without a usable record (a user's own: callers pick their default)."""
+def recorded_max_length(folder: Path, manifest: dict | None = None) -> int | None:
+    """The max length a qadistill-built folder was made for: its export manifest's (``manifest``, read if not given),
+    else its build record's (``metrics.json``); None for a folder without a usable record (a user's own: callers pick
+    their default)."""
     folder = Path(folder)
-    found = _usable_length(export_manifest(folder).get("max_length"))
+    found = _usable_length((export_manifest(folder) if manifest is None else manifest).get("max_length"))
     if found is None and (folder / BUILD_RECORD).is_file():
         try:
             record = json.loads((folder / BUILD_RECORD).read_text())

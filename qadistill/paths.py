@@ -99,6 +99,12 @@ def check_name(name: str, what: str = "--name") -> str:
     return name
 
 
+def work_path(final: Path) -> Path:
+    """Where a build of the folder ``final`` keeps its checkpoints until the folder is in place: ``NAME.work`` beside it."""
+    final = Path(final)
+    return final.with_name(final.name + ".work")
+
+
 def under_home(path: Path) -> bool:
     """True when ``path`` (resolved) lies inside QADISTILL_HOME: the only place qadistill ever deletes."""
     try:

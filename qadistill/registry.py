@@ -129,7 +129,7 @@ class Registry:
     @staticmethod
     def _folder_ref(p: Path) -> ModelRef:
         man = export_manifest(p)
-        return ModelRef(p.name, p, "folder", None, recorded_max_length(p), variant=man.get("variant"), parent=man.get("source_name"))
+        return ModelRef(p.name, p, "folder", None, recorded_max_length(p, man), variant=man.get("variant"), parent=man.get("source_name"))
 
     @staticmethod
     def _hub_ref(ref: str) -> ModelRef:
@@ -296,7 +296,7 @@ class Registry:
         busy = "wait for it to finish, then remove it"
         with artifact_lock(name, hint=busy), artifact_lock(f"{name}.export", "exports of", busy, shown=name):  # never under a running build
             exports = self.derived_exports(name)
-            work = Path(e.path).with_name(Path(e.path).name + ".work")  # a build's leftover checkpoints (killed in clean-up)
+            work = paths.work_path(e.path)  # a build's leftover checkpoints (killed in clean-up)
             folders = [x for x in [e.path, work, *(Path(a.path) for a in exports)] if delete_files and x.exists()]
             outside = next((x for x in folders if not paths.under_home(x)), None)
             if outside is not None:

@@ -118,10 +118,10 @@ class Teacher:
 
         tok = PairTokenizer(self.folder, self.max_length)
         qs, ps = [p.query for p in ds.pairs], [p.passage for p in ds.pairs]
-        if self.architecture.startswith("bi-encoder"):
-            long_q = {q for q, n in zip(dict.fromkeys(qs), tok.lengths(list(dict.fromkeys(qs)))) if n > self.max_length}
-            long_p = {t for t, n in zip(dict.fromkeys(ps), tok.lengths(list(dict.fromkeys(ps)))) if n > self.max_length}
-            return sum(1 for q, t in zip(qs, ps) if q in long_q or t in long_p)
+        if self.architecture.startswith("bi-encoder"):  # each distinct text once, as it is embedded
+            texts = list(dict.fromkeys(qs + ps))
+            long = {t for t, n in zip(texts, tok.lengths(texts)) if n > self.max_length}
+            return sum(1 for q, t in zip(qs, ps) if q in long or t in long)
         return sum(1 for n in tok.lengths(qs, ps) if n > self.max_length)
 
     # -- scoring --------------------------------------------------------------------------------------------------------

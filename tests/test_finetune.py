@@ -172,13 +172,13 @@ def test_teach_interrupted_with_a_checkpoint_names_the_whole_command_to_resume(t
     data = tiny_jsonl(tmp_path / "my data.jsonl", n_queries=10, per_query=4)
     out = tmp_path / "t out"
     command = f"qadistill teach tiny-cross --data '{data}' --out '{out}'"
-    assert ft.resume_note("tiny-cross", out, resume=True).startswith(f"note: no checkpoint to resume in {out}.work")
+    assert ft.resume_note(ft.teach_folder("tiny-cross", out), resume=True).startswith(f"note: no checkpoint to resume in {out}.work")
     with pytest.raises(InterruptedRunError) as ei:
         ft.run_teach(Store.open(), RECIPE, make_tiny_model(tmp_path / "base", "cross"), cfg(data), out_dir=out,
                      progress=_InterruptAt(7), command=command)
     assert "checkpoint was saved" in str(ei.value) and ei.value.hint == f"continue with `{command} --resume`"
-    assert ft.resume_note("tiny-cross", out, resume=True) is None and ft.resume_note("tiny-cross", out, resume=False) is None
-    assert ft.resume_note("tiny-cross", None, resume=True) is not None  # the zoo's folder has no checkpoint: said
+    assert ft.resume_note(ft.teach_folder("tiny-cross", out), resume=True) is None and ft.resume_note(ft.teach_folder("tiny-cross", out), resume=False) is None
+    assert ft.resume_note(ft.teach_folder("tiny-cross", None), resume=True) is not None  # the zoo's folder has no checkpoint: said
 
 
 def test_teach_out_elsewhere_never_replaces_the_registered_build(tmp_path, isolated_home, monkeypatch):

@@ -94,9 +94,9 @@ def _render(res: dict) -> None:
             err_console().print(dim(f"{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
                                 f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)"))
     for note in length_notes(res["rows"], res["stats"].get("pairs")):
-        err_console().print(dim(f"{note}"))
+        err_console().print(dim(note))
     for note in data_notes(res["stats"]):
-        err_console().print(dim(f"{note}"))
+        err_console().print(dim(note))
     hidden = [h for h, _ in COLUMNS if h not in heads]
     if hidden:
         err_console().print(dim(f"{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "

@@ -25,8 +25,6 @@ def read_passages(source: str) -> tuple[list[str], list[str] | None]:
     return texts, ids
 
 
-
-
 def read_numbered(source: str) -> tuple[list[str], list[str] | None, list[int]]:
     """Passages one per line, or JSONL objects with "passage"/"text" (and optional "id" or "passage_id"), with the 1-based input line
     of each (blank lines are skipped, so a passage's position and its line differ after one). '-' reads stdin."""

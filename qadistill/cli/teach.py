@@ -69,9 +69,9 @@ def teach(
         raise UserInputError(f"--distill-from names '{recipe}' itself", "name other teachers, e.g. --distill-from all-mpnet-base-v2")
     soft_teachers = [teacher_from_recipe(reg.recipe(t, "teacher"), reg) for t in soft_names]  # type: ignore[arg-type]
     cfg = FinetuneConfig(**ft.model_dump(), max_length=max_length or r.max_length, dev=dev)
-    from qadistill.finetune import resume_note
+    from qadistill.finetune import resume_note, teach_folder
 
-    note = resume_note(recipe, out, resume)
+    note = resume_note(teach_folder(recipe, out), resume)
     if note:
         err_console().print(note)
     cmd = shlex.join(["qadistill", *sys.argv[1:]]) if sys.argv and "qadistill" in sys.argv[0] else None  # for the resume hint
