@@ -450,3 +450,9 @@ def test_eval_says_why_f1_is_0_when_no_pair_crosses_the_threshold(cli, monkeypat
     assert r.exit_code == 0, r.output
     assert "F1 0 for zero-shot-bi: no pair scores over probability 0.5" in " ".join(r.stderr.split())
     assert "cross:" not in r.stderr
+    # a script reading --format json gets the same sentences, not only the count the table's note is made of
+    r = cli("eval", "zero-shot-bi,cross", "--data", "wikiqa", "--split", "test", "--format", "json")
+    assert r.exit_code == 0, r.output
+    notes = json.loads(r.stdout)["notes"]
+    assert any(n.startswith("F1 0 for zero-shot-bi: no pair scores over probability 0.5") for n in notes)
+    assert not any(n.startswith("cross") for n in notes)

@@ -37,7 +37,7 @@ def eval_(
         res = evaluate(names, Registry(store=store), data, split, ensemble=bool(teachers), batch_size=batch_size,
                        max_length=max_length, progress=prog, store=store)
     if fmt is Format.json:
-        print_json(res)
+        print_json({**res, "notes": eval_notes(res)})
         return
     _render(res)
 
@@ -68,39 +68,42 @@ def _render(res: dict) -> None:
     heads = [h for h, _ in cols]
     con.print(table(f"{res['data']}/{res['split']} ({res['stats']['pairs']} pairs)", heads, rows,
                     no_wrap=tuple(h for h in heads if h != "model")))  # a long model name wraps, the figures never do
+    for note in eval_notes(res, heads):
+        err_console().print(dim(note))
+    hidden = [h for h, _ in COLUMNS if h not in heads]
+    if hidden:
+        err_console().print(dim(f"{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
+                            "or --format json)"))
+
+
+def eval_notes(res: dict, heads: list[str] | None = None) -> list[str]:
+    """Everything the figures need said beside them, as plain sentences: the table prints them under it, JSON carries
+    them as `notes`. `heads`: the table's columns (None: all), so a note on a metric not shown is not printed."""
+    heads = [h for h, _ in COLUMNS] if heads is None else heads
+    notes = []
     reasons: dict[str, list[str]] = {}  # why a "-" is a "-": the data leaves the metric undefined (the same for every row)
     for r in res["rows"]:
         for key, why in (r.get("undefined") or {}).items():
             name = next((h for h, k in COLUMNS if k == key), key)
             if name in heads and name not in reasons.setdefault(why, []):
                 reasons[why].append(name)
-    for why, names in reasons.items():
-        err_console().print(dim(f"{', '.join(names)} -: {why}"))
+    notes += [f"{', '.join(names)} -: {why}" for why, names in reasons.items()]
     if "F1" in heads:
         none_over = [r["model"] for r in res["rows"] if r.get("predicted_correct") == 0 and r.get("f1") == 0.0]
         if none_over:
-            err_console().print(dim(f"F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold "
-                                "of acc and F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)"))
-    for r in res["rows"]:
-        if r.get("unrecorded"):
-            err_console().print(dim(f"{r['model']}: not recorded in the store ({r['unrecorded']}): `zoo show` keeps its "
-                                "figures at the length it is served"))
+            notes.append(f"F1 0 for {', '.join(none_over)}: no pair scores over probability 0.5, the threshold of acc and "
+                         "F1 (a ranking model's calibrated scores need not cross it; MAP and MRR do not use it)")
+    notes += [f"{r['model']}: not recorded in the store ({r['unrecorded']}): `zoo show` keeps its figures at the length "
+              "it is served" for r in res["rows"] if r.get("unrecorded")]
     for r in res["rows"]:
         if r.get("calibrated_on_this_split"):
-            err_console().print(dim(f"{r['model']}: {', '.join(r['calibrated_on_this_split'])} calibrated on "
-                                f"{res['data']}/{res['split']}'s labels, so the ensemble is scored on its own calibration data "
-                                "(each model's ranking is not changed by it)"))
+            notes.append(f"{r['model']}: {', '.join(r['calibrated_on_this_split'])} calibrated on {res['data']}/"
+                         f"{res['split']}'s labels, so the ensemble is scored on its own calibration data (each model's "
+                         "ranking is not changed by it)")
         if r.get("batch_size"):
-            err_console().print(dim(f"{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on "
-                                f"the batch (scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)"))
-    for note in length_notes(res["rows"], res["stats"].get("pairs")):
-        err_console().print(dim(note))
-    for note in data_notes(res["stats"]):
-        err_console().print(dim(note))
-    hidden = [h for h, _ in COLUMNS if h not in heads]
-    if hidden:
-        err_console().print(dim(f"{con.width} columns: {', '.join(hidden)} not shown (a terminal of {FULL_WIDTH}+ columns, "
-                            "or --format json)"))
+            notes.append(f"{r['model']}: dynamic int8 quantizes activations per batch, so its scores depend on the batch "
+                         f"(scored at --batch-size {r['batch_size']}; another moves MAP by a few tenths)")
+    return notes + length_notes(res["rows"], res["stats"].get("pairs")) + data_notes(res["stats"])
 
 
 def length_notes(rows: list[dict], pairs: int | None) -> list[str]:
