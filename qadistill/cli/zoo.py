@@ -17,17 +17,8 @@ RecipeFileArg = Annotated[Path, typer.Argument(help="A recipe TOML file to valid
 ForceOpt = Annotated[bool, typer.Option(help="Replace a recipe of the same name in your zoo.")]
 DeleteFilesOpt = Annotated[bool, typer.Option("--delete-files", help="Also delete a built artifact's folder (only ever inside QADISTILL_HOME).")]
 
-AVAIL_STYLE = {
-    "offline": "[green]offline[/]",
-    "hf-cache": "[green]hf-cache[/]",
-    "needs-hub": "[yellow]needs-hub[/]",
-    "needs-build": "[cyan]needs-build[/]",
-    "missing-package": "[red]missing-package[/]",
-    "missing-folder": "[red]missing-folder[/]",
-    "damaged": "[red]damaged[/]",
-    "invalid": "[red]invalid[/]",
-    "pullable": "[cyan]pullable[/]",
-}
+AVAIL_STYLE = {"offline": "green", "hf-cache": "green", "needs-hub": "yellow", "needs-build": "cyan", "pullable": "cyan",
+               "missing-package": "red", "missing-folder": "red", "damaged": "red", "invalid": "red"}
 
 
 def _published(p: dict | None):
@@ -89,10 +80,12 @@ def list_(
     if fmt is Format.json:
         print_json([r.to_dict() for r in rows])
         return
+    from rich.text import Text
+
     con = out_console()
     cols = ["name", "kind", "params", "source", "availability", "built", "best MAP", "published"]
     data = [
-        [r.name, r.kind, _params(r.parameters), r.source, styled(AVAIL_STYLE.get(r.availability, "{}"), r.availability),
+        [r.name, r.kind, _params(r.parameters), r.source, Text(r.availability, style=AVAIL_STYLE.get(r.availability, "")),
          ", ".join(r.built) or "-", _best(r), _published(r.published)]
         for r in rows
     ]
