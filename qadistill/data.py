@@ -175,7 +175,8 @@ def _read_lines(path: Path) -> list[str]:
         text = _one_newline(raw[bom:].decode("utf-8"))
     except UnicodeDecodeError as exc:
         line = _one_newline(raw[: bom + exc.start].decode("utf-8", "replace")).count("\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {bom + exc.start})", NOT_UTF8_HINT) from None
+        at = bom + exc.start  # a byte offset in the file, said as one: beside a line number it read as a column
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[at]:02x} at offset {at} of the file)", NOT_UTF8_HINT) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise DataError(f"{path}:{line}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
@@ -187,7 +188,7 @@ def _one_newline(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-LABEL_TEXT = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+LABEL_TEXT = {"false": 0, "true": 1}  # and any number that is 0 or 1, as text or not ("1", "1.0", "1.00", "0e0")
 
 
 def _label(raw, path, line) -> int | None:
@@ -201,6 +202,12 @@ def _label(raw, path, line) -> int | None:
     s = str(raw).strip().lower()
     if s in LABEL_TEXT:
         return LABEL_TEXT[s]
+    try:
+        number = float(s)
+    except ValueError:
+        number = None
+    if number in (0, 1):
+        return int(number)
     raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1",
                     "labels must be 0 (not relevant) or 1 (relevant; true/false also read); for graded judgements (0-3, "
                     "1-4) or yes/no, write 1 for what you count as relevant and 0 for the rest")
@@ -659,13 +666,17 @@ def header_columns(header: list[str], columns: dict[str, str] | None = None) -> 
     given, the first of ``KNOWN_LAYOUTS`` whose query and passage columns the header has (when it has neither a
     'query' nor a 'passage' column) gives every field whose column the header has, and any other field whose JSONL
     name the header lacks takes the one column ``COLUMN_SYNONYMS`` names for it (so a `qid` or `sentence_id` beside
-    a layout's `question`/`answer` is read, never dropped)."""
+    a layout's `question`/`answer` is read, never dropped). A query or passage that two columns could be (a layout's
+    or not) is left unmapped, so that the missing-column error names both."""
     if columns:
         return field_columns(columns)
     out = field_columns()
     if "query" not in header and "passage" not in header:
         layout = next((lay for lay in KNOWN_LAYOUTS.values() if lay["query"] in header and lay["passage"] in header), {})
-        out.update({f: c for f, c in layout.items() if c in header})
+        # a layout's text column beside another that could be it (wiki_qa's `answer` beside a reader file's `context`)
+        # is as ambiguous as two such columns without a layout: left to the synonyms below, which leave it unmapped
+        out.update({f: c for f, c in layout.items()
+                    if c in header and (f not in ("query", "passage") or len(synonym_candidates(header, f)) < 2)})
     taken = {c for c in out.values() if c in header}
     for fname, name in out.items():
         if name not in header:
@@ -698,10 +709,11 @@ def header_hint(header: list[str], columns: dict[str, str]) -> str:
         return (f"the first line looks like data, not a header: add a header row naming the {n} columns, e.g. {names} "
                 f"(in the file's order; query and passage are required)")
     found = ", ".join(h[:40] for h in header[:12]) or "nothing"
+    if note := ambiguity_note(header, [f for f in ("query", "passage") if columns[f] not in header]):
+        return f"{note}found: {found}"  # the file has the columns, more than one for a field: the layouts are no help
     optional = ", ".join(columns[f] for f in ("query_id", "passage_id", "label"))
     known = "; ".join(f"{name}: {c['query']}, {c['passage']}" for name, c in KNOWN_LAYOUTS.items())
-    return (ambiguity_note(header, [f for f in ("query", "passage") if columns[f] not in header])
-            + f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
+    return (f"the header row must name the columns {columns['query']} and {columns['passage']} (optional: {optional}), "
             f"or the query and passage columns of a known layout ({known}); found: {found}")
 
 
@@ -747,12 +759,28 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
                 q,
                 cells[idx["passage_id"]] if "passage_id" in idx else f"p{ln}",
                 cells[idx["passage"]],
-                _label(cells[idx["label"]], path, ln) if "label" in idx else None,
+                _tsv_label(cells, idx, path, ln) if delim == "\t" else _label(cells[idx["label"]], path, ln) if "label" in idx else None,
             )
         )
         lns.append(ln)
     _check(pairs, lns, path, columns={f: c for f, c in columns.items() if f in idx})
     return QADataset(name or path.stem, split or path.stem, pairs, str(path), columns=tuple(header))
+
+
+def _tsv_label(cells: list[str], idx: dict[str, int], path: Path, ln: int) -> int | None:
+    """A .tsv row's label (``_label``); a bad one on a line read literally whose cell opens a quote is said to look
+    CSV-quoted: csv.writer and pandas quote only a cell that holds a tab, a quote or a line break, and a quoted cell
+    with a tab and a line break can leave a first line of the right number of cells, read as text."""
+    if "label" not in idx:
+        return None
+    try:
+        return _label(cells[idx["label"]], path, ln)
+    except DataError as exc:
+        if any(c[:1] == '"' for c in cells):
+            raise DataError(exc.message, f"line {ln} looks CSV-quoted (a cell opens with a quote): a .tsv is read as text unless it is "
+                        "quoted throughout; write every cell quoted (csv.QUOTE_ALL; pandas: quoting=csv.QUOTE_ALL) or "
+                        "write a .csv; else " + (exc.hint or "")) from None
+        raise
 
 
 def load_hub_dataset(repo_id: str, split: str) -> QADataset:
