@@ -26,7 +26,8 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 @dataclass(frozen=True)
 class Ranked:
-    """One ranked passage: its position in the input, its id (when given), text and score (a logit; higher is better)."""
+    """One ranked passage: its position in the input, its id (when given), text and score (higher is better: a
+    logit, or a bi-encoder's cosine similarity; the model's ``score_kind`` says which)."""
 
     rank: int
     index: int
@@ -47,12 +48,15 @@ class Reranker:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self._closed = False
+        # "logit", or "cosine" for a bi-encoder: its raw cosine similarity, which eval calibrates into a logit (a fit
+        # on WikiQA dev) before it averages teachers, so scores of two models here are not on one scale
+        self.score_kind: str = getattr(backend, "score_kind", "logit")
 
     def __repr__(self) -> str:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
 
     def score(self, pairs: Iterable[tuple[str, str]]) -> list[float]:
-        """Logits of (query, passage) pairs, in their order; a pair that is not two non-empty strings is an error, and
+        """Scores of (query, passage) pairs, in their order (``score_kind``: logits, or a bi-encoder's cosines); a pair that is not two non-empty strings is an error, and
         so is a score that is not finite (a damaged or diverged model: never a NaN that would reorder a ranking)."""
         self._check_open()
         if isinstance(pairs, (str, bytes)):

@@ -164,6 +164,7 @@ def length_batches(lengths: list[int], batch_size: int, batch_tokens: int | None
 
 class Backend:
     name = "base"
+    score_kind = "logit"  # what score_* return: a relevance logit (a bi-encoder's: "cosine")
 
     def __init__(self, folder: Path, max_length: int = 128, threads: int | None = None, device: str = "cpu",
                  hf_tokenizer=None) -> None:
@@ -543,6 +544,7 @@ class BiEncoderTorchBackend(_PyTorchBackend):
     passages and returns their cosine similarities."""
 
     name = "torch-bi"
+    score_kind = "cosine"  # eval calibrates it into a logit (a fit on WikiQA dev) before it averages teachers
 
     def __init__(self, *a, pooling: str = "mean", **kw) -> None:
         super().__init__(*a, **kw)
@@ -566,11 +568,24 @@ class BiEncoderTorchBackend(_PyTorchBackend):
 
     def real_length_batches(self, queries: list[str], passages: list[str], batch_size: int = 32,
                             batch_tokens: int | None = None) -> list[tuple[list[int], dict]]:
-        """As ``Backend``'s, with the query and the passage tokenized apart; a pair's length is its longer text's."""
+        """As ``Backend``'s, with the query and the passage tokenized apart; a pair's length is its longer text's. A
+        batch embeds each of its distinct texts once (``t``; ``qi``/``pi``: each pair's query and passage among them):
+        a ranked list's query once per batch, not once per passage."""
+        import numpy as np
+
         q, p = self.tokenizer.unpadded(queries), self.tokenizer.unpadded(passages)
         lengths = [max(len(a.ids), len(b.ids)) for a, b in zip(q, p)]
-        return [(idx, {"q": self.tokenizer.collate([q[j] for j in idx]), "p": self.tokenizer.collate([p[j] for j in idx])})
-                for idx in length_batches(lengths, batch_size, batch_tokens)]
+        out = []
+        for idx in length_batches(lengths, batch_size, batch_tokens):
+            texts: dict[str, int] = {}
+            toks = []
+            for text, tok in [(queries[j], q[j]) for j in idx] + [(passages[j], p[j]) for j in idx]:
+                if text not in texts:
+                    texts[text] = len(toks)
+                    toks.append(tok)
+            out.append((idx, {"t": self.tokenizer.collate(toks), "qi": np.array([texts[queries[j]] for j in idx]),
+                              "pi": np.array([texts[passages[j]] for j in idx])}))
+        return out
 
     def _vectors(self, enc: dict):
         import torch
@@ -594,7 +609,11 @@ class BiEncoderTorchBackend(_PyTorchBackend):
         import torch
 
         with torch.inference_mode():
-            q, p = self._vectors(enc["q"]), self._vectors(enc["p"])
+            if "t" in enc:  # a real-length batch: its distinct texts, and which are each pair's
+                v = self._vectors(enc["t"])
+                q, p = v[torch.from_numpy(enc["qi"])], v[torch.from_numpy(enc["pi"])]
+            else:
+                q, p = self._vectors(enc["q"]), self._vectors(enc["p"])
             return (q * p).sum(-1).float().cpu().numpy()
 
 

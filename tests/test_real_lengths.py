@@ -155,6 +155,44 @@ def test_bi_encoder_real_lengths_equal_padded(tmp_path, pairs):
     assert np.abs(be.score_real_lengths(qs, ps, 8) - ref).max() <= 1e-4
 
 
+def test_a_bi_encoder_embeds_each_distinct_text_once_and_says_its_scores_are_cosines(tmp_path, pairs, cli):
+    """Reranking with a bi-encoder embedded the query once per passage (a list of N: 2N texts, not N + 1), so the API
+    ran 2.6x slower than eval on the same pairs; and its scores are cosine similarities, which the docs called logits
+    (eval calibrates them into logits before it averages teachers, so an average of API scores is not eval's)."""
+    from qadistill import load
+    from qadistill.backends import BiEncoderTorchBackend
+
+    folder = make_tiny_model(tmp_path / "bi", "bi")
+    qs, ps = pairs
+    be = BiEncoderTorchBackend(folder, MAX_LENGTH, threads=1).load()
+    embedded = []
+    vectors = be._vectors
+    be._vectors = lambda enc: embedded.append(len(enc["input_ids"])) or vectors(enc)
+    ranked_list = be.score_real_lengths([qs[0]] * 10, ps[:10], 16)
+    assert sum(embedded) == 1 + len(set(ps[:10]))  # one batch: the query once
+    embedded.clear()
+    assert np.abs(be.score_real_lengths([qs[0]] * 10, ps[:10], 4) - ranked_list).max() <= 1e-4
+    assert sum(embedded) == 3 + len(set(ps[:10]))  # batches of 4, 4 and 2 pairs: the query once in each
+    ref = np.array([be.run(be.encode([qs[0]], [p], pad_to_max=True))[0] for p in ps[:10]])
+    assert np.abs(ranked_list - ref).max() <= 1e-4
+    m = load(str(folder), backend="torch", max_length=MAX_LENGTH)
+    assert m.score_kind == "cosine"
+    assert all(-1 - 1e-5 <= x <= 1 + 1e-5 for x in m.score(zip(qs, ps)))
+    f = write(tmp_path / "p.txt", "\n".join(ps[:5]) + "\n")
+    r = cli("rank", str(folder), "-q", qs[0], "-p", str(f), "--backend", "torch", "--max-length", str(MAX_LENGTH), "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["score_kind"] == "cosine"
+    r = cli("rank", str(folder), "-q", qs[0], "-p", str(f), "--backend", "torch", "--max-length", str(MAX_LENGTH))
+    assert r.exit_code == 0 and "cosine" in r.stdout
+
+
+def test_a_cross_encoders_scores_are_logits(tiny):
+    from qadistill import load
+
+    folder, _ = tiny
+    assert load(str(folder), backend="torch", max_length=MAX_LENGTH).score_kind == "logit"
+
+
 def test_api_and_cli_rank_with_a_token_budget(cli, tiny, pairs, tmp_path):
     from qadistill import load
 

@@ -131,9 +131,9 @@ def rank(
     m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens, sessions=sessions)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
     if fmt is Format.json:
-        print_json({"model": m.name, "backend": m.backend_name, "query": query,
+        print_json({"model": m.name, "backend": m.backend_name, "score_kind": m.score_kind, "query": query,
                     "results": [{"rank": r.rank, "index": r.index, "line": line_nos[r.index], "id": r.id, "score": r.score,
                                  "passage": r.passage} for r in ranked]})
         return
-    out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score", "#", "passage"],
+    out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score" if m.score_kind == "logit" else m.score_kind, "#", "passage"],
                               [[r.rank, f"{r.score:.4f}", r.id or r.index, r.passage] for r in ranked]))
