@@ -103,8 +103,12 @@ class _PlainTask:
 
         if self._quarter < 4:
             self._quarter = 4
-            self._c.print(f"{self._d}: done in {time.perf_counter() - self._t0:.0f}s{self._reused_text()}",
-                          markup=False, highlight=False, soft_wrap=True)
+            took = f"done in {time.perf_counter() - self._t0:.0f}s"
+            if self._reused and not self._worked:  # the start line's "N to do" turned out to be stored already
+                took += f": nothing to do, all {self._reused} already done (reused)"
+            else:
+                took += self._reused_text()
+            self._c.print(f"{self._d}: {took}", markup=False, highlight=False, soft_wrap=True)
 
 
 class RichProgress:
