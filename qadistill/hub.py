@@ -20,7 +20,7 @@ from qadistill import __version__, paths
 from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
 from qadistill.integrity import MANIFEST, hash_files, write_checksums
-from qadistill.modelref import Variant
+from qadistill.modelref import Variant, export_manifest
 from qadistill.cards import push_card  # noqa: F401  (re-exported)
 from qadistill.recipes import validate_repo_id, validate_revision
 
@@ -157,16 +157,83 @@ def pulled_name(registry, repo_id: str, name: str | None = None) -> tuple[str, s
                          f"pass --name NEW to register the pull under another name, e.g. --name {art}-hub")
 
 
-def register_pulled(registry, res: PullResult, name: str | None = None) -> str:
+def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple[str, list[str]]:
     """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
-    metrics, max length from its config.json); returns its zoo name (``pulled_name``)."""
+    metrics, max length: the one it was built for where its metrics.json records it, as a qadistill push uploads it,
+    else its config.json's positions up to 512), and each ONNX variant a qadistill push uploaded with its export record
+    as an export of it (``register_pulled_variants``); returns its zoo name (``pulled_name``) and the variants'."""
+    from qadistill.modelref import recorded_max_length
+
     art, recipe = pulled_name(registry, res.repo_id, name)
-    cfg = json.loads((Path(res.path) / "config.json").read_text())
+    folder = Path(res.path)
+    cfg = json.loads((folder / "config.json").read_text())
+    max_length = recorded_max_length(folder, {}) or min(int(cfg.get("max_position_embeddings", 512)), 512)
     registry.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
-        "max_length": min(int(cfg.get("max_position_embeddings", 512)), 512), "card_metrics": res.card_metrics,
+        "max_length": max_length, "card_metrics": res.card_metrics,
         "description": f"pulled from {res.repo_id}@{res.revision}"})
-    return art
+    return art, register_pulled_variants(registry, art, folder, f"{res.repo_id}@{res.commit or res.revision}", max_length)
+
+
+# A pushed variant's export record sits beside its file under onnx/: model_int8_dynamic.onnx ->
+# model_int8_dynamic.qadistill_export.json (its parity, max length and ONNX Runtime settings, as export measured them)
+EXPORT_RECORD_SUFFIX = ".qadistill_export.json"
+# the ONNX Runtime session entries a record may set (those export writes): a downloaded record sets nothing else
+HUB_SESSION_KEYS = {"session.set_denormal_as_zero"}
+HUB_DISABLED_OPTIMIZERS = {"SkipLayerNormFusion"}
+
+
+def hub_record_name(v: Variant) -> str:
+    return v.hub_file[: -len(".onnx")] + EXPORT_RECORD_SUFFIX
+
+
+def register_pulled_variants(registry, art: str, folder: Path, origin: str, max_length: int) -> list[str]:
+    """Each ONNX variant under the pulled ``folder``'s onnx/ that has its export record is put in an export folder of
+    its own under the artifacts folder (model.onnx, the config and tokenizer files, the record) and registered as
+    ART-VARIANT, an export of ``art``: served as a local export is (``auto`` by its recorded parity, measured by the
+    publisher). A variant without a record (another tool's ONNX files) is left to its folder."""
+    from qadistill.compress import _mkdir, folder_size
+    from qadistill.modelref import EXPORT_MANIFEST
+
+    onnx = folder / "onnx"
+    names = []
+    for v in Variant:
+        rec_file, model = onnx / hub_record_name(v), onnx / v.hub_file
+        if not (rec_file.is_file() and model.is_file()):
+            continue
+        try:
+            rec = json.loads(rec_file.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{origin}: {rec_file.name} is not a JSON export record ({exc})",
+                              "the repo is damaged: ask its publisher to push it again") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("parity"), dict):
+            raise SourceError(f"{origin}: {rec_file.name} has no parity record", "the repo is damaged: ask its publisher to push it again")
+        session = rec.get("ort_session") if isinstance(rec.get("ort_session"), dict) else {}
+        session = {"config": {k: str(x) for k, x in (session.get("config") or {}).items() if k in HUB_SESSION_KEYS},
+                   "disabled_optimizers": [o for o in session.get("disabled_optimizers") or [] if o in HUB_DISABLED_OPTIMIZERS]}
+        name = f"{art}-{v.value}"
+        final = paths.artifacts_dir() / name
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=_mkdir(final.parent)))
+        try:
+            shutil.copy2(model, tmp / "model.onnx")
+            for f in onnx.iterdir():  # the config and tokenizer files push put beside the variants
+                if f.is_file() and f.suffix != ".onnx" and not f.name.endswith(EXPORT_RECORD_SUFFIX) and f.name != MANIFEST:
+                    shutil.copy2(f, tmp / f.name)
+            man = {"qadistill_version": rec.get("qadistill_version"), "source_name": art, "variant": v.value,
+                   "file_name": "model.onnx", "max_length": max_length, "parity": rec["parity"], "pulled_from": origin,
+                   **({"ort_session": session} if session["config"] or session["disabled_optimizers"] else {})}
+            man["size_bytes"] = folder_size(tmp)
+            atomic_write_text(tmp / EXPORT_MANIFEST, json.dumps(man, indent=2))
+            write_checksums(tmp)
+            replace_dir(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        registry.add_artifact(name, "export", final, recipe=art, parent=art, manifest={
+            "variant": v.value, "size_bytes": man["size_bytes"], "parity": man["parity"], "max_length": max_length,
+            "pulled_from": origin})
+        names.append(name)
+    return names
 
 
 def verify_folder(folder: Path) -> None:
@@ -252,6 +319,10 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
                 src = Path(a.path) / "model.onnx"
                 if v in ONNX_NAMES and src.exists():
                     shutil.copy2(src, tmp / "onnx" / ONNX_NAMES[v])
+                    # its export record beside it (parity, ONNX Runtime settings), so a pull can serve it as built;
+                    # the source's local path stays here
+                    record = {k: x for k, x in export_manifest(Path(a.path)).items() if k not in ("source", "file_name")}
+                    atomic_write_text(tmp / "onnx" / hub_record_name(Variant(v)), json.dumps(record, indent=2))
                     variants.append({"variant": v, "file": f"onnx/{ONNX_NAMES[v]}", **{k: a.manifest.get(k) for k in ("size_bytes", "parity", "preset", "level")}})
             for extra in ("config.json",):
                 if (tmp / extra).exists():

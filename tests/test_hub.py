@@ -158,7 +158,7 @@ def built_student(cli, tmp_path):
     folder = make_tiny_model(tmp_path / "student", "cross")
     (folder / "metrics.json").write_text(json.dumps({"metrics": {"test": {"map": 0.71, "mrr": 0.72, "p@1": 0.6, "auc": 0.8, "queries": 237},
                                                                    "trecqa:dev": {"map": 0.66, "mrr": 0.7, "p@1": 0.5, "auc": 0.7, "queries": 65}},
-                                                      "teachers": []}))
+                                                      "teachers": [], "max_length": 48}))
     (folder / "recipe.toml").write_text('kind = "pipeline"\nname = "x"\nteachers = ["a"]\nstudent = "s"\n')
     Store.open().add_artifact("my-student", "student-model", folder, recipe="x", manifest={"max_length": 48})
     data = tiny_jsonl(tmp_path / "d.jsonl")
@@ -209,6 +209,36 @@ def test_push_over_http_uploads_the_staged_folder_and_hides_the_token(cli, built
         assert ".qadistill-staged" not in up  # the staging marker stays local
         assert "hf_secretTOKEN123" not in r.output
         assert any(h.get("authorization", h.get("Authorization", "")) == "Bearer hf_secretTOKEN123" for _, _, h in hub.requests)
+
+
+def test_a_pushed_student_pulled_back_serves_as_it_did_at_its_length_with_its_onnx_variants(cli, built_student, monkeypatch):
+    """A pull registered the model at its config's 512 positions (a student built at 64 was scored at 512: other logits,
+    another order, MAP .6370 for .6367) and left the ONNX variants push had uploaded unusable ("has no onnx-int8
+    variant"): push now uploads each variant's export record, and pull registers the variants from them."""
+    from qadistill import load
+    from qadistill.api import resolve_model
+
+    passages = ["a king of denmark.", "shakespeare wrote it.", "in 1600 or so.", "a play in five acts.", "hamlet is a tragedy."]
+    pairs = [("who wrote hamlet?", p) for p in passages]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert cli("zoo", "push", "my-student", "me/my-student").exit_code == 0
+        assert "onnx/model_int8_dynamic.qadistill_export.json" in hub.repos["me/my-student"]
+        r = cli("zoo", "pull", "me/my-student", "--name", "back", "--format", "json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["variants"] == ["back-onnx", "back-int8-dynamic"]
+    assert resolve_model("back", "torch")[3] == resolve_model("my-student", "torch")[3] == 48
+    for backend in ("torch", "onnx", "onnx-int8", "auto"):
+        want, got = load("my-student", backend=backend), load("back", backend=backend)
+        assert got.backend_name == want.backend_name, backend
+        assert got.score(pairs) == want.score(pairs), backend
+    assert load("back-int8-dynamic").score(pairs) == load("my-student", backend="onnx-int8").score(pairs)  # by its own name
+    r = cli("zoo", "remove", "back")  # its variants go with it
+    assert r.exit_code == 0, r.output
+    with pytest.raises(Exception, match="back-int8-dynamic"):
+        load("back-int8-dynamic")
 
 
 def test_push_refuses_what_is_not_a_student(cli):

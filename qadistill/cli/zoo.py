@@ -172,14 +172,15 @@ def pull(
     reg = _registry()
     pulled_name(reg, parse_repo_ref(ref)[0], name)  # a name taken by something else: refused before any download
     res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
-    art = register_pulled(reg, res, name)
+    art, variants = register_pulled(reg, res, name)
     if fmt is Format.json:
-        print_json({**res.__dict__, "name": art})
+        print_json({**res.__dict__, "name": art, "variants": variants})
         return
     con = out_console()
     con.print(table(f"pulled {res.repo_id}@{res.revision} -> {art}", ["field", "value"], [
         ["folder", res.path], ["commit", res.commit or "-"], ["files", f"{len(res.files)} (sha256 recorded)"],
-        ["offline", "yes (from the HF cache)" if res.offline else "no"]]))
+        ["offline", "yes (from the HF cache)" if res.offline else "no"],
+        ["ONNX variants", ", ".join(variants) or "-"]]))
     if res.card_metrics:
         con.print(table("metrics from the model card (published, not measured here)", ["dataset", "split", "metric", "value"],
                         [[m["dataset"], m["split"], m["metric"], m["value"]] for m in res.card_metrics]))
