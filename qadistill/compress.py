@@ -578,7 +578,8 @@ def export_model(
             raise UserInputError(f"export folder {dest} exists (an earlier export of {name}): replacing it drops its "
                                  "parity record", "add --overwrite to replace it, or --out another folder")
     sample = parity_sample(data, "dev", parity_queries)
-    task = progress.task(f"export {name}", len(variants) + 1)
+    n = len(variants)  # the units: PyTorch's reference scores, then each variant ("5 to do" of 4 variants read as a miscount)
+    task = progress.task(f"export {name} (PyTorch reference + {n} variant{'s' if n != 1 else ''})", n + 1)
     ref = scores_with(TorchBackend(folder, max_length, threads=None), sample)
     task.advance(1)
     results: list[VariantResult] = []

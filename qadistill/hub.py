@@ -170,9 +170,26 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple
     max_length = recorded_max_length(folder, {}) or min(int(cfg.get("max_position_embeddings", 512)), 512)
     registry.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
-        "max_length": max_length, "card_metrics": res.card_metrics,
+        "max_length": max_length, "card_metrics": res.card_metrics, "parameters": _parameters(folder),
         "description": f"pulled from {res.repo_id}@{res.revision}"})
     return art, register_pulled_variants(registry, art, folder, f"{res.repo_id}@{res.commit or res.revision}", max_length)
+
+
+def _parameters(folder: Path) -> int | None:
+    """The parameter count of a folder's model.safetensors, from its header (None without one): what `zoo list`
+    shows for a pulled model, which has no recipe to say it."""
+    import math
+
+    from qadistill.integrity import safetensors_shapes
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return None
+    try:
+        shapes = safetensors_shapes(weights)  # {} when the header does not read
+        return sum(math.prod(shape) for shape in shapes.values()) or None
+    except (TypeError, ValueError):  # a header of odd shapes: the count is unknown, not an error of the pull
+        return None
 
 
 # A pushed variant's export record sits beside its file under onnx/: model_int8_dynamic.onnx ->

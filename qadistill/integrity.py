@@ -43,8 +43,27 @@ def load_failure(folder: Path, what: str, exc: BaseException) -> ModelFolderErro
 
 
 def damaged_hint(folder: Path) -> str:
+    """What to do about a damaged folder: an export is made again from its source (or pulled again, where it came from
+    the Hub), anything else re-pulled or rebuilt."""
+    record = _export_record(folder)
+    source, origin = record.get("source_name"), record.get("pulled_from")
+    if isinstance(origin, str) and origin:
+        return (f"{folder} is damaged or was edited: pull it again (`qadistill zoo pull {origin.partition('@')[0]}`), "
+                "or remove it with `qadistill zoo remove NAME --delete-files`")
+    if isinstance(source, str) and source and record.get("variant"):
+        return (f"{folder} is damaged or was edited: export it again (`qadistill export {source} --overwrite`), or remove "
+                f"it with `qadistill zoo remove {source}-{record['variant']} --delete-files`")
     return (f"{folder} is damaged or was edited: re-pull it (`qadistill zoo pull ORG/NAME`), rebuild it, "
             "or remove it with `qadistill zoo remove NAME --delete-files`")
+
+
+def _export_record(folder: Path) -> dict:
+    """The folder's export record, or {} (none, or itself unreadable: the hint then stays general)."""
+    try:
+        record = json.loads((Path(folder) / "qadistill_export.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

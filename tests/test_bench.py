@@ -122,6 +122,21 @@ def test_bench_plot_and_threads_are_checked_before_the_benchmark(cli, tiny_bench
     assert "warning: --threads 999 is more than this machine's" in r.stderr
 
 
+def test_an_interrupted_bench_says_it_starts_over_not_that_a_rerun_finishes_it(cli, tiny_bench, monkeypatch):
+    """After Ctrl-C bench said "run the same command again to finish it"; the rerun started from zero."""
+    import qadistill.bench
+    from qadistill.interrupts import Interrupted
+
+    def interrupted(*a, **k):
+        raise Interrupted(15)
+
+    monkeypatch.setattr(qadistill.bench, "run_bench", interrupted)
+    folder, data = tiny_bench
+    r = cli("bench", str(folder), "--data", str(data))
+    assert r.exit_code == 143 and "nothing of this one was kept" in r.stderr and "it starts over" in r.stderr
+    assert "to finish it" not in r.stderr
+
+
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")

@@ -235,6 +235,11 @@ def test_a_pushed_student_pulled_back_serves_as_it_did_at_its_length_with_its_on
         assert got.backend_name == want.backend_name, backend
         assert got.score(pairs) == want.score(pairs), backend
     assert load("back-int8-dynamic").score(pairs) == load("my-student", backend="onnx-int8").score(pairs)  # by its own name
+    from transformers import AutoModelForSequenceClassification
+
+    rows = {x["name"]: x for x in json.loads(cli("zoo", "list", "--format", "json").stdout)}
+    n = sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(str(built_student)).parameters())
+    assert rows["back"]["parameters"] == n  # zoo list showed "-" for a pulled model
     r = cli("zoo", "remove", "back")  # its variants go with it
     assert r.exit_code == 0, r.output
     with pytest.raises(Exception, match="back-int8-dynamic"):

@@ -401,3 +401,24 @@ def test_recorded_weights_replaced_by_a_folder_are_named_as_a_folder(tmp_path):
     (folder / "model.safetensors").mkdir()
     with pytest.raises(ModelFolderError, match="model.safetensors is a folder where a file was recorded"):
         verify_checksums(folder)
+
+
+def test_a_damaged_export_is_told_to_be_exported_again_and_a_pulled_one_pulled_again(tmp_path):
+    """A built export with a flipped byte was told to "re-pull it (`qadistill zoo pull ORG/NAME`), rebuild it" by rank
+    and eval: the way back is `export SOURCE --overwrite` (a pulled variant: the pull of its repo)."""
+    import json
+
+    from qadistill.integrity import damaged_hint
+
+    built, pulled, other = tmp_path / "s1-int8-dynamic", tmp_path / "back-int8-dynamic", tmp_path / "student"
+    for f in (built, pulled, other):
+        f.mkdir()
+    (built / "qadistill_export.json").write_text(json.dumps({"source_name": "s1", "variant": "int8-dynamic"}))
+    (pulled / "qadistill_export.json").write_text(json.dumps({"source_name": "back", "variant": "int8-dynamic",
+                                                              "pulled_from": "me/s1-student@" + "c" * 40}))
+    assert "export it again (`qadistill export s1 --overwrite`)" in damaged_hint(built)
+    assert "`qadistill zoo remove s1-int8-dynamic --delete-files`" in damaged_hint(built)
+    assert "pull it again (`qadistill zoo pull me/s1-student`)" in damaged_hint(pulled)
+    assert "re-pull it" in damaged_hint(other)
+    (other / "qadistill_export.json").write_text("{not json")  # an unreadable record: the general hint, no error
+    assert "re-pull it" in damaged_hint(other)

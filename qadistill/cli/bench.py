@@ -89,8 +89,14 @@ def bench(
     if max(ns) > 1 and not any(t.backend.startswith("ort") for t in targets):
         raise UserInputError(f"--sessions {sessions}: sessions are for ONNX Runtime backends, and none is benched here",
                              "add --backends ort-int8 (after `qadistill export NAME --quantize dynamic`), or drop --sessions")
-    with RichProgress() as prog:
-        res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
+    from qadistill.errors import InterruptedRunError
+
+    try:
+        with RichProgress() as prog:
+            res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
+    except KeyboardInterrupt as exc:  # nothing of a run is stored until it ends: say so, not "run it again to finish it"
+        raise InterruptedRunError("interrupted: a bench run is stored only when it ends, so nothing of this one was kept",
+                                  "run the same command again: it starts over", exc) from None
     if plot and res["rows"]:
         draw(res["rows"], plot)
         err_console().print(f"plot written to {plot}")

@@ -124,7 +124,8 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt as exc:
             from qadistill.interrupts import exit_code_of
 
-            report("interrupted", "run the same command again to finish it")
+            # a command with something to resume says so itself (score, distill, teach, export): here, nothing is
+            report("interrupted", "run the same command again")
             raise typer.Exit(exit_code_of(exc)) from None
         except Exception as exc:
             if debug():
