@@ -165,6 +165,8 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple
     from qadistill.modelref import recorded_max_length
 
     art, recipe = pulled_name(registry, res.repo_id, name)
+    # the variant copies an earlier pull of this name made (a revision without one of them leaves no folder behind)
+    copies_before = [a for a in registry.derived_exports(art) if (a.manifest or {}).get("pulled_from")]
     folder = Path(res.path)
     cfg = json.loads((folder / "config.json").read_text())
     max_length = recorded_max_length(folder, {}) or min(int(cfg.get("max_position_embeddings", 512)), 512)
@@ -172,7 +174,11 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
         "max_length": max_length, "card_metrics": res.card_metrics, "parameters": _parameters(folder),
         "description": f"pulled from {res.repo_id}@{res.revision}"})
-    return art, register_pulled_variants(registry, art, folder, f"{res.repo_id}@{res.commit or res.revision}", max_length)
+    variants = register_pulled_variants(registry, art, folder, f"{res.repo_id}@{res.commit or res.revision}", max_length)
+    for a in copies_before:  # registering the model again unregistered them (the store's rule): a copy not made again goes
+        if a.name not in variants and Path(a.path).is_dir() and paths.under_home(Path(a.path)):
+            shutil.rmtree(a.path, ignore_errors=True)
+    return art, variants
 
 
 def _parameters(folder: Path) -> int | None:

@@ -226,9 +226,26 @@ def test_a_pushed_student_pulled_back_serves_as_it_did_at_its_length_with_its_on
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         assert cli("zoo", "push", "my-student", "me/my-student").exit_code == 0
         assert "onnx/model_int8_dynamic.qadistill_export.json" in hub.repos["me/my-student"]
+        up = dict(hub.repos["me/my-student"])
         r = cli("zoo", "pull", "me/my-student", "--name", "back", "--format", "json")
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout)["variants"] == ["back-onnx", "back-int8-dynamic"]
+        # a later revision without the int8 variant: pulled again, the old revision's int8 is not served any more
+        files = {k: v for k, v in hub.repos["me/my-student"].items() if "int8" not in k}
+        hub.add_repo("me/my-student", files, commit="d" * 40)
+        r = cli("zoo", "pull", "me/my-student", "--name", "other", "--format", "json")
+        assert r.exit_code == 0 and json.loads(r.stdout)["variants"] == ["other-onnx"]
+        stale = cli("zoo", "pull", "me/my-student", "--name", "back", "--format", "json")
+        assert stale.exit_code == 0 and json.loads(stale.stdout)["variants"] == ["back-onnx"]
+        assert load("back", backend="auto").backend_name != "onnx-int8"
+        with pytest.raises(Exception, match="back-int8-dynamic"):
+            load("back-int8-dynamic")
+        from qadistill import paths
+
+        assert not (paths.artifacts_dir() / "back-int8-dynamic").exists()  # its copy is not left behind
+        hub.add_repo("me/my-student", {**files, **{k: v for k, v in up.items() if "int8" in k}}, commit="e" * 40)
+        assert json.loads(cli("zoo", "pull", "me/my-student", "--name", "back", "--format", "json").stdout)["variants"] == [
+            "back-onnx", "back-int8-dynamic"]
     assert resolve_model("back", "torch")[3] == resolve_model("my-student", "torch")[3] == 48
     for backend in ("torch", "onnx", "onnx-int8", "auto"):
         want, got = load("my-student", backend=backend), load("back", backend=backend)
