@@ -161,20 +161,22 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple
     """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
     metrics, max length: the one it was built for where its metrics.json records it, as a qadistill push uploads it,
     else its config.json's positions up to 512), and each ONNX variant a qadistill push uploaded with its export record
-    as an export of it (``register_pulled_variants``); returns its zoo name (``pulled_name``) and the variants'."""
+    as an export of it (``pulled_variants``, ``register_pulled_variants``); returns its zoo name (``pulled_name``) and the variants'."""
     from qadistill.modelref import recorded_max_length
 
     art, recipe = pulled_name(registry, res.repo_id, name)
     # the variant copies an earlier pull of this name made (a revision without one of them leaves no folder behind)
     copies_before = [a for a in registry.derived_exports(art) if (a.manifest or {}).get("pulled_from")]
     folder = Path(res.path)
+    origin = f"{res.repo_id}@{res.commit or res.revision}"
+    found = pulled_variants(registry, art, folder, origin)  # refused here: nothing registered yet
     cfg = json.loads((folder / "config.json").read_text())
     max_length = recorded_max_length(folder, {}) or min(int(cfg.get("max_position_embeddings", 512)), 512)
     registry.add_artifact(art, "student-model", res.path, recipe=recipe, manifest={
         "repo_id": res.repo_id, "revision": res.revision, "commit": res.commit, "sha256": res.files,
         "max_length": max_length, "card_metrics": res.card_metrics, "parameters": _parameters(folder),
         "description": f"pulled from {res.repo_id}@{res.revision}"})
-    variants = register_pulled_variants(registry, art, folder, f"{res.repo_id}@{res.commit or res.revision}", max_length)
+    variants = register_pulled_variants(registry, art, found, origin, max_length)
     for a in copies_before:  # registering the model again unregistered them (the store's rule): a copy not made again goes
         if a.name not in variants and Path(a.path).is_dir() and paths.under_home(Path(a.path)):
             shutil.rmtree(a.path, ignore_errors=True)
@@ -210,20 +212,20 @@ def hub_record_name(v: Variant) -> str:
     return v.hub_file[: -len(".onnx")] + EXPORT_RECORD_SUFFIX
 
 
-def register_pulled_variants(registry, art: str, folder: Path, origin: str, max_length: int) -> list[str]:
-    """Each ONNX variant under the pulled ``folder``'s onnx/ that has its export record is put in an export folder of
-    its own under the artifacts folder (model.onnx, the config and tokenizer files, the record) and registered as
-    ART-VARIANT, an export of ``art``: served as a local export is (``auto`` by its recorded parity, measured by the
-    publisher). A variant without a record (another tool's ONNX files) is left to its folder."""
-    from qadistill.compress import _mkdir, folder_size
-    from qadistill.modelref import EXPORT_MANIFEST
-
+def pulled_variants(registry, art: str, folder: Path, origin: str) -> list[tuple[Variant, Path, dict]]:
+    """(variant, its ONNX file, its export record) of each variant under the pulled ``folder``'s onnx/ that has its
+    export record (another tool's ONNX files, without one, are left to the folder); a record that does not read is a
+    SourceError, and a name ART-VARIANT the zoo gives to a model that is not ``art``'s export is refused, before
+    anything is registered or copied."""
     onnx = folder / "onnx"
-    names = []
+    found = []
     for v in Variant:
         rec_file, model = onnx / hub_record_name(v), onnx / v.hub_file
-        if not (rec_file.is_file() and model.is_file()):
+        if not rec_file.is_file():
             continue
+        if not model.is_file():
+            raise SourceError(f"{origin}: {rec_file.name} records a variant whose file onnx/{v.hub_file} is not in the repo",
+                              "the repo is damaged: ask its publisher to push it again")
         try:
             rec = json.loads(rec_file.read_text())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -231,6 +233,24 @@ def register_pulled_variants(registry, art: str, folder: Path, origin: str, max_
                               "the repo is damaged: ask its publisher to push it again") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("parity"), dict):
             raise SourceError(f"{origin}: {rec_file.name} has no parity record", "the repo is damaged: ask its publisher to push it again")
+        other = registry.store.artifact(f"{art}-{v.value}") if registry.store is not None else None
+        if other is not None and other.parent != art:
+            raise UserInputError(f"'{art}-{v.value}' is already the {other.kind} in {other.path}: the pull's {v.value} "
+                                 "variant would replace it", f"pass --name NEW to register the pull under another name")
+        found.append((v, model, rec))
+    return found
+
+
+def register_pulled_variants(registry, art: str, found: list[tuple[Variant, Path, dict]], origin: str,
+                             max_length: int) -> list[str]:
+    """Each of ``found`` (``pulled_variants``) is put in an export folder of its own under the artifacts folder
+    (model.onnx, the config and tokenizer files beside it, its record) and registered as ART-VARIANT, an export of
+    ``art``: served as a local export is (``auto`` by its recorded parity, measured by the publisher)."""
+    from qadistill.compress import _mkdir, folder_size
+    from qadistill.modelref import EXPORT_MANIFEST
+
+    names = []
+    for v, model, rec in found:
         session = rec.get("ort_session") if isinstance(rec.get("ort_session"), dict) else {}
         session = {"config": {k: str(x) for k, x in (session.get("config") or {}).items() if k in HUB_SESSION_KEYS},
                    "disabled_optimizers": [o for o in session.get("disabled_optimizers") or [] if o in HUB_DISABLED_OPTIMIZERS]}
@@ -239,7 +259,7 @@ def register_pulled_variants(registry, art: str, folder: Path, origin: str, max_
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=_mkdir(final.parent)))
         try:
             shutil.copy2(model, tmp / "model.onnx")
-            for f in onnx.iterdir():  # the config and tokenizer files push put beside the variants
+            for f in model.parent.iterdir():  # the config and tokenizer files push put beside the variants
                 if f.is_file() and f.suffix != ".onnx" and not f.name.endswith(EXPORT_RECORD_SUFFIX) and f.name != MANIFEST:
                     shutil.copy2(f, tmp / f.name)
             man = {"qadistill_version": rec.get("qadistill_version"), "source_name": art, "variant": v.value,

@@ -263,6 +263,35 @@ def test_a_pushed_student_pulled_back_serves_as_it_did_at_its_length_with_its_on
         load("back-int8-dynamic")
 
 
+@pytest.mark.parametrize("extra,error", [
+    ({"onnx/model_int8_dynamic.qadistill_export.json": b"{not json", "onnx/model_int8_dynamic.onnx": b"x"},
+     "model_int8_dynamic.qadistill_export.json is not a JSON export record"),
+    ({"onnx/model_int8_dynamic.qadistill_export.json": b'{"variant": "int8-dynamic"}', "onnx/model_int8_dynamic.onnx": b"x"},
+     "model_int8_dynamic.qadistill_export.json has no parity record"),
+    ({"onnx/model_int8_dynamic.qadistill_export.json": b'{"parity": {"ok": true}}'},
+     "records a variant whose file onnx/model_int8_dynamic.onnx is not in the repo"),
+])
+def test_a_pulled_repo_with_a_damaged_variant_record_is_refused_before_anything_is_registered(cli, tiny_files, tmp_path, extra, error):
+    from qadistill.store import Store
+
+    make_cache(tmp_path / "hf-home", "me/broken", {**tiny_files, **extra})
+    r = cli("zoo", "pull", "me/broken")
+    assert r.exit_code != 0 and error in r.stderr and "Traceback" not in r.output
+    assert Store.open().artifact("broken") is None  # not half registered
+
+
+def test_a_pull_never_replaces_another_model_under_a_variants_name(cli, tiny_files, tmp_path):
+    from qadistill.store import Store
+
+    rec = json.dumps({"parity": {"ok": True, "queries": 50}}).encode()
+    make_cache(tmp_path / "hf-home", "me/stu", {**tiny_files, "onnx/model.onnx": b"x", "onnx/model.qadistill_export.json": rec})
+    other = make_tiny_model(tmp_path / "built", "cross")
+    Store.open().add_artifact("stu-onnx", "student-model", other, recipe="x")  # a student built here as stu-onnx
+    r = cli("zoo", "pull", "me/stu")
+    assert r.exit_code == 2 and "'stu-onnx' is already the student-model" in r.stderr and "--name" in r.stderr
+    assert Path(Store.open().artifact("stu-onnx").path) == other and Store.open().artifact("stu") is None
+
+
 def test_push_refuses_what_is_not_a_student(cli):
     r = cli("zoo", "push", "quickstart", "me/x", "--dry-run")
     assert r.exit_code == 2 and "not a built student" in r.stderr
