@@ -656,6 +656,8 @@ def synonym_candidates(header: list[str], field: str) -> list[str]:
     passage_id, a passage's own id where there is one, a document's id only where there is none."""
     names = {field, *COLUMN_SYNONYMS[field]}
     found = [h for h in header if _norm(h) in names]
+    if own := [h for h in found if _norm(h) == field]:  # the field's own name in another case (`Label`) is that field
+        return own
     if field == "passage_id" and any(_norm(h) not in DOCUMENT_IDS for h in found):
         found = [h for h in found if _norm(h) not in DOCUMENT_IDS]
     return found

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qadistill.data import NAMED, QADataset, graded_columns, load_dataset, named_default_split
+from qadistill.data import NAMED, QADataset, ambiguity_note, graded_columns, load_dataset, named_default_split
 from qadistill.errors import DataError
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -80,7 +80,9 @@ def require_labelled(ds: QADataset, what: str) -> None:
         where = f"{ds.path}:{first.line}: " if ds.path and first.line else ""
         hint = "give labelled data (label 0 or 1 on every row)"
         graded = graded_columns(ds.columns)
-        if graded and n == len(ds):
+        if n == len(ds) and (twice := ambiguity_note(list(ds.columns or ()), ["label"])):
+            hint = twice + "or add a label column of 0/1"
+        elif graded and n == len(ds):
             hint = (f"its column {graded[0]!r} is not read as a label (a graded or score-like name): add a label column "
                     f"of 0/1, e.g. 1 where {graded[0]} is at or above the grade you count as relevant")
         raise DataError(f"{where}{what}: {n} of {len(ds)} pairs have no label (first: query_id={first.query_id}, "

@@ -457,6 +457,24 @@ def test_a_known_layouts_passage_beside_another_passage_like_column_is_refused_n
             assert f"passage could be any of {', '.join(passage_like)}" in e.value.hint
 
 
+def test_a_fields_own_name_in_another_case_wins_over_its_synonyms(tmp_path):
+    """`Label` beside `relevant` left the label unmapped as ambiguous, so every pair was unlabelled ("metrics need
+    labels"): a column named as the field itself, in any case, is that field."""
+    f = write(tmp_path / "d.csv", "Query,question,sentence,Label,relevant\nwho,x,me,1,0\nwho,x,you,0,1\n")
+    ds = load_dataset(str(f), "all")
+    assert [(p.query, p.passage, p.label) for p in ds.pairs] == [("who", "me", 1), ("who", "you", 0)]
+
+
+def test_two_label_like_columns_are_named_when_no_label_is_read(tmp_path):
+    """`relevant` and `correct` (no `label`): every pair unlabelled, and the hint said only "give labelled data"."""
+    from qadistill.splits import require_labelled
+
+    f = write(tmp_path / "a.csv", "question,sentence,relevant,correct\nwho,me,1,1\nwho,you,0,0\n")
+    with pytest.raises(DataError, match="2 of 2 pairs have no label") as e:
+        require_labelled(load_dataset(str(f), "all"), "split all")
+    assert "label could be any of relevant, correct: rename the one meant to label" in e.value.hint
+
+
 @pytest.mark.parametrize("name,text,error,hint", [
     ("tabs.csv", "query\tpassage\tlabel\nwho\tme\t1\n", "header is one column with tabs in it, but this .csv", "rename it to .tsv"),
     ("tabs.txt", "query\tpassage\tlabel\nwho\tme\t1\n", "with tabs in it, but this .txt file is read as comma", "rename it to .tsv"),
