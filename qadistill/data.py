@@ -188,7 +188,8 @@ def _one_newline(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-LABEL_TEXT = {"false": 0, "true": 1}  # and any number that is 0 or 1, as text or not ("1", "1.0", "1.00", "0e0")
+LABEL_TEXT = {"false": 0, "true": 1}
+LABEL_NUMBER = re.compile(r"([01])(?:\.0*)?")  # 0 or 1 with any number of decimal zeros ("1", "1.0", "1.00"), nothing else
 
 
 def _label(raw, path, line) -> int | None:
@@ -202,12 +203,8 @@ def _label(raw, path, line) -> int | None:
     s = str(raw).strip().lower()
     if s in LABEL_TEXT:
         return LABEL_TEXT[s]
-    try:
-        number = float(s)
-    except ValueError:
-        number = None
-    if number in (0, 1):
-        return int(number)
+    if m := LABEL_NUMBER.fullmatch(s):
+        return int(m.group(1))
     raise DataError(f"{path}:{line}: label {raw!r} is not 0 or 1",
                     "labels must be 0 (not relevant) or 1 (relevant; true/false also read); for graded judgements (0-3, "
                     "1-4) or yes/no, write 1 for what you count as relevant and 0 for the rest")

@@ -188,11 +188,12 @@ def test_labels_follow_one_rule_in_every_format(tmp_path):
         assert load_dataset(str(tmp_path / f)).labels() == [1, 0, 1], f
 
 
-@pytest.mark.parametrize("text,want", [("1.00", 1), ("0.000", 0), (" 1 ", 1), ("+1", 1), ("1e0", 1), ("-0", 0),
-                                       ("1.5", None), ("2", None), ("nan", None), ("-1", None), ("yes", None)])
+@pytest.mark.parametrize("text,want", [("1.00", 1), ("0.000", 0), (" 1 ", 1), ("1.", 1), ("1.0", 1), ("+1", None),
+                                       ("1e0", None), ("01", None), ("-0", None), ("1.5", None), ("2", None),
+                                       ("nan", None), ("-1", None), ("yes", None)])
 def test_a_label_is_any_number_that_is_0_or_1(tmp_path, text, want):
-    """"1.0" was read and "1.00" (a spreadsheet's two decimals) refused as "not 0 or 1": every written form of the
-    number 0 or 1 is read, anything else is refused as before."""
+    """"1.0" was read and "1.00" (a spreadsheet's two decimals) refused as "not 0 or 1": 0 or 1 with any number of
+    decimal zeros is read; other spellings (01, +1, 1e0) are refused as before, as anything else is."""
     for f, body in (("a.csv", f"query,passage,label\nq?,p,{text}\n"), ("a.jsonl", json.dumps({"query": "q?", "passage": "p", "label": text}) + "\n")):
         write(tmp_path / f, body)
         if want is None:
