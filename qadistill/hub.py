@@ -19,7 +19,7 @@ from pathlib import Path
 from qadistill import __version__, paths
 from qadistill.errors import ModelFolderError, QadistillError, SourceError, UserInputError
 from qadistill.fsutil import atomic_write_text, replace_dir
-from qadistill.integrity import MANIFEST, hash_files, write_checksums
+from qadistill.integrity import MANIFEST, file_sha256, hash_files, write_checksums
 from qadistill.modelref import Variant, export_manifest
 from qadistill.cards import push_card  # noqa: F401  (re-exported)
 from qadistill.recipes import validate_repo_id, validate_revision
@@ -157,16 +157,21 @@ def pulled_name(registry, repo_id: str, name: str | None = None) -> tuple[str, s
                          f"pass --name NEW to register the pull under another name, e.g. --name {art}-hub")
 
 
-def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple[str, list[str]]:
+def register_pulled(registry, res: PullResult, name: str | None = None) -> "PulledModel":
     """Register a pulled repo in the zoo as a student-model artifact (its files' digests, revision, commit, card
     metrics, max length: the one it was built for where its metrics.json records it, as a qadistill push uploads it,
     else its config.json's positions up to 512), and each ONNX variant a qadistill push uploaded with its export record
-    as an export of it (``pulled_variants``, ``register_pulled_variants``); returns its zoo name (``pulled_name``) and the variants'."""
+    as an export of it (``pulled_variants``, ``register_pulled_variants``); returns what it registered (``PulledModel``;
+    the name: ``pulled_name``)."""
     from qadistill.modelref import recorded_max_length
 
     art, recipe = pulled_name(registry, res.repo_id, name)
-    # the variant copies an earlier pull of this name made (a revision without one of them leaves no folder behind)
-    copies_before = [a for a in registry.derived_exports(art) if (a.manifest or {}).get("pulled_from")]
+    # registering the model again unregisters its exports (the store's rule: they may hold other weights); the copies
+    # an earlier pull made go with their folders, the exports made here stay when the commit is the same
+    before = registry.store.artifact(art) if registry.store is not None else None
+    exports_before = registry.derived_exports(art) if before is not None else []
+    copies_before = [a for a in exports_before if (a.manifest or {}).get("pulled_from")]
+    local_before = [a for a in exports_before if not (a.manifest or {}).get("pulled_from")]
     folder = Path(res.path)
     origin = f"{res.repo_id}@{res.commit or res.revision}"
     found = pulled_variants(registry, art, folder, origin)  # refused here: nothing registered yet
@@ -177,10 +182,38 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> tuple
         "max_length": max_length, "card_metrics": res.card_metrics, "parameters": _parameters(folder),
         "description": f"pulled from {res.repo_id}@{res.revision}"})
     variants = register_pulled_variants(registry, art, found, origin, max_length)
-    for a in copies_before:  # registering the model again unregistered them (the store's rule): a copy not made again goes
+    for a in copies_before:  # a copy not made again goes
         if a.name not in variants and Path(a.path).is_dir() and paths.under_home(Path(a.path)):
             shutil.rmtree(a.path, ignore_errors=True)
-    return art, variants
+    same = res.commit is not None and (before.manifest or {}).get("commit") == res.commit if before is not None else False
+    dropped = []
+    for a in local_before:
+        if a.name in variants:
+            continue
+        if same and Path(a.path).exists():  # the same weights: an export made from them still is one
+            registry.store.add_artifact(a.name, a.kind, a.path, recipe=a.recipe, parent=a.parent, run_id=a.run_id,
+                                        manifest=a.manifest)
+        else:
+            dropped.append(a)
+    from qadistill.variants import export_flags
+
+    again = list(dict.fromkeys(" ".join(["qadistill export", art, export_flags((a.manifest or {}).get("variant", ""), a.manifest or {}),
+                                         "--overwrite"]).replace("  ", " ") for a in dropped))
+    bare = f"qadistill export {art} --overwrite"
+    if len(again) > 1 and bare in again:  # every export makes the plain ONNX variant too
+        again.remove(bare)
+    return PulledModel(art, variants, [a.name for a in dropped], again)
+
+
+@dataclass(frozen=True)
+class PulledModel:
+    """What a pull registered: the model's zoo name, its ONNX variants', and the exports made here from the weights
+    it replaced (another revision's), which are unregistered and should be exported again."""
+
+    name: str
+    variants: list[str]
+    unregistered: list[str]
+    export_again: list[str]  # the commands that make them again from the new weights
 
 
 def _parameters(folder: Path) -> int | None:
@@ -233,6 +266,9 @@ def pulled_variants(registry, art: str, folder: Path, origin: str) -> list[tuple
                               "the repo is damaged: ask its publisher to push it again") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("parity"), dict):
             raise SourceError(f"{origin}: {rec_file.name} has no parity record", "the repo is damaged: ask its publisher to push it again")
+        if "file_sha256" in rec and rec["file_sha256"] != file_sha256(model):
+            raise SourceError(f"{origin}: onnx/{v.hub_file} is not the file its export record was made for (sha256 differs: "
+                              "truncated or replaced)", "the repo is damaged: ask its publisher to push it again")
         other = registry.store.artifact(f"{art}-{v.value}") if registry.store is not None else None
         if other is not None and other.parent != art:
             raise UserInputError(f"'{art}-{v.value}' is already the {other.kind} in {other.path}: the pull's {v.value} "
@@ -365,6 +401,7 @@ def stage_for_push(name: str, folder: Path, exports: list, dest: Path, repo_id: 
                     # its export record beside it (parity, ONNX Runtime settings), so a pull can serve it as built;
                     # the source's local path stays here
                     record = {k: x for k, x in export_manifest(Path(a.path)).items() if k not in ("source", "file_name")}
+                    record["file_sha256"] = file_sha256(src)  # a pull checks the file against it
                     atomic_write_text(tmp / "onnx" / hub_record_name(Variant(v)), json.dumps(record, indent=2))
                     variants.append({"variant": v, "file": f"onnx/{ONNX_NAMES[v]}", **{k: a.manifest.get(k) for k in ("size_bytes", "parity", "preset", "level")}})
             for extra in ("config.json",):

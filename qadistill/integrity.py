@@ -47,12 +47,16 @@ def damaged_hint(folder: Path) -> str:
     the Hub), anything else re-pulled or rebuilt."""
     record = _export_record(folder)
     source, origin = record.get("source_name"), record.get("pulled_from")
-    if isinstance(origin, str) and origin:
-        return (f"{folder} is damaged or was edited: pull it again (`qadistill zoo pull {origin.partition('@')[0]}`), "
-                "or remove it with `qadistill zoo remove NAME --delete-files`")
-    if isinstance(source, str) and source and record.get("variant"):
-        return (f"{folder} is damaged or was edited: export it again (`qadistill export {source} --overwrite`), or remove "
-                f"it with `qadistill zoo remove {source}-{record['variant']} --delete-files`")
+    variant = record.get("variant")
+    if isinstance(origin, str) and origin and isinstance(source, str) and source:
+        return (f"{folder} is damaged or was edited: pull it again (`qadistill zoo pull {origin.partition('@')[0]} --name "
+                f"{source}`), or remove it with `qadistill zoo remove {source}-{variant} --delete-files`")
+    if isinstance(source, str) and source and isinstance(variant, str) and variant:
+        from qadistill.variants import export_flags
+
+        command = " ".join(["qadistill export", source, export_flags(variant, record), "--overwrite"]).replace("  ", " ")
+        return (f"{folder} is damaged or was edited: export it again (`{command}`), or remove it with "
+                f"`qadistill zoo remove {source}-{variant} --delete-files`")
     return (f"{folder} is damaged or was edited: re-pull it (`qadistill zoo pull ORG/NAME`), rebuild it, "
             "or remove it with `qadistill zoo remove NAME --delete-files`")
 

@@ -45,6 +45,16 @@ class Variant(str, Enum):
         return next((v for v, b in BENCH_BACKEND.items() if b == backend), None)
 
 
+def export_flags(variant: str, record: dict) -> str:
+    """The `qadistill export` options that make ``variant`` again as its export record says it was made ("" for the
+    plain ONNX one, which every export makes): what a damaged variant's hint tells to run."""
+    per_channel = " --per-channel" if record.get("per_channel") else ""
+    flags = {"optimized": f"--optimize {record.get('level') or 'O2'}",
+             "int8-dynamic": "--quantize dynamic" + per_channel + (" --fp32-first-attention" if record.get("fp32_first_attention") else ""),
+             "int8-static": "--quantize static" + per_channel, "fp16": "--fp16"}
+    return flags.get(variant, "")
+
+
 BENCH_BACKEND = {Variant.onnx: "ort", Variant.optimized: "ort-optimized", Variant.int8_dynamic: "ort-int8",
                  Variant.int8_static: "ort-int8-static", Variant.fp16: "ort-fp16"}
 # `auto` serves the first of these that passed its parity check; a named onnx family tries its own in this order

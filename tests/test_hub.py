@@ -270,6 +270,9 @@ def test_a_pushed_student_pulled_back_serves_as_it_did_at_its_length_with_its_on
      "model_int8_dynamic.qadistill_export.json has no parity record"),
     ({"onnx/model_int8_dynamic.qadistill_export.json": b'{"parity": {"ok": true}}'},
      "records a variant whose file onnx/model_int8_dynamic.onnx is not in the repo"),
+    ({"onnx/model_int8_dynamic.qadistill_export.json": json.dumps({"parity": {"ok": True}, "file_sha256": "0" * 64}).encode(),
+      "onnx/model_int8_dynamic.onnx": b"the first bytes of a truncated file"},
+     "onnx/model_int8_dynamic.onnx is not the file its export record was made for"),
 ])
 def test_a_pulled_repo_with_a_damaged_variant_record_is_refused_before_anything_is_registered(cli, tiny_files, tmp_path, extra, error):
     from qadistill.store import Store
@@ -290,6 +293,34 @@ def test_a_pull_never_replaces_another_model_under_a_variants_name(cli, tiny_fil
     r = cli("zoo", "pull", "me/stu")
     assert r.exit_code == 2 and "'stu-onnx' is already the student-model" in r.stderr and "--name" in r.stderr
     assert Path(Store.open().artifact("stu-onnx").path) == other and Store.open().artifact("stu") is None
+
+
+def test_a_re_pull_keeps_exports_made_here_of_the_same_commit_and_names_those_of_replaced_weights(cli, tiny_files, tmp_path, monkeypatch):
+    """Pulling a model again unregistered the exports made here from it (the store's rule for a model registered again)
+    with nothing said, even when the commit had not changed; the export's own folder then blocked `export NAME`."""
+    from conftest import tiny_jsonl
+    from qadistill import load
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    data = tiny_jsonl(tmp_path / "d.jsonl")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_repo("me/plain", tiny_files, commit="1" * 40)
+        assert cli("zoo", "pull", "me/plain").exit_code == 0
+        r = cli("export", "plain", "--quantize", "dynamic", "--data", str(data), "--parity-queries", "12", "--max-map-drop", "100")
+        assert r.exit_code == 0, r.output
+        again = cli("zoo", "pull", "me/plain", "--format", "json")  # the same commit: the export is of these weights
+        assert again.exit_code == 0 and json.loads(again.stdout)["unregistered"] == []
+        assert load("plain", backend="onnx-int8").backend_name == "onnx-int8"
+        hub.add_repo("me/plain", tiny_files, commit="2" * 40)  # a new revision
+        newer = cli("zoo", "pull", "me/plain", "--format", "json")
+        assert newer.exit_code == 0, newer.output
+        assert sorted(json.loads(newer.stdout)["unregistered"]) == ["plain-int8-dynamic", "plain-onnx"]
+        said = " ".join(newer.stderr.split())
+        assert "unregistered" in said and "`qadistill export plain --quantize dynamic --overwrite`" in said
+        assert json.loads(newer.stdout)["name"] == "plain" and "`qadistill export plain --overwrite`" not in said
+        with pytest.raises(Exception, match="onnx-int8"):
+            load("plain", backend="onnx-int8")
 
 
 def test_push_refuses_what_is_not_a_student(cli):

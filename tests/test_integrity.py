@@ -416,9 +416,16 @@ def test_a_damaged_export_is_told_to_be_exported_again_and_a_pulled_one_pulled_a
     (built / "qadistill_export.json").write_text(json.dumps({"source_name": "s1", "variant": "int8-dynamic"}))
     (pulled / "qadistill_export.json").write_text(json.dumps({"source_name": "back", "variant": "int8-dynamic",
                                                               "pulled_from": "me/s1-student@" + "c" * 40}))
-    assert "export it again (`qadistill export s1 --overwrite`)" in damaged_hint(built)
+    # the options that make that variant again: `export s1 --overwrite` alone remade only the plain ONNX one
+    assert "export it again (`qadistill export s1 --quantize dynamic --overwrite`)" in damaged_hint(built)
     assert "`qadistill zoo remove s1-int8-dynamic --delete-files`" in damaged_hint(built)
-    assert "pull it again (`qadistill zoo pull me/s1-student`)" in damaged_hint(pulled)
+    (built / "qadistill_export.json").write_text(json.dumps({"source_name": "s1", "variant": "int8-dynamic", "per_channel": True,
+                                                             "fp32_first_attention": True}))
+    assert "`qadistill export s1 --quantize dynamic --per-channel --fp32-first-attention --overwrite`" in damaged_hint(built)
+    (built / "qadistill_export.json").write_text(json.dumps({"source_name": "s1", "variant": "onnx"}))
+    assert "`qadistill export s1 --overwrite`" in damaged_hint(built)
+    assert "pull it again (`qadistill zoo pull me/s1-student --name back`)" in damaged_hint(pulled)
+    assert "`qadistill zoo remove back-int8-dynamic --delete-files`" in damaged_hint(pulled)
     assert "re-pull it" in damaged_hint(other)
     (other / "qadistill_export.json").write_text("{not json")  # an unreadable record: the general hint, no error
     assert "re-pull it" in damaged_hint(other)

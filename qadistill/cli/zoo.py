@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import App, Format, FormatOpt, dim, err_console, out_console, print_json, styled, table
+from qadistill.cli._common import App, Format, FormatOpt, dim, err_console, out_console, print_json, styled, table, warn
 from qadistill.cli.errors import handle_errors
 
 app = App(help="The model zoo: teacher/student/pipeline recipes and built students.", no_args_is_help=True)
@@ -172,9 +172,14 @@ def pull(
     reg = _registry()
     pulled_name(reg, parse_repo_ref(ref)[0], name)  # a name taken by something else: refused before any download
     res = core_pull(ref, allow_pickle=allow_pickle, token=_token())
-    art, variants = register_pulled(reg, res, name)
+    pulled = register_pulled(reg, res, name)
+    art, variants = pulled.name, pulled.variants
+    if pulled.unregistered:
+        err_console().print(warn(f"unregistered {', '.join(pulled.unregistered)}: exported here from {art}'s earlier "
+                                 f"weights; make {'it' if len(pulled.unregistered) == 1 else 'them'} again from these: "
+                                 + "; ".join(f"`{c}`" for c in pulled.export_again)))
     if fmt is Format.json:
-        print_json({**res.__dict__, "name": art, "variants": variants})
+        print_json({**res.__dict__, "name": art, "variants": variants, "unregistered": pulled.unregistered})
         return
     con = out_console()
     con.print(table(f"pulled {res.repo_id}@{res.revision} -> {art}", ["field", "value"], [
