@@ -45,7 +45,7 @@ def ensemble(teachers: list[str], reg) -> dict:
     """WikiQA test MAP of each teacher and of their ensemble (what `qadistill eval --teachers ...` prints)."""
     from qadistill.evaluate import evaluate
 
-    return {r["model"]: r["map"] for r in evaluate(teachers, reg, "wikiqa", "test", ensemble=True)["rows"]}
+    return {r["model"]: r["map"] for r in evaluate(teachers, reg, "wikiqa", "test", ensemble=teachers)["rows"]}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 from qadistill.metrics import ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
@@ -13,14 +14,14 @@ def evaluate(
     registry,
     data: str = "wikiqa",
     split: str | None = None,
-    ensemble: bool = False,
+    ensemble: Sequence[str] = (),
     batch_size: int = 32,
     max_length: int | None = None,
     progress: Progress | None = None,
     store=None,
 ) -> dict:
-    """Score ``data/split`` with each model (cached) and compute metrics. With ``ensemble``, also the mean of the
-    models' calibrated logits. Returns {"data", "split", "stats", "rows": [{"model", metrics..., "seconds"}]}."""
+    """Score ``data/split`` with each model (cached) and compute metrics. ``ensemble``: the models (two or more, among
+    ``models``) whose calibrated logits are also averaged into an ensemble row; the others are scored alone. Returns {"data", "split", "stats", "rows": [{"model", metrics..., "seconds"}]}."""
     import numpy as np
 
     from qadistill.splits import dataset_label, default_split, is_named, load_split, require_labelled
@@ -32,7 +33,7 @@ def evaluate(
     label = dataset_label(data)
     qids = [p.query_id for p in ds.pairs]
     labels = ds.labels()
-    rows, all_logits, fitted_here = [], [], []
+    rows, all_logits, fitted_here = [], {}, []
     from qadistill.teachers import load_scorer
 
     for name in models:
@@ -40,8 +41,8 @@ def evaluate(
         t = time.perf_counter()
         logits = scorer.logits(ds, progress)
         secs = time.perf_counter() - t
-        all_logits.append(logits)
-        if getattr(scorer, "calibrate", False) and (scorer.calib_data, scorer.calib_split) == (data, split):
+        all_logits[name] = logits
+        if name in ensemble and getattr(scorer, "calibrate", False) and (scorer.calib_data, scorer.calib_split) == (data, split):
             fitted_here.append(name)  # its calibration was fitted on these labels
         m = ranking_metrics(qids, logits.tolist(), labels)
         own = getattr(scorer, "own_max_length", scorer.max_length)
@@ -52,10 +53,12 @@ def evaluate(
             rows[-1]["unrecorded"] = f"scored at max length {scorer.max_length}, not its own {own}"
         elif store is not None:
             store.add_results(name, label, split, stored(m), notes=m.get("undefined"))
-    if ensemble and len(models) > 1:
-        mean = np.mean(np.stack(all_logits), axis=0)
+    members = [n for n in models if n in ensemble]
+    if len(members) > 1:
+        mean = np.mean(np.stack([all_logits[n] for n in members]), axis=0)
         m = ranking_metrics(qids, mean.tolist(), labels)
-        rows.append({"model": "ensemble(" + "+".join(models) + ")", **m, "seconds": sum(r["seconds"] for r in rows)})
+        rows.append({"model": "ensemble(" + "+".join(members) + ")", **m,
+                     "seconds": sum(r["seconds"] for r in rows if r["model"] in members)})
         if fitted_here:  # the mean of calibrated logits is weighted by fits made on this split's labels
             rows[-1]["calibrated_on_this_split"] = fitted_here
     return {"data": data, "split": split, "fingerprint": ds.fingerprint(), "stats": ds.stats(), "rows": rows}

@@ -218,3 +218,34 @@ def test_an_ensemble_scored_on_its_teachers_calibration_split_says_so(cli, tmp_p
     assert all("calibrated_on_this_split" not in x for x in rows[:-1]) and len(ds.pairs) == rows[0]["pairs"]
     table = cli("eval", "--teachers", "bi-a,bi-b,cross", "--data", str(tiny_data), "--split", "all")
     assert "bi-a calibrated on" in table.stderr and "its own calibration data" in " ".join(table.stderr.split())
+
+
+def test_models_named_beside_teachers_are_scored_but_not_in_the_teachers_ensemble(cli, tmp_path, tiny_data, monkeypatch):
+    """`eval s1 --teachers a,b` averaged s1 into "ensemble(s1+a+b)" (the same model three times, as s1, s1-onnx and
+    s1-int8-dynamic, made a "ensemble" of itself), while --help says the ensemble is of the teachers."""
+    import numpy as np
+
+    import qadistill.teachers
+    from qadistill.metrics import ranking_metrics
+
+    ds = load_dataset(str(tiny_data))
+
+    class Fake:
+        def __init__(self, name, seed):
+            self.name, self.max_length, self.own_max_length, self.batch_size, self.calibrate = name, 64, 64, 32, False
+            self.out = np.random.default_rng(seed).normal(size=len(ds.pairs)).astype(np.float32)
+
+        def logits(self, ds, progress=None):
+            return self.out
+
+        def over_length(self, ds):
+            return 0
+
+    fakes = {"s1": Fake("s1", 1), "a": Fake("a", 2), "b": Fake("b", 3)}
+    monkeypatch.setattr(qadistill.teachers, "load_scorer", lambda name, *a, **k: fakes[name])
+    r = cli("eval", "s1", "--teachers", "a,b", "--data", str(tiny_data), "--split", "all", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = {x["model"]: x for x in json.loads(r.stdout)["rows"]}
+    assert set(rows) == {"s1", "a", "b", "ensemble(a+b)"}
+    want = ranking_metrics([p.query_id for p in ds.pairs], ((fakes["a"].out + fakes["b"].out) / 2).tolist(), ds.labels())
+    assert rows["ensemble(a+b)"]["map"] == pytest.approx(want["map"])

@@ -12,7 +12,7 @@ from qadistill.errors import UserInputError
 @handle_errors
 def eval_(
     models: Annotated[list[str] | None, typer.Argument(help="Zoo names, built artifacts or model folders.")] = None,
-    teachers: Annotated[str | None, typer.Option(help="Comma-separated teachers: each is scored and so is their ensemble (mean calibrated logit).")] = None,
+    teachers: Annotated[str | None, typer.Option(help="Comma-separated teachers: each is scored and so is their ensemble (mean calibrated logit; the MODELS named beside them are scored alone).")] = None,
     data: Annotated[str, typer.Option(help="wikiqa, trecqa, a .tsv/.csv/.jsonl file, or hf:REPO_ID.")] = "wikiqa",
     split: Annotated[str | None, typer.Option(help="Split: a named dataset's own (default test; trecqa: dev); for a file `all` (default) or train/dev/test of its by-query split.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -26,7 +26,8 @@ def eval_(
     from qadistill.registry import Registry
     from qadistill.store import Store
 
-    names = list(models or []) + ([t.strip() for t in teachers.split(",") if t.strip()] if teachers else [])
+    members = [t.strip() for t in teachers.split(",") if t.strip()] if teachers else []
+    names = list(models or []) + members
     if not names:
         raise UserInputError("nothing to evaluate", "name a model, e.g. `qadistill eval all-minilm-l6-v2 --data wikiqa`")
     twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
@@ -34,7 +35,7 @@ def eval_(
         raise UserInputError(f"{twice!r} is named twice", "name each model or teacher once")
     store = Store.open()
     with RichProgress() as prog:
-        res = evaluate(names, Registry(store=store), data, split, ensemble=bool(teachers), batch_size=batch_size,
+        res = evaluate(names, Registry(store=store), data, split, ensemble=members, batch_size=batch_size,
                        max_length=max_length, progress=prog, store=store)
     if fmt is Format.json:
         print_json({**res, "notes": eval_notes(res)})
