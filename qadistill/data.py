@@ -176,7 +176,8 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         line = _one_newline(raw[: bom + exc.start].decode("utf-8", "replace")).count("\n") + 1
         at = bom + exc.start  # a byte offset in the file, said as one: beside a line number it read as a column
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[at]:02x} at offset {at} of the file)", NOT_UTF8_HINT) from None
+        of = "the decompressed text" if Path(path).suffix.lower() in COMPRESSED else "the file"
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[at]:02x} at offset {at} of {of})", NOT_UTF8_HINT) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise DataError(f"{path}:{line}: NUL byte (a binary file, or UTF-16 text?)", "save the file as UTF-8 text")
@@ -300,6 +301,8 @@ def wikiqa_columns(header_line: str | None, path: Path) -> tuple[dict[str, int],
     if missing:
         raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}", f"a WikiQA TSV has the header {' '.join(WIKIQA_COLUMNS)}"
                         f" ({' and '.join(WIKIQA_OPTIONAL)} may be left out)")
+    if note := ambiguity_note(header, ["passage"]):  # Sentence beside a `context`: as a CSV of these columns is refused
+        raise DataError(f"{path}:1: more than one column could be the passage", f"{note}found: {', '.join(header)}")
     return {c: header.index(c) for c in WIKIQA_COLUMNS if c in header}, len(header)
 
 

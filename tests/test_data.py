@@ -208,6 +208,12 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_value_and_its_offset_in_the_fil
     f.write_bytes("query,passage,label\nq?,caf\u00e9,1\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.csv:2: not UTF-8 text \(byte 0xe9 at offset 26 of the file\)"):
         load_dataset(str(f))
+    import gzip
+
+    gz = tmp_path / "latin1.csv.gz"
+    gz.write_bytes(gzip.compress(f.read_bytes()))
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 0xe9 at offset 26 of the decompressed text\)"):
+        load_dataset(str(gz))
 
 
 def test_one_passage_with_two_labels_for_one_query_is_an_error_in_every_format(tmp_path):
@@ -435,6 +441,19 @@ def test_a_field_two_columns_could_be_is_refused_naming_both(tmp_path):
     with pytest.raises(DataError, match="missing column 'passage'") as e:
         load_dataset(str(f), "all")
     assert "passage could be any of context, sentence: rename the one meant to passage" in e.value.hint
+
+
+def test_a_wikiqa_tsv_with_another_passage_like_column_is_refused_as_its_csv_is(tmp_path):
+    """WikiQA's TSV reader took `Sentence` beside a `context` column quietly, where the same columns in a .csv are
+    refused as ambiguous."""
+    from qadistill.stream import open_pairs
+
+    head = "\t".join(["QuestionID", "Question", "DocumentID", "DocumentTitle", "SentenceID", "Sentence", "Label", "context"])
+    f = write(tmp_path / "w.tsv", head + "\nQ1\twho?\tD1\tt\tS1\tme\t1\tthe context\n")
+    for load in (lambda: load_dataset(str(f), "all"), lambda: open_pairs(str(f)).count()):
+        with pytest.raises(DataError, match="more than one column could be the passage") as e:
+            load()
+        assert "passage could be any of Sentence, context" in e.value.hint
 
 
 @pytest.mark.parametrize("header", ["question,context,answer,label", "question,answer,context,label",
