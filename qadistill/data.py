@@ -835,8 +835,13 @@ def named_path(name: str, split: str) -> Path:
     raise DataError(f"unknown dataset '{name}'", f"use one of {', '.join(NAMED)}, a file path, or hf:REPO_ID")
 
 
-def data_hint() -> str:
-    return f"use one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID"
+def data_hint(spec: str | None = None) -> str:
+    """What --data takes; for a relative path that is not there, where it was looked for (a recipe's relative path
+    is read from the folder a command runs in, not the recipe's)."""
+    where = ""
+    if spec and not Path(spec).expanduser().is_absolute() and spec not in NAMED and not spec.startswith("hf:"):
+        where = f" (a relative path is read from the current folder, {Path.cwd()}: give an absolute one in a recipe)"
+    return f"use one of {', '.join(NAMED)}, a .jsonl/.tsv/.csv/.parquet path, or hf:REPO_ID" + where
 
 
 def check_data_name(spec: str) -> None:
@@ -908,7 +913,7 @@ def load_dataset(spec: str, split: str = "test", columns: dict[str, str] | None 
         return load_delimited(path, KNOWN_LAYOUTS["TrecQA"], "trecqa", split)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file", data_hint())
+        raise DataError(f"{spec}: no such dataset or file", data_hint(spec))
     kind = file_format(path)
     if kind == "jsonl":
         return load_jsonl(path, split=split)

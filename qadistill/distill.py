@@ -29,7 +29,7 @@ from qadistill.cards import model_card  # noqa: F401  (re-exported)
 from qadistill.metrics import ranking_metrics, stored
 from qadistill.progress import NullProgress, Progress
 from qadistill.recipes import ContinueInit, PipelineRecipe, PruneInit, StudentRecipe, recipe_to_dict, recipe_to_toml
-from qadistill.splits import Splits, is_named, load_split, require_labelled, resolve_splits
+from qadistill.splits import WHOLE, Splits, is_named, load_split, require_labelled, resolve_splits
 from qadistill.teachers import spread_targets, teacher_targets
 
 
@@ -181,6 +181,9 @@ def plan_distill(pipeline: PipelineRecipe, registry, name: str | None = None, ou
     if d.mode == "gold" or (d.alpha > 0 and not d.pretrain_unlabelled and not pipeline.teachers):
         require_labelled(splits.train, f"{splits.label('train')} (gold labels are trained on)")
     _check_student_length(student_recipe, registry, d.max_length)
+    from qadistill.student import check_init
+
+    check_init(student_recipe, registry)  # a truncation deeper than its source: said now, not after the teachers score
     train_ds = splits.train.subset_queries(s.limit_train_queries) if s.limit_train_queries else splits.train
     extra = {spec: _eval_also(spec, splits.train) for spec in extra_evals or []}
     out = Path(out_dir) if out_dir else paths.artifacts_dir() / name
@@ -278,6 +281,15 @@ def _check_name_free(registry, name: str, replace: bool) -> None:
     if not replace:
         raise UserInputError(f"artifact '{name}' already exists ({e.path}): rebuilding it would replace it",
                              f"pass --overwrite to replace it, pick another --name, or `qadistill zoo remove {name} --delete-files`")
+
+
+def eval_also_label(spec: str) -> str:
+    """How results name an --eval-also set: 'trecqa:dev' (a named dataset's default: dev), 'ABSPATH:all' (a file is
+    read whole unless a split is given, 'FILE:test'), as eval names its data."""
+    from qadistill.splits import dataset_label
+
+    ds_name, _, split = spec.partition(":")
+    return f"{dataset_label(ds_name)}:{split or ('dev' if is_named(ds_name) else WHOLE)}"
 
 
 def _eval_also(spec: str, train: QADataset) -> QADataset:
@@ -512,7 +524,7 @@ def _evaluate_all(plan: _Plan, t: dict) -> dict:
     with a stage-1 mix, every share of its curve is measured on these sets too (``_mix_curves``)."""
     model, tok, ml = t["model"], t["tok"], plan.pipeline.distill.max_length
     sets = {"test": (plan.splits.test, plan.splits.label("test"))}
-    sets.update({spec: (ds, spec if ":" in spec else f"{spec}:dev") for spec, ds in plan.extra.items()})
+    sets.update({spec: (ds, eval_also_label(spec)) for spec, ds in plan.extra.items()})
     if t.get("combination") is None:
         metrics = {key: evaluate_student(model, tok, ds, ml, label) for key, (ds, label) in sets.items()}
     else:

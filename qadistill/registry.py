@@ -249,6 +249,9 @@ class Registry:
                 need(recipe.init.vocab_from, "teacher", "init.vocab_from")
         elif isinstance(recipe, TeacherRecipe) and recipe.finetune_from:
             need(recipe.finetune_from, "teacher", "finetune_from")
+        if isinstance(recipe, TeacherRecipe) and recipe.finetune is not None:
+            for i, t in enumerate(recipe.finetune.distill_from):  # checked at `teach` only after it had started
+                need(t, "teacher", f"finetune.distill_from[{i}]")
         if isinstance(recipe, TeacherRecipe) and isinstance(recipe.source, LocalSource):
             pass  # a local folder may be created later (e.g. by `qadistill teach`); resolution checks it
 
@@ -270,6 +273,12 @@ class Registry:
                 raise NameConflictError(
                     f"{file}: name '{recipe.name}' is already taken ({where})",
                     "rename it in the file" + ("" if existing.origin != "user" else ", or pass --force to replace it"),
+                )
+            if existing.kind != recipe.kind:  # --force replaces a recipe, never turns a pipeline into a student
+                raise NameConflictError(
+                    f"{file}: '{recipe.name}' is a {existing.kind} recipe in your zoo and this file is a {recipe.kind}: "
+                    "--force replaces a recipe with one of its kind",
+                    f"remove it first (`qadistill zoo remove {recipe.name}`), or rename the {recipe.kind} in the file",
                 )
         target = self.user_dir / f"{recipe.name}.toml"
         atomic_write_bytes(target, file.read_bytes())

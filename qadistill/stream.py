@@ -76,7 +76,7 @@ def open_pairs(spec: str, split: str | None = None, columns: dict | None = None,
                           None, columns)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file", _data.data_hint())
+        raise DataError(f"{spec}: no such dataset or file", _data.data_hint(spec))
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file", "pass the file inside it")
     if split not in (None, "", "all"):  # a stream reads a file whole: it is not cut by query as eval/distill cut it

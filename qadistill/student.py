@@ -39,6 +39,23 @@ def encoder_folder_for(recipe: StudentRecipe, registry) -> Path:
     return resolve_source(t.source)
 
 
+def check_init(recipe: StudentRecipe, registry) -> None:
+    """What ``build_encoder`` would refuse about the student's init, from its config alone (seconds, before any teacher
+    scores): a source that is not a BERT encoder, or more layers to keep than it has."""
+    from transformers import AutoConfig
+
+    init = recipe.init
+    if isinstance(init, ConfigInit):
+        return
+    folder = encoder_folder_for(recipe, registry)
+    cfg = AutoConfig.from_pretrained(str(folder))
+    if cfg.model_type != "bert":
+        raise UserInputError(f"student init {folder} is a {cfg.model_type} model; students are BERT encoders", "pick a BERT-family init")
+    if isinstance(init, TruncateInit) and init.layers > cfg.num_hidden_layers:
+        raise UserInputError(f"student '{recipe.name}': init.layers={init.layers} but {init.model} has {cfg.num_hidden_layers} layers",
+                             f"use at most {cfg.num_hidden_layers}")
+
+
 def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
     """(BertModel with a pooler, tokenizer) for the student's initialisation (not ``prune``, which needs train data:
     ``qadistill.prune.pruned_encoder``, nor ``continue``: ``qadistill.prune.continued_encoder``)."""

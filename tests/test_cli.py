@@ -92,6 +92,27 @@ def test_zoo_add_invalid_names_file_and_field_and_writes_nothing(cli, tmp_path, 
     assert not (isolated_home / "zoo").exists()
 
 
+def test_zoo_add_checks_the_teachers_a_fine_tune_distils_from(cli, tmp_path, isolated_home):
+    """`[finetune] distill_from = ["nosuch"]` was accepted and `teach` failed seconds in with "unknown teacher 'nosuch'",
+    naming neither the file nor the field (a pipeline's teachers were checked at `zoo add`)."""
+    f = write(tmp_path / "ft.toml", 'kind = "teacher"\nname = "my-ft"\narchitecture = "cross-encoder"\n'
+              'finetune_from = "all-minilm-l6-v2"\n[finetune]\ndistill_from = ["all-minilm-l6-v2", "nosuch"]\n')
+    r = cli("zoo", "add", str(f))
+    assert r.exit_code == 2 and "ft.toml: field 'finetune.distill_from[1]'" in r.stderr and "nosuch" in r.stderr, r.output
+    assert not (isolated_home / "zoo").exists()
+
+
+def test_zoo_add_force_never_changes_a_recipes_kind(cli, tmp_path, isolated_home):
+    """`zoo add --force` replaced a pipeline `myp` with a student recipe of that name without a word."""
+    pipe = write(tmp_path / "p.toml", 'kind = "pipeline"\nname = "myp"\nteachers = ["all-minilm-l6-v2"]\nstudent = "minilm-l3-student"\n')
+    stu = write(tmp_path / "s.toml", 'kind = "student"\nname = "myp"\ninit = { type = "truncate", model = "all-minilm-l6-v2", layers = 2 }\n')
+    assert cli("zoo", "add", str(pipe)).exit_code == 0
+    r = cli("zoo", "add", str(stu), "--force")
+    assert r.exit_code == 2 and "'myp' is a pipeline recipe in your zoo and this file is a student" in r.stderr, r.output
+    assert "qadistill zoo remove myp" in r.stderr
+    assert cli("zoo", "add", str(pipe), "--force").exit_code == 0  # the same kind: replaced
+
+
 def test_zoo_add_show_remove(cli, tmp_path, isolated_home):
     f = write(tmp_path / "mine.toml", MY_TEACHER)
     r = cli("zoo", "add", str(f))

@@ -726,3 +726,17 @@ def test_a_duplicated_id_names_the_query_by_its_text_when_the_file_has_no_query_
     with pytest.raises(DataError) as ei:
         load_dataset(str(f), split="all")
     assert "query 'who wrote hamlet?', passage_id=D1" in ei.value.message and "query_id=q" not in ei.value.message
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """A recipe's `[data] name = "train.csv"` failed from another folder with "no such dataset or file" alone."""
+    from qadistill.stream import open_pairs
+
+    monkeypatch.chdir(tmp_path)
+    for load in (lambda: load_dataset("train120.csv", "all"), lambda: open_pairs("train120.csv")):
+        with pytest.raises(DataError, match="train120.csv: no such dataset or file") as e:
+            load()
+        assert f"read from the current folder, {tmp_path}" in e.value.hint
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "abs.csv"), "all")
+    assert "current folder" not in e.value.hint

@@ -270,3 +270,20 @@ def test_distill_killed_mid_epoch_and_resumed_matches_uninterrupted(cli, tiny_zo
     assert resumed.metrics["stage2"]["step"] == full.metrics["stage2"]["step"] == 24
     assert resumed.metrics["metrics"]["test"]["map"] == pytest.approx(full.metrics["metrics"]["test"]["map"], abs=1e-9)
     assert resumed.metrics["dev_map"] == pytest.approx(full.metrics["dev_map"], abs=1e-9)
+
+
+def test_a_truncation_deeper_than_its_source_is_refused_before_the_teachers_score(cli, tiny_zoo, tmp_path, monkeypatch):
+    """A student recipe keeping 9 layers of a 6-layer model passed `zoo add` and failed only after the teachers had
+    scored the data (35 s of a user's run): its source's config says so in seconds."""
+    import qadistill.distill
+
+    folder = make_tiny_model(tmp_path / "src", "cross")
+    layers = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
+    src = write(tmp_path / "src.toml", TEACHER.format(name="tiny-src", arch="cross-encoder", path=folder, extra=""))
+    assert cli("zoo", "add", str(src)).exit_code == 0
+    deep = write(tmp_path / "deep.toml", f'kind = "student"\nname = "deep-student"\ninit = {{ type = "truncate", model = "tiny-src", layers = {layers + 3} }}\n')
+    assert cli("zoo", "add", str(deep)).exit_code == 0
+    monkeypatch.setattr(qadistill.distill, "_score_teachers", lambda *a, **k: pytest.fail("the teachers scored first"))
+    r = cli("distill", "--teachers", "tiny-t0", "--student", "deep-student", "--data", str(tiny_zoo), "--max-length", "48",
+            "--name", "deep")
+    assert r.exit_code == 2 and f"init.layers={layers + 3} but tiny-src has {layers} layers" in r.stderr, r.output

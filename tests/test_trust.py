@@ -225,6 +225,22 @@ def test_named_test_file_labels_its_results_and_training_data_is_never_validatio
     assert json.loads(r.stdout)["metrics"]["test"]["data"] == f"{other.resolve()}:all"
     rows = sqlite3.connect(isolated_home / "qadistill.db").execute("SELECT DISTINCT dataset FROM results WHERE artifact='lab'").fetchall()
     assert rows == [(str(other.resolve()),)]
+    # an --eval-also file is scored whole: it was labelled "FILE:dev" (its relative path, and a split it is not)
+    held = jsonl(tmp_path / "held.jsonl", tiny_pairs(n_queries=8, seed=7))
+    monkey_cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        r = cli(*DISTILL, "--data", str(tiny_zoo), "--eval-also", "held.jsonl", "--name", "lab3", "--format", "json")
+    finally:
+        os.chdir(monkey_cwd)
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["metrics"]["held.jsonl"]
+    assert got["data"] == f"{held.resolve()}:all"
+    ev = json.loads(cli("eval", "lab3", "--data", str(held), "--format", "json").stdout)["rows"][0]
+    assert ev["map"] == pytest.approx(got["map"], abs=1e-6)  # `eval` of what the label names gives the same figure
+    stored = sqlite3.connect(isolated_home / "qadistill.db").execute(
+        "SELECT DISTINCT dataset, split FROM results WHERE artifact='lab3' AND dataset LIKE '%held.jsonl'").fetchall()
+    assert stored == [(str(held.resolve()), "all")]
     r = cli(*DISTILL, "--data", str(tiny_zoo), "--eval-also", str(tiny_zoo), "--name", "lab2")
     assert r.exit_code == 2 and "shares" in r.stderr and "training data" in r.stderr, r.output
     r = cli(*DISTILL, "--data", str(tiny_zoo), "--name", "tiny-t0")
