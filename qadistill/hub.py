@@ -272,7 +272,7 @@ def pulled_variants(registry, art: str, folder: Path, origin: str) -> list[tuple
         other = registry.store.artifact(f"{art}-{v.value}") if registry.store is not None else None
         if other is not None and other.parent != art:
             raise UserInputError(f"'{art}-{v.value}' is already the {other.kind} in {other.path}: the pull's {v.value} "
-                                 "variant would replace it", f"pass --name NEW to register the pull under another name")
+                                 "variant would replace it", "pass --name NEW to register the pull under another name")
         found.append((v, model, rec))
     return found
 
