@@ -164,7 +164,13 @@ def resolve_targets(models: list[str], backends: list[str] | None, registry, dev
     out: list[Target] = []
     for name in models:
         ref = registry.resolve(name, use="bench teachers, built students or their exports", recipes=("teacher",))
-        out += _targets(name, ref, wanted)
+        ts = _targets(name, ref, wanted)
+        off = [t for t in ts if backends and t.backend not in wanted]  # an export runs as its own variant only
+        if off:
+            raise UserInputError(f"{name} is an ONNX export, benched as {off[0].backend}, which --backends {','.join(backends)} "
+                                 "leaves out", f"add {off[0].backend} to --backends, or bench the model it came from: "
+                                 f"`qadistill bench {off[0].model} --backends {','.join(backends)}`")
+        out += ts
     if not out:
         raise UserInputError("nothing to benchmark for these models and backends",
                              "export variants first (`qadistill export NAME --all`) or pick other --backends")

@@ -138,6 +138,9 @@ def _row(t: "Target", s: "BenchSettings", bs: int, times, threads: int, load_s: 
     }
 
 
+ACCURACY_BATCH = 32  # pairs per batch of the accuracy pass
+
+
 def _accuracy(be, t: "Target", s: "BenchSettings", ds):
     """(metrics, where they came from) on the eval set, or (None, None) when accuracy is off."""
     from qadistill.metrics import ranking_metrics
@@ -155,8 +158,9 @@ def _accuracy(be, t: "Target", s: "BenchSettings", ds):
     else:
         from qadistill.backends import score_length_sorted
 
-        scores = score_length_sorted(be, eds.pairs)
-        source = "measured (this backend)"
+        scores = score_length_sorted(be, eds.pairs, ACCURACY_BATCH)
+        # the batching said: a dynamic int8 variant's scores move with it (eval batches in its own order)
+        source = f"measured (this backend, real lengths, length-sorted batches of {ACCURACY_BATCH} pairs)"
     return ranking_metrics([p.query_id for p in eds.pairs], scores.tolist(), eds.labels()), source
 
 

@@ -118,14 +118,23 @@ def home_check() -> Check:
     """QADISTILL_HOME must be writable: every command keeps its store (names, runs, results) there."""
     import tempfile
 
-    home = paths.home()
+    from qadistill.errors import QadistillError
+
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home = paths.home()
+    except QadistillError as exc:  # a file where the folder should be: a failed check, the report still comes out
+        return Check("qadistill_home", False, exc.message, True, exc.hint)
+    fix = "point QADISTILL_HOME at a writable folder (export QADISTILL_HOME=~/qadistill), or fix its permissions"
+    if not home.exists():  # checked where it would be created, without creating it (doctor changes nothing)
+        parent = next((p for p in home.parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return Check("qadistill_home", False, f"{home}: cannot be created ({parent} is not a writable folder)", True, fix)
+        return Check("qadistill_home", True, f"{home} (not created yet; {parent} is writable)")
+    try:
         with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
             pass
     except OSError as exc:
-        return Check("qadistill_home", False, f"{home}: not writable ({exc.strerror})", True,
-                     "point QADISTILL_HOME at a writable folder (export QADISTILL_HOME=~/qadistill), or fix its permissions")
+        return Check("qadistill_home", False, f"{home}: not writable ({exc.strerror})", True, fix)
     return Check("qadistill_home", True, f"{home} (writable)")
 
 
@@ -137,7 +146,10 @@ def store_check() -> Check:
     from qadistill.errors import QadistillError
     from qadistill.store import Store
 
-    path = paths.store_path()
+    try:
+        path = paths.store_path()
+    except QadistillError as exc:  # the home itself is wrong: said by the home check
+        return Check("store", False, f"no store: {exc.message}", True, exc.hint)
     if not path.exists():
         return Check("store", True, f"{path} (not created yet)")
     try:
@@ -153,6 +165,16 @@ def store_check() -> Check:
     except QadistillError as exc:  # it does not open at all (not SQLite, unreadable, no permission)
         return Check("store", False, exc.message, True, exc.hint)
     return Check("store", True, f"{path} (reads whole; {n} runs)")
+
+
+def _home_text() -> str:
+    """The home as the report shows it, also when it is not a folder (the check says what is wrong)."""
+    from qadistill.errors import QadistillError
+
+    try:
+        return str(paths.home())
+    except QadistillError:
+        return os.environ.get("QADISTILL_HOME", "")
 
 
 def run_doctor(probe_gpu: bool = True) -> DoctorReport:
@@ -195,7 +217,7 @@ def run_doctor(probe_gpu: bool = True) -> DoctorReport:
     feats = cpu_features()
     data = paths.data_dir()
     rep.info = {
-        "qadistill_home": str(paths.home()),
+        "qadistill_home": _home_text(),
         "cache_dir": str(paths.cache_dir()),
         "hf_hub_cache": str(paths.hf_hub_cache()),
         "hf_offline": paths.hf_offline(),

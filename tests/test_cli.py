@@ -388,6 +388,7 @@ def test_doctor_fails_when_the_home_is_not_writable(cli, isolated_home, monkeypa
     def read_only(*a, **k):
         raise PermissionError(13, "Permission denied")
 
+    isolated_home.mkdir(parents=True, exist_ok=True)
     with monkeypatch.context() as m:
         m.setattr(tempfile, "NamedTemporaryFile", read_only)  # root ignores chmod: stand in for a read-only mount
         r = cli("doctor", "--format", "json")
@@ -395,6 +396,22 @@ def test_doctor_fails_when_the_home_is_not_writable(cli, isolated_home, monkeypa
     assert r.exit_code == 1 and not home["ok"] and "not writable" in home["value"] and "QADISTILL_HOME" in home["fix"]
     r = cli("doctor", "--format", "json")
     assert {c["name"]: c for c in json.loads(r.stdout)["checks"]}["qadistill_home"]["ok"]
+
+
+def test_doctor_reports_a_home_that_is_a_file_and_creates_no_home(cli, tmp_path, monkeypatch):
+    """With QADISTILL_HOME a file, `doctor --format json` printed nothing to stdout (an error on stderr only), so a
+    script reading its JSON got an empty string; and doctor created a missing home with its parents."""
+    f = tmp_path / "home-file"
+    f.write_text("x")
+    monkeypatch.setenv("QADISTILL_HOME", str(f))
+    r = cli("doctor", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert r.exit_code == 1 and not checks["qadistill_home"]["ok"] and "is a file, not a folder" in checks["qadistill_home"]["value"]
+    missing = tmp_path / "no" / "such" / "home"
+    monkeypatch.setenv("QADISTILL_HOME", str(missing))
+    r = cli("doctor", "--format", "json")
+    home = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["qadistill_home"]
+    assert home["ok"] and "not created yet" in home["value"] and not (tmp_path / "no").exists()
 
 
 def test_an_interrupted_command_says_how_to_finish(capsys):

@@ -86,6 +86,10 @@ def bench(
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
                              lengths=lengths.value, sessions=ns)
     targets = resolve_targets(models, bl, Registry(store=store), device)
+    from qadistill.sources import check_max_length
+
+    for t in targets:  # a length the model cannot read fails here, not in each worker after it started
+        check_max_length(Path(t.folder), max_length)
     if max(ns) > 1 and not any(t.backend.startswith("ort") for t in targets):
         raise UserInputError(f"--sessions {sessions}: sessions are for ONNX Runtime backends, and none is benched here",
                              "add --backends ort-int8 (after `qadistill export NAME --quantize dynamic`), or drop --sessions")
@@ -211,6 +215,20 @@ def _batch_cell(r: dict) -> str:
     return f"{r['batch_size']} real" if r.get("lengths") == "real" else str(r["batch_size"])
 
 
+COMPARED_SETTINGS = ("device", "data", "split", "max_length", "threads", "accuracy_limit_queries", "min_time", "lengths")
+
+
+def compare_differences(a: dict, b: dict) -> list[str]:
+    """The settings two stored runs were measured under that are not the same ("max_length 128 / 16"), and the
+    machine's CPU where it differs."""
+    sa, sb = a.get("settings") or {}, b.get("settings") or {}
+    out = [f"{k} {sa.get(k)} / {sb.get(k)}" for k in COMPARED_SETTINGS if sa.get(k) != sb.get(k)]
+    ca, cb = (a.get("env") or {}).get("cpu"), (b.get("env") or {}).get("cpu")
+    if ca != cb:
+        out.append(f"cpu {ca} / {cb}")
+    return out
+
+
 def _compare(runs: list[dict], fmt: str) -> None:
     key = lambda r: (r["model"], _backend_cell(r), r["batch_size"], r.get("lengths", "padded"))  # noqa: E731
     a = {key(r): r for r in runs[0]["rows"]}
@@ -224,8 +242,11 @@ def _compare(runs: list[dict], fmt: str) -> None:
         out.append({"model": k[0], "backend": k[1], "batch_size": k[2], "lengths": k[3], "a_pairs_s": ta, "b_pairs_s": tb,
                     "ratio_b_over_a": (tb / ta) if ta and tb else None,
                     "a_map": ra.get("map") if ra else None, "b_map": rb.get("map") if rb else None})
+    differ = compare_differences(runs[0], runs[1])
+    if differ:  # a ratio of runs measured under other settings is not the change alone: said, in every format
+        err_console().print(warn(f"the runs differ in more than the code: {'; '.join(differ)} (their ratios and MAPs mix both)"))
     if fmt == "json":
-        print_json({"a": runs[0]["run_id"], "b": runs[1]["run_id"], "rows": out})
+        print_json({"a": runs[0]["run_id"], "b": runs[1]["run_id"], "differences": differ, "rows": out})
         return
     if fmt == "csv":
         import csv
