@@ -108,6 +108,23 @@ class Reranker:
             order = order[:top_k]
         return [Ranked(r + 1, i, scores[i], passages[i], ids[i] if ids else None) for r, i in enumerate(order)]
 
+    @property
+    def max_length(self) -> int:
+        """The tokens a pair (a bi-encoder: each text) is cut to."""
+        return self._backend.max_length
+
+    def over_length(self, query: str, passages: Sequence[str]) -> int:
+        """How many of ``passages`` this model sees cut at ``max_length`` with ``query`` (longest first; a bi-encoder
+        embeds each text alone, so a passage or query longer than it)."""
+        self._check_open()
+        passages = list(passages)
+        tok, ml = self._backend.tokenizer, self._backend.max_length
+        if self.score_kind == "cosine":
+            if tok.lengths([query])[0] > ml:
+                return len(passages)
+            return sum(n > ml for n in tok.lengths(passages))
+        return sum(n > ml for n in tok.lengths([query] * len(passages), passages))
+
     def close(self) -> None:
         """Free the model; a later ``score`` or ``rank`` is an error (load it again)."""
         self._backend.close()

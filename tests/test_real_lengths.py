@@ -211,3 +211,19 @@ def test_api_and_cli_rank_with_a_token_budget(cli, tiny, pairs, tmp_path):
     assert max(abs(got[i] - want[i]) for i in range(10)) <= 1e-4
     with pytest.raises(UserInputError, match="batch_tokens 0: must be a whole number of at least 1"):
         load(str(folder), backend="torch", batch_tokens=0)
+
+
+def test_rank_says_which_passages_it_cut_and_shows_a_long_passage_cut(cli, tiny, tmp_path):
+    """A 9,000-word passage was cut at the max length without a word (eval says so) and printed whole (1,023 lines)."""
+    folder, _ = tiny
+    long = " ".join(["word"] * 3000)
+    f = write(tmp_path / "p.txt", "a short passage.\n" + long + "\n")
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(f), "--backend", "torch", "--max-length", str(MAX_LENGTH), "--format", "json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["over_length"] == 1 and res["max_length"] == MAX_LENGTH
+    assert any(x["passage"] == long for x in res["results"])  # JSON keeps the text whole
+    r = cli("rank", str(folder), "-q", "who?", "-p", str(f), "--backend", "torch", "--max-length", str(MAX_LENGTH))
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 0 and "1 of 2 passages are longer than" in said and "shown cut" in said
+    assert r.stdout.count("word") < 200

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from qadistill.api import BACKENDS
-from qadistill.cli._common import Format, FormatOpt, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, dim, err_console, out_console, print_json, table
 from qadistill.cli.errors import handle_errors
 from qadistill.errors import UserInputError
 
@@ -130,10 +130,24 @@ def rank(
         raise UserInputError("no passages to rank", "pass passages one per line in a file or on stdin")
     m = load(model, backend=backend.value, max_length=max_length, batch_size=batch_size, batch_tokens=batch_tokens, sessions=sessions)
     ranked = m.rank(query, texts, top_k=top_k, ids=ids)
+    cut = m.over_length(query, texts)
     if fmt is Format.json:
-        print_json({"model": m.name, "backend": m.backend_name, "score_kind": m.score_kind, "query": query,
+        print_json({"model": m.name, "backend": m.backend_name, "score_kind": m.score_kind, "max_length": m.max_length,
+                    "over_length": cut, "query": query,
                     "results": [{"rank": r.rank, "index": r.index, "line": line_nos[r.index], "id": r.id, "score": r.score,
                                  "passage": r.passage} for r in ranked]})
         return
     out_console().print(table(f"{m.name} ({m.backend_name}): {query}", ["rank", "score" if m.score_kind == "logit" else m.score_kind, "#", "passage"],
-                              [[r.rank, f"{r.score:.4f}", r.id or r.index, r.passage] for r in ranked]))
+                              [[r.rank, f"{r.score:.4f}", r.id or r.index, _shown(r.passage)] for r in ranked]))
+    if cut:
+        err_console().print(dim(f"{cut} of {len(texts)} passages are longer than {m.name}'s max length ({m.max_length} "
+                                "tokens with the query) and were cut, longest first: their scores are of the cut text"))
+    if any(len(r.passage) > SHOWN_CHARS for r in ranked):
+        err_console().print(dim(f"passages over {SHOWN_CHARS} characters are shown cut (… ); --format json has them whole"))
+
+
+SHOWN_CHARS = 400  # a passage cell longer than this is cut in the table (a 9,000-word passage filled 1,023 lines)
+
+
+def _shown(passage: str) -> str:
+    return passage if len(passage) <= SHOWN_CHARS else passage[:SHOWN_CHARS].rstrip() + " …"
