@@ -45,7 +45,6 @@ def bench(
     """Accuracy versus speed across models, backends and devices: latency p50/p90/p99, throughput, size, memory, MAP."""
     from qadistill.bench import BenchSettings, check_batch_tokens, check_device, plot as draw, resolve_targets, run_bench
     from qadistill.errors import UserInputError
-    from qadistill.progress import RichProgress
     from qadistill.registry import Registry
     from qadistill.store import Store
 
@@ -86,25 +85,36 @@ def bench(
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
                              lengths=lengths.value, sessions=ns)
     targets = resolve_targets(models, bl, Registry(store=store), device)
-    from qadistill.sources import check_max_length
-
-    for t in targets:  # a length the model cannot read fails here, not in each worker after it started
-        check_max_length(Path(t.folder), max_length)
+    _check_lengths(targets, max_length)
     if max(ns) > 1 and not any(t.backend.startswith("ort") for t in targets):
         raise UserInputError(f"--sessions {sessions}: sessions are for ONNX Runtime backends, and none is benched here",
                              "add --backends ort-int8 (after `qadistill export NAME --quantize dynamic`), or drop --sessions")
-    from qadistill.errors import InterruptedRunError
-
-    try:
-        with RichProgress() as prog:
-            res = run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
-    except KeyboardInterrupt as exc:  # nothing of a run is stored until it ends: say so, not "run it again to finish it"
-        raise InterruptedRunError("interrupted: a bench run is stored only when it ends, so nothing of this one was kept",
-                                  "run the same command again: it starts over", exc) from None
+    res = _measure(run_bench, targets, settings, baseline, store)
     if plot and res["rows"]:
         draw(res["rows"], plot)
         err_console().print(f"plot written to {plot}")
     _report(res, fmt)
+
+
+def _check_lengths(targets: list, max_length: int) -> None:
+    """A length a model cannot read fails here, not in each worker after it started."""
+    from qadistill.sources import check_max_length
+
+    for t in targets:
+        check_max_length(Path(t.folder), max_length)
+
+
+def _measure(run_bench, targets: list, settings, baseline: str | None, store) -> dict:
+    """The run under a progress display; Ctrl-C says nothing was kept (a run is stored only when it ends)."""
+    from qadistill.errors import InterruptedRunError
+    from qadistill.progress import RichProgress
+
+    try:
+        with RichProgress() as prog:
+            return run_bench(targets, settings, baseline=baseline, progress=prog, store=store)
+    except KeyboardInterrupt as exc:  # not "run it again to finish it": a rerun starts over
+        raise InterruptedRunError("interrupted: a bench run is stored only when it ends, so nothing of this one was kept",
+                                  "run the same command again: it starts over", exc) from None
 
 
 def _saved_runs(store, ids: list[str]) -> list[dict]:
