@@ -761,7 +761,7 @@ def load_delimited(path: Path, columns: dict[str, str] | None = None, name: str 
                 q,
                 cells[idx["passage_id"]] if "passage_id" in idx else f"p{ln}",
                 cells[idx["passage"]],
-                _tsv_label(cells, idx, path, ln) if delim == "\t" else _label(cells[idx["label"]], path, ln) if "label" in idx else None,
+                _tsv_label(cells, idx, path, ln) if delim == "\t" else (_label(cells[idx["label"]], path, ln) if "label" in idx else None),
             )
         )
         lns.append(ln)
@@ -779,9 +779,9 @@ def _tsv_label(cells: list[str], idx: dict[str, int], path: Path, ln: int) -> in
         return _label(cells[idx["label"]], path, ln)
     except DataError as exc:
         if any(c[:1] == '"' for c in cells):
-            raise DataError(exc.message, f"line {ln} looks CSV-quoted (a cell opens with a quote): a .tsv is read as text unless it is "
-                        "quoted throughout; write every cell quoted (csv.QUOTE_ALL; pandas: quoting=csv.QUOTE_ALL) or "
-                        "write a .csv; else " + (exc.hint or "")) from None
+            quoted = (f"line {ln} looks CSV-quoted (a cell opens with a quote): a .tsv is read as text unless it is quoted "
+                      "throughout; write every cell quoted (csv.QUOTE_ALL; pandas: quoting=csv.QUOTE_ALL) or write a .csv; else ")
+            raise DataError(exc.message, quoted + (exc.hint or "")) from None
         raise
 
 
