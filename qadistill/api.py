@@ -56,8 +56,9 @@ class Reranker:
         return f"Reranker({self.name!r}, backend={self.backend_name!r}, folder={str(self._backend.folder)!r})"
 
     def score(self, pairs: Iterable[tuple[str, str]]) -> list[float]:
-        """Scores of (query, passage) pairs, in their order (``score_kind``: logits, or a bi-encoder's cosines); a pair that is not two non-empty strings is an error, and
-        so is a score that is not finite (a damaged or diverged model: never a NaN that would reorder a ranking)."""
+        """Scores of (query, passage) pairs, in their order (``score_kind``: logits, or a bi-encoder's cosines); a pair
+        that is not two non-empty strings is an error, and so is a score that is not finite (a damaged or diverged
+        model: never a NaN that would reorder a ranking)."""
         self._check_open()
         if isinstance(pairs, (str, bytes)):
             raise UserInputError("pairs: expected (query, passage) pairs, not one string", "e.g. score([(\"who?\", \"a passage\")])")

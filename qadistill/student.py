@@ -44,16 +44,17 @@ def check_init(recipe: StudentRecipe, registry) -> None:
     scores): a source that is not a BERT encoder, or more layers to keep than it has."""
     from transformers import AutoConfig
 
-    init = recipe.init
-    if isinstance(init, ConfigInit):
-        return
-    folder = encoder_folder_for(recipe, registry)
-    cfg = AutoConfig.from_pretrained(str(folder))
+    if isinstance(recipe.init, (TruncateInit, PretrainedInit)):  # the inits build_encoder loads from a source
+        folder = encoder_folder_for(recipe, registry)
+        _check_source(recipe.init, AutoConfig.from_pretrained(str(folder)), folder)
+
+
+def _check_source(init, cfg, folder: Path) -> None:
+    """A student's source must be a BERT encoder with at least the layers a truncation keeps."""
     if cfg.model_type != "bert":
         raise UserInputError(f"student init {folder} is a {cfg.model_type} model; students are BERT encoders", "pick a BERT-family init")
     if isinstance(init, TruncateInit) and init.layers > cfg.num_hidden_layers:
-        raise UserInputError(f"student '{recipe.name}': init.layers={init.layers} but {init.model} has {cfg.num_hidden_layers} layers",
-                             f"use at most {cfg.num_hidden_layers}")
+        raise UserInputError(f"init.layers={init.layers} but {init.model} has {cfg.num_hidden_layers} layers", f"use at most {cfg.num_hidden_layers}")
 
 
 def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
@@ -71,11 +72,8 @@ def build_encoder(recipe: StudentRecipe, registry, seed: int = 0):
                          num_attention_heads=init.num_heads, intermediate_size=init.intermediate_size)
         return BertModel(cfg), tok
     cfg = AutoConfig.from_pretrained(str(folder))
-    if cfg.model_type != "bert":
-        raise UserInputError(f"student init {folder} is a {cfg.model_type} model; students are BERT encoders", "pick a BERT-family init")
+    _check_source(init, cfg, folder)
     if isinstance(init, TruncateInit):
-        if init.layers > cfg.num_hidden_layers:
-            raise UserInputError(f"init.layers={init.layers} but {init.model} has {cfg.num_hidden_layers} layers", f"use at most {cfg.num_hidden_layers}")
         full = load_encoder(folder)
         cfg.num_hidden_layers = init.layers
         model = BertModel(cfg)
