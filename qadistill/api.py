@@ -218,6 +218,14 @@ def _folder_backend(ref, backend: str) -> tuple[str, Path, str, int, str]:
     return p.name, p, "torch", int(ref.max_length or 128), arch
 
 
+def ref_has_onnx(name: str, registry=None) -> bool:
+    """Whether the zoo holds an ONNX export of ``name`` (so `backend torch` was a choice, not a lack)."""
+    try:
+        return any(resolve_model(name, b, registry)[2].startswith("onnx") for b in ("onnx-int8", "onnx"))
+    except UserInputError:
+        return False
+
+
 def _export_source(folder: Path) -> str | None:
     """The model an export folder was made from, as its manifest names it (None when it does not)."""
     from qadistill.modelref import export_manifest
@@ -277,8 +285,9 @@ def load(name_or_path: str, backend: str = "auto", max_length: int | None = None
         ml = max_length
     if sessions > 1:
         if not kind.startswith("onnx"):
-            raise UserInputError(f"sessions={sessions} needs an ONNX model; '{label}' would run on PyTorch",
-                                 f"export it first (`qadistill export {label} --quantize dynamic`) or use sessions=1")
+            how = ("drop backend torch (auto serves its export) or use sessions=1" if backend == "torch" and ref_has_onnx(label, registry)
+                   else f"export it first (`qadistill export {label} --quantize dynamic`) or use sessions=1")
+            raise UserInputError(f"sessions={sessions} needs an ONNX model; '{label}' would run on PyTorch", how)
         pool = SessionPool(lambda t: OrtBackend(folder, ml, threads=t), sessions, threads)
         return Reranker(label, kind, pool.load(), batch_size, batch_tokens)
     if kind.startswith("onnx"):

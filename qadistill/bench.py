@@ -319,18 +319,23 @@ def run_bench(targets: list[Target], settings: BenchSettings, baseline: str | No
     return result
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], run: dict | None = None) -> str:
+    """The rows as CSV; with ``run``, each row also says its run and the data its MAP is of (run_id, data, split,
+    accuracy_queries)."""
     import csv
     import io
 
     buf = io.StringIO()
     cols = ["model", "backend", "device", "threads", "batch_size", "max_length", "lengths", "p50_ms", "p90_ms", "p99_ms", "min_ms",
             "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
-            "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto", "sessions"]  # new columns go last: scripts read by position
+            "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto", "sessions",
+            "run_id", "data", "split", "accuracy_queries"]  # new columns go last: scripts read by position
+    settings = (run or {}).get("settings") or {}
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:
-        w.writerow({**{k: r.get(k) for k in cols}, "lengths": r.get("lengths", "padded"), "sessions": r.get("sessions", 1), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
+        w.writerow({**{k: r.get(k) for k in cols}, "run_id": (run or {}).get("run_id"), "data": settings.get("data"),
+                    "split": settings.get("split"), "lengths": r.get("lengths", "padded"), "sessions": r.get("sessions", 1), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
                     "p99_ms": r["latency_ms"]["p99"], "min_ms": r["latency_ms"]["min"], "tokenize_p50_ms": r["tokenize_ms"]["p50"],
                     "e2e_p50_ms": r["e2e_ms"]["p50"]})
     return buf.getvalue()

@@ -347,3 +347,31 @@ def test_an_export_named_with_backends_that_leave_it_out_is_refused(tmp_path):
     assert "`qadistill bench s1 --backends torch,ort`" in e.value.hint
     assert [t.backend for t in resolve_targets(["s1-int8-dynamic"], ["ort-int8"], reg, "cpu")] == ["ort-int8"]
     assert [t.backend for t in resolve_targets(["s1-int8-dynamic"], None, reg, "cpu")] == ["ort-int8"]  # no --backends
+
+
+def test_bench_lists_and_baseline_are_checked_before_any_worker(cli, tiny_bench, monkeypatch):
+    """`--backends ort,,ort-int8` was read while `--batch-sizes 1,,8` was refused; `bench s1 s1` gave two identical
+    rows; a --baseline naming a backend not benched failed after the first rows were measured."""
+    import qadistill.bench
+
+    monkeypatch.setattr(qadistill.bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    folder, data = tiny_bench
+    r = cli("bench", str(folder), "--data", str(data), "--backends", "torch,,ort")
+    assert r.exit_code == 2 and "has an empty item" in r.stderr, r.output
+    r = cli("bench", str(folder), str(folder), "--data", str(data))
+    assert r.exit_code == 2 and "is named twice" in r.stderr, r.output
+    r = cli("bench", str(folder), "--data", str(data), "--backends", "torch", "--baseline", f"{folder}:ort-int8")
+    assert r.exit_code == 2 and "names no row this run measures" in r.stderr and f"{folder}:torch" in r.stderr, r.output
+
+
+def test_bench_csv_says_its_run_and_data(cli, tiny_bench):
+    folder, data = tiny_bench
+    r = cli("bench", str(folder), "--data", str(data), "--batch-sizes", "1", "--max-length", "32", "--min-time", "0",
+            "--min-runs", "2", "--threads", "1", "--backends", "torch", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows and rows[0]["run_id"].startswith("bench-") and rows[0]["data"] == str(data) and rows[0]["split"] == "all"
+    assert rows[0]["accuracy_queries"] == "12"

@@ -134,3 +134,15 @@ def test_every_single_thread_session_runs_flushed_not_only_the_processs_first(on
     assert np.array_equal(later.score_real_lengths(qs, ps, 4), ref) and denormals_flushed() == before
     plain = OrtBackend(onnx_dir, MAX_LENGTH, threads=1, session={}).load()  # settings that do not ask: left alone
     assert plain._run_env is None
+
+
+def test_sessions_with_backend_torch_of_an_exported_model_says_to_drop_torch(monkeypatch):
+    """`rank s1 --backend torch --sessions 2` said "export it first" for a model already exported."""
+    import qadistill.api as api
+    from qadistill.errors import UserInputError
+
+    monkeypatch.setattr(api, "resolve_model", lambda name, backend="auto", registry=None: (
+        name, __import__("pathlib").Path("/nowhere"), "torch" if backend == "torch" else "onnx-int8", 64, "cross-encoder"))
+    with pytest.raises(UserInputError, match="sessions=2 needs an ONNX model") as e:
+        api.load("s1", backend="torch", sessions=2)
+    assert "drop backend torch" in e.value.hint and "export it first" not in e.value.hint

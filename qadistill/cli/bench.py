@@ -61,9 +61,7 @@ def bench(
     bss = _batch_sizes(batch_sizes)
     check_batch_tokens(bss, max_length)
     ns = _batch_sizes(sessions, "--sessions", "1,2")
-    bl = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
-    if backends is not None and not bl:
-        raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
+    bl = _backend_list(models, backends)
     if plot and no_accuracy:
         raise UserInputError("--plot draws MAP against throughput: it needs the accuracy pass", "drop --no-accuracy (or --plot)")
     if threads and threads > (os.cpu_count() or 1):
@@ -85,7 +83,7 @@ def bench(
                              min_time=min_time, min_runs=min_runs, accuracy=not no_accuracy, accuracy_limit_queries=accuracy_queries,
                              lengths=lengths.value, sessions=ns)
     targets = resolve_targets(models, bl, Registry(store=store), device)
-    _check_lengths(targets, max_length)
+    _check_targets(targets, max_length, baseline)
     if max(ns) > 1 and not any(t.backend.startswith("ort") for t in targets):
         raise UserInputError(f"--sessions {sessions}: sessions are for ONNX Runtime backends, and none is benched here",
                              "add --backends ort-int8 (after `qadistill export NAME --quantize dynamic`), or drop --sessions")
@@ -96,12 +94,37 @@ def bench(
     _report(res, fmt)
 
 
-def _check_lengths(targets: list, max_length: int) -> None:
-    """A length a model cannot read fails here, not in each worker after it started."""
+def _backend_list(models: list[str], backends: str | None) -> list[str] | None:
+    """--backends as a list (None: the defaults), read as --batch-sizes is (an empty item is refused); a model named
+    twice is refused (it made two identical rows, while a backend named twice made one)."""
+    from qadistill.errors import UserInputError
+
+    twice = next((m for i, m in enumerate(models) if m in models[:i]), None)
+    if twice is not None:
+        raise UserInputError(f"{twice!r} is named twice", "name each model once")
+    if backends is None:
+        return None
+    items = [b.strip() for b in backends.split(",")]
+    if not any(items):
+        raise UserInputError(f"--backends {backends!r} names no backend", "e.g. --backends torch,ort-int8")
+    if "" in items:
+        raise UserInputError(f"--backends {backends!r} has an empty item", "separate backends with single commas, e.g. torch,ort-int8")
+    return list(dict.fromkeys(items))
+
+
+def _check_targets(targets: list, max_length: int, baseline: str | None) -> None:
+    """What would fail mid-run fails here, before any worker starts: a length a model cannot read, a --baseline that
+    names no benched row (it failed after the first rows were measured)."""
+    from qadistill.errors import UserInputError
     from qadistill.sources import check_max_length
 
     for t in targets:
         check_max_length(Path(t.folder), max_length)
+    if baseline:
+        m, _, b = baseline.partition(":")
+        if not any(t.model == m and (not b or t.backend == b) for t in targets):
+            rows = ", ".join(dict.fromkeys(f"{t.model}:{t.backend}" for t in targets))
+            raise UserInputError(f"--baseline {baseline!r} names no row this run measures", f"use one of {rows}")
 
 
 def _measure(run_bench, targets: list, settings, baseline: str | None, store) -> dict:
@@ -154,7 +177,7 @@ def _report(res: dict, fmt: str) -> None:
     if fmt == "json":
         print_json(res)
     elif fmt == "csv":
-        typer.echo(to_csv(res["rows"]), nl=False)
+        typer.echo(to_csv(res["rows"], res), nl=False)
     else:
         _render(res)
 
