@@ -117,14 +117,12 @@ class Reranker:
     def over_length(self, query: str, passages: Sequence[str]) -> int:
         """How many of ``passages`` this model sees cut at ``max_length`` with ``query`` (longest first; a bi-encoder
         embeds each text alone, so a passage or query longer than it)."""
+        from qadistill.backends import count_over_length
+
         self._check_open()
         passages = list(passages)
-        tok, ml = self._backend.tokenizer, self._backend.max_length
-        if self.score_kind == "cosine":
-            if tok.lengths([query])[0] > ml:
-                return len(passages)
-            return sum(n > ml for n in tok.lengths(passages))
-        return sum(n > ml for n in tok.lengths([query] * len(passages), passages))
+        return count_over_length(self._backend.tokenizer, self.max_length, [query] * len(passages), passages,
+                                 each_text=self.score_kind == "cosine")
 
     def close(self) -> None:
         """Free the model; a later ``score`` or ``rank`` is an error (load it again)."""

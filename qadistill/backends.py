@@ -162,6 +162,17 @@ def length_batches(lengths: list[int], batch_size: int, batch_tokens: int | None
     return batches + [cur] if cur else batches
 
 
+def count_over_length(tok, max_length: int, queries: list[str], passages: list[str], each_text: bool) -> int:
+    """How many of the pairs a model sees cut at ``max_length``: a cross-encoder's pair longer than it or, with
+    ``each_text`` (a bi-encoder embeds each text alone), a pair whose query or passage is; each distinct text is
+    tokenized once (``tok``: a ``PairTokenizer``)."""
+    if each_text:
+        texts = list(dict.fromkeys(queries + passages))
+        long = {t for t, n in zip(texts, tok.lengths(texts)) if n > max_length}
+        return sum(1 for q, p in zip(queries, passages) if q in long or p in long)
+    return sum(1 for n in tok.lengths(queries, passages) if n > max_length)
+
+
 class Backend:
     name = "base"
     score_kind = "logit"  # what score_* return: a relevance logit (a bi-encoder's: "cosine")

@@ -330,11 +330,12 @@ def to_csv(rows: list[dict], run: dict | None = None) -> str:
             "tokenize_p50_ms", "e2e_p50_ms", "throughput_pairs_s", "e2e_throughput_pairs_s", "load_s", "peak_rss_mb",
             "gpu_mem_mb", "size_mb", "map", "mrr", "mrr@10", "ndcg@10", "accuracy", "auc", "speedup", "pareto", "sessions",
             "run_id", "data", "split", "accuracy_queries"]  # new columns go last: scripts read by position
-    settings = (run or {}).get("settings") or {}
+    run = run or {}
+    settings = run.get("settings") or {}
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:
-        w.writerow({**{k: r.get(k) for k in cols}, "run_id": (run or {}).get("run_id"), "data": settings.get("data"),
+        w.writerow({**{k: r.get(k) for k in cols}, "run_id": run.get("run_id"), "data": settings.get("data"),
                     "split": settings.get("split"), "lengths": r.get("lengths", "padded"), "sessions": r.get("sessions", 1), "p50_ms": r["latency_ms"]["p50"], "p90_ms": r["latency_ms"]["p90"],
                     "p99_ms": r["latency_ms"]["p99"], "min_ms": r["latency_ms"]["min"], "tokenize_p50_ms": r["tokenize_ms"]["p50"],
                     "e2e_p50_ms": r["e2e_ms"]["p50"]})

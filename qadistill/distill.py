@@ -283,19 +283,24 @@ def _check_name_free(registry, name: str, replace: bool) -> None:
                              f"pass --overwrite to replace it, pick another --name, or `qadistill zoo remove {name} --delete-files`")
 
 
+def eval_also_split(spec: str) -> tuple[str, str]:
+    """An --eval-also set's (data, split): a named dataset's default is dev, a file is read whole (``all``) unless a
+    split is given ('FILE:test')."""
+    ds_name, _, split = spec.partition(":")
+    return ds_name, split or ("dev" if is_named(ds_name) else WHOLE)
+
+
 def eval_also_label(spec: str) -> str:
-    """How results name an --eval-also set: 'trecqa:dev' (a named dataset's default: dev), 'ABSPATH:all' (a file is
-    read whole unless a split is given, 'FILE:test'), as eval names its data."""
+    """How results name an --eval-also set: 'trecqa:dev', 'ABSPATH:all', as eval names its data."""
     from qadistill.splits import dataset_label
 
-    ds_name, _, split = spec.partition(":")
-    return f"{dataset_label(ds_name)}:{split or ('dev' if is_named(ds_name) else WHOLE)}"
+    ds_name, split = eval_also_split(spec)
+    return f"{dataset_label(ds_name)}:{split}"
 
 
 def _eval_also(spec: str, train: QADataset) -> QADataset:
     """Validation data is never trained on: it must be labelled and share no pair with the training data."""
-    ds_name, _, split = spec.partition(":")
-    ds = load_split(ds_name, split or ("dev" if is_named(ds_name) else None))
+    ds = load_split(*eval_also_split(spec))
     require_labelled(ds, f"--eval-also {spec}")
     n = overlap(ds, train)
     if n:

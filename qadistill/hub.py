@@ -185,7 +185,7 @@ def register_pulled(registry, res: PullResult, name: str | None = None) -> "Pull
     for a in copies_before:  # a copy not made again goes
         if a.name not in variants and Path(a.path).is_dir() and paths.under_home(Path(a.path)):
             shutil.rmtree(a.path, ignore_errors=True)
-    same = res.commit is not None and (before.manifest or {}).get("commit") == res.commit if before is not None else False
+    same = before is not None and res.commit is not None and (before.manifest or {}).get("commit") == res.commit
     dropped = []
     for a in local_before:
         if a.name in variants:

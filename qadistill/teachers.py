@@ -115,15 +115,10 @@ class Teacher:
     def over_length(self, ds) -> int:
         """How many of ``ds``'s pairs this teacher sees cut at its max length: a cross-encoder's pair longer than it, a
         bi-encoder's pair whose query or passage is (each is embedded alone)."""
-        from qadistill.backends import PairTokenizer
+        from qadistill.backends import PairTokenizer, count_over_length
 
-        tok = PairTokenizer(self.folder, self.max_length)
-        qs, ps = [p.query for p in ds.pairs], [p.passage for p in ds.pairs]
-        if self.architecture.startswith("bi-encoder"):  # each distinct text once, as it is embedded
-            texts = list(dict.fromkeys(qs + ps))
-            long = {t for t, n in zip(texts, tok.lengths(texts)) if n > self.max_length}
-            return sum(1 for q, t in zip(qs, ps) if q in long or t in long)
-        return sum(1 for n in tok.lengths(qs, ps) if n > self.max_length)
+        return count_over_length(PairTokenizer(self.folder, self.max_length), self.max_length, [p.query for p in ds.pairs],
+                                 [p.passage for p in ds.pairs], each_text=self.architecture.startswith("bi-encoder"))
 
     # -- scoring --------------------------------------------------------------------------------------------------------
     def score_space(self) -> str:

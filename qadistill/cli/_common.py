@@ -137,6 +137,16 @@ def warn(text: str):
     return Text(text, style="yellow")
 
 
+def refuse_named_twice(names: list[str], hint: str) -> None:
+    """A name given twice on one command line is a UserInputError naming it (eval: an "ensemble" of a model with
+    itself; bench: two identical rows)."""
+    from qadistill.errors import UserInputError
+
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise UserInputError(f"{twice!r} is named twice", hint)
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 

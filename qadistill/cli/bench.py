@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Device, dim, err_console, out_console, print_json, styled, table, warn
+from qadistill.cli._common import Device, dim, err_console, out_console, print_json, refuse_named_twice, styled, table, warn
 from qadistill.cli.errors import handle_errors
 
 
@@ -99,9 +99,7 @@ def _backend_list(models: list[str], backends: str | None) -> list[str] | None:
     twice is refused (it made two identical rows, while a backend named twice made one)."""
     from qadistill.errors import UserInputError
 
-    twice = next((m for i, m in enumerate(models) if m in models[:i]), None)
-    if twice is not None:
-        raise UserInputError(f"{twice!r} is named twice", "name each model once")
+    refuse_named_twice(models, "name each model once")
     if backends is None:
         return None
     items = [b.strip() for b in backends.split(",")]

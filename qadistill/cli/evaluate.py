@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from qadistill.cli._common import Format, FormatOpt, dim, err_console, out_console, print_json, table
+from qadistill.cli._common import Format, FormatOpt, dim, err_console, out_console, print_json, refuse_named_twice, table
 from qadistill.cli.errors import handle_errors
 from qadistill.errors import UserInputError
 
@@ -30,9 +30,7 @@ def eval_(
     names = list(models or []) + members
     if not names:
         raise UserInputError("nothing to evaluate", "name a model, e.g. `qadistill eval all-minilm-l6-v2 --data wikiqa`")
-    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if twice is not None:  # an "ensemble" of a teacher with itself is that teacher, under a misleading name
-        raise UserInputError(f"{twice!r} is named twice", "name each model or teacher once")
+    refuse_named_twice(names, "name each model or teacher once")  # an "ensemble" of a teacher with itself misleads
     store = Store.open()
     with RichProgress() as prog:
         res = evaluate(names, Registry(store=store), data, split, ensemble=members, batch_size=batch_size,
